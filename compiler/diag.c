@@ -1,0 +1,16 @@
+#include "diag.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+
+int err_set(dsc_err *e, const char *fmt, ...)
+{
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}

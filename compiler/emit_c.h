@@ -1,0 +1,37 @@
+/* emit_c.h — the backend: a planned graph becomes C11 source and header.
+ *
+ * Output is deterministic (same input, byte-identical text): every shape a
+ * constant, every buffer an arena offset or a weight offset, every loop a
+ * call into the runtime.  Knows nothing of Lua. */
+#ifndef DSC_EMIT_C_H
+#define DSC_EMIT_C_H
+
+#include "model.h"
+#include "passes.h"
+#include "weights.h"
+
+#define DSC_VERSION "0.1"
+
+typedef struct emit_options {
+    /* NULL: `#include "dsc_runtime.h"` and the model header, for shipping.
+     * Else the runtime header's text, pasted in place of both includes so
+     * the source compiles on its own (the JIT has no files). */
+    const char *inline_runtime_header;
+    const char *passes;  /* named in the header comment: "plan-memory" */
+} emit_options;
+
+/* The .c file's text, or NULL when out of memory.  Defines
+ *   int NAME_forward(const float *weights, <inputs>, <outputs>, void *arena)
+ *   int NAME_forward_io(const float *weights, void *const *io, void *arena)
+ * the second taking inputs then outputs in declaration order. */
+char *emit_c_source(const model *m, const memory_plan *plan,
+                    const weight_layout *weights, const emit_options *opts);
+
+/* The .h file's text: sizes as #defines and the forward's prototype. */
+char *emit_c_header(const model *m, const memory_plan *plan,
+                    const weight_layout *weights);
+
+/* The name of the uniform entry point, NAME_forward_io, into buf. */
+const char *emit_entry_name(const model *m, char *buf, int len);
+
+#endif

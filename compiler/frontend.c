@@ -1,0 +1,856 @@
+/* frontend.c — the embedded, sandboxed Lua 5.4 that runs model files.
+ *
+ * Builder functions (dsc.linear, ...) turn Lua calls into graph nodes; each
+ * node keeps the Lua line that made it and the model file's line that led
+ * there, so errors point at the user's code even when the call came through
+ * the nn block library. */
+#define _POSIX_C_SOURCE 200809L
+#include "frontend.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "dsc_runtime.h"
+#include "fileio.h"
+
+extern const char embedded_nn_lua[];
+
+#define TENSOR_MT   "dsc.tensor"
+#define LIB_CHUNK   "nn.lua"
+#define HOOK_EVERY  1000
+
+/* Everything one model run needs; reached from Lua through the state's
+ * extra space, so nothing here is global. */
+typedef struct frontend {
+    lua_State *L;
+    graph *g;
+    const char *path;          /* interned model path */
+    const char *lib;           /* interned library chunk name */
+    const frontend_define *defines;
+    int n_defines;
+    int config_called;
+    model_config_entry *config;
+    int n_config;
+    long long budget;          /* instructions left */
+    size_t mem_used, mem_limit;
+} frontend;
+
+
+static frontend *ctx_of(lua_State *L)
+{
+    return *(frontend **)lua_getextraspace(L);
+}
+
+
+frontend_limits frontend_default_limits(void)
+{
+    return (frontend_limits){ .instructions = 200000000LL,
+                              .memory_bytes = (size_t)256 << 20 };
+}
+
+
+/* ---- sandbox limits ---------------------------------------------------- */
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    frontend *f = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        f->mem_used -= old;
+        free(ptr);
+        return NULL;
+    }
+    if (nsize > old && nsize - old > f->mem_limit - f->mem_used)
+        return NULL;  /* Lua raises "not enough memory" */
+    void *p = realloc(ptr, nsize);
+    if (p)
+        f->mem_used = f->mem_used - old + nsize;
+    return p;
+}
+
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    frontend *f = ctx_of(L);
+    f->budget -= HOOK_EVERY;
+    if (f->budget < 0)
+        luaL_error(L, "the model ran past its instruction budget (an endless "
+                      "loop?)");
+}
+
+
+/* ---- locations --------------------------------------------------------- */
+
+/* The innermost Lua frame, and the innermost frame in the model file. */
+static void where(lua_State *L, graph_loc *loc, graph_loc *user_loc)
+{
+    frontend *f = ctx_of(L);
+    lua_Debug ar;
+    int found_loc = 0;
+    *loc = *user_loc = (graph_loc){ f->path, 0 };
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0)
+            continue;
+        const char *src = ar.source[0] == '@' ? ar.source + 1 : ar.source;
+        int is_model = strcmp(src, f->path) == 0;
+        if (!found_loc) {
+            *loc = (graph_loc){ is_model ? f->path : f->lib, ar.currentline };
+            found_loc = 1;
+        }
+        if (is_model) {
+            *user_loc = (graph_loc){ f->path, ar.currentline };
+            return;
+        }
+    }
+    *user_loc = *loc;
+}
+
+
+/* Raise a Lua error "model.lua:LINE: error: <op>: <message>". */
+static int fail(lua_State *L, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int fail(lua_State *L, const char *fmt, ...)
+{
+    graph_loc loc, user;
+    where(L, &loc, &user);
+    char msg[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lua_pushfstring(L, "%s:%d: error: %s", user.file, user.line, msg);
+    return lua_error(L);
+}
+
+
+/* Raise a graph error (already formatted with its place). */
+static int fail_err(lua_State *L, const dsc_err *err)
+{
+    lua_pushstring(L, err->msg);
+    return lua_error(L);
+}
+
+
+/* ---- tensors in Lua ---------------------------------------------------- */
+
+static void push_tensor(lua_State *L, int index)
+{
+    int *ud = lua_newuserdatauv(L, sizeof(int), 0);
+    *ud = index;
+    luaL_setmetatable(L, TENSOR_MT);
+}
+
+
+static int check_tensor(lua_State *L, int arg, const char *op)
+{
+    int *ud = luaL_testudata(L, arg, TENSOR_MT);
+    if (!ud)
+        return fail(L, "%s: argument %d must be a tensor, got %s", op, arg,
+                    luaL_typename(L, arg));
+    return *ud;
+}
+
+
+static int opt_tensor(lua_State *L, int arg, const char *op)
+{
+    return lua_isnoneornil(L, arg) ? -1 : check_tensor(L, arg, op);
+}
+
+
+static void check_shape_arg(lua_State *L, int arg, const char *op,
+                            graph_shape *shape)
+{
+    if (!lua_istable(L, arg))
+        fail(L, "%s: argument %d must be a shape like {16, 20}, got %s", op,
+             arg, luaL_typename(L, arg));
+    lua_Integer n = luaL_len(L, arg);
+    if (n > GRAPH_MAX_RANK)
+        fail(L, "%s: rank %lld is above the limit of %d", op, (long long)n,
+             GRAPH_MAX_RANK);
+    shape->rank = (int)n;
+    for (int i = 0; i < shape->rank; i++) {
+        lua_geti(L, arg, i + 1);
+        int ok;
+        lua_Integer d = lua_tointegerx(L, -1, &ok);
+        lua_pop(L, 1);
+        if (!ok || d < 1)
+            fail(L, "%s: dimension %d of the shape must be a positive "
+                 "integer", op, i + 1);
+        shape->dim[i] = d;
+    }
+}
+
+
+/* Options tables: every key must be one the op knows. */
+static void check_options(lua_State *L, int arg, const char *op,
+                          const char *const *known)
+{
+    if (lua_isnoneornil(L, arg))
+        return;
+    if (!lua_istable(L, arg))
+        fail(L, "%s: options must be a table, got %s", op,
+             luaL_typename(L, arg));
+    lua_pushnil(L);
+    while (lua_next(L, arg)) {
+        lua_pop(L, 1);
+        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                         : NULL;
+        int ok = 0;
+        for (int i = 0; key && known[i]; i++)
+            ok |= strcmp(key, known[i]) == 0;
+        if (!ok)
+            fail(L, "%s: unknown option '%s'", op,
+                 key ? key : luaL_typename(L, -1));
+    }
+}
+
+
+/* opts[key] as a number (def when absent). */
+static double opt_number(lua_State *L, int arg, const char *op,
+                         const char *key, double def)
+{
+    if (lua_isnoneornil(L, arg))
+        return def;
+    double v = def;
+    if (lua_getfield(L, arg, key) != LUA_TNIL) {
+        if (!lua_isnumber(L, -1))
+            fail(L, "%s: option '%s' must be a number", op, key);
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+
+static int opt_bool(lua_State *L, int arg, const char *op, const char *key,
+                    int def)
+{
+    if (lua_isnoneornil(L, arg))
+        return def;
+    int v = def;
+    int type = lua_getfield(L, arg, key);
+    if (type != LUA_TNIL) {
+        if (type != LUA_TBOOLEAN)
+            fail(L, "%s: option '%s' must be true or false", op, key);
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+
+static int add_node(lua_State *L, graph_op op, const int *inputs, int n,
+                    const graph_attrs *attrs)
+{
+    frontend *f = ctx_of(L);
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    int t = graph_add_node(f->g, op, inputs, n, attrs, loc, user, &err);
+    if (t < 0)
+        return fail_err(L, &err);
+    push_tensor(L, t);
+    return 1;
+}
+
+
+static int tensor_index(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    int t = *(int *)luaL_checkudata(L, 1, TENSOR_MT);
+    const char *key = luaL_checkstring(L, 2);
+    const graph_tensor *tensor = &f->g->tensors[t];
+    if (strcmp(key, "shape") == 0) {
+        lua_createtable(L, tensor->shape.rank, 0);
+        for (int i = 0; i < tensor->shape.rank; i++) {
+            lua_pushinteger(L, tensor->shape.dim[i]);
+            lua_seti(L, -2, i + 1);
+        }
+    } else if (strcmp(key, "rank") == 0) {
+        lua_pushinteger(L, tensor->shape.rank);
+    } else if (strcmp(key, "dtype") == 0) {
+        lua_pushstring(L, graph_dtype_name(tensor->dtype));
+    } else if (strcmp(key, "name") == 0) {
+        lua_pushstring(L, tensor->name);
+    } else {
+        return fail(L, "a tensor has shape, rank, dtype and name, not '%s'",
+                    key);
+    }
+    return 1;
+}
+
+
+static int tensor_tostring(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    const graph_tensor *t =
+        &f->g->tensors[*(int *)luaL_checkudata(L, 1, TENSOR_MT)];
+    char shape[96];
+    lua_pushfstring(L, "tensor %s %s%s", t->name, graph_dtype_name(t->dtype),
+                    graph_shape_str(&t->shape, shape, sizeof shape));
+    return 1;
+}
+
+
+/* ---- the builder API: dsc.* -------------------------------------------- */
+
+static int l_input(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    graph_shape shape;
+    check_shape_arg(L, 2, "input", &shape);
+    const char *dtype = luaL_optstring(L, 3, "float32");
+    graph_dtype dt;
+    if (strcmp(dtype, "float32") == 0)
+        dt = GRAPH_F32;
+    else if (strcmp(dtype, "int32") == 0)
+        dt = GRAPH_I32;
+    else
+        return fail(L, "input: dtype must be \"float32\" or \"int32\", got "
+                    "\"%s\"", dtype);
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    int t = graph_add_input(f->g, name, dt, &shape, user, &err);
+    if (t < 0)
+        return fail_err(L, &err);
+    push_tensor(L, t);
+    return 1;
+}
+
+
+static int l_weight(lua_State *L)
+{
+    static const char *const known[] = { "rows", "init", NULL };
+    frontend *f = ctx_of(L);
+    const char *key = luaL_checkstring(L, 1);
+    graph_shape key_shape, shape;
+    check_shape_arg(L, 2, "weight", &key_shape);
+    check_options(L, 3, "weight", known);
+    shape = key_shape;
+    int64_t first = 0;
+    graph_init init = GRAPH_INIT_UNIFORM;
+    if (lua_istable(L, 3)) {
+        if (lua_getfield(L, 3, "rows") != LUA_TNIL) {
+            int ok1, ok2;
+            if (!lua_istable(L, -1) || key_shape.rank < 1)
+                return fail(L, "weight '%s': rows must be {first, count}",
+                            key);
+            lua_geti(L, -1, 1);
+            lua_geti(L, -2, 2);
+            first = lua_tointegerx(L, -2, &ok1);
+            shape.dim[0] = lua_tointegerx(L, -1, &ok2);
+            if (!ok1 || !ok2 || first < 0 || shape.dim[0] < 1)
+                return fail(L, "weight '%s': rows must be {first, count} with "
+                            "first >= 0 and count >= 1", key);
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, 3, "init") != LUA_TNIL) {
+            const char *s = lua_tostring(L, -1);
+            if (s && strcmp(s, "ones") == 0)
+                init = GRAPH_INIT_ONES;
+            else if (s && strcmp(s, "zeros") == 0)
+                init = GRAPH_INIT_ZEROS;
+            else if (!s || strcmp(s, "uniform") != 0)
+                return fail(L, "weight '%s': init must be \"uniform\", "
+                            "\"ones\" or \"zeros\"", key);
+        }
+        lua_pop(L, 1);
+    }
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    int t = graph_add_weight(f->g, key, &key_shape, first, &shape, init, user,
+                             &err);
+    if (t < 0)
+        return fail_err(L, &err);
+    push_tensor(L, t);
+    return 1;
+}
+
+
+static int l_embedding(lua_State *L)
+{
+    int in[2] = { check_tensor(L, 1, "embedding"),
+                  check_tensor(L, 2, "embedding") };
+    return add_node(L, GRAPH_OP_EMBEDDING, in, 2, NULL);
+}
+
+
+static int l_linear(lua_State *L)
+{
+    int in[3] = { check_tensor(L, 1, "linear"), check_tensor(L, 2, "linear"),
+                  opt_tensor(L, 3, "linear") };
+    if (lua_gettop(L) > 3)
+        return fail(L, "linear takes (x, weight [, bias]), got %d arguments",
+                    lua_gettop(L));
+    return add_node(L, GRAPH_OP_LINEAR, in, 3, NULL);
+}
+
+
+static int l_add(lua_State *L)
+{
+    int in[2] = { check_tensor(L, 1, "add"), check_tensor(L, 2, "add") };
+    return add_node(L, GRAPH_OP_ADD, in, 2, NULL);
+}
+
+
+static int l_relu(lua_State *L)
+{
+    int in[1] = { check_tensor(L, 1, "relu") };
+    return add_node(L, GRAPH_OP_RELU, in, 1, NULL);
+}
+
+
+static int l_gelu(lua_State *L)
+{
+    static const char *const known[] = { "approximate", NULL };
+    int in[1] = { check_tensor(L, 1, "gelu") };
+    check_options(L, 2, "gelu", known);
+    graph_attrs a = { .act = RT_ACT_GELU };
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "approximate");
+        const char *s = lua_tostring(L, -1);
+        if (s && strcmp(s, "tanh") == 0)
+            a.act = RT_ACT_GELU_TANH;
+        else if (s && strcmp(s, "none") != 0)
+            return fail(L, "gelu: approximate must be \"none\" or \"tanh\"");
+        lua_pop(L, 1);
+    }
+    return add_node(L, GRAPH_OP_GELU, in, 1, &a);
+}
+
+
+static int l_layernorm(lua_State *L)
+{
+    static const char *const known[] = { "eps", NULL };
+    int in[3] = { check_tensor(L, 1, "layernorm"),
+                  check_tensor(L, 2, "layernorm"),
+                  check_tensor(L, 3, "layernorm") };
+    check_options(L, 4, "layernorm", known);
+    graph_attrs a = { .eps = (float)opt_number(L, 4, "layernorm", "eps",
+                                               1e-5) };
+    return add_node(L, GRAPH_OP_LAYERNORM, in, 3, &a);
+}
+
+
+static int l_softmax(lua_State *L)
+{
+    int in[1] = { check_tensor(L, 1, "softmax") };
+    return add_node(L, GRAPH_OP_SOFTMAX, in, 1, NULL);
+}
+
+
+static int l_attention(lua_State *L)
+{
+    static const char *const known[] = { "heads", "scale", "causal",
+                                         "batch_first", NULL };
+    int in[3] = { check_tensor(L, 1, "attention"),
+                  check_tensor(L, 2, "attention"),
+                  check_tensor(L, 3, "attention") };
+    check_options(L, 4, "attention", known);
+    frontend *f = ctx_of(L);
+    double heads = opt_number(L, 4, "attention", "heads", 1);
+    if (heads != floor(heads) || heads < 1 || heads > 1e6)
+        return fail(L, "attention: heads must be a positive integer");
+    const graph_shape *q = &f->g->tensors[in[0]].shape;
+    double head_dim = q->rank == 3 ? (double)q->dim[2] / heads : 1;
+    graph_attrs a = {
+        .heads = (int)heads,
+        .scale = (float)opt_number(L, 4, "attention", "scale",
+                                   1 / sqrt(head_dim)),
+        .causal = opt_bool(L, 4, "attention", "causal", 0),
+        .batch_first = opt_bool(L, 4, "attention", "batch_first", 0),
+    };
+    return add_node(L, GRAPH_OP_ATTENTION, in, 3, &a);
+}
+
+
+static int l_output(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    int t = check_tensor(L, 2, "output");
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    if (graph_mark_output(f->g, t, name, user, &err))
+        return fail_err(L, &err);
+    return 0;
+}
+
+
+/* ---- configuration ----------------------------------------------------- */
+
+static int compare_config(const void *a, const void *b)
+{
+    return strcmp(((const model_config_entry *)a)->key,
+                  ((const model_config_entry *)b)->key);
+}
+
+
+/* Parse a -D value as the type of the default at the top of the stack and
+ * push it; error naming the key if it does not parse. */
+static void push_define(lua_State *L, const char *key, const char *value)
+{
+    int type = lua_type(L, -1);
+    char *end;
+    errno = 0;
+    if (type == LUA_TNUMBER && lua_isinteger(L, -1)) {
+        long long v = strtoll(value, &end, 10);
+        if (*value == '\0' || *end != '\0' || errno)
+            fail(L, "-D %s=%s: '%s' expects an integer", key, value, key);
+        lua_pushinteger(L, v);
+    } else if (type == LUA_TNUMBER) {
+        double v = strtod(value, &end);
+        if (*value == '\0' || *end != '\0' || errno || !isfinite(v))
+            fail(L, "-D %s=%s: '%s' expects a number", key, value, key);
+        lua_pushnumber(L, v);
+    } else if (type == LUA_TBOOLEAN) {
+        if (strcmp(value, "true") && strcmp(value, "false"))
+            fail(L, "-D %s=%s: '%s' expects true or false", key, value, key);
+        lua_pushboolean(L, value[0] == 't');
+    } else {
+        lua_pushstring(L, value);
+    }
+}
+
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+
+/* dsc.config(defaults): the defaults with -D overrides applied; records the
+ * final values for the generated file's header. */
+static int l_config(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    if (f->config_called)
+        return fail(L, "dsc.config may be called only once");
+    f->config_called = 1;
+    if (!lua_istable(L, 1))
+        return fail(L, "dsc.config takes a table of defaults, got %s",
+                    luaL_typename(L, 1));
+    lua_settop(L, 1);
+    /* Keys must be strings with number, boolean or string defaults. */
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        int vt = lua_type(L, -1);
+        if (lua_type(L, -2) != LUA_TSTRING ||
+            (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN && vt != LUA_TSTRING))
+            return fail(L, "dsc.config: every entry must be name = number, "
+                        "boolean or string");
+        lua_pop(L, 1);
+        n++;
+    }
+    for (int i = 0; i < f->n_defines; i++) {
+        const char *key = f->defines[i].key;
+        if (lua_getfield(L, 1, key) == LUA_TNIL) {
+            lua_pop(L, 1);
+            luaL_Buffer known;
+            luaL_buffinit(L, &known);
+            lua_pushnil(L);
+            while (lua_next(L, 1)) {
+                lua_pop(L, 1);
+                lua_pushvalue(L, -1);
+                luaL_addvalue(&known);
+                luaL_addstring(&known, " ");
+            }
+            luaL_pushresult(&known);
+            return fail(L, "-D %s: unknown config key '%s' (this model's "
+                        "keys: %s)", key, key, lua_tostring(L, -1));
+        }
+        push_define(L, key, f->defines[i].value);
+        lua_setfield(L, 1, key);
+        lua_pop(L, 1);
+    }
+    f->config = calloc((size_t)n + 1, sizeof *f->config);
+    if (!f->config)
+        return fail(L, "out of memory");
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        char value[64];
+        if (lua_isinteger(L, -1))
+            snprintf(value, sizeof value, "%lld",
+                     (long long)lua_tointeger(L, -1));
+        else if (lua_type(L, -1) == LUA_TNUMBER)
+            snprintf(value, sizeof value, "%.9g", lua_tonumber(L, -1));
+        else if (lua_type(L, -1) == LUA_TBOOLEAN)
+            snprintf(value, sizeof value, "%s",
+                     lua_toboolean(L, -1) ? "true" : "false");
+        else
+            snprintf(value, sizeof value, "%.60s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        model_config_entry *e = &f->config[f->n_config];
+        e->key = dup_str(lua_tostring(L, -1));
+        e->value = dup_str(value);
+        f->n_config++;
+        if (!e->key || !e->value)
+            return fail(L, "out of memory");
+    }
+    qsort(f->config, (size_t)f->n_config, sizeof *f->config, compare_config);
+    return 1;
+}
+
+
+static int l_print(lua_State *L)
+{
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n; i++)
+        fprintf(stderr, "%s%s", i > 1 ? "\t" : "", luaL_tolstring(L, i, NULL));
+    fputc('\n', stderr);
+    return 0;
+}
+
+
+/* ---- the sandbox ------------------------------------------------------- */
+
+/* Globals removed after opening the safe libraries: they reach files,
+ * bytecode or the collector. */
+static const char *const unsafe_globals[] = {
+    "dofile", "loadfile", "load", "require", "collectgarbage", "print",
+    NULL
+};
+
+static const luaL_Reg builder_api[] = {
+    { "config", l_config },       { "input", l_input },
+    { "weight", l_weight },       { "embedding", l_embedding },
+    { "linear", l_linear },       { "add", l_add },
+    { "relu", l_relu },           { "gelu", l_gelu },
+    { "layernorm", l_layernorm }, { "softmax", l_softmax },
+    { "attention", l_attention }, { "output", l_output },
+    { NULL, NULL }
+};
+
+
+static void open_sandbox(lua_State *L)
+{
+    static const luaL_Reg libs[] = {
+        { LUA_GNAME, luaopen_base },        { LUA_TABLIBNAME, luaopen_table },
+        { LUA_STRLIBNAME, luaopen_string }, { LUA_MATHLIBNAME, luaopen_math },
+        { LUA_UTF8LIBNAME, luaopen_utf8 },  { NULL, NULL }
+    };
+    for (const luaL_Reg *lib = libs; lib->func; lib++) {
+        luaL_requiref(L, lib->name, lib->func, 1);
+        lua_pop(L, 1);
+    }
+    for (int i = 0; unsafe_globals[i]; i++) {
+        lua_pushnil(L);
+        lua_setglobal(L, unsafe_globals[i]);
+    }
+    /* string.dump makes bytecode; the string metatable reaches the same
+     * table, so remove it there. */
+    lua_getglobal(L, LUA_STRLIBNAME);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_print);
+    lua_setglobal(L, "print");
+
+    luaL_newmetatable(L, TENSOR_MT);
+    lua_pushcfunction(L, tensor_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, tensor_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, l_add);
+    lua_setfield(L, -2, "__add");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");  /* getmetatable() sees false */
+    lua_pop(L, 1);
+
+    luaL_newlib(L, builder_api);
+    lua_setglobal(L, "dsc");
+}
+
+
+/* Message handler: every error becomes "model.lua:LINE: error: ...", at the
+ * model's line even when raised inside the block library. */
+static int message_handler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg)
+        msg = "(error object is not a string)";
+    if (strstr(msg, ": error: ")) {
+        lua_pushstring(L, msg);
+        return 1;
+    }
+    /* Strip Lua's "chunk:line: " prefix; the stack says where. */
+    const char *rest = msg, *colon = strchr(msg, ':');
+    if (colon && isdigit((unsigned char)colon[1])) {
+        const char *p = colon + 1;
+        while (isdigit((unsigned char)*p))
+            p++;
+        if (p[0] == ':' && p[1] == ' ')
+            rest = p + 2;
+    }
+    graph_loc loc, user;
+    where(L, &loc, &user);
+    if (loc.file == user.file || loc.line == 0)
+        lua_pushfstring(L, "%s:%d: error: %s", user.file, user.line, rest);
+    else
+        lua_pushfstring(L, "%s:%d: error: %s (in %s:%d)", user.file,
+                        user.line, rest, loc.file, loc.line);
+    return 1;
+}
+
+
+/* A syntax error: Lua's message names the chunk, maybe shortened; name the
+ * file fully and say "error". */
+static void syntax_error(frontend *f, const char *msg, dsc_err *err)
+{
+    const char *colon = strchr(msg, ':');
+    const char *p = colon ? colon + 1 : NULL;
+    int line = 0;
+    while (p && isdigit((unsigned char)*p))
+        line = line * 10 + (*p++ - '0');
+    if (p && line > 0 && p[0] == ':' && p[1] == ' ')
+        err_set(err, "%s:%d: error: %s", f->path, line, p + 2);
+    else
+        err_set(err, "%s: error: %s", f->path, msg);
+}
+
+
+static int run_chunk(frontend *f, const char *text, size_t len,
+                     const char *chunk, const char *lib_name, dsc_err *err)
+{
+    lua_State *L = f->L;
+    char name[1100];
+    snprintf(name, sizeof name, "@%s", chunk);
+    lua_pushcfunction(L, message_handler);
+    if (luaL_loadbufferx(L, text, len, name, "t") != LUA_OK) {
+        syntax_error(f, lua_tostring(L, -1), err);
+        lua_pop(L, 2);
+        return -1;
+    }
+    if (lua_pcall(L, 0, lib_name ? 1 : 0, -2) != LUA_OK) {
+        const char *m = lua_tostring(L, -1);
+        err_set(err, "%s", m ? m : "error");
+        lua_pop(L, 2);
+        return -1;
+    }
+    if (lib_name) {
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 2);
+            return err_set(err, "%s: error: library did not return a table",
+                           chunk);
+        }
+        lua_setglobal(L, lib_name);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+
+/* "models/seed-encoder.lua" -> "seed_encoder". */
+static char *model_name(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 4 && strcmp(base + n - 4, ".lua") == 0)
+        n -= 4;
+    char *name = malloc(n + 3);
+    if (!name)
+        return NULL;
+    size_t at = 0;
+    if (n == 0 || isdigit((unsigned char)base[0])) {
+        name[at++] = 'm';
+        name[at++] = '_';
+    }
+    for (size_t i = 0; i < n; i++)
+        name[at++] = isalnum((unsigned char)base[i]) ? base[i] : '_';
+    name[at] = '\0';
+    return name;
+}
+
+
+model *frontend_load_string(const char *path, const char *text, size_t len,
+                            const frontend_define *defines, int n_defines,
+                            const frontend_limits *limits, dsc_err *err)
+{
+    frontend_limits lim = limits ? *limits : frontend_default_limits();
+    frontend f = { .defines = defines, .n_defines = n_defines,
+                   .budget = lim.instructions, .mem_limit = lim.memory_bytes };
+    model *m = calloc(1, sizeof *m);
+    if (!m || !(f.g = graph_new()) || !(m->path = dup_str(path)) ||
+        !(m->name = model_name(path)) || !(f.path = graph_intern(f.g, path)) ||
+        !(f.lib = graph_intern(f.g, LIB_CHUNK))) {
+        err_set(err, "%s: error: out of memory", path);
+        goto fail;
+    }
+    m->graph = f.g;
+    f.L = lua_newstate(capped_alloc, &f);
+    if (!f.L) {
+        err_set(err, "%s: error: cannot start Lua", path);
+        goto fail;
+    }
+    *(frontend **)lua_getextraspace(f.L) = &f;
+    lua_sethook(f.L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    open_sandbox(f.L);
+    if (run_chunk(&f, embedded_nn_lua, strlen(embedded_nn_lua), LIB_CHUNK,
+                  "nn", err) ||
+        run_chunk(&f, text, len, path, NULL, err))
+        goto fail;
+    if (n_defines > 0 && !f.config_called) {
+        err_set(err, "%s: error: -D %s: unknown config key (the model takes "
+                "no configuration: it never calls dsc.config)", path,
+                defines[0].key);
+        goto fail;
+    }
+    if (graph_verify(f.g, path, err))
+        goto fail;
+    lua_close(f.L);
+    m->config = f.config;
+    m->n_config = f.n_config;
+    return m;
+
+fail:
+    if (f.L)
+        lua_close(f.L);
+    for (int i = 0; i < f.n_config; i++) {
+        free(f.config[i].key);
+        free(f.config[i].value);
+    }
+    free(f.config);
+    if (m && !m->graph)
+        graph_free(f.g);
+    model_free(m);
+    return NULL;
+}
+
+
+model *frontend_load(const char *path, const frontend_define *defines,
+                     int n_defines, const frontend_limits *limits,
+                     dsc_err *err)
+{
+    size_t len;
+    dsc_err read_err;
+    char *text = file_read_all(path, &len, &read_err);
+    if (!text) {
+        err_set(err, "%s", read_err.msg);
+        return NULL;
+    }
+    model *m = frontend_load_string(path, text, len, defines, n_defines,
+                                    limits, err);
+    free(text);
+    return m;
+}

@@ -1,0 +1,355 @@
+#include "graph.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int min_inputs, max_inputs;
+} op_info[GRAPH_OP_COUNT] = {
+#define OP(id, name, min_in, max_in) [GRAPH_OP_##id] = {name, min_in, max_in},
+#include "ops.def"
+#undef OP
+};
+
+
+graph *graph_new(void)
+{
+    return calloc(1, sizeof(graph));
+}
+
+
+void graph_free(graph *g)
+{
+    if (!g)
+        return;
+    for (int i = 0; i < g->n_strings; i++)
+        free(g->strings[i]);
+    free(g->strings);
+    free(g->tensors);
+    free(g->nodes);
+    free(g);
+}
+
+
+/* Grow *array (of elem-sized items) so that index n fits. */
+static int grow(void **array, int *cap, int n, size_t elem)
+{
+    if (n < *cap)
+        return 0;
+    int new_cap = *cap ? *cap * 2 : 16;
+    void *p = realloc(*array, (size_t)new_cap * elem);
+    if (!p)
+        return -1;
+    *array = p;
+    *cap = new_cap;
+    return 0;
+}
+
+
+const char *graph_intern(graph *g, const char *s)
+{
+    for (int i = 0; i < g->n_strings; i++)
+        if (strcmp(g->strings[i], s) == 0)
+            return g->strings[i];
+    if (grow((void **)&g->strings, &g->cap_strings, g->n_strings,
+             sizeof(char *)))
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *copy = malloc(n);
+    if (!copy)
+        return NULL;
+    memcpy(copy, s, n);
+    g->strings[g->n_strings++] = copy;
+    return copy;
+}
+
+
+const char *graph_op_name(graph_op op)
+{
+    return op >= 0 && op < GRAPH_OP_COUNT ? op_info[op].name : "?";
+}
+
+
+int graph_op_from_name(const char *name)
+{
+    for (int i = 0; i < GRAPH_OP_COUNT; i++)
+        if (strcmp(op_info[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+
+int graph_op_min_inputs(graph_op op) { return op_info[op].min_inputs; }
+int graph_op_max_inputs(graph_op op) { return op_info[op].max_inputs; }
+
+
+const char *graph_dtype_name(graph_dtype dtype)
+{
+    return dtype == GRAPH_I32 ? "int32" : "float32";
+}
+
+
+int64_t graph_shape_count(const graph_shape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++)
+        n *= s->dim[i];
+    return n;
+}
+
+
+int64_t graph_tensor_bytes(const graph_tensor *t)
+{
+    return graph_shape_count(&t->shape) * 4;  /* f32 and i32 alike */
+}
+
+
+int graph_shape_equal(const graph_shape *a, const graph_shape *b)
+{
+    if (a->rank != b->rank)
+        return 0;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dim[i] != b->dim[i])
+            return 0;
+    return 1;
+}
+
+
+const char *graph_shape_str(const graph_shape *s, char *buf, int len)
+{
+    int at = snprintf(buf, (size_t)len, "[");
+    for (int i = 0; i < s->rank && at < len; i++)
+        at += snprintf(buf + at, (size_t)(len - at), "%s%lld", i ? ", " : "",
+                       (long long)s->dim[i]);
+    if (at < len)
+        snprintf(buf + at, (size_t)(len - at), "]");
+    return buf;
+}
+
+
+/* Elements past this are refused: 2^40 floats is 4 TiB, far beyond any
+ * model, and keeps every product of dims far from int64 overflow. */
+#define MAX_ELEMENTS (INT64_C(1) << 40)
+
+static int check_shape(const graph_shape *s, const char *what, graph_loc loc,
+                       dsc_err *err)
+{
+    if (s->rank < 0 || s->rank > GRAPH_MAX_RANK)
+        return err_set(err, "%s:%d: error: %s: rank %d is not in 0..%d",
+                       loc.file, loc.line, what, s->rank, GRAPH_MAX_RANK);
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++) {
+        if (s->dim[i] < 1)
+            return err_set(err, "%s:%d: error: %s: dimension %d is %lld; "
+                           "dimensions must be at least 1", loc.file, loc.line,
+                           what, i, (long long)s->dim[i]);
+        if (s->dim[i] > MAX_ELEMENTS || (n *= s->dim[i]) > MAX_ELEMENTS)
+            return err_set(err, "%s:%d: error: %s: shape is too large",
+                           loc.file, loc.line, what);
+    }
+    return 0;
+}
+
+
+static int add_tensor(graph *g, const graph_tensor *t, dsc_err *err)
+{
+    if (grow((void **)&g->tensors, &g->cap_tensors, g->n_tensors,
+             sizeof(graph_tensor)))
+        return err_set(err, "%s:%d: error: out of memory", t->loc.file,
+                       t->loc.line);
+    g->tensors[g->n_tensors] = *t;
+    return g->n_tensors++;
+}
+
+
+static int find_named(const graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_tensors; i++) {
+        graph_kind k = g->tensors[i].kind;
+        if ((k == GRAPH_INPUT || k == GRAPH_OUTPUT) &&
+            strcmp(g->tensors[i].name, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+
+/* API names become C identifiers in the generated code. */
+static int check_api_name(const graph *g, const char *name, graph_loc loc,
+                          dsc_err *err)
+{
+    int ok = name[0] != '\0' && !(name[0] >= '0' && name[0] <= '9');
+    for (const char *c = name; *c && ok; c++)
+        ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+             (*c >= '0' && *c <= '9') || *c == '_';
+    if (!ok || strlen(name) > 64)
+        return err_set(err, "%s:%d: error: '%s' is not a valid input/output "
+                       "name (letters, digits and _, not starting with a "
+                       "digit, at most 64)", loc.file, loc.line, name);
+    if (find_named(g, name) >= 0)
+        return err_set(err, "%s:%d: error: a graph input or output named "
+                       "'%s' already exists", loc.file, loc.line, name);
+    return 0;
+}
+
+
+int graph_add_input(graph *g, const char *name, graph_dtype dtype,
+                    const graph_shape *shape, graph_loc loc, dsc_err *err)
+{
+    if (check_api_name(g, name, loc, err) ||
+        check_shape(shape, "input", loc, err))
+        return -1;
+    graph_tensor t = {
+        .name = graph_intern(g, name), .dtype = dtype, .shape = *shape,
+        .kind = GRAPH_INPUT, .producer = -1, .loc = loc,
+    };
+    if (!t.name)
+        return err_set(err, "%s:%d: error: out of memory", loc.file, loc.line);
+    return add_tensor(g, &t, err);
+}
+
+
+int graph_add_weight(graph *g, const char *key, const graph_shape *key_shape,
+                     int64_t row_first, const graph_shape *shape,
+                     graph_init init, graph_loc loc, dsc_err *err)
+{
+    char a[96], b[96];
+    if (key[0] == '\0')
+        return err_set(err, "%s:%d: error: weight: empty key", loc.file,
+                       loc.line);
+    if (check_shape(key_shape, "weight", loc, err) ||
+        check_shape(shape, "weight", loc, err))
+        return -1;
+    int fits = shape->rank == key_shape->rank && key_shape->rank >= 1 &&
+               row_first >= 0 &&
+               row_first + shape->dim[0] <= key_shape->dim[0];
+    for (int i = 1; fits && i < shape->rank; i++)
+        fits = shape->dim[i] == key_shape->dim[i];
+    if (!fits)
+        return err_set(err, "%s:%d: error: weight '%s': rows %lld.. of shape "
+                       "%s do not fit in its shape %s", loc.file, loc.line, key,
+                       (long long)row_first, graph_shape_str(shape, a, sizeof a),
+                       graph_shape_str(key_shape, b, sizeof b));
+    for (int i = 0; i < g->n_tensors; i++) {
+        const graph_tensor *o = &g->tensors[i];
+        if (o->kind == GRAPH_WEIGHT && strcmp(o->weight.key, key) == 0 &&
+            !graph_shape_equal(&o->weight.key_shape, key_shape))
+            return err_set(err, "%s:%d: error: weight '%s' declared as %s "
+                           "here but as %s at %s:%d", loc.file, loc.line, key,
+                           graph_shape_str(key_shape, a, sizeof a),
+                           graph_shape_str(&o->weight.key_shape, b, sizeof b),
+                           o->loc.file, o->loc.line);
+    }
+    graph_tensor t = {
+        .name = graph_intern(g, key), .dtype = GRAPH_F32, .shape = *shape,
+        .kind = GRAPH_WEIGHT, .producer = -1, .loc = loc,
+        .weight = { .key_shape = *key_shape, .row_first = row_first,
+                    .init = init },
+    };
+    t.weight.key = t.name;
+    if (!t.name)
+        return err_set(err, "%s:%d: error: out of memory", loc.file, loc.line);
+    return add_tensor(g, &t, err);
+}
+
+
+int graph_add_node(graph *g, graph_op op, const int *inputs, int n_inputs,
+                   const graph_attrs *attrs, graph_loc loc, graph_loc user_loc,
+                   dsc_err *err)
+{
+    const char *name = graph_op_name(op);
+    if (op < 0 || op >= GRAPH_OP_COUNT)
+        return err_set(err, "%s:%d: error: unknown op %d", user_loc.file,
+                       user_loc.line, (int)op);
+    if (n_inputs < op_info[op].min_inputs || n_inputs > op_info[op].max_inputs)
+        return err_set(err, "%s:%d: error: %s takes %d to %d inputs, got %d",
+                       user_loc.file, user_loc.line, name,
+                       op_info[op].min_inputs, op_info[op].max_inputs,
+                       n_inputs);
+    for (int i = 0; i < n_inputs; i++) {
+        int optional = i >= op_info[op].min_inputs;
+        if (inputs[i] < (optional ? -1 : 0) || inputs[i] >= g->n_tensors)
+            return err_set(err, "%s:%d: error: %s: input %d is not a tensor",
+                           user_loc.file, user_loc.line, name, i + 1);
+    }
+    graph_attrs a = attrs ? *attrs : (graph_attrs){0};
+    graph_tensor out = {
+        .name = name, .kind = GRAPH_INTERMEDIATE, .producer = g->n_nodes,
+        .loc = loc,
+    };
+    char why[512];
+    if (graph_infer_shape(g, op, inputs, n_inputs, &a, &out.shape, &out.dtype,
+                          why, sizeof why))
+        return err_set(err, "%s:%d: error: %s", user_loc.file, user_loc.line,
+                       why);
+    if (grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes,
+             sizeof(graph_node)))
+        return err_set(err, "%s:%d: error: out of memory", loc.file, loc.line);
+    int t = add_tensor(g, &out, err);
+    if (t < 0)
+        return -1;
+    graph_node *n = &g->nodes[g->n_nodes++];
+    *n = (graph_node){ .op = op, .n_inputs = n_inputs, .output = t,
+                       .attrs = a, .loc = loc, .user_loc = user_loc };
+    for (int i = 0; i < GRAPH_MAX_INPUTS; i++)
+        n->inputs[i] = i < n_inputs ? inputs[i] : -1;
+    return t;
+}
+
+
+int graph_mark_output(graph *g, int tensor, const char *name, graph_loc loc,
+                      dsc_err *err)
+{
+    if (tensor < 0 || tensor >= g->n_tensors)
+        return err_set(err, "%s:%d: error: output '%s' is not a tensor",
+                       loc.file, loc.line, name);
+    graph_tensor *t = &g->tensors[tensor];
+    if (t->kind != GRAPH_INTERMEDIATE)
+        return err_set(err, "%s:%d: error: output '%s' must be computed by an "
+                       "op, not be a graph %s", loc.file, loc.line, name,
+                       t->kind == GRAPH_INPUT ? "input" :
+                       t->kind == GRAPH_WEIGHT ? "weight" : "output already");
+    if (t->dtype != GRAPH_F32)
+        return err_set(err, "%s:%d: error: output '%s' must be float32",
+                       loc.file, loc.line, name);
+    if (check_api_name(g, name, loc, err))
+        return -1;
+    t->name = graph_intern(g, name);
+    t->kind = GRAPH_OUTPUT;
+    return t->name ? 0 : err_set(err, "%s:%d: error: out of memory",
+                                 loc.file, loc.line);
+}
+
+
+int graph_verify(const graph *g, const char *model_file, dsc_err *err)
+{
+    if (graph_count_kind(g, GRAPH_OUTPUT) == 0)
+        return err_set(err, "%s: error: the model declares no output "
+                       "(call dsc.output(name, tensor))", model_file);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        for (int j = 0; j < n->n_inputs; j++) {
+            int t = n->inputs[j];
+            if (t >= g->n_tensors || (t >= 0 && g->tensors[t].producer >= i))
+                return err_set(err, "%s:%d: error: %s reads a tensor defined "
+                               "after it", n->user_loc.file, n->user_loc.line,
+                               graph_op_name(n->op));
+        }
+        if (g->tensors[n->output].producer != i)
+            return err_set(err, "%s:%d: error: %s: output tensor is not its "
+                           "own", n->user_loc.file, n->user_loc.line,
+                           graph_op_name(n->op));
+    }
+    return 0;
+}
+
+
+int graph_count_kind(const graph *g, graph_kind kind)
+{
+    int n = 0;
+    for (int i = 0; i < g->n_tensors; i++)
+        n += g->tensors[i].kind == kind;
+    return n;
+}

@@ -1,0 +1,73 @@
+-- nn.lua — dsc's library of blocks, built on the dsc.* builder API.
+--
+-- Each block mirrors a PyTorch module and reads its weights under the same
+-- state_dict names, so a model file reads like the PyTorch it reproduces.
+-- Copy any of these into your model file and change it: they use nothing
+-- a model file cannot use.
+
+local nn = {}
+
+-- nn.Linear(in_features, out_features): y = x Wᵀ + b.
+-- Weights: prefix.weight [out, in], prefix.bias [out] (unless bias = false).
+function nn.linear(x, prefix, in_features, out_features, opts)
+  local w = dsc.weight(prefix .. ".weight", {out_features, in_features})
+  local b = nil
+  if not (opts and opts.bias == false) then
+    b = dsc.weight(prefix .. ".bias", {out_features})
+  end
+  return dsc.linear(x, w, b)
+end
+
+-- nn.Embedding(vocab, dim).  Weight: prefix.weight [vocab, dim].
+function nn.embedding(ids, prefix, vocab, dim)
+  return dsc.embedding(ids, dsc.weight(prefix .. ".weight", {vocab, dim}))
+end
+
+-- nn.LayerNorm(dim, eps).  Weights: prefix.weight, prefix.bias [dim].
+function nn.layernorm(x, prefix, dim, eps)
+  local g = dsc.weight(prefix .. ".weight", {dim}, {init = "ones"})
+  local b = dsc.weight(prefix .. ".bias", {dim}, {init = "zeros"})
+  return dsc.layernorm(x, g, b, {eps = eps or 1e-5})
+end
+
+-- nn.MultiheadAttention(d_model, heads) as used inside
+-- nn.TransformerEncoderLayer: Q, K and V are rows [0, d), [d, 2d), [2d, 3d)
+-- of prefix.in_proj_weight [3d, d] and prefix.in_proj_bias [3d].  They stay
+-- three linears here; the fuse-qkv pass puts them back together, so models
+-- with separate q/k/v weights get the same benefit.
+-- x is [seq, batch, d] (or [batch, seq, d] with opts.batch_first).
+function nn.multihead_attention(x, prefix, d_model, heads, opts)
+  local d = d_model
+  local function proj(i)
+    local rows = {i * d, d}
+    local w = dsc.weight(prefix .. ".in_proj_weight", {3 * d, d}, {rows = rows})
+    local b = dsc.weight(prefix .. ".in_proj_bias", {3 * d}, {rows = rows})
+    return dsc.linear(x, w, b)
+  end
+  local q, k, v = proj(0), proj(1), proj(2)
+  local a = dsc.attention(q, k, v, {
+    heads = heads,
+    causal = opts and opts.causal or false,
+    batch_first = opts and opts.batch_first or false,
+  })
+  return nn.linear(a, prefix .. ".out_proj", d, d)
+end
+
+-- nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward) with
+-- PyTorch's defaults: post-norm, ReLU, LayerNorm eps 1e-5, dropout an
+-- identity in eval mode.
+--   x = norm1(x + self_attn(x))
+--   x = norm2(x + linear2(relu(linear1(x))))
+-- cfg: d_model, heads, d_ff (2048), eps (1e-5), batch_first (false).
+function nn.transformer_encoder_layer(x, prefix, cfg)
+  local d, eps = cfg.d_model, cfg.eps or 1e-5
+  local d_ff = cfg.d_ff or 2048
+  local a = nn.multihead_attention(x, prefix .. ".self_attn", d, cfg.heads,
+                                   {batch_first = cfg.batch_first})
+  x = nn.layernorm(x + a, prefix .. ".norm1", d, eps)
+  local h = dsc.relu(nn.linear(x, prefix .. ".linear1", d, d_ff))
+  local f = nn.linear(h, prefix .. ".linear2", d_ff, d)
+  return nn.layernorm(x + f, prefix .. ".norm2", d, eps)
+end
+
+return nn

@@ -1,0 +1,574 @@
+/* main.c — the dsc command line: compile, run. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "build.h"
+#include "dsc_runtime.h"
+#include "emit_c.h"
+#include "fileio.h"
+#include "load.h"
+#include "npy.h"
+#include "safetensors.h"
+
+#define MAX_DEFINES 64
+#define MAX_BINDINGS 16
+
+static const char usage_text[] =
+"usage: dsc <command> [options]\n"
+"\n"
+"dsc compiles a Transformer described in Lua into straight-line C.\n"
+"\n"
+"commands:\n"
+"  compile MODEL.lua   write NAME.c and NAME.h (and a weight blob)\n"
+"  run MODEL.lua       compile, load (libtcc JIT, or --aot) and run once\n"
+"  help [COMMAND]      show help for a command\n"
+"\n"
+"options for both:\n"
+"  -D KEY=VALUE        override a config default of the model (repeatable)\n"
+"  -fno-plan-memory    give every tensor its own arena region\n"
+"\n"
+"compile options:\n"
+"  -o FILE.c           the C file to write (default NAME.c); NAME.h goes\n"
+"                      beside it\n"
+"  --weights W         also write the packed weight blob FILE.bin from the\n"
+"                      safetensors file W\n"
+"  --random-weights    write FILE.bin with random weights (see --seed)\n"
+"\n"
+"run options:\n"
+"  --weights W         weights from a safetensors file (default: random)\n"
+"  --seed N            seed for random weights and inputs (default 0)\n"
+"  --input NAME=F.npy  an input from a .npy file (default: random)\n"
+"  --output NAME=F.npy write an output to a .npy file\n"
+"  --aot               build with the system C compiler ($CC, default cc)\n"
+"                      into a shared object instead of the JIT\n"
+"\n"
+"  dsc --version       print the version\n";
+
+typedef struct binding {
+    const char *name;
+    const char *path;
+} binding;
+
+typedef struct cli {
+    const char *command;
+    const char *model_path;
+    frontend_define defines[MAX_DEFINES];
+    int n_defines;
+    const char *out_path;
+    const char *weights_path;
+    int random_weights;
+    uint64_t seed;
+    binding inputs[MAX_BINDINGS], outputs[MAX_BINDINGS];
+    int n_inputs, n_outputs;
+    int aot;
+    int no_plan_memory;
+} cli;
+
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "dsc: error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(see dsc --help)\n");
+    return 1;
+}
+
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+
+/* "NAME=VALUE" split in place (the argument strings are ours). */
+static int split_pair(char *arg, const char **name, const char **value)
+{
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg)
+        return -1;
+    *eq = '\0';
+    *name = arg;
+    *value = eq + 1;
+    return 0;
+}
+
+
+static int parse_args(int argc, char **argv, cli *c)
+{
+    memset(c, 0, sizeof *c);
+    c->command = argv[1];
+    for (int i = 2; i < argc; i++) {
+        char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;  /* the option consumed the next argument */
+        if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {
+            char *pair = a[2] ? a + 2 : (char *)next;
+            takes = a[2] ? 0 : 1;
+            if (!pair)
+                return usage_error("%s needs KEY=VALUE", a);
+            if (c->n_defines == MAX_DEFINES)
+                return usage_error("too many -D options (at most %s)", "64");
+            frontend_define *d = &c->defines[c->n_defines++];
+            if (split_pair(pair, &d->key, &d->value))
+                return usage_error("-D expects KEY=VALUE, got '%s'", pair);
+        } else if (strcmp(a, "-o") == 0) {
+            c->out_path = next;
+        } else if (strcmp(a, "--weights") == 0) {
+            c->weights_path = next;
+        } else if (strcmp(a, "--seed") == 0) {
+            char *end;
+            if (!next)
+                return usage_error("%s needs a value", a);
+            errno = 0;
+            c->seed = strtoull(next, &end, 10);
+            if (!*next || *end || errno || next[0] == '-')
+                return usage_error("--seed expects a non-negative integer, "
+                                   "got '%s'", next);
+        } else if (strcmp(a, "--input") == 0 || strcmp(a, "--output") == 0) {
+            int in = a[2] == 'i';
+            binding *b = in ? &c->inputs[c->n_inputs] : &c->outputs[c->n_outputs];
+            if (!next)
+                return usage_error("%s needs NAME=FILE.npy", a);
+            if ((in ? c->n_inputs : c->n_outputs) == MAX_BINDINGS)
+                return usage_error("too many %s options", a);
+            if (split_pair((char *)next, &b->name, &b->path) || !*b->path)
+                return usage_error("expected NAME=FILE.npy, got '%s'", next);
+            *(in ? &c->n_inputs : &c->n_outputs) += 1;
+        } else {
+            takes = 0;
+            if (strcmp(a, "--random-weights") == 0)
+                c->random_weights = 1;
+            else if (strcmp(a, "--aot") == 0)
+                c->aot = 1;
+            else if (strcmp(a, "-fno-plan-memory") == 0)
+                c->no_plan_memory = 1;
+            else if (a[0] == '-' && a[1])
+                return usage_error("unknown option '%s'", a);
+            else if (c->model_path)
+                return usage_error("unexpected argument '%s' (one model file "
+                                   "at a time)", a);
+            else
+                c->model_path = a;
+        }
+        if (takes) {
+            if (!next)
+                return usage_error("%s needs a value", a);
+            i++;
+        }
+    }
+    if (!c->model_path)
+        return usage_error("%s: no model file given", c->command);
+    return 0;
+}
+
+
+static void print_err(const dsc_err *e)
+{
+    fprintf(stderr, "%s\n", e->msg);
+}
+
+
+/* Replace a trailing ".c" (or append) with ext. */
+static char *with_extension(const char *path, const char *ext)
+{
+    size_t n = strlen(path);
+    if (n > 2 && strcmp(path + n - 2, ".c") == 0)
+        n -= 2;
+    char *p = malloc(n + strlen(ext) + 1);
+    if (p) {
+        memcpy(p, path, n);
+        strcpy(p + n, ext);
+    }
+    return p;
+}
+
+
+/* The packed weight blob: from the safetensors file, or random. */
+static float *make_blob(const built_model *b, const cli *c, dsc_err *err)
+{
+    size_t floats = (size_t)b->weights.total_floats;
+    float *blob = malloc((floats ? floats : 1) * sizeof(float));
+    if (!blob) {
+        err_set(err, "error: out of memory for %zu weight floats", floats);
+        return NULL;
+    }
+    if (!c->weights_path) {
+        weights_fill_random(b->model->graph, &b->weights, c->seed, blob);
+        return blob;
+    }
+    st_file *f = st_open(c->weights_path, err);
+    if (!f || weights_fill_from_file(b->model->graph, &b->weights, f, blob,
+                                     stderr, err)) {
+        st_close(f);
+        free(blob);
+        return NULL;
+    }
+    st_close(f);
+    return blob;
+}
+
+
+static int cmd_compile(const cli *c)
+{
+    build_options opts = { c->defines, c->n_defines, c->no_plan_memory };
+    built_model b;
+    dsc_err err;
+    if (c->n_inputs || c->n_outputs || c->aot)
+        return usage_error("%s", "compile takes no --input, --output or "
+                           "--aot (those are for run)");
+    if (c->random_weights && c->weights_path)
+        return usage_error("%s", "--weights and --random-weights exclude "
+                           "each other");
+    if (build_model(c->model_path, &opts, &b, &err)) {
+        print_err(&err);
+        return 1;
+    }
+    char *c_path = c->out_path ? with_extension(c->out_path, ".c")
+                               : with_extension(b.model->name, ".c");
+    char *h_path = with_extension(c_path, ".h");
+    char *bin_path = with_extension(c_path, ".bin");
+    int want_blob = c->weights_path || c->random_weights;
+    float *blob = want_blob ? make_blob(&b, c, &err) : NULL;
+    int rc = 1;
+    if (want_blob && !blob) {
+        print_err(&err);
+    } else if (file_write_atomic(h_path, b.header, strlen(b.header), &err) ||
+               file_write_atomic(c_path, b.source, strlen(b.source), &err) ||
+               (want_blob &&
+                file_write_atomic(bin_path, blob, (size_t)b.weights.total_floats
+                                  * sizeof(float), &err))) {
+        print_err(&err);
+        remove(h_path);  /* all or nothing */
+        remove(c_path);
+    } else {
+        fprintf(stderr, "dsc: wrote %s and %s%s%s\n", c_path, h_path,
+                want_blob ? " and " : "", want_blob ? bin_path : "");
+        rc = 0;
+    }
+    free(blob);
+    free(c_path);
+    free(h_path);
+    free(bin_path);
+    built_model_free(&b);
+    return rc;
+}
+
+
+/* The vocabulary an int32 input indexes: the table of the embedding that
+ * reads it, or 0 if none does. */
+static int64_t vocab_of(const graph *g, int t)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == GRAPH_OP_EMBEDDING && g->nodes[i].inputs[0] == t)
+            return g->tensors[g->nodes[i].inputs[1]].shape.dim[0];
+    return 0;
+}
+
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+
+/* Fill one graph input: from its --input file (checked against the graph's
+ * shape and dtype), or random.  *source gets a description for the summary. */
+static void *make_input(const graph *g, int t, const cli *c, uint64_t *rng,
+                        dsc_err *err)
+{
+    const graph_tensor *x = &g->tensors[t];
+    int64_t n = graph_shape_count(&x->shape);
+    void *buf = malloc((size_t)n * 4);
+    if (!buf) {
+        err_set(err, "error: out of memory for input '%s'", x->name);
+        return NULL;
+    }
+    const char *path = NULL;
+    for (int i = 0; i < c->n_inputs; i++)
+        if (strcmp(c->inputs[i].name, x->name) == 0)
+            path = c->inputs[i].path;
+    if (!path) {
+        int64_t vocab = vocab_of(g, t);
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t r = splitmix(rng);
+            if (x->dtype == GRAPH_I32)
+                ((int32_t *)buf)[i] = (int32_t)(r % (uint64_t)(vocab ? vocab : 2));
+            else
+                ((float *)buf)[i] = (float)(r >> 40) / (float)(1 << 23) - 1.0f;
+        }
+        return buf;
+    }
+    npy_array a;
+    char want[96], got[96];
+    if (npy_read(path, &a, err)) {
+        free(buf);
+        return NULL;
+    }
+    graph_shape shape = { .rank = a.rank };
+    for (int i = 0; i < a.rank && i < GRAPH_MAX_RANK; i++)
+        shape.dim[i] = a.shape[i];
+    int dtype_ok = x->dtype == GRAPH_I32
+        ? (a.dtype == NPY_I32 || a.dtype == NPY_I64)
+        : (a.dtype == NPY_F32 || a.dtype == NPY_F64);
+    if (!dtype_ok) {
+        err_set(err, "%s: error: input '%s' must be %s, the file holds %s",
+                path, x->name, x->dtype == GRAPH_I32 ? "int32 or int64"
+                : "float32 or float64", npy_dtype_name(a.dtype));
+    } else if (a.rank > GRAPH_MAX_RANK || !graph_shape_equal(&shape, &x->shape)) {
+        err_set(err, "%s: error: input '%s' is %s in the file but the model "
+                "expects %s", path, x->name,
+                graph_shape_str(&shape, got, sizeof got),
+                graph_shape_str(&x->shape, want, sizeof want));
+        dtype_ok = 0;
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            switch (a.dtype) {
+            case NPY_I32: ((int32_t *)buf)[i] = ((int32_t *)a.data)[i]; break;
+            case NPY_I64: {
+                /* Out-of-range ids stay out of range (-1); the forward
+                 * reports them. */
+                int64_t v = ((int64_t *)a.data)[i];
+                ((int32_t *)buf)[i] = v < INT32_MIN || v > INT32_MAX ? -1
+                                                                     : (int32_t)v;
+                break;
+            }
+            case NPY_F32: ((float *)buf)[i] = ((float *)a.data)[i]; break;
+            case NPY_F64: ((float *)buf)[i] = (float)((double *)a.data)[i]; break;
+            }
+        }
+    }
+    npy_free(&a);
+    if (!dtype_ok) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+
+/* After DSC_EBADTOKEN: name the first bad id and where it is. */
+static void report_bad_token(const graph *g, const cli *c, void *const *io)
+{
+    int k = 0;
+    for (int t = 0; t < g->n_tensors; t++) {
+        const graph_tensor *x = &g->tensors[t];
+        if (x->kind != GRAPH_INPUT)
+            continue;
+        const int32_t *ids = io[k++];
+        int64_t vocab = vocab_of(g, t);
+        if (x->dtype != GRAPH_I32 || !vocab)
+            continue;
+        for (int64_t i = 0; i < graph_shape_count(&x->shape); i++) {
+            if (ids[i] >= 0 && ids[i] < vocab)
+                continue;
+            const char *path = "input";
+            for (int j = 0; j < c->n_inputs; j++)
+                if (strcmp(c->inputs[j].name, x->name) == 0)
+                    path = c->inputs[j].path;
+            char pos[128];
+            int at = 0;
+            int64_t rest = i;
+            int64_t idx[GRAPH_MAX_RANK];
+            for (int d = x->shape.rank - 1; d >= 0; d--) {
+                idx[d] = rest % x->shape.dim[d];
+                rest /= x->shape.dim[d];
+            }
+            for (int d = 0; d < x->shape.rank; d++)
+                at += snprintf(pos + at, sizeof pos - (size_t)at, "%s%lld",
+                               d ? ", " : "", (long long)idx[d]);
+            fprintf(stderr, "%s: error: %s[%s] is %s, not a token id in "
+                    "[0, %lld)\n", path, x->name, pos,
+                    ids[i] == -1 ? "out of range" : "", (long long)vocab);
+            return;
+        }
+    }
+    fprintf(stderr, "dsc: error: the model rejected a token id\n");
+}
+
+
+static void print_summary(const graph_tensor *x, const float *v)
+{
+    int64_t n = graph_shape_count(&x->shape);
+    double sum = 0, sq = 0, lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        sum += v[i];
+        sq += (double)v[i] * v[i];
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+    }
+    double mean = sum / (double)n;
+    char shape[96];
+    printf("%s %s: mean %.6g std %.6g min %.6g max %.6g\n  first:", x->name,
+           graph_shape_str(&x->shape, shape, sizeof shape), mean,
+           sqrt(fmax(sq / (double)n - mean * mean, 0)), lo, hi);
+    for (int64_t i = 0; i < n && i < 8; i++)
+        printf(" %.6g", v[i]);
+    printf("%s\n", n > 8 ? " ..." : "");
+}
+
+
+static int cmd_run(const cli *c)
+{
+    build_options opts = { c->defines, c->n_defines, c->no_plan_memory };
+    built_model b;
+    dsc_err err;
+    int rc = 1;
+    if (c->random_weights || c->out_path)
+        return usage_error("%s", "run takes no -o or --random-weights (those "
+                           "are for compile)");
+    double t0 = now_ms();
+    if (build_model(c->model_path, &opts, &b, &err)) {
+        print_err(&err);
+        return 1;
+    }
+    const graph *g = b.model->graph;
+    void *io[2 * MAX_BINDINGS + 64] = {0};
+    int n_io = 0;
+    float *blob = NULL;
+    void *arena = NULL;
+    loaded_model *lm = NULL;
+
+    for (int i = 0; i < c->n_inputs + c->n_outputs; i++) {
+        const binding *bd = i < c->n_inputs ? &c->inputs[i]
+                                            : &c->outputs[i - c->n_inputs];
+        graph_kind want = i < c->n_inputs ? GRAPH_INPUT : GRAPH_OUTPUT;
+        int found = 0;
+        for (int t = 0; t < g->n_tensors; t++)
+            found |= g->tensors[t].kind == want &&
+                     strcmp(g->tensors[t].name, bd->name) == 0;
+        if (!found) {
+            fprintf(stderr, "dsc: error: the model has no %s named '%s' (it "
+                    "has:", want == GRAPH_INPUT ? "input" : "output",
+                    bd->name);
+            for (int t = 0; t < g->n_tensors; t++)
+                if (g->tensors[t].kind == want)
+                    fprintf(stderr, " %s", g->tensors[t].name);
+            fprintf(stderr, ")\n");
+            goto done;
+        }
+    }
+    if (graph_count_kind(g, GRAPH_INPUT) + graph_count_kind(g, GRAPH_OUTPUT) >
+        (int)(sizeof io / sizeof io[0])) {
+        fprintf(stderr, "%s: error: too many inputs and outputs\n",
+                c->model_path);
+        goto done;
+    }
+    if (!(blob = make_blob(&b, c, &err))) {
+        print_err(&err);
+        goto done;
+    }
+    uint64_t rng = c->seed ^ 0x5eedULL;
+    for (int t = 0; t < g->n_tensors; t++) {
+        if (g->tensors[t].kind != GRAPH_INPUT)
+            continue;
+        if (!(io[n_io++] = make_input(g, t, c, &rng, &err))) {
+            print_err(&err);
+            goto done;
+        }
+    }
+    int first_output = n_io;
+    for (int t = 0; t < g->n_tensors; t++)
+        if (g->tensors[t].kind == GRAPH_OUTPUT &&
+            !(io[n_io++] = calloc((size_t)graph_shape_count(
+                 &g->tensors[t].shape), sizeof(float)))) {
+            fprintf(stderr, "dsc: error: out of memory for outputs\n");
+            goto done;
+        }
+    size_t arena_bytes = ((size_t)b.plan.arena_bytes + DSC_ALIGN - 1) /
+                         DSC_ALIGN * DSC_ALIGN;
+    if (!(arena = aligned_alloc(DSC_ALIGN, arena_bytes ? arena_bytes
+                                                       : DSC_ALIGN))) {
+        fprintf(stderr, "dsc: error: out of memory for a %zu-byte arena\n",
+                arena_bytes);
+        goto done;
+    }
+
+    double t1 = now_ms();
+    lm = c->aot ? aot_load(b.source, b.header, build_runtime_header(),
+                           b.model->name, b.entry, &err)
+                : jit_load(b.jit_source, b.model->name, b.entry, &err);
+    if (!lm) {
+        print_err(&err);
+        goto done;
+    }
+    double t2 = now_ms();
+    int status = loaded_entry(lm)(blob, io, arena);
+    double t3 = now_ms();
+    if (status == DSC_EBADTOKEN) {
+        report_bad_token(g, c, io);
+        goto done;
+    } else if (status != DSC_OK) {
+        fprintf(stderr, "dsc: error: the model returned status %d\n", status);
+        goto done;
+    }
+
+    for (int i = 0; i < c->n_outputs; i++) {
+        int k = first_output;
+        for (int t = 0; t < g->n_tensors; t++) {
+            const graph_tensor *x = &g->tensors[t];
+            if (x->kind != GRAPH_OUTPUT)
+                continue;
+            if (strcmp(x->name, c->outputs[i].name) == 0 &&
+                npy_write(c->outputs[i].path, NPY_F32, x->shape.rank,
+                          x->shape.dim, io[k], &err)) {
+                print_err(&err);
+                goto done;
+            }
+            k++;
+        }
+    }
+    printf("%s (%s): %s weights, ", b.model->path, c->aot ? "aot" : "jit",
+           c->weights_path ? c->weights_path : "random");
+    printf("%s inputs\n", c->n_inputs ? "given" : "random");
+    int k = first_output;
+    for (int t = 0; t < g->n_tensors; t++)
+        if (g->tensors[t].kind == GRAPH_OUTPUT)
+            print_summary(&g->tensors[t], io[k++]);
+    printf("build %.1f ms, %s %.1f ms, forward %.3f ms\n", t1 - t0,
+           c->aot ? "cc" : "tcc", t2 - t1, t3 - t2);
+    rc = 0;
+done:
+    for (int i = 0; i < n_io; i++)
+        free(io[i]);
+    free(blob);
+    free(arena);
+    loaded_free(lm);
+    built_model_free(&b);
+    return rc;
+}
+
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("dsc %s\n", DSC_VERSION);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+    if (strcmp(argv[1], "compile") && strcmp(argv[1], "run"))
+        return usage_error("unknown command '%s'", argv[1]);
+    cli c;
+    if (parse_args(argc, argv, &c))
+        return 1;
+    return strcmp(c.command, "compile") == 0 ? cmd_compile(&c) : cmd_run(&c);
+}

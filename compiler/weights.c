@@ -1,0 +1,217 @@
+#include "weights.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsc_runtime.h"
+
+#define ALIGN_FLOATS (DSC_ALIGN / 4)
+
+
+/* Does any node read tensor t as a linear's weight?  As anything else? */
+static void uses(const graph *g, int t, int *as_linear, int *as_other)
+{
+    *as_linear = *as_other = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        for (int j = 0; j < n->n_inputs; j++) {
+            if (n->inputs[j] != t)
+                continue;
+            if (n->op == GRAPH_OP_LINEAR && j == 1)
+                *as_linear = 1;
+            else
+                *as_other = 1;
+        }
+    }
+}
+
+
+int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
+{
+    *layout = (weight_layout){0};
+    layout->entries = calloc((size_t)g->n_tensors + 1, sizeof(weight_entry));
+    layout->entry_of = malloc(((size_t)g->n_tensors + 1) * sizeof(int));
+    if (!layout->entries || !layout->entry_of) {
+        weights_layout_free(layout);
+        return err_set(err, "error: out of memory planning weights");
+    }
+    int64_t at = 0;
+    for (int t = 0; t < g->n_tensors; t++) {
+        const graph_tensor *w = &g->tensors[t];
+        layout->entry_of[t] = -1;
+        if (w->kind != GRAPH_WEIGHT)
+            continue;
+        int as_linear, as_other;
+        uses(g, t, &as_linear, &as_other);
+        if (!as_linear && !as_other)
+            continue;
+        if (as_linear && as_other) {
+            weights_layout_free(layout);
+            return err_set(err, "%s:%d: error: weight '%s' is read both as a "
+                           "linear weight and by another op; declare it "
+                           "twice with dsc.weight", w->loc.file, w->loc.line,
+                           w->name);
+        }
+        int share = -1;
+        for (int e = 0; e < layout->n_entries && share < 0; e++) {
+            const graph_tensor *o = &g->tensors[layout->entries[e].tensor];
+            if (strcmp(o->weight.key, w->weight.key) == 0 &&
+                o->weight.row_first == w->weight.row_first &&
+                graph_shape_equal(&o->shape, &w->shape) &&
+                layout->entries[e].packed_linear == as_linear)
+                share = e;
+        }
+        if (share >= 0) {
+            layout->entry_of[t] = share;
+            continue;
+        }
+        weight_entry *e = &layout->entries[layout->n_entries];
+        e->tensor = t;
+        e->offset = at;
+        e->packed_linear = as_linear;
+        e->floats = as_linear
+            ? rt_linear_packed_floats(w->shape.dim[0], w->shape.dim[1])
+            : graph_shape_count(&w->shape);
+        at += (e->floats + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+        layout->entry_of[t] = layout->n_entries++;
+    }
+    layout->total_floats = at;
+    return 0;
+}
+
+
+void weights_layout_free(weight_layout *layout)
+{
+    free(layout->entries);
+    free(layout->entry_of);
+    *layout = (weight_layout){0};
+}
+
+
+/* Store rows (already in PyTorch layout) into the entry's place. */
+static int store(const graph_tensor *w, const weight_entry *e,
+                 const float *rows, float *blob)
+{
+    if (e->packed_linear)
+        rt_linear_pack(blob + e->offset, rows, w->shape.dim[0],
+                       w->shape.dim[1]);
+    else
+        memcpy(blob + e->offset, rows,
+               (size_t)graph_shape_count(&w->shape) * sizeof(float));
+    return 0;
+}
+
+
+int weights_fill_from_file(const graph *g, const weight_layout *layout,
+                           const st_file *f, float *blob, FILE *notes,
+                           dsc_err *err)
+{
+    const char *path = st_path(f);
+    char a[96], b[96];
+    memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
+    for (int i = 0; i < layout->n_entries; i++) {
+        const weight_entry *e = &layout->entries[i];
+        const graph_tensor *w = &g->tensors[e->tensor];
+        const st_tensor *s = st_find(f, w->weight.key);
+        if (!s)
+            return err_set(err, "%s: error: missing key '%s' (the model "
+                           "expects %s, %s:%d)", path, w->weight.key,
+                           graph_shape_str(&w->weight.key_shape, a, sizeof a),
+                           w->loc.file, w->loc.line);
+        graph_shape file_shape = { .rank = s->rank };
+        for (int d = 0; d < s->rank && d < GRAPH_MAX_RANK; d++)
+            file_shape.dim[d] = s->shape[d];
+        if (s->rank > GRAPH_MAX_RANK ||
+            !graph_shape_equal(&file_shape, &w->weight.key_shape))
+            return err_set(err, "%s: error: key '%s' is %s %s but the model "
+                           "expects %s (%s:%d)", path, w->weight.key,
+                           st_dtype_name(s->dtype),
+                           graph_shape_str(&file_shape, a, sizeof a),
+                           graph_shape_str(&w->weight.key_shape, b, sizeof b),
+                           w->loc.file, w->loc.line);
+        int64_t row = graph_shape_count(&w->shape) / w->shape.dim[0];
+        int64_t count = graph_shape_count(&w->shape);
+        float *rows = malloc((size_t)count * sizeof(float));
+        if (!rows)
+            return err_set(err, "%s: error: out of memory", path);
+        int64_t bad = st_read_f32(f, s, w->weight.row_first * row, count,
+                                  rows, err);
+        if (bad < 0) {
+            free(rows);
+            return -1;
+        }
+        if (bad > 0 && notes)
+            fprintf(notes, "%s: warning: key '%s' holds %lld NaN or Inf "
+                    "values\n", path, w->weight.key, (long long)bad);
+        store(w, e, rows, blob);
+        free(rows);
+    }
+    int extra = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        const char *key = st_at(f, i)->name;
+        int used = 0;
+        for (int t = 0; t < g->n_tensors && !used; t++)
+            used = g->tensors[t].kind == GRAPH_WEIGHT &&
+                   layout->entry_of[t] >= 0 &&
+                   strcmp(g->tensors[t].weight.key, key) == 0;
+        if (!used && notes) {
+            if (!extra++)
+                fprintf(notes, "%s: note: keys the model does not use "
+                        "(ignored):\n", path);
+            fprintf(notes, "  %s\n", key);
+        }
+    }
+    return 0;
+}
+
+
+/* splitmix64: small, seedable, the same everywhere. */
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+
+static uint64_t hash_key(const char *key, uint64_t seed)
+{
+    uint64_t h = 1469598103934665603ULL ^ seed;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+
+void weights_fill_random(const graph *g, const weight_layout *layout,
+                         uint64_t seed, float *blob)
+{
+    memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
+    for (int i = 0; i < layout->n_entries; i++) {
+        const weight_entry *e = &layout->entries[i];
+        const graph_tensor *w = &g->tensors[e->tensor];
+        const graph_shape *ks = &w->weight.key_shape;
+        int64_t row = graph_shape_count(ks) / ks->dim[0];
+        int64_t count = graph_shape_count(&w->shape);
+        float *rows = malloc((size_t)count * sizeof(float));
+        if (!rows)
+            continue;  /* leaves zeros; only random test data is at stake */
+        /* Draw the whole key's sequence so every slice of it agrees. */
+        uint64_t state = hash_key(w->weight.key, seed);
+        for (int64_t skip = 0; skip < w->weight.row_first * row; skip++)
+            next_random(&state);
+        float bound = 1.0f / sqrtf((float)ks->dim[ks->rank - 1]);
+        for (int64_t j = 0; j < count; j++) {
+            float u = (float)(next_random(&state) >> 40) / (float)(1 << 24);
+            switch (w->weight.init) {
+            case GRAPH_INIT_ONES:  rows[j] = 1.0f + 0.1f * (2 * u - 1); break;
+            case GRAPH_INIT_ZEROS: rows[j] = 0.1f * (2 * u - 1); break;
+            default:               rows[j] = bound * (2 * u - 1); break;
+            }
+        }
+        store(w, e, rows, blob);
+        free(rows);
+    }
+}

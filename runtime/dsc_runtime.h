@@ -1,0 +1,100 @@
+/* dsc_runtime.h — the tiny runtime that dsc-generated C calls.
+ *
+ * The generated code only orchestrates: every loop that matters lives here,
+ * compiled once by the system compiler with optimization.  The runtime knows
+ * nothing of graphs, Lua or C text; it sees matrices with constant sizes.
+ *
+ * Layout conventions (all row-major, float32 unless said otherwise):
+ *   a "row" is the last dimension of a tensor; rows are contiguous.
+ *   linear weights are PyTorch's [out, in], repacked at compile time by
+ *   rt_linear_pack into whatever layout rt_linear wants.
+ */
+#ifndef DSC_RUNTIME_H
+#define DSC_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DSC_RUNTIME_VERSION "0.1"
+
+/* Status codes returned by generated entry points. */
+#define DSC_OK          0
+#define DSC_EBADTOKEN (-1)  /* a token id below 0 or >= the vocabulary */
+
+/* Byte alignment of every arena region and every weight in the blob. */
+#define DSC_ALIGN 64
+
+/* Epilogue applied to each output element of rt_linear, in this order:
+ * y = act(x·Wᵀ + b) (+ residual when given). */
+typedef enum rt_act {
+    RT_ACT_NONE = 0,
+    RT_ACT_RELU = 1,
+    RT_ACT_GELU = 2,   /* exact erf form, as torch.nn.GELU() */
+    RT_ACT_GELU_TANH = 3 /* tanh approximation, as GPT-2's gelu_new */
+} rt_act;
+
+/* out[i, :] = table[ids[i], :] for i < n.  Returns DSC_OK, or
+ * DSC_EBADTOKEN (writing nothing further) if any id is outside [0, vocab). */
+int rt_embedding(float *out, const int32_t *ids, int64_t n,
+                 const float *table, int64_t vocab, int64_t dim);
+
+/* Floats rt_linear_pack writes for an [n_out, n_in] weight. */
+int64_t rt_linear_packed_floats(int64_t n_out, int64_t n_in);
+
+/* Repack a PyTorch-layout weight w[n_out][n_in] into dst. */
+void rt_linear_pack(float *dst, const float *w, int64_t n_out, int64_t n_in);
+
+/* y[m, n] = act(sum_k x[m, k] * W[n, k] + bias[n]) + residual[m, n]
+ * for m < rows, n < n_out, k < n_in.  packed_w comes from rt_linear_pack;
+ * bias and residual may be NULL; residual may alias y. x has row stride
+ * ldx (>= n_in), y and residual have row stride ldy (>= n_out). */
+void rt_linear(float *y, int64_t ldy, const float *x, int64_t ldx,
+               const float *packed_w, const float *bias,
+               int64_t rows, int64_t n_out, int64_t n_in,
+               rt_act act, const float *residual);
+
+/* y = a + b over n floats; y may alias a or b. */
+void rt_add(float *y, const float *a, const float *b, int64_t n);
+
+/* y = act(x) over n floats; y may alias x. */
+void rt_activation(float *y, const float *x, int64_t n, rt_act act);
+
+/* Per row of dim floats: y = (x - mean) / sqrt(var + eps) * gamma + beta,
+ * var the biased variance (as torch.nn.LayerNorm).  y may alias x. */
+void rt_layernorm(float *y, const float *x, const float *gamma,
+                  const float *beta, int64_t rows, int64_t dim, float eps);
+
+/* Softmax over each row of dim floats.  y may alias x. */
+void rt_softmax(float *y, const float *x, int64_t rows, int64_t dim);
+
+/* Where a [seq, batch] grid of rows sits in memory: row (s, b) of a tensor
+ * starts at base + (s * seq_step + b * batch_step) * ld.  batch_first=False
+ * (PyTorch's default, [seq, batch, features]) is seq_step = batch,
+ * batch_step = 1; batch_first=True is seq_step = 1, batch_step = seq. */
+typedef struct rt_attention_shape {
+    int64_t seq, batch, heads, head_dim_qk, head_dim_v;
+    int64_t seq_step, batch_step;
+    int64_t ldq, ldk, ldv, ldo;  /* row strides in floats */
+    float scale;                 /* multiplies q·k, usually 1/sqrt(head_dim_qk) */
+    int causal;                  /* nonzero: position s sees keys 0..s only */
+} rt_attention_shape;
+
+/* Scaled dot-product attention for every (batch, head):
+ * out_h = softmax(scale * q_h k_hᵀ [+ causal mask]) v_h, head h reading
+ * columns [h*head_dim, (h+1)*head_dim) of each row.  out must not alias
+ * q, k or v. */
+void rt_attention(float *out, const float *q, const float *k, const float *v,
+                  const rt_attention_shape *shape);
+
+/* Every runtime function the generated code may call; the JIT binds each
+ * into the TinyCC state from this list. */
+#define DSC_RUNTIME_SYMBOLS(X) \
+    X(rt_embedding)            \
+    X(rt_linear)               \
+    X(rt_add)                  \
+    X(rt_activation)           \
+    X(rt_layernorm)            \
+    X(rt_softmax)              \
+    X(rt_attention)
+
+#endif

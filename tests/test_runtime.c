@@ -1,0 +1,579 @@
+/* test_runtime.c — every runtime kernel against a plain double-precision
+ * reference written here, on odd sizes, strided rows and aliased buffers.
+ *
+ * Buffers are malloc'ed to exactly the bytes a kernel may touch (the last
+ * row of a strided matrix ends at its last element), so ASan catches any
+ * read or write past them; gaps between rows hold a sentinel that must
+ * survive, which catches writes inside the buffer that ASan cannot see.
+ */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsc_runtime.h"
+
+#define SENTINEL 12345.0f
+
+
+/* A small LCG, so inputs are the same on every machine and every run. */
+typedef struct lcg {
+    uint64_t s;
+} lcg;
+
+
+/* Uniform in [-1, 1). */
+static float lcg_next(lcg *g)
+{
+    g->s = g->s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((double)(g->s >> 40) / (double)(1ULL << 24) * 2.0 - 1.0);
+}
+
+
+static float *alloc_floats(int64_t n)
+{
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
+    cr_assert_not_null(p);
+    return p;
+}
+
+
+/* A rows x cols matrix with row stride ld: random values, sentinel gaps. */
+static float *alloc_matrix(lcg *g, int64_t rows, int64_t cols, int64_t ld,
+                           float amp)
+{
+    int64_t n = rows > 0 ? (rows - 1) * ld + cols : 0;
+    float *m = alloc_floats(n);
+    for (int64_t i = 0; i < n; i++)
+        m[i] = i % ld < cols ? amp * lcg_next(g) : SENTINEL;
+    return m;
+}
+
+
+static void expect_gaps(const float *m, int64_t rows, int64_t cols, int64_t ld,
+                        const char *what)
+{
+    for (int64_t r = 0; r + 1 < rows; r++)
+        for (int64_t c = cols; c < ld; c++)
+            cr_assert(m[r * ld + c] == SENTINEL,
+                      "%s: gap at row %lld col %lld overwritten", what,
+                      (long long)r, (long long)c);
+}
+
+
+static double ref_act(double v, rt_act act)
+{
+    switch (act) {
+    case RT_ACT_NONE:
+        return v;
+    case RT_ACT_RELU:
+        return v > 0.0 ? v : 0.0;
+    case RT_ACT_GELU:
+        return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+    case RT_ACT_GELU_TANH:
+        return 0.5 * v *
+               (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) *
+                           (v + 0.044715 * v * v * v)));
+    }
+    return NAN;
+}
+
+
+static const char *act_name(rt_act act)
+{
+    static const char *const names[] = {"none", "relu", "gelu", "gelu_tanh"};
+    return names[act];
+}
+
+
+/* ---- linear ---------------------------------------------------------- */
+
+typedef enum res_mode { RES_NONE, RES_SEPARATE, RES_ALIAS } res_mode;
+
+
+/* One rt_linear call checked element by element against a double
+ * reference.  Tolerance scales with sum |x*w| + |b|: the size of the float
+ * rounding the kernel may legitimately accumulate. */
+static void check_linear(lcg *g, int64_t rows, int64_t n_out, int64_t n_in,
+                         rt_act act, int with_bias, res_mode res)
+{
+    int64_t ldx = n_in + 3, ldy = n_out + 2;
+    float *x = alloc_matrix(g, rows, n_in, ldx, 1.0f);
+    float *w = alloc_matrix(g, n_out, n_in, n_in, 1.0f);
+    float *b = with_bias ? alloc_matrix(g, 1, n_out, n_out, 1.0f) : NULL;
+    float *r = res != RES_NONE ? alloc_matrix(g, rows, n_out, ldy, 1.0f) : NULL;
+    float *y = alloc_matrix(g, rows, n_out, ldy, 1.0f);  /* garbage to overwrite */
+    int64_t ny = (rows - 1) * ldy + n_out;
+    if (res == RES_ALIAS)
+        memcpy(y, r, (size_t)ny * sizeof *y);
+    int64_t np = rt_linear_packed_floats(n_out, n_in);
+    cr_assert(np >= n_out * n_in);
+    float *pw = alloc_floats(np);
+    rt_linear_pack(pw, w, n_out, n_in);
+
+    rt_linear(y, ldy, x, ldx, pw, b, rows, n_out, n_in, act,
+              res == RES_ALIAS ? y : r);
+
+    for (int64_t m = 0; m < rows; m++)
+        for (int64_t n = 0; n < n_out; n++) {
+            double acc = b ? b[n] : 0.0, mag = b ? fabs(b[n]) : 0.0;
+            for (int64_t k = 0; k < n_in; k++) {
+                double t = (double)x[m * ldx + k] * w[n * n_in + k];
+                acc += t;
+                mag += fabs(t);
+            }
+            double ref = ref_act(acc, act);
+            if (r)
+                ref += r[m * ldy + n];
+            double got = y[m * ldy + n];
+            double tol = 2e-6 * (1.0 + mag);
+            cr_assert(fabs(got - ref) <= tol,
+                      "linear rows=%lld n_out=%lld n_in=%lld act=%s bias=%d "
+                      "res=%d: y[%lld][%lld] = %.9g, want %.9g",
+                      (long long)rows, (long long)n_out, (long long)n_in,
+                      act_name(act), with_bias, (int)res, (long long)m,
+                      (long long)n, got, ref);
+        }
+    expect_gaps(y, rows, n_out, ldy, "linear y");
+    free(pw);
+    free(y);
+    free(r);
+    free(b);
+    free(w);
+    free(x);
+}
+
+
+static const int64_t lin_rows[] = {1, 3, 17, 70};
+static const int64_t lin_out[] = {1, 5, 33, 70};
+static const int64_t lin_in[] = {1, 7, 64, 65, 130};
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+
+Test(linear, all_shapes_bias)
+{
+    lcg g = {1};
+    for (int i = 0; i < COUNT(lin_rows); i++)
+        for (int j = 0; j < COUNT(lin_out); j++)
+            for (int k = 0; k < COUNT(lin_in); k++)
+                check_linear(&g, lin_rows[i], lin_out[j], lin_in[k],
+                             RT_ACT_NONE, 1, RES_NONE);
+}
+
+
+Test(linear, all_shapes_no_bias)
+{
+    lcg g = {2};
+    for (int i = 0; i < COUNT(lin_rows); i++)
+        for (int j = 0; j < COUNT(lin_out); j++)
+            for (int k = 0; k < COUNT(lin_in); k++)
+                check_linear(&g, lin_rows[i], lin_out[j], lin_in[k],
+                             RT_ACT_NONE, 0, RES_NONE);
+}
+
+
+Test(linear, activations)
+{
+    lcg g = {3};
+    for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++)
+        for (int j = 0; j < COUNT(lin_out); j++) {
+            check_linear(&g, 17, lin_out[j], 65, (rt_act)a, 1, RES_NONE);
+            check_linear(&g, 70, lin_out[j], 7, (rt_act)a, 0, RES_NONE);
+        }
+}
+
+
+Test(linear, residual_separate_and_aliasing_y)
+{
+    lcg g = {4};
+    for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++)
+        for (int i = 0; i < COUNT(lin_rows); i++)
+            for (int k = 0; k < COUNT(lin_in); k++) {
+                check_linear(&g, lin_rows[i], 33, lin_in[k], (rt_act)a, 1,
+                             RES_SEPARATE);
+                check_linear(&g, lin_rows[i], 70, lin_in[k], (rt_act)a, 1,
+                             RES_ALIAS);
+                check_linear(&g, lin_rows[i], 5, lin_in[k], (rt_act)a, 0,
+                             RES_ALIAS);
+            }
+}
+
+
+/* Generated code relies on it: the same inputs give the same bits. */
+Test(linear, deterministic)
+{
+    lcg g = {5};
+    int64_t rows = 70, n_out = 70, n_in = 130;
+    float *x = alloc_matrix(&g, rows, n_in, n_in, 1.0f);
+    float *w = alloc_matrix(&g, n_out, n_in, n_in, 1.0f);
+    float *pw = alloc_floats(rt_linear_packed_floats(n_out, n_in));
+    float *y1 = alloc_floats(rows * n_out), *y2 = alloc_floats(rows * n_out);
+    rt_linear_pack(pw, w, n_out, n_in);
+    rt_linear(y1, n_out, x, n_in, pw, NULL, rows, n_out, n_in, RT_ACT_GELU,
+              NULL);
+    rt_linear(y2, n_out, x, n_in, pw, NULL, rows, n_out, n_in, RT_ACT_GELU,
+              NULL);
+    cr_assert(memcmp(y1, y2, (size_t)(rows * n_out) * sizeof *y1) == 0);
+    free(y2);
+    free(y1);
+    free(pw);
+    free(w);
+    free(x);
+}
+
+
+/* ---- element-wise ---------------------------------------------------- */
+
+Test(elementwise, add_and_alias)
+{
+    lcg g = {6};
+    int64_t n = 37;
+    float *a = alloc_matrix(&g, 1, n, n, 3.0f), *b = alloc_matrix(&g, 1, n, n, 3.0f);
+    float *y = alloc_floats(n);
+    rt_add(y, a, b, n);
+    for (int64_t i = 0; i < n; i++)
+        cr_assert(y[i] == a[i] + b[i], "add[%lld]", (long long)i);
+    float a0 = a[0], b0 = b[0];
+    rt_add(a, a, b, n);  /* y aliasing a */
+    cr_assert(a[0] == a0 + b0);
+    for (int64_t i = 0; i < n; i++)
+        cr_assert(a[i] == y[i], "aliased add[%lld]", (long long)i);
+    free(y);
+    free(b);
+    free(a);
+}
+
+
+Test(elementwise, activations_against_double)
+{
+    lcg g = {7};
+    int64_t n = 301;
+    float *x = alloc_matrix(&g, 1, n, n, 6.0f);
+    x[0] = 0.0f;
+    x[1] = -10.0f;
+    x[2] = 10.0f;
+    float *y = alloc_floats(n), *z = alloc_floats(n);
+    for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++) {
+        rt_activation(y, x, n, (rt_act)a);
+        memcpy(z, x, (size_t)n * sizeof *z);
+        rt_activation(z, z, n, (rt_act)a);  /* in place */
+        for (int64_t i = 0; i < n; i++) {
+            double ref = ref_act(x[i], (rt_act)a);
+            cr_assert(fabs(y[i] - ref) <= 1e-6 + 1e-5 * fabs(ref),
+                      "%s(%.9g) = %.9g, want %.9g", act_name((rt_act)a),
+                      (double)x[i], (double)y[i], ref);
+            cr_assert(z[i] == y[i], "%s in place differs at %lld",
+                      act_name((rt_act)a), (long long)i);
+        }
+    }
+    /* The two GELUs really differ: the test can tell them apart. */
+    rt_activation(y, x + 3, 1, RT_ACT_GELU);
+    rt_activation(z, x + 3, 1, RT_ACT_GELU_TANH);
+    cr_assert(y[0] != z[0] || fabsf(x[3]) < 1e-3f);
+    free(z);
+    free(y);
+    free(x);
+}
+
+
+/* ---- layernorm and softmax ------------------------------------------ */
+
+static void check_layernorm(lcg *g, int64_t rows, int64_t dim, float offset,
+                            int affine, int in_place)
+{
+    float *x = alloc_matrix(g, rows, dim, dim, 1.0f);
+    for (int64_t i = 0; i < rows * dim; i++)
+        x[i] += offset;
+    float *gamma = affine ? alloc_matrix(g, 1, dim, dim, 2.0f) : NULL;
+    float *beta = affine ? alloc_matrix(g, 1, dim, dim, 1.0f) : NULL;
+    float *y = alloc_floats(rows * dim);
+    float *src = x;
+    if (in_place) {
+        memcpy(y, x, (size_t)(rows * dim) * sizeof *y);
+        src = y;
+    }
+    rt_layernorm(y, src, gamma, beta, rows, dim, 1e-5f);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        double mean = 0.0, var = 0.0;
+        for (int64_t i = 0; i < dim; i++)
+            mean += xr[i];
+        mean /= (double)dim;
+        for (int64_t i = 0; i < dim; i++)
+            var += (xr[i] - mean) * (xr[i] - mean);
+        var /= (double)dim;  /* biased, as torch */
+        for (int64_t i = 0; i < dim; i++) {
+            double ref = (xr[i] - mean) / sqrt(var + 1e-5);
+            if (affine)
+                ref = ref * gamma[i] + beta[i];
+            double got = y[r * dim + i];
+            cr_assert(fabs(got - ref) <= 1e-5 * (1.0 + fabs(ref)),
+                      "layernorm rows=%lld dim=%lld offset=%g: [%lld][%lld] "
+                      "= %.9g, want %.9g", (long long)rows, (long long)dim,
+                      (double)offset, (long long)r, (long long)i, got, ref);
+        }
+    }
+    free(y);
+    free(beta);
+    free(gamma);
+    free(x);
+}
+
+
+Test(layernorm, against_double)
+{
+    lcg g = {8};
+    const int64_t rows[] = {1, 3, 17};
+    const int64_t dims[] = {1, 5, 33, 256, 1000};
+    for (int i = 0; i < COUNT(rows); i++)
+        for (int j = 0; j < COUNT(dims); j++) {
+            check_layernorm(&g, rows[i], dims[j], 0.0f, 1, 0);
+            check_layernorm(&g, rows[i], dims[j], 0.0f, 1, 1);
+            check_layernorm(&g, rows[i], dims[j], 0.0f, 0, 0);
+        }
+}
+
+
+/* A mean far from zero: a one-pass E[x^2] - mean^2 fails this. */
+Test(layernorm, large_mean)
+{
+    lcg g = {9};
+    check_layernorm(&g, 3, 256, 10.0f, 1, 0);
+    check_layernorm(&g, 3, 1000, -30.0f, 1, 1);
+}
+
+
+static void check_softmax(lcg *g, int64_t rows, int64_t dim, float amp,
+                          float offset, int in_place)
+{
+    float *x = alloc_matrix(g, rows, dim, dim, amp);
+    for (int64_t i = 0; i < rows * dim; i++)
+        x[i] += offset;
+    float *y = alloc_floats(rows * dim);
+    if (in_place)
+        memcpy(y, x, (size_t)(rows * dim) * sizeof *y);
+    rt_softmax(y, in_place ? y : x, rows, dim);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        double mx = xr[0], sum = 0.0;
+        for (int64_t i = 1; i < dim; i++)
+            mx = xr[i] > mx ? xr[i] : mx;
+        for (int64_t i = 0; i < dim; i++)
+            sum += exp(xr[i] - mx);
+        for (int64_t i = 0; i < dim; i++) {
+            double ref = exp(xr[i] - mx) / sum, got = y[r * dim + i];
+            cr_assert(fabs(got - ref) <= 1e-6 * ref + 1e-9,
+                      "softmax dim=%lld amp=%g offset=%g: [%lld][%lld] = "
+                      "%.9g, want %.9g", (long long)dim, (double)amp,
+                      (double)offset, (long long)r, (long long)i, got, ref);
+        }
+    }
+    free(y);
+    free(x);
+}
+
+
+Test(softmax, against_double)
+{
+    lcg g = {10};
+    const int64_t dims[] = {1, 5, 33, 1000};
+    for (int j = 0; j < COUNT(dims); j++) {
+        check_softmax(&g, 3, dims[j], 1.0f, 0.0f, 0);
+        check_softmax(&g, 17, dims[j], 8.0f, 0.0f, 1);
+    }
+}
+
+
+/* exp(100) overflows float: only a max-subtracting softmax passes. */
+Test(softmax, large_logits)
+{
+    lcg g = {11};
+    check_softmax(&g, 3, 33, 20.0f, 100.0f, 0);
+    check_softmax(&g, 2, 7, 5.0f, -200.0f, 1);
+}
+
+
+/* ---- embedding ------------------------------------------------------- */
+
+Test(embedding, gathers_rows)
+{
+    lcg g = {12};
+    int64_t vocab = 11, dim = 7;
+    float *table = alloc_matrix(&g, vocab, dim, dim, 1.0f);
+    const int32_t ids[] = {0, 10, 3, 3, 7};
+    float *out = alloc_floats(5 * dim);
+    cr_assert_eq(rt_embedding(out, ids, 5, table, vocab, dim), DSC_OK);
+    for (int i = 0; i < 5; i++)
+        for (int64_t j = 0; j < dim; j++)
+            cr_assert(out[i * dim + j] == table[ids[i] * dim + j],
+                      "row %d col %lld", i, (long long)j);
+    free(out);
+    free(table);
+}
+
+
+/* Bad ids anywhere (even last) are rejected before anything is read or
+ * written; the table is exactly vocab rows, so ASan sees any stray read. */
+Test(embedding, rejects_out_of_range)
+{
+    lcg g = {13};
+    int64_t vocab = 11, dim = 5;
+    float *table = alloc_matrix(&g, vocab, dim, dim, 1.0f);
+    float *out = alloc_floats(4 * dim);
+    const int32_t bad[][4] = {
+        {-1, 0, 1, 2}, {0, 1, 2, -1}, {0, 11, 1, 2}, {1, 2, 3, 11},
+        {INT32_MIN, 0, 0, 0}, {0, 0, 0, INT32_MAX},
+    };
+    for (int c = 0; c < COUNT(bad); c++) {
+        for (int64_t i = 0; i < 4 * dim; i++)
+            out[i] = SENTINEL;
+        cr_assert_eq(rt_embedding(out, bad[c], 4, table, vocab, dim),
+                     DSC_EBADTOKEN, "case %d", c);
+        for (int64_t i = 0; i < 4 * dim; i++)
+            cr_assert(out[i] == SENTINEL, "case %d wrote out[%lld]", c,
+                      (long long)i);
+    }
+    free(out);
+    free(table);
+}
+
+
+/* ---- attention ------------------------------------------------------- */
+
+/* Reference for one (b, h, s): exact softmax in double. */
+static void ref_attention_row(double *o, const float *q, const float *k,
+                              const float *v, const rt_attention_shape *sh,
+                              int64_t b, int64_t h, int64_t s)
+{
+    int64_t dqk = sh->head_dim_qk, dv = sh->head_dim_v;
+    int64_t n_keys = sh->causal ? s + 1 : sh->seq;
+    const float *qr = q + (s * sh->seq_step + b * sh->batch_step) * sh->ldq
+                      + h * dqk;
+    double *sc = malloc((size_t)n_keys * sizeof *sc);
+    cr_assert_not_null(sc);
+    double mx = -INFINITY, sum = 0.0;
+    for (int64_t t = 0; t < n_keys; t++) {
+        const float *kr = k + (t * sh->seq_step + b * sh->batch_step) * sh->ldk
+                          + h * dqk;
+        double d = 0.0;
+        for (int64_t i = 0; i < dqk; i++)
+            d += (double)qr[i] * kr[i];
+        sc[t] = d * sh->scale;
+        mx = sc[t] > mx ? sc[t] : mx;
+    }
+    for (int64_t t = 0; t < n_keys; t++)
+        sum += (sc[t] = exp(sc[t] - mx));
+    for (int64_t j = 0; j < dv; j++)
+        o[j] = 0.0;
+    for (int64_t t = 0; t < n_keys; t++) {
+        const float *vr = v + (t * sh->seq_step + b * sh->batch_step) * sh->ldv
+                          + h * dv;
+        for (int64_t j = 0; j < dv; j++)
+            o[j] += sc[t] / sum * vr[j];
+    }
+    free(sc);
+}
+
+
+/* q, k and v are separate strided buffers (ld wider than heads*dim) when
+ * fused == 0, or column slices of one [rows, q|k|v] buffer when fused. */
+static void check_attention(lcg *g, int64_t seq, int64_t batch, int64_t heads,
+                            int64_t dqk, int64_t dv, int batch_first,
+                            int causal, int fused)
+{
+    int64_t n = seq * batch;
+    rt_attention_shape sh = {
+        .seq = seq, .batch = batch, .heads = heads,
+        .head_dim_qk = dqk, .head_dim_v = dv,
+        .seq_step = batch_first ? 1 : batch,
+        .batch_step = batch_first ? seq : 1,
+        .scale = 1.0f / sqrtf((float)dqk),
+        .causal = causal,
+    };
+    float *qkv = NULL, *q, *k, *v;
+    if (fused) {
+        int64_t ld = heads * (2 * dqk + dv);
+        qkv = alloc_matrix(g, n, ld, ld, 2.0f);
+        q = qkv;
+        k = qkv + heads * dqk;
+        v = qkv + 2 * heads * dqk;
+        sh.ldq = sh.ldk = sh.ldv = ld;
+    } else {
+        sh.ldq = heads * dqk + 1;
+        sh.ldk = heads * dqk + 4;
+        sh.ldv = heads * dv + 2;
+        q = alloc_matrix(g, n, heads * dqk, sh.ldq, 2.0f);
+        k = alloc_matrix(g, n, heads * dqk, sh.ldk, 2.0f);
+        v = alloc_matrix(g, n, heads * dv, sh.ldv, 1.0f);
+    }
+    sh.ldo = heads * dv + 3;
+    float *out = alloc_matrix(g, n, heads * dv, sh.ldo, 1.0f);
+    double *o = malloc((size_t)dv * sizeof *o);
+    cr_assert_not_null(o);
+
+    rt_attention(out, q, k, v, &sh);
+
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t h = 0; h < heads; h++)
+            for (int64_t s = 0; s < seq; s++) {
+                ref_attention_row(o, q, k, v, &sh, b, h, s);
+                const float *got = out + (s * sh.seq_step + b * sh.batch_step)
+                                   * sh.ldo + h * dv;
+                for (int64_t j = 0; j < dv; j++)
+                    cr_assert(fabs(got[j] - o[j]) <= 2e-6 * (1.0 + fabs(o[j])),
+                              "attention seq=%lld batch=%lld heads=%lld "
+                              "dqk=%lld dv=%lld batch_first=%d causal=%d "
+                              "fused=%d: b=%lld h=%lld s=%lld j=%lld: %.9g, "
+                              "want %.9g", (long long)seq, (long long)batch,
+                              (long long)heads, (long long)dqk, (long long)dv,
+                              batch_first, causal, fused, (long long)b,
+                              (long long)h, (long long)s, (long long)j,
+                              (double)got[j], o[j]);
+            }
+    expect_gaps(out, n, heads * dv, sh.ldo, "attention out");
+    free(o);
+    free(out);
+    if (fused) {
+        free(qkv);
+    } else {
+        free(v);
+        free(k);
+        free(q);
+    }
+}
+
+
+Test(attention, all_shapes_and_layouts)
+{
+    lcg g = {14};
+    const int64_t seqs[] = {1, 7}, batches[] = {1, 3}, dims[] = {1, 5, 8};
+    for (int si = 0; si < COUNT(seqs); si++)
+        for (int bi = 0; bi < COUNT(batches); bi++)
+            for (int64_t heads = 1; heads <= 3; heads++)
+                for (int di = 0; di < COUNT(dims); di++)
+                    for (int bf = 0; bf <= 1; bf++)
+                        for (int causal = 0; causal <= 1; causal++)
+                            for (int fused = 0; fused <= 1; fused++)
+                                check_attention(&g, seqs[si], batches[bi],
+                                                heads, dims[di], dims[di], bf,
+                                                causal, fused);
+}
+
+
+Test(attention, different_qk_and_v_dims)
+{
+    lcg g = {15};
+    check_attention(&g, 7, 3, 2, 5, 8, 0, 1, 0);
+    check_attention(&g, 7, 3, 3, 8, 1, 1, 0, 1);
+}
+
+
+/* Longer than one chunk of scores, so the online rescaling is exercised. */
+Test(attention, long_sequence)
+{
+    lcg g = {16};
+    check_attention(&g, 150, 2, 2, 8, 8, 0, 0, 0);
+    check_attention(&g, 150, 2, 2, 8, 8, 1, 1, 1);
+}

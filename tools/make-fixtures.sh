@@ -1,0 +1,51 @@
+#!/bin/sh
+# Regenerate the committed PyTorch reference fixtures under tests/fixtures/.
+# Needs a python3 with torch + numpy (tries $PYTHON, python3, /usr/bin/python3).
+# Every fixture is exported with --check: reloaded through export_torch.py's own
+# safetensors parser, rerun bit-exactly in torch, and compared against the
+# independent numpy float64 reference (tolerance 1e-4).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+exporter="$here/export_torch.py"
+fx="$root/tests/fixtures"
+
+py=""
+for cand in ${PYTHON:-} python3 /usr/bin/python3; do
+    if command -v "$cand" >/dev/null 2>&1 &&
+       "$cand" -c 'import torch, numpy' >/dev/null 2>&1; then
+        py=$cand
+        break
+    fi
+done
+if [ -z "$py" ]; then
+    echo "make-fixtures.sh: error: no python3 with torch and numpy found" \
+         "(tried \$PYTHON, python3, /usr/bin/python3)" >&2
+    exit 1
+fi
+echo "make-fixtures.sh: using $py ($("$py" -c 'import torch; print("torch", torch.__version__)'))"
+
+gen() {  # gen NAME ARGS...
+    name=$1; shift
+    rm -rf "$fx/$name"
+    "$py" "$exporter" "$@" --check --out "$fx/$name"
+}
+
+mkdir -p "$fx"
+gen seed_encoder_small --model seed_encoder --seed 101 \
+    -D vocab=37 -D d_model=32 -D heads=4 -D layers=2 -D d_ff=48 -D seq=5 -D batch=3
+gen seed_encoder_odd --model seed_encoder --seed 202 --tokens-dtype int32 \
+    -D vocab=29 -D d_model=24 -D heads=3 -D layers=3 -D d_ff=40 -D seq=7 -D batch=2
+gen seed_encoder_one --model seed_encoder --seed 303 \
+    -D vocab=11 -D d_model=16 -D heads=2 -D layers=1 -D d_ff=8 -D seq=1 -D batch=1
+gen seed_attention_small --model seed_attention --seed 404 \
+    -D input_dim=24 -D d_k=8 -D d_v=6 -D ff_in=6 -D d_ff=16 -D batch=3 -D seq=5
+
+total=$(cat "$fx"/seed_encoder_small/* "$fx"/seed_encoder_odd/* \
+            "$fx"/seed_encoder_one/* "$fx"/seed_attention_small/* | wc -c | tr -d ' ')
+echo "make-fixtures.sh: fixtures total $total bytes"
+if [ "$total" -gt 300000 ]; then
+    echo "make-fixtures.sh: error: fixtures exceed 300 KB" >&2
+    exit 1
+fi

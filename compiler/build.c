@@ -37,7 +37,8 @@ int build_model(const char *path, const build_options *opts,
                          .inline_runtime_header = embedded_runtime_h };
     out->source = emit_c_source(out->model, &out->plan, &out->weights,
                                 &shipped);
-    out->header = emit_c_header(out->model, &out->plan, &out->weights);
+    out->header = emit_c_header(out->model, &out->plan, &out->weights,
+                                &shipped);
     out->jit_source = emit_c_source(out->model, &out->plan, &out->weights,
                                     &jit);
     emit_entry_name(out->model, out->entry, sizeof out->entry);

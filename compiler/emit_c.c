@@ -295,10 +295,13 @@ char *emit_c_source(const model *m, const memory_plan *plan,
         if (x->kind != GRAPH_INTERMEDIATE || plan->offset[t] < 0)
             continue;
         const graph_node *p = &g->nodes[x->producer];
-        sb_printf(&sb, "    float *%s = (float *)(a + %lld);  /* %s %s:%d */\n",
+        sb_printf(&sb, "    float *%s = (float *)(a + %lld);  /* %s %s:%d",
                   nm.tensor[t], (long long)plan->offset[t],
                   graph_shape_str(&x->shape, shape, sizeof shape),
-                  p->loc.file, p->loc.line);
+                  p->user_loc.file, p->user_loc.line);
+        if (p->loc.file != p->user_loc.file)
+            sb_printf(&sb, " (%s:%d)", p->loc.file, p->loc.line);
+        sb_append(&sb, " */\n");
     }
     sb_append(&sb, "    (void)a;\n\n");
     for (int i = 0; i < g->n_nodes; i++)
@@ -325,7 +328,7 @@ char *emit_c_source(const model *m, const memory_plan *plan,
 
 
 char *emit_c_header(const model *m, const memory_plan *plan,
-                    const weight_layout *w)
+                    const weight_layout *w, const emit_options *opts)
 {
     const graph *g = m->graph;
     names nm;
@@ -336,7 +339,7 @@ char *emit_c_header(const model *m, const memory_plan *plan,
         return NULL;
     }
     snprintf(file, sizeof file, "%s.h", m->name);
-    header_comment(&sb, m, file, plan, w, NULL);
+    header_comment(&sb, m, file, plan, w, opts ? opts->passes : NULL);
     sb_printf(&sb, "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n",
               nm.upper, nm.upper);
     sb_printf(&sb, "/* Scratch memory the forward needs, %d-byte aligned. */\n"

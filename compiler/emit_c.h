@@ -29,7 +29,7 @@ char *emit_c_source(const model *m, const memory_plan *plan,
 
 /* The .h file's text: sizes as #defines and the forward's prototype. */
 char *emit_c_header(const model *m, const memory_plan *plan,
-                    const weight_layout *weights);
+                    const weight_layout *weights, const emit_options *opts);
 
 /* The name of the uniform entry point, NAME_forward_io, into buf. */
 const char *emit_entry_name(const model *m, char *buf, int len);

@@ -82,9 +82,13 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     frontend *f = ctx_of(L);
     f->budget -= HOOK_EVERY;
-    if (f->budget < 0)
+    if (f->budget < 0) {
+        /* Spent: fail at every instruction from now on, so a pcall that
+         * catches this error cannot keep the model running. */
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
         luaL_error(L, "the model ran past its instruction budget (an endless "
                       "loop?)");
+    }
 }
 
 
@@ -682,6 +686,13 @@ static void open_sandbox(lua_State *L)
 }
 
 
+static int open_sandbox_protected(lua_State *L)
+{
+    open_sandbox(L);
+    return 0;
+}
+
+
 /* Message handler: every error becomes "model.lua:LINE: error: ...", at the
  * model's line even when raised inside the block library. */
 static int message_handler(lua_State *L)
@@ -741,9 +752,16 @@ static int run_chunk(frontend *f, const char *text, size_t len,
         lua_pop(L, 2);
         return -1;
     }
-    if (lua_pcall(L, 0, lib_name ? 1 : 0, -2) != LUA_OK) {
+    int status = lua_pcall(L, 0, lib_name ? 1 : 0, -2);
+    if (status != LUA_OK) {
+        /* Lua calls no message handler for a memory error: name the
+         * model here. */
         const char *m = lua_tostring(L, -1);
-        err_set(err, "%s", m ? m : "error");
+        if (status == LUA_ERRMEM)
+            err_set(err, "%s: error: the model ran out of memory (its limit "
+                    "is %zu bytes)", f->path, f->mem_limit);
+        else
+            err_set(err, "%s", m ? m : "error");
         lua_pop(L, 2);
         return -1;
     }
@@ -805,7 +823,14 @@ model *frontend_load_string(const char *path, const char *text, size_t len,
     }
     *(frontend **)lua_getextraspace(f.L) = &f;
     lua_sethook(f.L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
-    open_sandbox(f.L);
+    /* Protected: with a small memory limit, opening the libraries can fail,
+     * and an unprotected error would abort the process. */
+    lua_pushcfunction(f.L, open_sandbox_protected);
+    if (lua_pcall(f.L, 0, 0, 0) != LUA_OK) {
+        err_set(err, "%s: error: cannot start Lua: %s", path,
+                lua_tostring(f.L, -1) ? lua_tostring(f.L, -1) : "error");
+        goto fail;
+    }
     if (run_chunk(&f, embedded_nn_lua, strlen(embedded_nn_lua), LIB_CHUNK,
                   "nn", err) ||
         run_chunk(&f, text, len, path, NULL, err))

@@ -224,7 +224,7 @@ int graph_add_weight(graph *g, const char *key, const graph_shape *key_shape,
         return -1;
     int fits = shape->rank == key_shape->rank && key_shape->rank >= 1 &&
                row_first >= 0 &&
-               row_first + shape->dim[0] <= key_shape->dim[0];
+               row_first <= key_shape->dim[0] - shape->dim[0];
     for (int i = 1; fits && i < shape->rank; i++)
         fits = shape->dim[i] == key_shape->dim[i];
     if (!fits)

@@ -66,9 +66,15 @@ static int names_make(names *nm, const model *m, const weight_layout *w)
         nm->upper[i] = (char)toupper((unsigned char)m->name[i]);
     nm->upper[i] = '\0';
     for (int e = 0; e < w->n_entries; e++) {
-        const graph_tensor *t = &g->tensors[w->entries[e].tensor];
+        const graph_weight *gw = &g->tensors[w->entries[e].tensor].weight;
+        const graph_weight_part *first = &gw->part[0];
+        for (int k = 0; k < gw->n_parts && !first->key; k++)
+            first = &gw->part[k];
         char macro[200];
-        macro_of_key(t->weight.key, t->weight.row_first, macro, sizeof macro);
+        macro_of_key(first->key ? first->key : "zeros", first->row_first,
+                     macro, sizeof macro);
+        if (gw->n_parts > 1)  /* a stack made by fuse-qkv */
+            snprintf(macro + strlen(macro), 16, "_CAT%d", gw->n_parts);
         for (int o = 0; o < e; o++)  /* keys that differ only in punctuation */
             if (strcmp(nm->weight[o], macro) == 0)
                 snprintf(macro + strlen(macro), 16, "_%d", e);
@@ -82,23 +88,42 @@ static int names_make(names *nm, const model *m, const weight_layout *w)
         else if (x->kind == GRAPH_WEIGHT && w->entry_of[t] >= 0)
             nm->tensor[t] = dup_printf("(w + %s)", nm->weight[w->entry_of[t]],
                                        0);
-        else if (x->kind == GRAPH_INTERMEDIATE)
+        else if (x->kind == GRAPH_INTERMEDIATE && x->producer >= 0)
             /* The trailing underscore keeps these apart from API names. */
             nm->tensor[t] = dup_printf("%s_%d_", graph_op_name(
                 g->nodes[x->producer].op), t);
-        else
+        else if (x->view_of < 0)
             nm->tensor[t] = dup_printf("NULL", NULL, 0);
+        else
+            continue;  /* a view: named after its storage, below */
         if (!nm->tensor[t])
+            return -1;
+    }
+    for (int t = 0; t < g->n_tensors; t++) {
+        if (g->tensors[t].view_of < 0)
+            continue;
+        int64_t col = 0;
+        int base = t;
+        for (; g->tensors[base].view_of >= 0; base = g->tensors[base].view_of)
+            col += g->tensors[base].view_col;
+        char expr[200];
+        snprintf(expr, sizeof expr, "(%s + %lld)", nm->tensor[base],
+                 (long long)col);
+        if (!(nm->tensor[t] = dup_printf("%s", expr, 0)))
             return -1;
     }
     return 0;
 }
 
 
-/* A float as a C literal that reads back to the same float. */
+/* A float as the shortest C literal that reads back to the same float. */
 static const char *float_literal(float v, char *buf, size_t len)
 {
-    snprintf(buf, len, "%.9g", (double)v);
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, len, "%.*g", digits, (double)v);
+        if (strtof(buf, NULL) == v)
+            break;
+    }
     if (!strpbrk(buf, ".en"))
         strncat(buf, ".0", len - strlen(buf) - 1);
     strncat(buf, "f", len - strlen(buf) - 1);
@@ -185,7 +210,9 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
         int has_res = n->n_inputs > 3 && n->inputs[3] >= 0;
         sb_printf(sb, "    rt_linear(%s, %lld, %s, %lld, %s, %s,\n"
                   "              %lld, %lld, %lld, %s, %s);\n",
-                  y, last, in_name[n->inputs[0]], k, in_name[n->inputs[1]],
+                  y, last, in_name[n->inputs[0]],
+                  (long long)graph_row_stride(g, n->inputs[0]),
+                  in_name[n->inputs[1]],
                   has_bias ? in_name[n->inputs[2]] : "NULL",
                   count / last, last, k, act_name(n->attrs.act),
                   has_res ? in_name[n->inputs[3]] : "NULL");
@@ -214,7 +241,6 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
         break;
     case GRAPH_OP_ATTENTION: {
         const graph_shape *q = &x->shape;
-        const graph_shape *k = &g->tensors[n->inputs[1]].shape;
         const graph_shape *v = &g->tensors[n->inputs[2]].shape;
         long long seq = n->attrs.batch_first ? q->dim[1] : q->dim[0];
         long long batch = n->attrs.batch_first ? q->dim[0] : q->dim[1];
@@ -231,8 +257,9 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                   (long long)v->dim[2] / h,
                   n->attrs.batch_first ? 1 : batch,
                   n->attrs.batch_first ? seq : 1,
-                  (long long)q->dim[2], (long long)k->dim[2],
-                  (long long)v->dim[2], last,
+                  (long long)graph_row_stride(g, n->inputs[0]),
+                  (long long)graph_row_stride(g, n->inputs[1]),
+                  (long long)graph_row_stride(g, n->inputs[2]), last,
                   float_literal(n->attrs.scale, f, sizeof f), n->attrs.causal,
                   y, in_name[n->inputs[0]], in_name[n->inputs[1]],
                   in_name[n->inputs[2]]);
@@ -277,27 +304,30 @@ char *emit_c_source(const model *m, const memory_plan *plan,
     for (int e = 0; e < w->n_entries; e++) {
         const weight_entry *we = &w->entries[e];
         const graph_tensor *t = &g->tensors[we->tensor];
-        sb_printf(&sb, "#define %s %lld  /* %s%s", nm.weight[e],
-                  (long long)we->offset, t->weight.key,
+        sb_printf(&sb, "#define %s %lld  /* %s", nm.weight[e],
+                  (long long)we->offset,
                   graph_shape_str(&t->shape, shape, sizeof shape));
-        if (t->weight.row_first > 0 ||
-            t->shape.dim[0] != t->weight.key_shape.dim[0])
-            sb_printf(&sb, " rows %lld..%lld", (long long)t->weight.row_first,
-                      (long long)(t->weight.row_first + t->shape.dim[0]));
+        for (int k = 0; k < t->weight.n_parts; k++) {
+            const graph_weight_part *p = &t->weight.part[k];
+            sb_printf(&sb, "%s%s", k ? " | " : " ", p->key ? p->key : "zeros");
+            if (p->key && p->rows != p->key_shape.dim[0])
+                sb_printf(&sb, " rows %lld..%lld", (long long)p->row_first,
+                          (long long)(p->row_first + p->rows));
+        }
         sb_printf(&sb, "%s */\n", we->packed_linear ? ", packed" : "");
     }
 
     sb_append(&sb, "\n");
     signature(&sb, m);
     sb_append(&sb, "\n{\n    char *a = arena;\n");
-    for (int t = 0; t < g->n_tensors; t++) {
-        const graph_tensor *x = &g->tensors[t];
-        if (x->kind != GRAPH_INTERMEDIATE || plan->offset[t] < 0)
+    for (int i = 0; i < g->n_nodes; i++) {  /* in the order they are made */
+        const graph_node *p = &g->nodes[i];
+        int t = p->output;
+        if (plan->offset[t] < 0)
             continue;
-        const graph_node *p = &g->nodes[x->producer];
         sb_printf(&sb, "    float *%s = (float *)(a + %lld);  /* %s %s:%d",
                   nm.tensor[t], (long long)plan->offset[t],
-                  graph_shape_str(&x->shape, shape, sizeof shape),
+                  graph_shape_str(&g->tensors[t].shape, shape, sizeof shape),
                   p->user_loc.file, p->user_loc.line);
         if (p->loc.file != p->user_loc.file)
             sb_printf(&sb, " (%s:%d)", p->loc.file, p->loc.line);

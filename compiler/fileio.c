@@ -50,6 +50,21 @@ char *file_read_all(const char *path, size_t *len, dsc_err *err)
 }
 
 
+/* mkdir -p of path's directory, so `-o out/model.c` works in a fresh tree. */
+static void make_parents(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(dir, 0777);  /* errors show when the file itself is opened */
+        *p = '/';
+    }
+}
+
+
 file_out *file_out_open(const char *path, dsc_err *err)
 {
     file_out *f = calloc(1, sizeof *f);
@@ -62,6 +77,10 @@ file_out *file_out_open(const char *path, dsc_err *err)
     memcpy(f->path, path, n + 1);
     snprintf(f->tmp_path, n + 32, "%s.tmp%ld", path, (long)getpid());
     f->fp = fopen(f->tmp_path, "wb");
+    if (!f->fp && errno == ENOENT && strlen(path) < 4096) {
+        make_parents(path);
+        f->fp = fopen(f->tmp_path, "wb");
+    }
     if (!f->fp) {
         err_set(err, "%s: error: cannot write: %s", path, strerror(errno));
         file_out_abort(f);

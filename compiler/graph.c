@@ -160,6 +160,7 @@ static int add_tensor(graph *g, const graph_tensor *t, dsc_err *err)
         return err_set(err, "%s:%d: error: out of memory", t->loc.file,
                        t->loc.line);
     g->tensors[g->n_tensors] = *t;
+    g->tensors[g->n_tensors].view_of = -1;
     return g->n_tensors++;
 }
 
@@ -234,21 +235,35 @@ int graph_add_weight(graph *g, const char *key, const graph_shape *key_shape,
                        graph_shape_str(key_shape, b, sizeof b));
     for (int i = 0; i < g->n_tensors; i++) {
         const graph_tensor *o = &g->tensors[i];
-        if (o->kind == GRAPH_WEIGHT && strcmp(o->weight.key, key) == 0 &&
-            !graph_shape_equal(&o->weight.key_shape, key_shape))
+        const graph_weight_part *p = &o->weight.part[0];
+        if (o->kind == GRAPH_WEIGHT && p->key && strcmp(p->key, key) == 0 &&
+            !graph_shape_equal(&p->key_shape, key_shape))
             return err_set(err, "%s:%d: error: weight '%s' declared as %s "
                            "here but as %s at %s:%d", loc.file, loc.line, key,
                            graph_shape_str(key_shape, a, sizeof a),
-                           graph_shape_str(&o->weight.key_shape, b, sizeof b),
+                           graph_shape_str(&p->key_shape, b, sizeof b),
                            o->loc.file, o->loc.line);
     }
     graph_tensor t = {
         .name = graph_intern(g, key), .dtype = GRAPH_F32, .shape = *shape,
         .kind = GRAPH_WEIGHT, .producer = -1, .loc = loc,
-        .weight = { .key_shape = *key_shape, .row_first = row_first,
-                    .init = init },
+        .weight = { .n_parts = 1, .part[0] = {
+            .key_shape = *key_shape, .row_first = row_first,
+            .rows = shape->dim[0], .init = init } },
     };
-    t.weight.key = t.name;
+    t.weight.part[0].key = t.name;
+    if (!t.name)
+        return err_set(err, "%s:%d: error: out of memory", loc.file, loc.line);
+    return add_tensor(g, &t, err);
+}
+
+
+int graph_add_tensor(graph *g, const char *label, const graph_shape *shape,
+                     graph_loc loc, dsc_err *err)
+{
+    graph_tensor t = { .name = graph_intern(g, label), .dtype = GRAPH_F32,
+                       .shape = *shape, .kind = GRAPH_INTERMEDIATE,
+                       .producer = -1, .loc = loc };
     if (!t.name)
         return err_set(err, "%s:%d: error: out of memory", loc.file, loc.line);
     return add_tensor(g, &t, err);
@@ -331,11 +346,15 @@ int graph_verify(const graph *g, const char *model_file, dsc_err *err)
     for (int i = 0; i < g->n_nodes; i++) {
         const graph_node *n = &g->nodes[i];
         for (int j = 0; j < n->n_inputs; j++) {
-            int t = n->inputs[j];
-            if (t >= g->n_tensors || (t >= 0 && g->tensors[t].producer >= i))
-                return err_set(err, "%s:%d: error: %s reads a tensor defined "
-                               "after it", n->user_loc.file, n->user_loc.line,
-                               graph_op_name(n->op));
+            if (n->inputs[j] < 0)
+                continue;
+            const graph_tensor *t = &g->tensors[graph_storage(g, n->inputs[j])];
+            int computed = t->kind == GRAPH_INTERMEDIATE ||
+                           t->kind == GRAPH_OUTPUT;
+            if (computed && (t->producer < 0 || t->producer >= i))
+                return err_set(err, "%s:%d: error: %s reads a tensor not "
+                               "computed before it", n->user_loc.file,
+                               n->user_loc.line, graph_op_name(n->op));
         }
         if (g->tensors[n->output].producer != i)
             return err_set(err, "%s:%d: error: %s: output tensor is not its "

@@ -13,6 +13,7 @@
 
 #define GRAPH_MAX_RANK   6
 #define GRAPH_MAX_INPUTS 4
+#define GRAPH_MAX_PARTS  16  /* weights stacked into one by fuse-qkv */
 
 typedef enum graph_op {
 #define OP(id, name, min_in, max_in) GRAPH_OP_##id,
@@ -49,14 +50,22 @@ typedef struct graph_shape {
     int64_t dim[GRAPH_MAX_RANK];
 } graph_shape;
 
-/* A weight tensor is rows [row_first, row_first + shape.dim[0]) of the
- * tensor `key` in the weight file, whose full shape is key_shape.  Several
- * weight tensors may view one key (Q, K and V as slices of in_proj_weight). */
-typedef struct graph_weight {
+/* Rows [row_first, row_first + rows) of the tensor `key` in the weight
+ * file, whose full shape is key_shape; key NULL stands for rows of zeros
+ * (a missing bias in a fused stack). */
+typedef struct graph_weight_part {
     const char *key;
     graph_shape key_shape;
-    int64_t row_first;
+    int64_t row_first, rows;
     graph_init init;
+} graph_weight_part;
+
+/* A weight tensor: its parts' rows stacked in order along dimension 0.
+ * The frontend makes one part (Q, K and V each a slice of
+ * in_proj_weight); fuse-qkv stacks several. */
+typedef struct graph_weight {
+    graph_weight_part part[GRAPH_MAX_PARTS];
+    int n_parts;
 } graph_weight;
 
 typedef struct graph_tensor {
@@ -66,6 +75,11 @@ typedef struct graph_tensor {
     graph_kind kind;
     graph_weight weight;  /* GRAPH_WEIGHT only */
     int producer;         /* node index, or -1 */
+    /* A view owns no memory: it is columns [view_col, view_col + last dim)
+     * of each row of tensor view_of (which has the same leading dims).
+     * Only ops that take a row stride read views (linear's x, attention). */
+    int view_of;          /* -1 for a tensor with its own storage */
+    int64_t view_col;
     graph_loc loc;
 } graph_tensor;
 
@@ -151,5 +165,28 @@ int graph_infer_shape(const graph *g, graph_op op, const int *inputs,
 
 /* Number of entries in g of each kind, for summaries. */
 int graph_count_kind(const graph *g, graph_kind kind);
+
+/* ---- edits the passes share (graph_edit.c) ---- */
+
+/* An intermediate tensor of shape, not produced by any node yet. */
+int graph_add_tensor(graph *g, const char *label, const graph_shape *shape,
+                     graph_loc loc, dsc_err *err);
+
+/* Make tensor t a view of columns [col, col + its last dim) of base. */
+void graph_make_view(graph *g, int t, int base, int64_t col);
+
+/* The tensor that holds t's memory: t itself, or the base of its view. */
+int graph_storage(const graph *g, int t);
+
+/* Floats between consecutive rows of t (its storage's last dim). */
+int64_t graph_row_stride(const graph *g, int t);
+
+/* Remove the nodes i with dead[i] != 0, keeping the order of the rest;
+ * tensors keep their indices, removed nodes' outputs lose their producer. */
+int graph_remove_nodes(graph *g, const char *dead, dsc_err *err);
+
+/* Nodes reading t (each once), in order: up to max into nodes; returns
+ * how many there are. */
+int graph_consumers(const graph *g, int t, int *nodes, int max);
 
 #endif

@@ -11,6 +11,7 @@
 #include "build.h"
 #include "dsc_runtime.h"
 #include "emit_c.h"
+#include "emit_dot.h"
 #include "fileio.h"
 #include "load.h"
 #include "npy.h"
@@ -27,11 +28,16 @@ static const char usage_text[] =
 "commands:\n"
 "  compile MODEL.lua   write NAME.c and NAME.h (and a weight blob)\n"
 "  run MODEL.lua       compile, load (libtcc JIT, or --aot) and run once\n"
+"  graph MODEL.lua     draw the op graph for Graphviz (dot -Tsvg)\n"
 "  help [COMMAND]      show help for a command\n"
 "\n"
-"options for both:\n"
+"options for all:\n"
 "  -D KEY=VALUE        override a config default of the model (repeatable)\n"
+"  -fno-fuse-qkv       keep linears that read one tensor apart\n"
+"  -fno-fuse-epilogue  keep activations and residual adds as their own ops\n"
+"  -fno-dce            keep nodes no output needs\n"
 "  -fno-plan-memory    give every tensor its own arena region\n"
+"  -v                  print each pass and what it changed\n"
 "\n"
 "compile options:\n"
 "  -o FILE.c           the C file to write (default NAME.c); NAME.h goes\n"
@@ -39,6 +45,11 @@ static const char usage_text[] =
 "  --weights W         also write the packed weight blob FILE.bin from the\n"
 "                      safetensors file W\n"
 "  --random-weights    write FILE.bin with random weights (see --seed)\n"
+"  --stats-json FILE   write what the passes did and made as JSON\n"
+"\n"
+"graph options:\n"
+"  -o FILE.dot         write there instead of to standard output\n"
+"  --after-passes      draw the graph the passes leave\n"
 "\n"
 "run options:\n"
 "  --weights W         weights from a safetensors file (default: random)\n"
@@ -67,7 +78,10 @@ typedef struct cli {
     binding inputs[MAX_BINDINGS], outputs[MAX_BINDINGS];
     int n_inputs, n_outputs;
     int aot;
-    int no_plan_memory;
+    int no_fuse_qkv, no_fuse_epilogue, no_dce, no_plan_memory;
+    int verbose;
+    const char *stats_path;
+    int after_passes;  /* graph: draw the graph the passes leave */
 } cli;
 
 
@@ -121,6 +135,8 @@ static int parse_args(int argc, char **argv, cli *c)
                 return usage_error("-D expects KEY=VALUE, got '%s'", pair);
         } else if (strcmp(a, "-o") == 0) {
             c->out_path = next;
+        } else if (strcmp(a, "--stats-json") == 0) {
+            c->stats_path = next;
         } else if (strcmp(a, "--weights") == 0) {
             c->weights_path = next;
         } else if (strcmp(a, "--seed") == 0) {
@@ -150,6 +166,16 @@ static int parse_args(int argc, char **argv, cli *c)
                 c->aot = 1;
             else if (strcmp(a, "-fno-plan-memory") == 0)
                 c->no_plan_memory = 1;
+            else if (strcmp(a, "-fno-fuse-qkv") == 0)
+                c->no_fuse_qkv = 1;
+            else if (strcmp(a, "-fno-fuse-epilogue") == 0)
+                c->no_fuse_epilogue = 1;
+            else if (strcmp(a, "-fno-dce") == 0)
+                c->no_dce = 1;
+            else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0)
+                c->verbose = 1;
+            else if (strcmp(a, "--after-passes") == 0)
+                c->after_passes = 1;
             else if (a[0] == '-' && a[1])
                 return usage_error("unknown option '%s'", a);
             else if (c->model_path)
@@ -167,6 +193,17 @@ static int parse_args(int argc, char **argv, cli *c)
     if (!c->model_path)
         return usage_error("%s: no model file given", c->command);
     return 0;
+}
+
+
+static build_options options_of(const cli *c)
+{
+    return (build_options){
+        .defines = c->defines, .n_defines = c->n_defines,
+        .no_fuse_qkv = c->no_fuse_qkv, .no_fuse_epilogue = c->no_fuse_epilogue,
+        .no_dce = c->no_dce, .no_plan_memory = c->no_plan_memory,
+        .verbose = c->verbose ? stderr : NULL,
+    };
 }
 
 
@@ -216,9 +253,41 @@ static float *make_blob(const built_model *b, const cli *c, dsc_err *err)
 }
 
 
+static int cmd_graph(const cli *c)
+{
+    build_options opts = options_of(c);
+    built_model b = {0};
+    model *m = NULL;
+    dsc_err err;
+    if (c->after_passes ? build_model(c->model_path, &opts, &b, &err)
+                        : !(m = frontend_load(c->model_path, c->defines,
+                                              c->n_defines, NULL, &err))) {
+        print_err(&err);
+        return 1;
+    }
+    const model *shown = c->after_passes ? b.model : m;
+    char *dot = emit_dot(shown, c->after_passes ? b.passes : "");
+    int rc = 0;
+    if (!dot) {
+        fprintf(stderr, "dsc: error: out of memory drawing the graph\n");
+        rc = 1;
+    } else if (c->out_path) {
+        if ((rc = file_write_atomic(c->out_path, dot, strlen(dot), &err) != 0))
+            print_err(&err);
+    } else {
+        fputs(dot, stdout);
+    }
+    free(dot);
+    model_free(m);
+    if (c->after_passes)
+        built_model_free(&b);
+    return rc;
+}
+
+
 static int cmd_compile(const cli *c)
 {
-    build_options opts = { c->defines, c->n_defines, c->no_plan_memory };
+    build_options opts = options_of(c);
     built_model b;
     dsc_err err;
     if (c->n_inputs || c->n_outputs || c->aot)
@@ -238,15 +307,22 @@ static int cmd_compile(const cli *c)
     int want_blob = c->weights_path || c->random_weights;
     float *blob = want_blob ? make_blob(&b, c, &err) : NULL;
     int rc = 1;
+    char stats[1024];
+    build_stats_json(&b, stats, sizeof stats - 1);
+    strcat(stats, "\n");
     if (want_blob && !blob) {
         print_err(&err);
-    } else if (file_write_atomic(h_path, b.header, strlen(b.header), &err) ||
+    } else if ((c->stats_path &&
+                file_write_atomic(c->stats_path, stats, strlen(stats), &err)) ||
+               file_write_atomic(h_path, b.header, strlen(b.header), &err) ||
                file_write_atomic(c_path, b.source, strlen(b.source), &err) ||
                (want_blob &&
                 file_write_atomic(bin_path, blob, (size_t)b.weights.total_floats
                                   * sizeof(float), &err))) {
         print_err(&err);
-        remove(h_path);  /* all or nothing */
+        if (c->stats_path)  /* all or nothing */
+            remove(c->stats_path);
+        remove(h_path);
         remove(c_path);
     } else {
         fprintf(stderr, "dsc: wrote %s and %s%s%s\n", c_path, h_path,
@@ -420,7 +496,7 @@ static void print_summary(const graph_tensor *x, const float *v)
 
 static int cmd_run(const cli *c)
 {
-    build_options opts = { c->defines, c->n_defines, c->no_plan_memory };
+    build_options opts = options_of(c);
     built_model b;
     dsc_err err;
     int rc = 1;
@@ -565,10 +641,13 @@ int main(int argc, char **argv)
             fputs(usage_text, stdout);
             return 0;
         }
-    if (strcmp(argv[1], "compile") && strcmp(argv[1], "run"))
+    if (strcmp(argv[1], "compile") && strcmp(argv[1], "run") &&
+        strcmp(argv[1], "graph"))
         return usage_error("unknown command '%s'", argv[1]);
     cli c;
     if (parse_args(argc, argv, &c))
         return 1;
+    if (strcmp(c.command, "graph") == 0)
+        return cmd_graph(&c);
     return strcmp(c.command, "compile") == 0 ? cmd_compile(&c) : cmd_run(&c);
 }

@@ -10,6 +10,23 @@
 #include "diag.h"
 #include "graph.h"
 
+/* What a pass did, for -v and --stats-json. */
+typedef struct pass_report {
+    int changed;  /* nodes fused, removed, ... */
+} pass_report;
+
+/* Merge linears that read the same tensor with the same in-features into
+ * one linear over stacked weights; the old results become column views of
+ * the wide one.  Fires only where every reader of those results takes a
+ * row stride (attention, a linear's input). */
+int pass_fuse_qkv(graph *g, pass_report *report, dsc_err *err);
+
+/* Fold relu/gelu and a residual add into the linear before them. */
+int pass_fuse_epilogue(graph *g, pass_report *report, dsc_err *err);
+
+/* Remove nodes no output needs. */
+int pass_dce(graph *g, pass_report *report, dsc_err *err);
+
 /* Where every intermediate tensor lives in the one arena. */
 typedef struct memory_plan {
     int64_t *offset;            /* per tensor: byte offset, or -1 if none */
@@ -26,5 +43,19 @@ typedef struct memory_plan {
 int pass_plan_memory(const graph *g, int reuse, memory_plan *plan,
                      dsc_err *err);
 void memory_plan_free(memory_plan *plan);
+
+/* The planner's core, on its own for tests: a buffer lives over steps
+ * [first, last] and needs bytes.  plan_buffers sets every offset (greedy by
+ * size, best fit) and returns the arena size, or -1 when out of memory. */
+typedef struct plan_buffer {
+    int first, last;
+    int64_t bytes;
+    int64_t offset;
+} plan_buffer;
+
+int64_t plan_buffers(plan_buffer *buffers, int n);
+
+/* The largest sum of bytes live at any step in [0, steps). */
+int64_t plan_lower_bound(const plan_buffer *buffers, int n, int steps);
 
 #endif

@@ -27,6 +27,20 @@ static void uses(const graph *g, int t, int *as_linear, int *as_other)
 }
 
 
+/* Keys are interned, so equal keys are equal pointers. */
+static int same_parts(const graph_weight *a, const graph_weight *b)
+{
+    if (a->n_parts != b->n_parts)
+        return 0;
+    for (int i = 0; i < a->n_parts; i++)
+        if (a->part[i].key != b->part[i].key ||
+            a->part[i].row_first != b->part[i].row_first ||
+            a->part[i].rows != b->part[i].rows)
+            return 0;
+    return 1;
+}
+
+
 int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
 {
     *layout = (weight_layout){0};
@@ -56,8 +70,7 @@ int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
         int share = -1;
         for (int e = 0; e < layout->n_entries && share < 0; e++) {
             const graph_tensor *o = &g->tensors[layout->entries[e].tensor];
-            if (strcmp(o->weight.key, w->weight.key) == 0 &&
-                o->weight.row_first == w->weight.row_first &&
+            if (same_parts(&o->weight, &w->weight) &&
                 graph_shape_equal(&o->shape, &w->shape) &&
                 layout->entries[e].packed_linear == as_linear)
                 share = e;
@@ -103,47 +116,70 @@ static int store(const graph_tensor *w, const weight_entry *e,
 }
 
 
+/* Floats in one row of w: the product of its dims after the first. */
+static int64_t row_floats(const graph_tensor *w)
+{
+    return graph_shape_count(&w->shape) / w->shape.dim[0];
+}
+
+
+/* Read one part's rows from f into dst. */
+static int read_part(const st_file *f, const graph_tensor *w,
+                     const graph_weight_part *p, float *dst, FILE *notes,
+                     dsc_err *err)
+{
+    const char *path = st_path(f);
+    char a[96], b[96];
+    const st_tensor *s = st_find(f, p->key);
+    if (!s)
+        return err_set(err, "%s: error: missing key '%s' (the model expects "
+                       "%s, %s:%d)", path, p->key,
+                       graph_shape_str(&p->key_shape, a, sizeof a),
+                       w->loc.file, w->loc.line);
+    graph_shape file_shape = { .rank = s->rank };
+    for (int d = 0; d < s->rank && d < GRAPH_MAX_RANK; d++)
+        file_shape.dim[d] = s->shape[d];
+    if (s->rank > GRAPH_MAX_RANK ||
+        !graph_shape_equal(&file_shape, &p->key_shape))
+        return err_set(err, "%s: error: key '%s' is %s %s but the model "
+                       "expects %s (%s:%d)", path, p->key,
+                       st_dtype_name(s->dtype),
+                       graph_shape_str(&file_shape, a, sizeof a),
+                       graph_shape_str(&p->key_shape, b, sizeof b),
+                       w->loc.file, w->loc.line);
+    int64_t row = row_floats(w);
+    int64_t bad = st_read_f32(f, s, p->row_first * row, p->rows * row, dst,
+                              err);
+    if (bad < 0)
+        return -1;
+    if (bad > 0 && notes)
+        fprintf(notes, "%s: warning: key '%s' holds %lld NaN or Inf values\n",
+                path, p->key, (long long)bad);
+    return 0;
+}
+
+
 int weights_fill_from_file(const graph *g, const weight_layout *layout,
                            const st_file *f, float *blob, FILE *notes,
                            dsc_err *err)
 {
-    const char *path = st_path(f);
-    char a[96], b[96];
     memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
     for (int i = 0; i < layout->n_entries; i++) {
         const weight_entry *e = &layout->entries[i];
         const graph_tensor *w = &g->tensors[e->tensor];
-        const st_tensor *s = st_find(f, w->weight.key);
-        if (!s)
-            return err_set(err, "%s: error: missing key '%s' (the model "
-                           "expects %s, %s:%d)", path, w->weight.key,
-                           graph_shape_str(&w->weight.key_shape, a, sizeof a),
-                           w->loc.file, w->loc.line);
-        graph_shape file_shape = { .rank = s->rank };
-        for (int d = 0; d < s->rank && d < GRAPH_MAX_RANK; d++)
-            file_shape.dim[d] = s->shape[d];
-        if (s->rank > GRAPH_MAX_RANK ||
-            !graph_shape_equal(&file_shape, &w->weight.key_shape))
-            return err_set(err, "%s: error: key '%s' is %s %s but the model "
-                           "expects %s (%s:%d)", path, w->weight.key,
-                           st_dtype_name(s->dtype),
-                           graph_shape_str(&file_shape, a, sizeof a),
-                           graph_shape_str(&w->weight.key_shape, b, sizeof b),
-                           w->loc.file, w->loc.line);
-        int64_t row = graph_shape_count(&w->shape) / w->shape.dim[0];
-        int64_t count = graph_shape_count(&w->shape);
-        float *rows = malloc((size_t)count * sizeof(float));
+        float *rows = calloc((size_t)graph_shape_count(&w->shape),
+                             sizeof(float));
         if (!rows)
-            return err_set(err, "%s: error: out of memory", path);
-        int64_t bad = st_read_f32(f, s, w->weight.row_first * row, count,
-                                  rows, err);
-        if (bad < 0) {
-            free(rows);
-            return -1;
+            return err_set(err, "%s: error: out of memory", st_path(f));
+        float *at = rows;
+        for (int k = 0; k < w->weight.n_parts; k++) {
+            const graph_weight_part *p = &w->weight.part[k];
+            if (p->key && read_part(f, w, p, at, notes, err)) {
+                free(rows);
+                return -1;
+            }
+            at += p->rows * row_floats(w);
         }
-        if (bad > 0 && notes)
-            fprintf(notes, "%s: warning: key '%s' holds %lld NaN or Inf "
-                    "values\n", path, w->weight.key, (long long)bad);
         store(w, e, rows, blob);
         free(rows);
     }
@@ -151,14 +187,18 @@ int weights_fill_from_file(const graph *g, const weight_layout *layout,
     for (int i = 0; i < st_count(f); i++) {
         const char *key = st_at(f, i)->name;
         int used = 0;
-        for (int t = 0; t < g->n_tensors && !used; t++)
-            used = g->tensors[t].kind == GRAPH_WEIGHT &&
-                   layout->entry_of[t] >= 0 &&
-                   strcmp(g->tensors[t].weight.key, key) == 0;
+        for (int t = 0; t < g->n_tensors && !used; t++) {
+            const graph_tensor *w = &g->tensors[t];
+            if (w->kind != GRAPH_WEIGHT || layout->entry_of[t] < 0)
+                continue;
+            for (int k = 0; k < w->weight.n_parts && !used; k++)
+                used = w->weight.part[k].key &&
+                       strcmp(w->weight.part[k].key, key) == 0;
+        }
         if (!used && notes) {
             if (!extra++)
                 fprintf(notes, "%s: note: keys the model does not use "
-                        "(ignored):\n", path);
+                        "(ignored):\n", st_path(f));
             fprintf(notes, "  %s\n", key);
         }
     }
@@ -192,24 +232,33 @@ void weights_fill_random(const graph *g, const weight_layout *layout,
     for (int i = 0; i < layout->n_entries; i++) {
         const weight_entry *e = &layout->entries[i];
         const graph_tensor *w = &g->tensors[e->tensor];
-        const graph_shape *ks = &w->weight.key_shape;
-        int64_t row = graph_shape_count(ks) / ks->dim[0];
-        int64_t count = graph_shape_count(&w->shape);
-        float *rows = malloc((size_t)count * sizeof(float));
+        int64_t row = row_floats(w);
+        float *rows = calloc((size_t)graph_shape_count(&w->shape),
+                             sizeof(float));
         if (!rows)
             continue;  /* leaves zeros; only random test data is at stake */
-        /* Draw the whole key's sequence so every slice of it agrees. */
-        uint64_t state = hash_key(w->weight.key, seed);
-        for (int64_t skip = 0; skip < w->weight.row_first * row; skip++)
-            next_random(&state);
-        float bound = 1.0f / sqrtf((float)ks->dim[ks->rank - 1]);
-        for (int64_t j = 0; j < count; j++) {
-            float u = (float)(next_random(&state) >> 40) / (float)(1 << 24);
-            switch (w->weight.init) {
-            case GRAPH_INIT_ONES:  rows[j] = 1.0f + 0.1f * (2 * u - 1); break;
-            case GRAPH_INIT_ZEROS: rows[j] = 0.1f * (2 * u - 1); break;
-            default:               rows[j] = bound * (2 * u - 1); break;
+        float *at = rows;
+        for (int k = 0; k < w->weight.n_parts; k++) {
+            const graph_weight_part *p = &w->weight.part[k];
+            const graph_shape *ks = &p->key_shape;
+            int64_t count = p->rows * row;
+            if (p->key) {
+                /* Draw the whole key's sequence so every slice agrees. */
+                uint64_t state = hash_key(p->key, seed);
+                for (int64_t skip = 0; skip < p->row_first * row; skip++)
+                    next_random(&state);
+                float bound = 1.0f / sqrtf((float)ks->dim[ks->rank - 1]);
+                for (int64_t j = 0; j < count; j++) {
+                    float u = (float)(next_random(&state) >> 40) /
+                              (float)(1 << 24);
+                    switch (p->init) {
+                    case GRAPH_INIT_ONES:  at[j] = 1.0f + 0.1f * (2 * u - 1); break;
+                    case GRAPH_INIT_ZEROS: at[j] = 0.1f * (2 * u - 1); break;
+                    default:               at[j] = bound * (2 * u - 1); break;
+                    }
+                }
             }
+            at += count;
         }
         store(w, e, rows, blob);
         free(rows);

@@ -251,9 +251,9 @@ Test(small, node_list_shapes_and_lines)
     const graph_tensor *w = &g->tensors[g->nodes[0].inputs[1]];
     const graph_tensor *b = &g->tensors[g->nodes[0].inputs[2]];
     cr_assert_eq(w->kind, GRAPH_WEIGHT);
-    cr_assert_str_eq(w->weight.key, "fc1.weight");
+    cr_assert_str_eq(w->weight.part[0].key, "fc1.weight");
     SHAPE2(&w->shape, 16, 8);
-    cr_assert_str_eq(b->weight.key, "fc1.bias");
+    cr_assert_str_eq(b->weight.part[0].key, "fc1.bias");
     cr_assert_eq(b->shape.rank, 1);
     cr_assert_eq(b->shape.dim[0], 16);
     /* A weight's loc is the model line that led to it. */
@@ -263,10 +263,10 @@ Test(small, node_list_shapes_and_lines)
     const graph_tensor *ln_w = &g->tensors[g->nodes[4].inputs[1]];
     const graph_tensor *ln_b = &g->tensors[g->nodes[4].inputs[2]];
     cr_assert_str_eq(ln_w->name, "ln.weight");
-    cr_assert_eq(ln_w->weight.init, GRAPH_INIT_ONES);
+    cr_assert_eq(ln_w->weight.part[0].init, GRAPH_INIT_ONES);
     cr_assert_str_eq(ln_b->name, "ln.bias");
-    cr_assert_eq(ln_b->weight.init, GRAPH_INIT_ZEROS);
-    cr_assert_eq(w->weight.init, GRAPH_INIT_UNIFORM);
+    cr_assert_eq(ln_b->weight.part[0].init, GRAPH_INIT_ZEROS);
+    cr_assert_eq(w->weight.part[0].init, GRAPH_INIT_UNIFORM);
 
     /* Shapes along the way and attributes. */
     SHAPE2(&g->tensors[g->nodes[0].output].shape, 3, 16);
@@ -464,12 +464,12 @@ Test(seed, encoder_defaults)
     for (int i = 0; i < g->n_tensors; i++) {
         const graph_tensor *t = &g->tensors[i];
         if (t->kind == GRAPH_WEIGHT &&
-            strcmp(t->weight.key,
+            strcmp(t->weight.part[0].key,
                    "transformer_encoder.layers.1.self_attn.in_proj_weight")
                 == 0) {
-            SHAPE2(&t->weight.key_shape, 768, 256);
+            SHAPE2(&t->weight.part[0].key_shape, 768, 256);
             SHAPE2(&t->shape, 256, 256);
-            cr_assert_eq(t->weight.row_first, 256 * n_slices);
+            cr_assert_eq(t->weight.part[0].row_first, 256 * n_slices);
             n_slices++;
         }
     }
@@ -862,9 +862,9 @@ Test(errors, weight_declarations)
     int seen = 0;
     for (int i = 0; i < g->n_tensors; i++)
         if (g->tensors[i].kind == GRAPH_WEIGHT) {
-            cr_assert_eq(g->tensors[i].weight.row_first, 2 * seen);
+            cr_assert_eq(g->tensors[i].weight.part[0].row_first, 2 * seen);
             SHAPE2(&g->tensors[i].shape, 2, 2);
-            SHAPE2(&g->tensors[i].weight.key_shape, 4, 2);
+            SHAPE2(&g->tensors[i].weight.part[0].key_shape, 4, 2);
             seen++;
         }
     model_free(m);
@@ -1110,11 +1110,11 @@ static void check_same_graph(const model *ma, const model *mb)
         cr_assert_eq(s->producer, t->producer, "tensor %d", i);
         check_same_loc(s->loc, t->loc, "tensor", i);
         if (s->kind == GRAPH_WEIGHT) {
-            cr_assert_str_eq(s->weight.key, t->weight.key);
-            cr_assert(graph_shape_equal(&s->weight.key_shape,
-                                        &t->weight.key_shape));
-            cr_assert_eq(s->weight.row_first, t->weight.row_first);
-            cr_assert_eq(s->weight.init, t->weight.init);
+            cr_assert_str_eq(s->weight.part[0].key, t->weight.part[0].key);
+            cr_assert(graph_shape_equal(&s->weight.part[0].key_shape,
+                                        &t->weight.part[0].key_shape));
+            cr_assert_eq(s->weight.part[0].row_first, t->weight.part[0].row_first);
+            cr_assert_eq(s->weight.part[0].init, t->weight.part[0].init);
         }
     }
     for (int i = 0; i < a->n_nodes; i++) {

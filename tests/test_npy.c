@@ -414,8 +414,13 @@ Test(npy, write_failures_leave_nothing)
     const int64_t shape[2] = {2, 2};
     dsc_err err = {{0}};
 
-    /* A missing directory. */
-    snprintf(path, sizeof path, "%s/no/such/dir/out.npy", dir);
+    /* A directory that cannot exist: its parent is a regular file.
+     * (Missing directories are made, like mkdir -p.) */
+    snprintf(path, sizeof path, "%s/plain", dir);
+    FILE *plain = fopen(path, "w");
+    cr_assert_not_null(plain);
+    fclose(plain);
+    snprintf(path, sizeof path, "%s/plain/dir/out.npy", dir);
     cr_assert_eq(npy_write(path, NPY_F32, 2, shape, v, &err), -1);
     check_msg(err.msg, "missing dir", path, "cannot write", NULL);
 
@@ -425,7 +430,7 @@ Test(npy, write_failures_leave_nothing)
     cr_assert_eq(mkdir(path, 0700), 0);
     cr_assert_eq(npy_write(path, NPY_F32, 2, shape, v, &err), -1);
     check_msg(err.msg, "directory", path, "cannot write", NULL);
-    cr_assert_eq(dir_entries(dir), 1, "only sub/ remains");
+    cr_assert_eq(dir_entries(dir), 2, "only plain and sub/ remain");
     cr_assert_eq(dir_entries(path), 0);
 
     /* Bad arguments write nothing. */
@@ -444,7 +449,7 @@ Test(npy, write_failures_leave_nothing)
     check_msg(err.msg, "no data", path, "no data", NULL);
     cr_assert_eq(npy_write(path, (npy_dtype)7, 2, shape, v, &err), -1);
     check_msg(err.msg, "dtype", path, "unknown dtype", NULL);
-    cr_assert_eq(dir_entries(dir), 1, "nothing written");
+    cr_assert_eq(dir_entries(dir), 2, "nothing written");
 
     /* Overwriting replaces the old file whole. */
     FILE *fp = fopen(path, "wb");
@@ -458,7 +463,7 @@ Test(npy, write_failures_leave_nothing)
     cr_assert_eq(a.count, 1);
     cr_assert_eq(((float *)a.data)[0], 1.f);
     npy_free(&a);
-    cr_assert_eq(dir_entries(dir), 2);
+    cr_assert_eq(dir_entries(dir), 3);
 
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -77,7 +77,7 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libdsc.a $(BUILD)/libdscrt.a
 # A product embedding dsc's output: generated C + libdscrt.a, nothing else.
 $(BUILD)/example_seed: tests/example/embed_seed.c generated/seed_encoder.c $(BUILD)/libdscrt.a
 	@mkdir -p $(@D)
-	$(CC) $(WARN) -O2 -Iruntime -Igenerated $^ $(XSMM_LIBS) -lm -o $@
+	$(CC) $(WARN) -O2 -Iruntime -Igenerated $^ $(XSMM_LIBS) -lpthread -lm -o $@
 
 test: deps
 	@$(MAKE) --no-print-directory all $(TESTS) $(BUILD)/example_seed

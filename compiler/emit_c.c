@@ -164,7 +164,7 @@ static void header_comment(strbuf *sb, const model *m, const char *file,
 static void signature(strbuf *sb, const model *m)
 {
     const graph *g = m->graph;
-    sb_printf(sb, "int %s_forward(const float *w", m->name);
+    sb_printf(sb, "int %s_forward(rt_ctx *ctx, const float *w", m->name);
     for (int pass = 0; pass < 2; pass++)
         for (int t = 0; t < g->n_tensors; t++) {
             const graph_tensor *x = &g->tensors[t];
@@ -196,7 +196,7 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
     switch (n->op) {
     case GRAPH_OP_EMBEDDING: {
         const graph_shape *tab = &g->tensors[n->inputs[1]].shape;
-        sb_printf(sb, "    if (rt_embedding(%s, %s, %lld, %s, %lld, %lld))\n"
+        sb_printf(sb, "    if (rt_embedding(ctx, %s, %s, %lld, %s, %lld, %lld))\n"
                   "        return DSC_EBADTOKEN;\n", y,
                   in_name[n->inputs[0]],
                   (long long)graph_shape_count(&x->shape),
@@ -208,7 +208,7 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
         long long k = (long long)x->shape.dim[x->shape.rank - 1];
         int has_bias = n->n_inputs > 2 && n->inputs[2] >= 0;
         int has_res = n->n_inputs > 3 && n->inputs[3] >= 0;
-        sb_printf(sb, "    rt_linear(%s, %lld, %s, %lld, %s, %s,\n"
+        sb_printf(sb, "    rt_linear(ctx, %s, %lld, %s, %lld, %s, %s,\n"
                   "              %lld, %lld, %lld, %s, %s);\n",
                   y, last, in_name[n->inputs[0]],
                   (long long)graph_row_stride(g, n->inputs[0]),
@@ -219,24 +219,24 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
         break;
     }
     case GRAPH_OP_ADD:
-        sb_printf(sb, "    rt_add(%s, %s, %s, %lld);\n", y,
+        sb_printf(sb, "    rt_add(ctx, %s, %s, %s, %lld);\n", y,
                   in_name[n->inputs[0]], in_name[n->inputs[1]], count);
         break;
     case GRAPH_OP_RELU:
     case GRAPH_OP_GELU:
-        sb_printf(sb, "    rt_activation(%s, %s, %lld, %s);\n", y,
+        sb_printf(sb, "    rt_activation(ctx, %s, %s, %lld, %s);\n", y,
                   in_name[n->inputs[0]], count,
                   act_name(n->op == GRAPH_OP_RELU ? RT_ACT_RELU
                                                   : n->attrs.act));
         break;
     case GRAPH_OP_LAYERNORM:
-        sb_printf(sb, "    rt_layernorm(%s, %s, %s, %s, %lld, %lld, %s);\n", y,
+        sb_printf(sb, "    rt_layernorm(ctx, %s, %s, %s, %s, %lld, %lld, %s);\n", y,
                   in_name[n->inputs[0]], in_name[n->inputs[1]],
                   in_name[n->inputs[2]], count / last, last,
                   float_literal(n->attrs.eps, f, sizeof f));
         break;
     case GRAPH_OP_SOFTMAX:
-        sb_printf(sb, "    rt_softmax(%s, %s, %lld, %lld);\n", y,
+        sb_printf(sb, "    rt_softmax(ctx, %s, %s, %lld, %lld);\n", y,
                   in_name[n->inputs[0]], count / last, last);
         break;
     case GRAPH_OP_ATTENTION: {
@@ -252,7 +252,7 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                   "            .ldq = %lld, .ldk = %lld, .ldv = %lld, "
                   ".ldo = %lld,\n"
                   "            .scale = %s, .causal = %d };\n"
-                  "        rt_attention(%s, %s, %s, %s, &s);\n    }\n",
+                  "        rt_attention(ctx, %s, %s, %s, %s, &s);\n    }\n",
                   seq, batch, h, (long long)q->dim[2] / h,
                   (long long)v->dim[2] / h,
                   n->attrs.batch_first ? 1 : batch,
@@ -340,8 +340,8 @@ char *emit_c_source(const model *m, const memory_plan *plan,
 
     /* The uniform entry point for loaders. */
     sb_printf(&sb, "/* %s_forward behind one signature: io holds the inputs, "
-              "then the outputs. */\nint %s_forward_io(const float *w, "
-              "void *const *io, void *arena)\n{\n    return %s_forward(w",
+              "then the outputs. */\nint %s_forward_io(rt_ctx *ctx, const float *w, "
+              "void *const *io, void *arena)\n{\n    return %s_forward(ctx, w",
               m->name, m->name, m->name);
     int k = 0;
     for (int pass = 0; pass < 2; pass++)
@@ -370,7 +370,7 @@ char *emit_c_header(const model *m, const memory_plan *plan,
     }
     snprintf(file, sizeof file, "%s.h", m->name);
     header_comment(&sb, m, file, plan, w, opts ? opts->passes : NULL);
-    sb_printf(&sb, "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n",
+    sb_printf(&sb, "#ifndef %s_H\n#define %s_H\n\n#include \"dsc_runtime.h\"\n\n",
               nm.upper, nm.upper);
     sb_printf(&sb, "/* Scratch memory the forward needs, %d-byte aligned. */\n"
               "#define %s_ARENA_BYTES %lld\n", DSC_ALIGN, nm.upper,
@@ -395,13 +395,14 @@ char *emit_c_header(const model *m, const memory_plan *plan,
                       nm.upper, upper,
                       (long long)graph_shape_count(&x->shape));
         }
-    sb_printf(&sb, "\n/* Run the model.  w: the packed weights; arena: %s_"
-              "ARENA_BYTES of scratch.\n * Returns DSC_OK (0), or "
+    sb_printf(&sb, "\n/* Run the model.  ctx: threads and kernels (rt_ctx_new), or NULL for\n"
+              " * one thread; w: the packed weights; arena: %s_ARENA_BYTES of\n"
+              " * scratch.  Returns DSC_OK (0), or "
               "DSC_EBADTOKEN (-1) for a token id outside the vocabulary. */\n",
               nm.upper);
     signature(&sb, m);
-    sb_printf(&sb, ";\nint %s_forward_io(const float *w, void *const *io, "
-              "void *arena);\n\n#endif\n", m->name);
+    sb_printf(&sb, ";\nint %s_forward_io(rt_ctx *ctx, const float *w, "
+              "void *const *io, void *arena);\n\n#endif\n", m->name);
     names_free(&nm, g, w);
     return sb_take(&sb);
 }

@@ -10,8 +10,9 @@
 #include "diag.h"
 
 /* The uniform entry point every generated model has (NAME_forward_io). */
-typedef int (*forward_io_fn)(const float *weights, void *const *io,
-                             void *arena);
+typedef struct rt_ctx rt_ctx;
+typedef int (*forward_io_fn)(rt_ctx *ctx, const float *weights,
+                             void *const *io, void *arena);
 
 typedef struct loaded_model loaded_model;
 

@@ -58,6 +58,8 @@ static const char usage_text[] =
 "  --output NAME=F.npy write an output to a .npy file\n"
 "  --aot               build with the system C compiler ($CC, default cc)\n"
 "                      into a shared object instead of the JIT\n"
+"  --threads N         threads for the kernels (default: $DSC_NUM_THREADS,\n"
+"                      else one per core)\n"
 "\n"
 "  dsc --version       print the version\n";
 
@@ -80,6 +82,7 @@ typedef struct cli {
     int aot;
     int no_fuse_qkv, no_fuse_epilogue, no_dce, no_plan_memory;
     int verbose;
+    int threads;       /* run: 0 = DSC_NUM_THREADS, else one per core */
     const char *stats_path;
     int after_passes;  /* graph: draw the graph the passes leave */
 } cli;
@@ -135,6 +138,13 @@ static int parse_args(int argc, char **argv, cli *c)
                 return usage_error("-D expects KEY=VALUE, got '%s'", pair);
         } else if (strcmp(a, "-o") == 0) {
             c->out_path = next;
+        } else if (strcmp(a, "--threads") == 0) {
+            char *end;
+            long v = next ? strtol(next, &end, 10) : 0;
+            if (!next || !*next || *end || v < 1 || v > 1024)
+                return usage_error("--threads expects a count from 1 to 1024, "
+                                   "got '%s'", next ? next : "");
+            c->threads = (int)v;
         } else if (strcmp(a, "--stats-json") == 0) {
             c->stats_path = next;
         } else if (strcmp(a, "--weights") == 0) {
@@ -514,6 +524,7 @@ static int cmd_run(const cli *c)
     float *blob = NULL;
     void *arena = NULL;
     loaded_model *lm = NULL;
+    rt_ctx *ctx = NULL;
 
     for (int i = 0; i < c->n_inputs + c->n_outputs; i++) {
         const binding *bd = i < c->n_inputs ? &c->inputs[i]
@@ -570,6 +581,22 @@ static int cmd_run(const cli *c)
         goto done;
     }
 
+    int threads = c->threads;
+    const char *env = getenv("DSC_NUM_THREADS");
+    if (!threads && env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end || v < 1 || v > 1024) {
+            fprintf(stderr, "dsc: error: DSC_NUM_THREADS must be a count from "
+                    "1 to 1024, got '%s'\n", env);
+            goto done;
+        }
+        threads = (int)v;
+    }
+    if (!(ctx = rt_ctx_new(threads))) {
+        fprintf(stderr, "dsc: error: cannot start the runtime\n");
+        goto done;
+    }
     double t1 = now_ms();
     lm = c->aot ? aot_load(b.source, b.header, build_runtime_header(),
                            b.model->name, b.entry, &err)
@@ -579,7 +606,7 @@ static int cmd_run(const cli *c)
         goto done;
     }
     double t2 = now_ms();
-    int status = loaded_entry(lm)(blob, io, arena);
+    int status = loaded_entry(lm)(ctx, blob, io, arena);
     double t3 = now_ms();
     if (status == DSC_EBADTOKEN) {
         report_bad_token(g, c, io);
@@ -611,8 +638,9 @@ static int cmd_run(const cli *c)
     for (int t = 0; t < g->n_tensors; t++)
         if (g->tensors[t].kind == GRAPH_OUTPUT)
             print_summary(&g->tensors[t], io[k++]);
-    printf("build %.1f ms, %s %.1f ms, forward %.3f ms\n", t1 - t0,
-           c->aot ? "cc" : "tcc", t2 - t1, t3 - t2);
+    printf("build %.1f ms, %s %.1f ms, forward %.3f ms on %d thread%s\n",
+           t1 - t0, c->aot ? "cc" : "tcc", t2 - t1, t3 - t2,
+           rt_ctx_threads(ctx), rt_ctx_threads(ctx) > 1 ? "s" : "");
     rc = 0;
 done:
     for (int i = 0; i < n_io; i++)
@@ -620,6 +648,7 @@ done:
     free(blob);
     free(arena);
     loaded_free(lm);
+    rt_ctx_free(ctx);
     built_model_free(&b);
     return rc;
 }

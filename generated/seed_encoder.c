@@ -34,7 +34,7 @@
 #define W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_WEIGHT 2951920  /* [768, 256] transformer_encoder.layers.1.self_attn.in_proj_weight, packed */
 #define W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_BIAS 3148528  /* [768] transformer_encoder.layers.1.self_attn.in_proj_bias */
 
-int seed_encoder_forward(const float *w, const int32_t *tokens, float *logits, void *arena)
+int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *tokens, float *logits, void *arena)
 {
     char *a = arena;
     float *embedding_2_ = (float *)(a + 983040);  /* [16, 20, 256] models/seed_encoder.lua:18 (nn.lua:23) */
@@ -55,10 +55,10 @@ int seed_encoder_forward(const float *w, const int32_t *tokens, float *logits, v
     (void)a;
 
     /* models/seed_encoder.lua:18 (nn.lua:23) */
-    if (rt_embedding(embedding_2_, tokens, 320, (w + W_EMBEDDING_WEIGHT), 1000, 256))
+    if (rt_embedding(ctx, embedding_2_, tokens, 320, (w + W_EMBEDDING_WEIGHT), 1000, 256))
         return DSC_EBADTOKEN;
     /* models/seed_encoder.lua:20 (nn.lua:45) */
-    rt_linear(linear_64_, 768, embedding_2_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_BIAS),
+    rt_linear(ctx, linear_64_, 768, embedding_2_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_BIAS),
               320, 768, 256, RT_ACT_NONE, NULL);
     /* models/seed_encoder.lua:20 (nn.lua:48) */
     {
@@ -67,23 +67,23 @@ int seed_encoder_forward(const float *w, const int32_t *tokens, float *logits, v
             .seq_step = 20, .batch_step = 1,
             .ldq = 768, .ldk = 768, .ldv = 768, .ldo = 256,
             .scale = 0.125f, .causal = 0 };
-        rt_attention(attention_12_, (linear_64_ + 0), (linear_64_ + 256), (linear_64_ + 512), &s);
+        rt_attention(ctx, attention_12_, (linear_64_ + 0), (linear_64_ + 256), (linear_64_ + 512), &s);
     }
     /* models/seed_encoder.lua:20 (nn.lua:18) */
-    rt_linear(linear_16_, 256, attention_12_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ_BIAS),
+    rt_linear(ctx, linear_16_, 256, attention_12_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ_BIAS),
               320, 256, 256, RT_ACT_NONE, embedding_2_);
     /* models/seed_encoder.lua:20 (nn.lua:30) */
-    rt_layernorm(layernorm_19_, linear_16_, (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM1_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM1_BIAS), 320, 256, 1e-05f);
+    rt_layernorm(ctx, layernorm_19_, linear_16_, (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM1_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM1_BIAS), 320, 256, 1e-05f);
     /* models/seed_encoder.lua:20 (nn.lua:18) */
-    rt_linear(linear_23_, 2048, layernorm_19_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_0_LINEAR1_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_LINEAR1_BIAS),
+    rt_linear(ctx, linear_23_, 2048, layernorm_19_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_0_LINEAR1_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_LINEAR1_BIAS),
               320, 2048, 256, RT_ACT_RELU, NULL);
     /* models/seed_encoder.lua:20 (nn.lua:18) */
-    rt_linear(linear_27_, 256, linear_23_, 2048, (w + W_TRANSFORMER_ENCODER_LAYERS_0_LINEAR2_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_LINEAR2_BIAS),
+    rt_linear(ctx, linear_27_, 256, linear_23_, 2048, (w + W_TRANSFORMER_ENCODER_LAYERS_0_LINEAR2_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_LINEAR2_BIAS),
               320, 256, 2048, RT_ACT_NONE, layernorm_19_);
     /* models/seed_encoder.lua:20 (nn.lua:30) */
-    rt_layernorm(layernorm_30_, linear_27_, (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM2_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM2_BIAS), 320, 256, 1e-05f);
+    rt_layernorm(ctx, layernorm_30_, linear_27_, (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM2_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM2_BIAS), 320, 256, 1e-05f);
     /* models/seed_encoder.lua:20 (nn.lua:45) */
-    rt_linear(linear_67_, 768, layernorm_30_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_BIAS),
+    rt_linear(ctx, linear_67_, 768, layernorm_30_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_BIAS),
               320, 768, 256, RT_ACT_NONE, NULL);
     /* models/seed_encoder.lua:20 (nn.lua:48) */
     {
@@ -92,29 +92,29 @@ int seed_encoder_forward(const float *w, const int32_t *tokens, float *logits, v
             .seq_step = 20, .batch_step = 1,
             .ldq = 768, .ldk = 768, .ldv = 768, .ldo = 256,
             .scale = 0.125f, .causal = 0 };
-        rt_attention(attention_40_, (linear_67_ + 0), (linear_67_ + 256), (linear_67_ + 512), &s);
+        rt_attention(ctx, attention_40_, (linear_67_ + 0), (linear_67_ + 256), (linear_67_ + 512), &s);
     }
     /* models/seed_encoder.lua:20 (nn.lua:18) */
-    rt_linear(linear_44_, 256, attention_40_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ_BIAS),
+    rt_linear(ctx, linear_44_, 256, attention_40_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ_BIAS),
               320, 256, 256, RT_ACT_NONE, layernorm_30_);
     /* models/seed_encoder.lua:20 (nn.lua:30) */
-    rt_layernorm(layernorm_47_, linear_44_, (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM1_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM1_BIAS), 320, 256, 1e-05f);
+    rt_layernorm(ctx, layernorm_47_, linear_44_, (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM1_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM1_BIAS), 320, 256, 1e-05f);
     /* models/seed_encoder.lua:20 (nn.lua:18) */
-    rt_linear(linear_51_, 2048, layernorm_47_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_1_LINEAR1_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_LINEAR1_BIAS),
+    rt_linear(ctx, linear_51_, 2048, layernorm_47_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_1_LINEAR1_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_LINEAR1_BIAS),
               320, 2048, 256, RT_ACT_RELU, NULL);
     /* models/seed_encoder.lua:20 (nn.lua:18) */
-    rt_linear(linear_55_, 256, linear_51_, 2048, (w + W_TRANSFORMER_ENCODER_LAYERS_1_LINEAR2_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_LINEAR2_BIAS),
+    rt_linear(ctx, linear_55_, 256, linear_51_, 2048, (w + W_TRANSFORMER_ENCODER_LAYERS_1_LINEAR2_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_LINEAR2_BIAS),
               320, 256, 2048, RT_ACT_NONE, layernorm_47_);
     /* models/seed_encoder.lua:20 (nn.lua:30) */
-    rt_layernorm(layernorm_58_, linear_55_, (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM2_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM2_BIAS), 320, 256, 1e-05f);
+    rt_layernorm(ctx, layernorm_58_, linear_55_, (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM2_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM2_BIAS), 320, 256, 1e-05f);
     /* models/seed_encoder.lua:24 (nn.lua:18) */
-    rt_linear(logits, 1000, layernorm_58_, 256, (w + W_FC_WEIGHT), (w + W_FC_BIAS),
+    rt_linear(ctx, logits, 1000, layernorm_58_, 256, (w + W_FC_WEIGHT), (w + W_FC_BIAS),
               320, 1000, 256, RT_ACT_NONE, NULL);
     return DSC_OK;
 }
 
 /* seed_encoder_forward behind one signature: io holds the inputs, then the outputs. */
-int seed_encoder_forward_io(const float *w, void *const *io, void *arena)
+int seed_encoder_forward_io(rt_ctx *ctx, const float *w, void *const *io, void *arena)
 {
-    return seed_encoder_forward(w, (const int32_t *)io[0], (float *)io[1], arena);
+    return seed_encoder_forward(ctx, w, (const int32_t *)io[0], (float *)io[1], arena);
 }

@@ -5,7 +5,7 @@
 #ifndef SEED_ENCODER_H
 #define SEED_ENCODER_H
 
-#include <stdint.h>
+#include "dsc_runtime.h"
 
 /* Scratch memory the forward needs, 64-byte aligned. */
 #define SEED_ENCODER_ARENA_BYTES 3276800
@@ -17,9 +17,10 @@
 /* output logits: float32 [16, 20, 1000] */
 #define SEED_ENCODER_LOGITS_COUNT 320000
 
-/* Run the model.  w: the packed weights; arena: SEED_ENCODER_ARENA_BYTES of scratch.
- * Returns DSC_OK (0), or DSC_EBADTOKEN (-1) for a token id outside the vocabulary. */
-int seed_encoder_forward(const float *w, const int32_t *tokens, float *logits, void *arena);
-int seed_encoder_forward_io(const float *w, void *const *io, void *arena);
+/* Run the model.  ctx: threads and kernels (rt_ctx_new), or NULL for
+ * one thread; w: the packed weights; arena: SEED_ENCODER_ARENA_BYTES of
+ * scratch.  Returns DSC_OK (0), or DSC_EBADTOKEN (-1) for a token id outside the vocabulary. */
+int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *tokens, float *logits, void *arena);
+int seed_encoder_forward_io(rt_ctx *ctx, const float *w, void *const *io, void *arena);
 
 #endif

@@ -17,6 +17,17 @@
 
 #define DSC_RUNTIME_VERSION "0.1"
 
+/* What the kernels share across calls: the worker threads and the GEMM
+ * kernels dispatched for each shape.  Every kernel takes one; NULL runs on
+ * the calling thread alone.  A context serves one forward at a time. */
+typedef struct rt_ctx rt_ctx;
+
+/* A context with `threads` threads (the caller's included); threads <= 0
+ * means one per core.  NULL when out of memory. */
+rt_ctx *rt_ctx_new(int threads);
+void rt_ctx_free(rt_ctx *ctx);
+int rt_ctx_threads(const rt_ctx *ctx);
+
 /* Status codes returned by generated entry points. */
 #define DSC_OK          0
 #define DSC_EBADTOKEN (-1)  /* a token id below 0 or >= the vocabulary */
@@ -35,7 +46,7 @@ typedef enum rt_act {
 
 /* out[i, :] = table[ids[i], :] for i < n.  Returns DSC_OK, or
  * DSC_EBADTOKEN (writing nothing further) if any id is outside [0, vocab). */
-int rt_embedding(float *out, const int32_t *ids, int64_t n,
+int rt_embedding(rt_ctx *ctx, float *out, const int32_t *ids, int64_t n,
                  const float *table, int64_t vocab, int64_t dim);
 
 /* Floats rt_linear_pack writes for an [n_out, n_in] weight. */
@@ -48,24 +59,24 @@ void rt_linear_pack(float *dst, const float *w, int64_t n_out, int64_t n_in);
  * for m < rows, n < n_out, k < n_in.  packed_w comes from rt_linear_pack;
  * bias and residual may be NULL; residual may alias y. x has row stride
  * ldx (>= n_in), y and residual have row stride ldy (>= n_out). */
-void rt_linear(float *y, int64_t ldy, const float *x, int64_t ldx,
+void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
                const float *packed_w, const float *bias,
                int64_t rows, int64_t n_out, int64_t n_in,
                rt_act act, const float *residual);
 
 /* y = a + b over n floats; y may alias a or b. */
-void rt_add(float *y, const float *a, const float *b, int64_t n);
+void rt_add(rt_ctx *ctx, float *y, const float *a, const float *b, int64_t n);
 
 /* y = act(x) over n floats; y may alias x. */
-void rt_activation(float *y, const float *x, int64_t n, rt_act act);
+void rt_activation(rt_ctx *ctx, float *y, const float *x, int64_t n, rt_act act);
 
 /* Per row of dim floats: y = (x - mean) / sqrt(var + eps) * gamma + beta,
  * var the biased variance (as torch.nn.LayerNorm).  y may alias x. */
-void rt_layernorm(float *y, const float *x, const float *gamma,
+void rt_layernorm(rt_ctx *ctx, float *y, const float *x, const float *gamma,
                   const float *beta, int64_t rows, int64_t dim, float eps);
 
 /* Softmax over each row of dim floats.  y may alias x. */
-void rt_softmax(float *y, const float *x, int64_t rows, int64_t dim);
+void rt_softmax(rt_ctx *ctx, float *y, const float *x, int64_t rows, int64_t dim);
 
 /* Where a [seq, batch] grid of rows sits in memory: row (s, b) of a tensor
  * starts at base + (s * seq_step + b * batch_step) * ld.  batch_first=False
@@ -83,7 +94,7 @@ typedef struct rt_attention_shape {
  * out_h = softmax(scale * q_h k_hᵀ [+ causal mask]) v_h, head h reading
  * columns [h*head_dim, (h+1)*head_dim) of each row.  out must not alias
  * q, k or v. */
-void rt_attention(float *out, const float *q, const float *k, const float *v,
+void rt_attention(rt_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                   const rt_attention_shape *shape);
 
 /* Every runtime function the generated code may call; the JIT binds each

@@ -83,7 +83,7 @@ static void epilogue_row(float *y, float *acc, const float *bias,
         for (int64_t j = 0; j < cols; j++)
             acc[j] += bias[j];
     if (act != RT_ACT_NONE)
-        rt_activation(acc, acc, cols, act);
+        rt_activation(NULL, acc, acc, cols, act);
     if (residual)
         for (int64_t j = 0; j < cols; j++)
             y[j] = acc[j] + residual[j];
@@ -266,7 +266,7 @@ static int linear_xsmm(float *y, int64_t ldy, const float *x, int64_t ldx,
 #endif
 
 
-void rt_linear(float *y, int64_t ldy, const float *x, int64_t ldx,
+void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
                const float *packed_w, const float *bias,
                int64_t rows, int64_t n_out, int64_t n_in,
                rt_act act, const float *residual)

@@ -24,7 +24,7 @@
 #define RT_SQRT_2_PI   0.79788456080286535588f
 
 
-int rt_embedding(float *out, const int32_t *ids, int64_t n,
+int rt_embedding(rt_ctx *ctx, float *out, const int32_t *ids, int64_t n,
                  const float *table, int64_t vocab, int64_t dim)
 {
     /* Validate everything first: a bad id must not leave a half-written
@@ -39,14 +39,14 @@ int rt_embedding(float *out, const int32_t *ids, int64_t n,
 }
 
 
-void rt_add(float *y, const float *a, const float *b, int64_t n)
+void rt_add(rt_ctx *ctx, float *y, const float *a, const float *b, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         y[i] = a[i] + b[i];
 }
 
 
-void rt_activation(float *y, const float *x, int64_t n, rt_act act)
+void rt_activation(rt_ctx *ctx, float *y, const float *x, int64_t n, rt_act act)
 {
     /* One loop per activation so the cheap ones vectorize. */
     switch (act) {
@@ -135,7 +135,7 @@ static float dot(const float *a, const float *b, int64_t n)
 
 
 /* gamma and beta may be NULL (nn.LayerNorm(elementwise_affine=False)). */
-void rt_layernorm(float *y, const float *x, const float *gamma,
+void rt_layernorm(rt_ctx *ctx, float *y, const float *x, const float *gamma,
                   const float *beta, int64_t rows, int64_t dim, float eps)
 {
     if (dim <= 0)
@@ -162,7 +162,7 @@ void rt_layernorm(float *y, const float *x, const float *gamma,
 }
 
 
-void rt_softmax(float *y, const float *x, int64_t rows, int64_t dim)
+void rt_softmax(rt_ctx *ctx, float *y, const float *x, int64_t rows, int64_t dim)
 {
     if (dim <= 0)
         return;
@@ -224,7 +224,7 @@ static void attend_row(float *o, const float *q, const float *k,
 }
 
 
-void rt_attention(float *out, const float *q, const float *k, const float *v,
+void rt_attention(rt_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                   const rt_attention_shape *sh)
 {
     /* Consecutive positions of one batch entry are seq_step rows apart. */

@@ -113,7 +113,7 @@ static void check_linear(lcg *g, int64_t rows, int64_t n_out, int64_t n_in,
     float *pw = alloc_floats(np);
     rt_linear_pack(pw, w, n_out, n_in);
 
-    rt_linear(y, ldy, x, ldx, pw, b, rows, n_out, n_in, act,
+    rt_linear(NULL, y, ldy, x, ldx, pw, b, rows, n_out, n_in, act,
               res == RES_ALIAS ? y : r);
 
     for (int64_t m = 0; m < rows; m++)
@@ -211,9 +211,9 @@ Test(linear, deterministic)
     float *pw = alloc_floats(rt_linear_packed_floats(n_out, n_in));
     float *y1 = alloc_floats(rows * n_out), *y2 = alloc_floats(rows * n_out);
     rt_linear_pack(pw, w, n_out, n_in);
-    rt_linear(y1, n_out, x, n_in, pw, NULL, rows, n_out, n_in, RT_ACT_GELU,
+    rt_linear(NULL, y1, n_out, x, n_in, pw, NULL, rows, n_out, n_in, RT_ACT_GELU,
               NULL);
-    rt_linear(y2, n_out, x, n_in, pw, NULL, rows, n_out, n_in, RT_ACT_GELU,
+    rt_linear(NULL, y2, n_out, x, n_in, pw, NULL, rows, n_out, n_in, RT_ACT_GELU,
               NULL);
     cr_assert(memcmp(y1, y2, (size_t)(rows * n_out) * sizeof *y1) == 0);
     free(y2);
@@ -232,11 +232,11 @@ Test(elementwise, add_and_alias)
     int64_t n = 37;
     float *a = alloc_matrix(&g, 1, n, n, 3.0f), *b = alloc_matrix(&g, 1, n, n, 3.0f);
     float *y = alloc_floats(n);
-    rt_add(y, a, b, n);
+    rt_add(NULL, y, a, b, n);
     for (int64_t i = 0; i < n; i++)
         cr_assert(y[i] == a[i] + b[i], "add[%lld]", (long long)i);
     float a0 = a[0], b0 = b[0];
-    rt_add(a, a, b, n);  /* y aliasing a */
+    rt_add(NULL, a, a, b, n);  /* y aliasing a */
     cr_assert(a[0] == a0 + b0);
     for (int64_t i = 0; i < n; i++)
         cr_assert(a[i] == y[i], "aliased add[%lld]", (long long)i);
@@ -256,9 +256,9 @@ Test(elementwise, activations_against_double)
     x[2] = 10.0f;
     float *y = alloc_floats(n), *z = alloc_floats(n);
     for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++) {
-        rt_activation(y, x, n, (rt_act)a);
+        rt_activation(NULL, y, x, n, (rt_act)a);
         memcpy(z, x, (size_t)n * sizeof *z);
-        rt_activation(z, z, n, (rt_act)a);  /* in place */
+        rt_activation(NULL, z, z, n, (rt_act)a);  /* in place */
         for (int64_t i = 0; i < n; i++) {
             double ref = ref_act(x[i], (rt_act)a);
             cr_assert(fabs(y[i] - ref) <= 1e-6 + 1e-5 * fabs(ref),
@@ -269,8 +269,8 @@ Test(elementwise, activations_against_double)
         }
     }
     /* The two GELUs really differ: the test can tell them apart. */
-    rt_activation(y, x + 3, 1, RT_ACT_GELU);
-    rt_activation(z, x + 3, 1, RT_ACT_GELU_TANH);
+    rt_activation(NULL, y, x + 3, 1, RT_ACT_GELU);
+    rt_activation(NULL, z, x + 3, 1, RT_ACT_GELU_TANH);
     cr_assert(y[0] != z[0] || fabsf(x[3]) < 1e-3f);
     free(z);
     free(y);
@@ -294,7 +294,7 @@ static void check_layernorm(lcg *g, int64_t rows, int64_t dim, float offset,
         memcpy(y, x, (size_t)(rows * dim) * sizeof *y);
         src = y;
     }
-    rt_layernorm(y, src, gamma, beta, rows, dim, 1e-5f);
+    rt_layernorm(NULL, y, src, gamma, beta, rows, dim, 1e-5f);
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * dim;
         double mean = 0.0, var = 0.0;
@@ -354,7 +354,7 @@ static void check_softmax(lcg *g, int64_t rows, int64_t dim, float amp,
     float *y = alloc_floats(rows * dim);
     if (in_place)
         memcpy(y, x, (size_t)(rows * dim) * sizeof *y);
-    rt_softmax(y, in_place ? y : x, rows, dim);
+    rt_softmax(NULL, y, in_place ? y : x, rows, dim);
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * dim;
         double mx = xr[0], sum = 0.0;
@@ -404,7 +404,7 @@ Test(embedding, gathers_rows)
     float *table = alloc_matrix(&g, vocab, dim, dim, 1.0f);
     const int32_t ids[] = {0, 10, 3, 3, 7};
     float *out = alloc_floats(5 * dim);
-    cr_assert_eq(rt_embedding(out, ids, 5, table, vocab, dim), DSC_OK);
+    cr_assert_eq(rt_embedding(NULL, out, ids, 5, table, vocab, dim), DSC_OK);
     for (int i = 0; i < 5; i++)
         for (int64_t j = 0; j < dim; j++)
             cr_assert(out[i * dim + j] == table[ids[i] * dim + j],
@@ -429,7 +429,7 @@ Test(embedding, rejects_out_of_range)
     for (int c = 0; c < COUNT(bad); c++) {
         for (int64_t i = 0; i < 4 * dim; i++)
             out[i] = SENTINEL;
-        cr_assert_eq(rt_embedding(out, bad[c], 4, table, vocab, dim),
+        cr_assert_eq(rt_embedding(NULL, out, bad[c], 4, table, vocab, dim),
                      DSC_EBADTOKEN, "case %d", c);
         for (int64_t i = 0; i < 4 * dim; i++)
             cr_assert(out[i] == SENTINEL, "case %d wrote out[%lld]", c,
@@ -513,7 +513,7 @@ static void check_attention(lcg *g, int64_t seq, int64_t batch, int64_t heads,
     double *o = malloc((size_t)dv * sizeof *o);
     cr_assert_not_null(o);
 
-    rt_attention(out, q, k, v, &sh);
+    rt_attention(NULL, out, q, k, v, &sh);
 
     for (int64_t b = 0; b < batch; b++)
         for (int64_t h = 0; h < heads; h++)

@@ -42,13 +42,14 @@ int main(int argc, char **argv)
     int32_t tokens[SEED_ENCODER_TOKENS_COUNT];
     float *logits = malloc(SEED_ENCODER_LOGITS_COUNT * sizeof(float));
     void *arena = aligned_alloc(DSC_ALIGN, SEED_ENCODER_ARENA_BYTES);
+    rt_ctx *ctx = rt_ctx_new(0);  /* one thread per core */
     int rc = 1;
-    if (!weights || !logits || !arena) {
+    if (!weights || !logits || !arena || !ctx) {
         fprintf(stderr, "out of memory\n");
     } else if (read_exact(argv[1], weights,
                           SEED_ENCODER_WEIGHT_FLOATS * sizeof(float)) == 0 &&
                read_exact(argv[2], tokens, sizeof tokens) == 0) {
-        if (seed_encoder_forward(weights, tokens, logits, arena) != DSC_OK) {
+        if (seed_encoder_forward(ctx, weights, tokens, logits, arena) != DSC_OK) {
             fprintf(stderr, "a token id is outside the vocabulary\n");
             rc = 2;
         } else {
@@ -62,5 +63,6 @@ int main(int argc, char **argv)
     free(weights);
     free(logits);
     free(arena);
+    rt_ctx_free(ctx);
     return rc;
 }

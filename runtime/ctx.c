@@ -1,30 +1,241 @@
-/* ctx.c — the runtime context: how many threads the kernels may use. */
+/* ctx.c — the runtime context: a persistent thread pool (threads - 1
+ * workers plus the caller) and the GEMM kernels cached per shape.
+ *
+ * A job is published by bumping a generation counter; workers spin on it
+ * for a short while (kernel calls within a forward come microseconds apart,
+ * and a condition-variable wake-up costs tens of them), then sleep on a
+ * condition variable so an idle context burns no CPU.  Completion is a
+ * countdown the caller spins on the same way.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "dsc_runtime.h"
+#include "rt_internal.h"
+
+/* Polls of the generation counter (each with a pause, ~20-40 ns) before a
+ * worker goes to sleep: ~0.2-0.5 ms, longer than the gaps between the
+ * kernels of one forward, short enough not to hog an oversubscribed CPU. */
+#define RT_SPIN 12000
+#define RT_MAX_THREADS 1024
+
+typedef struct rt_worker {
+    rt_ctx *ctx;
+    int index;      /* 1..threads-1; the caller is 0 */
+    pthread_t tid;
+} rt_worker;
 
 struct rt_ctx {
-    int threads;
+    int threads;            /* caller included */
+    rt_worker *workers;     /* threads - 1 of them */
+    pthread_mutex_t mu;
+    pthread_cond_t wake;    /* a new generation (job or stop) */
+    pthread_cond_t done;    /* pending reached 0 */
+    int sleepers;           /* workers waiting on wake; under mu */
+    int stop;               /* set before a bump, read after one */
+    atomic_uint gen;        /* bumped once per job */
+    atomic_int pending;     /* workers not yet done with the current job */
+    /* The current job: written by the caller before bumping gen, read by
+     * the workers after seeing the bump, stable until pending is 0. */
+    rt_task_fn fn;
+    void *arg;
+    int64_t n_tasks;
+    int job_threads;
+    struct rt_gemm_cache *gemm;
 };
+
+
+static void cpu_relax(void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
+#endif
+}
+
+
+/* Thread t's share of the current job. */
+static void run_share(rt_ctx *ctx, int t)
+{
+    if (t >= ctx->job_threads)
+        return;
+    int64_t n = ctx->n_tasks, T = ctx->job_threads;
+    int64_t begin = n * t / T, end = n * (t + 1) / T;
+    if (begin < end)
+        ctx->fn(ctx->arg, begin, end);
+}
+
+
+static unsigned wait_for_generation(rt_ctx *ctx, unsigned seen)
+{
+    unsigned g;
+    for (int i = 0; i < RT_SPIN; i++) {
+        g = atomic_load_explicit(&ctx->gen, memory_order_acquire);
+        if (g != seen)
+            return g;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&ctx->mu);
+    ctx->sleepers++;
+    while ((g = atomic_load_explicit(&ctx->gen, memory_order_acquire)) == seen)
+        pthread_cond_wait(&ctx->wake, &ctx->mu);
+    ctx->sleepers--;
+    pthread_mutex_unlock(&ctx->mu);
+    return g;
+}
+
+
+static void *worker_main(void *p)
+{
+    rt_worker *w = p;
+    rt_ctx *ctx = w->ctx;
+    unsigned seen = 0;
+    for (;;) {
+        seen = wait_for_generation(ctx, seen);
+        if (ctx->stop)
+            return NULL;
+        run_share(ctx, w->index);
+        if (atomic_fetch_sub_explicit(&ctx->pending, 1,
+                                      memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&ctx->mu);
+            pthread_cond_signal(&ctx->done);
+            pthread_mutex_unlock(&ctx->mu);
+        }
+    }
+}
+
+
+/* Wake the workers for a new generation (a job, or stop). */
+static void publish(rt_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->mu);
+    atomic_fetch_add_explicit(&ctx->gen, 1, memory_order_release);
+    if (ctx->sleepers)
+        pthread_cond_broadcast(&ctx->wake);
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+
+void rt_parallel(rt_ctx *ctx, int threads, int64_t n_tasks, rt_task_fn fn,
+                 void *arg)
+{
+    if (n_tasks <= 0)
+        return;
+    int T = rt_ctx_threads(ctx);
+    if (threads < T)
+        T = threads;
+    if (n_tasks < T)
+        T = (int)n_tasks;
+    if (T <= 1) {
+        fn(arg, 0, n_tasks);
+        return;
+    }
+    ctx->fn = fn;
+    ctx->arg = arg;
+    ctx->n_tasks = n_tasks;
+    ctx->job_threads = T;
+    /* Every worker acknowledges every job, even with an empty share, so no
+     * worker can still be reading the job when the next one is written. */
+    atomic_store_explicit(&ctx->pending, ctx->threads - 1,
+                          memory_order_relaxed);
+    publish(ctx);
+    run_share(ctx, 0);
+    for (int i = 0; i < RT_SPIN; i++) {
+        if (atomic_load_explicit(&ctx->pending, memory_order_acquire) == 0)
+            return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&ctx->mu);
+    while (atomic_load_explicit(&ctx->pending, memory_order_acquire) != 0)
+        pthread_cond_wait(&ctx->done, &ctx->mu);
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+
+int rt_threads_for(const rt_ctx *ctx, int64_t work, int64_t grain)
+{
+    int t = rt_ctx_threads(ctx);
+    int64_t useful = grain > 0 ? work / grain : t;
+    if (useful < t)
+        t = useful > 1 ? (int)useful : 1;
+    return t;
+}
+
+
+/* Stop and join workers [0, n). */
+static void stop_workers(rt_ctx *ctx, int n)
+{
+    ctx->stop = 1;
+    publish(ctx);
+    for (int i = 0; i < n; i++)
+        pthread_join(ctx->workers[i].tid, NULL);
+}
 
 
 rt_ctx *rt_ctx_new(int threads)
 {
-    rt_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx)
-        return NULL;
     if (threads <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores > 0 ? (int)cores : 1;
     }
-    ctx->threads = threads;
+    if (threads > RT_MAX_THREADS)
+        threads = RT_MAX_THREADS;
+    rt_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    ctx->threads = 1;
+    atomic_init(&ctx->gen, 0);
+    atomic_init(&ctx->pending, 0);
+    if (pthread_mutex_init(&ctx->mu, NULL) != 0)
+        goto fail_mu;
+    if (pthread_cond_init(&ctx->wake, NULL) != 0)
+        goto fail_wake;
+    if (pthread_cond_init(&ctx->done, NULL) != 0)
+        goto fail_done;
+    rt_gemm_init();
+    if (threads > 1) {
+        ctx->workers = calloc((size_t)threads - 1, sizeof *ctx->workers);
+        if (!ctx->workers)
+            goto fail_workers;
+        /* A worker that cannot be started leaves a smaller pool, not an
+         * error: the kernels split work over however many there are. */
+        int started = 0;
+        for (int i = 0; i < threads - 1; i++) {
+            rt_worker *w = &ctx->workers[i];
+            w->ctx = ctx;
+            w->index = i + 1;
+            if (pthread_create(&w->tid, NULL, worker_main, w) != 0)
+                break;
+            started++;
+        }
+        ctx->threads = started + 1;
+    }
     return ctx;
+
+fail_workers:
+    pthread_cond_destroy(&ctx->done);
+fail_done:
+    pthread_cond_destroy(&ctx->wake);
+fail_wake:
+    pthread_mutex_destroy(&ctx->mu);
+fail_mu:
+    free(ctx);
+    return NULL;
 }
 
 
 void rt_ctx_free(rt_ctx *ctx)
 {
+    if (!ctx)
+        return;
+    stop_workers(ctx, ctx->threads - 1);
+    free(ctx->workers);
+    rt_gemm_cache_free(ctx->gemm);
+    pthread_cond_destroy(&ctx->done);
+    pthread_cond_destroy(&ctx->wake);
+    pthread_mutex_destroy(&ctx->mu);
     free(ctx);
 }
 
@@ -32,4 +243,10 @@ void rt_ctx_free(rt_ctx *ctx)
 int rt_ctx_threads(const rt_ctx *ctx)
 {
     return ctx ? ctx->threads : 1;
+}
+
+
+struct rt_gemm_cache **rt_ctx_gemm_cache(rt_ctx *ctx)
+{
+    return ctx ? &ctx->gemm : NULL;
 }

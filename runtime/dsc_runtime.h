@@ -97,6 +97,35 @@ typedef struct rt_attention_shape {
 void rt_attention(rt_ctx *ctx, float *out, const float *q, const float *k, const float *v,
                   const rt_attention_shape *shape);
 
+/* ---- decoder steps (decode.c) ------------------------------------------
+ * A decoder runs n new tokens at positions pos..pos+n-1 (a prompt, then one
+ * at a time), keeping every layer's keys and values in a cache the caller
+ * owns. */
+
+#define DSC_EBADPOS (-2)  /* n < 1, or pos + n beyond the context */
+
+/* out[i, :] = table[pos + i, :] for i < n (learned position embeddings). */
+void rt_positions(rt_ctx *ctx, float *out, const float *table, int64_t pos,
+                  int64_t n, int64_t dim);
+
+/* Row layout of one decoder attention step; caches are contiguous
+ * [context, heads * head_dim] arrays. */
+typedef struct rt_kv_shape {
+    int64_t heads, head_dim_qk, head_dim_v;
+    int64_t ldq, ldk, ldv, ldo;  /* row strides of q, k, v and out */
+    float scale;
+} rt_kv_shape;
+
+/* Append the n new rows of k and v to the caches at rows pos.., then for
+ * every new token i and head h: out = softmax(scale * q K[0..pos+i]ᵀ)
+ * V[0..pos+i] — causal, and work proportional to pos + n, not the context. */
+void rt_kv_attention(rt_ctx *ctx, float *out, const float *q, const float *k,
+                     const float *v, float *k_cache, float *v_cache,
+                     int64_t n, int64_t pos, const rt_kv_shape *shape);
+
+/* dst = src over count floats. */
+void rt_copy(rt_ctx *ctx, float *dst, const float *src, int64_t count);
+
 /* Every runtime function the generated code may call; the JIT binds each
  * into the TinyCC state from this list. */
 #define DSC_RUNTIME_SYMBOLS(X) \
@@ -106,6 +135,9 @@ void rt_attention(rt_ctx *ctx, float *out, const float *q, const float *k, const
     X(rt_activation)           \
     X(rt_layernorm)            \
     X(rt_softmax)              \
-    X(rt_attention)
+    X(rt_attention)            \
+    X(rt_positions)            \
+    X(rt_kv_attention)         \
+    X(rt_copy)
 
 #endif

@@ -1,27 +1,46 @@
 /* kernels.c — the runtime's element-wise and row-wise kernels: embedding
- * gather, add, activations, layernorm, softmax, attention.  rt_linear lives
- * in gemm.c.
+ * gather, add, activations, layernorm, softmax.  rt_linear lives in
+ * gemm.c, rt_attention in attention.c.
  *
  * Reductions keep RT_LANES independent partial sums: without -ffast-math gcc
  * may not reorder a single running sum, so this is what lets it vectorize.
  * The order is fixed, so results are deterministic for a given build.
+ *
+ * Large calls are split over the context's threads: element-wise ones in
+ * chunks of RT_EW_CHUNK floats, row-wise ones by rows.  Every element or row
+ * is computed the same way whichever thread does it, so results do not
+ * depend on the thread count at all.
  */
-#include "dsc_runtime.h"
+#include "rt_internal.h"
 
 #include <math.h>
 #include <string.h>
 
 #define RT_LANES 8
 
-/* Scores held at once per attention query; longer sequences are processed
- * chunk by chunk with an online softmax (rescaling the partial output). */
-#if !defined(RT_ATTN_CHUNK)
-#define RT_ATTN_CHUNK 64
-#endif
+/* Floats per task of an element-wise kernel (16 KB: a few microseconds). */
+#define RT_EW_CHUNK 4096
+/* Elements per thread below which a kernel stays on fewer threads. */
+#define RT_EW_GRAIN (1 << 15)
 
-/* 1/sqrt(2) and sqrt(2/pi); M_SQRT1_2 is not ISO C. */
-#define RT_SQRT1_2     0.70710678118654752440f
-#define RT_SQRT_2_PI   0.79788456080286535588f
+
+/* ---- embedding ------------------------------------------------------- */
+
+typedef struct embed_job {
+    float *out;
+    const int32_t *ids;
+    const float *table;
+    int64_t dim;
+} embed_job;
+
+
+static void embed_rows(void *arg, int64_t begin, int64_t end)
+{
+    const embed_job *j = arg;
+    for (int64_t i = begin; i < end; i++)
+        memcpy(j->out + i * j->dim, j->table + (int64_t)j->ids[i] * j->dim,
+               (size_t)j->dim * sizeof *j->out);
+}
 
 
 int rt_embedding(rt_ctx *ctx, float *out, const int32_t *ids, int64_t n,
@@ -32,23 +51,26 @@ int rt_embedding(rt_ctx *ctx, float *out, const int32_t *ids, int64_t n,
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= vocab)
             return DSC_EBADTOKEN;
-    for (int64_t i = 0; i < n; i++)
-        memcpy(out + i * dim, table + (int64_t)ids[i] * dim,
-               (size_t)dim * sizeof *out);
+    embed_job j = {out, ids, table, dim};
+    rt_parallel(ctx, rt_threads_for(ctx, n * dim, 4 * RT_EW_GRAIN), n,
+                embed_rows, &j);
     return DSC_OK;
 }
 
 
-void rt_add(rt_ctx *ctx, float *y, const float *a, const float *b, int64_t n)
+/* ---- element-wise ---------------------------------------------------- */
+
+/* Each body is compiled twice (baseline and AVX2, see rt_internal.h). */
+RT_INLINE void add_body(float *y, const float *a, const float *b, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         y[i] = a[i] + b[i];
 }
 
 
-void rt_activation(rt_ctx *ctx, float *y, const float *x, int64_t n, rt_act act)
+/* One loop per activation so the cheap ones vectorize. */
+RT_INLINE void act_body(float *y, const float *x, int64_t n, rt_act act)
 {
-    /* One loop per activation so the cheap ones vectorize. */
     switch (act) {
     case RT_ACT_NONE:
         if (y != x)
@@ -56,25 +78,94 @@ void rt_activation(rt_ctx *ctx, float *y, const float *x, int64_t n, rt_act act)
         break;
     case RT_ACT_RELU:
         for (int64_t i = 0; i < n; i++)
-            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+            y[i] = rt_relu(x[i]);
         break;
     case RT_ACT_GELU:
         for (int64_t i = 0; i < n; i++)
-            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * RT_SQRT1_2));
+            y[i] = rt_gelu(x[i]);
         break;
     case RT_ACT_GELU_TANH:
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i];
-            float inner = RT_SQRT_2_PI * (v + 0.044715f * v * v * v);
-            y[i] = 0.5f * v * (1.0f + tanhf(inner));
-        }
+        for (int64_t i = 0; i < n; i++)
+            y[i] = rt_gelu_tanh(x[i]);
         break;
     }
 }
 
 
+typedef struct ew_job {
+    float *y;
+    const float *a, *b;
+    int64_t n;
+    rt_act act;
+    int is_add;
+    int avx2;
+} ew_job;
+
+
+static void ew_chunks_base(const ew_job *j, int64_t i0, int64_t n)
+{
+    if (j->is_add)
+        add_body(j->y + i0, j->a + i0, j->b + i0, n);
+    else
+        act_body(j->y + i0, j->a + i0, n, j->act);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void ew_chunks_avx2(const ew_job *j, int64_t i0,
+                                          int64_t n)
+{
+    if (j->is_add)
+        add_body(j->y + i0, j->a + i0, j->b + i0, n);
+    else
+        act_body(j->y + i0, j->a + i0, n, j->act);
+}
+#endif
+
+
+static void ew_range(void *arg, int64_t begin, int64_t end)
+{
+    const ew_job *j = arg;
+    int64_t i0 = begin * RT_EW_CHUNK;
+    int64_t i1 = end * RT_EW_CHUNK < j->n ? end * RT_EW_CHUNK : j->n;
+#if RT_X86_DISPATCH
+    if (j->avx2) {
+        ew_chunks_avx2(j, i0, i1 - i0);
+        return;
+    }
+#endif
+    ew_chunks_base(j, i0, i1 - i0);
+}
+
+
+static void run_ew(rt_ctx *ctx, ew_job *j)
+{
+    if (j->n <= 0)
+        return;
+    j->avx2 = rt_cpu_has_avx2();
+    rt_parallel(ctx, rt_threads_for(ctx, j->n, RT_EW_GRAIN),
+                (j->n + RT_EW_CHUNK - 1) / RT_EW_CHUNK, ew_range, j);
+}
+
+
+void rt_add(rt_ctx *ctx, float *y, const float *a, const float *b, int64_t n)
+{
+    ew_job j = {.y = y, .a = a, .b = b, .n = n, .is_add = 1};
+    run_ew(ctx, &j);
+}
+
+
+void rt_activation(rt_ctx *ctx, float *y, const float *x, int64_t n, rt_act act)
+{
+    ew_job j = {.y = y, .a = x, .n = n, .act = act};
+    run_ew(ctx, &j);
+}
+
+
+/* ---- layernorm and softmax ------------------------------------------ */
+
 /* Combine RT_LANES partial sums pairwise: smaller error than a left fold. */
-static float fold_lanes(float s[RT_LANES])
+RT_INLINE float fold_lanes(float s[RT_LANES])
 {
     for (int w = RT_LANES / 2; w > 0; w /= 2)
         for (int i = 0; i < w; i++)
@@ -83,7 +174,7 @@ static float fold_lanes(float s[RT_LANES])
 }
 
 
-static float sum_row(const float *x, int64_t n)
+RT_INLINE float sum_row(const float *x, int64_t n)
 {
     float s[RT_LANES] = {0};
     int64_t i = 0;
@@ -99,9 +190,10 @@ static float sum_row(const float *x, int64_t n)
 /* Second pass of the variance: *sd = sum (x - mean), *sq = sum (x - mean)^2.
  * Unlike E[x^2] - mean^2 this does not cancel catastrophically when
  * |mean| >> std, and sd corrects the rounding of mean itself (the
- * "corrected two-pass" algorithm of Chan, Golub and LeVeque). */
-static void sum_dev(const float *x, int64_t n, float mean, float *sd,
-                    float *sq)
+ * "corrected two-pass" algorithm of Chan, Golub and LeVeque).  The row is
+ * in L1 after the first pass, so the extra read costs little. */
+RT_INLINE void sum_dev(const float *x, int64_t n, float mean, float *sd,
+                       float *sq)
 {
     float s1[RT_LANES] = {0}, s2[RT_LANES] = {0};
     int64_t i = 0;
@@ -121,60 +213,90 @@ static void sum_dev(const float *x, int64_t n, float mean, float *sd,
 }
 
 
-static float dot(const float *a, const float *b, int64_t n)
-{
-    float s[RT_LANES] = {0};
-    int64_t i = 0;
-    for (; i + RT_LANES <= n; i += RT_LANES)
-        for (int l = 0; l < RT_LANES; l++)
-            s[l] += a[i + l] * b[i + l];
-    for (int l = 0; i < n; i++, l++)
-        s[l] += a[i] * b[i];
-    return fold_lanes(s);
-}
+typedef struct row_job {
+    float *y;
+    const float *x, *gamma, *beta;
+    int64_t dim;
+    float eps;
+    int avx2;
+} row_job;
 
 
-/* gamma and beta may be NULL (nn.LayerNorm(elementwise_affine=False)). */
-void rt_layernorm(rt_ctx *ctx, float *y, const float *x, const float *gamma,
-                  const float *beta, int64_t rows, int64_t dim, float eps)
+RT_INLINE void layernorm_body(const row_job *j, int64_t r0, int64_t r1)
 {
-    if (dim <= 0)
-        return;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * dim;
-        float *yr = y + r * dim;
+    const int64_t dim = j->dim;
+    const float *gamma = j->gamma, *beta = j->beta;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = j->x + r * dim;
+        float *yr = j->y + r * dim;
         float mean = sum_row(xr, dim) / (float)dim, sd, sq;
         sum_dev(xr, dim, mean, &sd, &sq);
         float corr = sd / (float)dim;
         float var = sq / (float)dim - corr * corr;
         mean += corr;
         var = var > 0.0f ? var : 0.0f;
-        float rstd = 1.0f / sqrtf(var + eps);
-        for (int64_t i = 0; i < dim; i++) {
-            float v = (xr[i] - mean) * rstd;
-            if (gamma)
-                v *= gamma[i];
-            if (beta)
-                v += beta[i];
-            yr[i] = v;
-        }
+        float rstd = 1.0f / sqrtf(var + j->eps);
+        /* One loop per affine case, so none has a branch inside. */
+        if (gamma && beta)
+            for (int64_t i = 0; i < dim; i++)
+                yr[i] = (xr[i] - mean) * rstd * gamma[i] + beta[i];
+        else if (gamma)
+            for (int64_t i = 0; i < dim; i++)
+                yr[i] = (xr[i] - mean) * rstd * gamma[i];
+        else if (beta)
+            for (int64_t i = 0; i < dim; i++)
+                yr[i] = (xr[i] - mean) * rstd + beta[i];
+        else
+            for (int64_t i = 0; i < dim; i++)
+                yr[i] = (xr[i] - mean) * rstd;
     }
 }
 
 
-void rt_softmax(rt_ctx *ctx, float *y, const float *x, int64_t rows, int64_t dim)
+static void layernorm_base(void *arg, int64_t r0, int64_t r1)
 {
-    if (dim <= 0)
+    layernorm_body(arg, r0, r1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void layernorm_avx2(void *arg, int64_t r0, int64_t r1)
+{
+    layernorm_body(arg, r0, r1);
+}
+#endif
+
+
+/* gamma and beta may be NULL (nn.LayerNorm(elementwise_affine=False)). */
+void rt_layernorm(rt_ctx *ctx, float *y, const float *x, const float *gamma,
+                  const float *beta, int64_t rows, int64_t dim, float eps)
+{
+    if (dim <= 0 || rows <= 0)
         return;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * dim;
-        float *yr = y + r * dim;
+    row_job j = {.y = y, .x = x, .gamma = gamma, .beta = beta, .dim = dim,
+                 .eps = eps};
+    rt_task_fn fn = layernorm_base;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = layernorm_avx2;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, rows * dim, RT_EW_GRAIN), rows, fn,
+                &j);
+}
+
+
+RT_INLINE void softmax_body(const row_job *j, int64_t r0, int64_t r1)
+{
+    const int64_t dim = j->dim;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = j->x + r * dim;
+        float *yr = j->y + r * dim;
         /* Subtract the max so exp never overflows. */
         float mx = xr[0];
         for (int64_t i = 1; i < dim; i++)
             mx = xr[i] > mx ? xr[i] : mx;
         for (int64_t i = 0; i < dim; i++)
-            yr[i] = expf(xr[i] - mx);
+            yr[i] = rt_exp(xr[i] - mx);
         float inv = 1.0f / sum_row(yr, dim);
         for (int64_t i = 0; i < dim; i++)
             yr[i] *= inv;
@@ -182,68 +304,31 @@ void rt_softmax(rt_ctx *ctx, float *y, const float *x, int64_t rows, int64_t dim
 }
 
 
-/* One query row of one head: o = softmax(scale * q·kᵀ) v over n_keys keys,
- * key t at k + t * kstride (and v likewise).  Scores are computed a chunk at
- * a time into a stack buffer; the running max m, the running denominator l
- * and o are rescaled when a chunk raises the max (an online softmax), so for
- * n_keys <= RT_ATTN_CHUNK this is exactly the two-pass softmax. */
-static void attend_row(float *o, const float *q, const float *k,
-                       int64_t kstride, const float *v, int64_t vstride,
-                       int64_t n_keys, int64_t dqk, int64_t dv, float scale)
+static void softmax_base(void *arg, int64_t r0, int64_t r1)
 {
-    float sc[RT_ATTN_CHUNK];
-    float m = -INFINITY, l = 0.0f;
-    for (int64_t j = 0; j < dv; j++)
-        o[j] = 0.0f;
-    for (int64_t t0 = 0; t0 < n_keys; t0 += RT_ATTN_CHUNK) {
-        int64_t nc = n_keys - t0 < RT_ATTN_CHUNK ? n_keys - t0 : RT_ATTN_CHUNK;
-        float cm = -INFINITY;
-        for (int64_t i = 0; i < nc; i++) {
-            sc[i] = scale * dot(q, k + (t0 + i) * kstride, dqk);
-            cm = sc[i] > cm ? sc[i] : cm;
-        }
-        if (cm > m) {
-            /* First chunk: m = -inf, so f = 0 and o, l are still zero. */
-            float f = expf(m - cm);
-            for (int64_t j = 0; j < dv; j++)
-                o[j] *= f;
-            l *= f;
-            m = cm;
-        }
-        for (int64_t i = 0; i < nc; i++) {
-            float p = expf(sc[i] - m);
-            const float *vt = v + (t0 + i) * vstride;
-            l += p;
-            for (int64_t j = 0; j < dv; j++)
-                o[j] += p * vt[j];
-        }
-    }
-    float inv = 1.0f / l;
-    for (int64_t j = 0; j < dv; j++)
-        o[j] *= inv;
+    softmax_body(arg, r0, r1);
 }
 
 
-void rt_attention(rt_ctx *ctx, float *out, const float *q, const float *k, const float *v,
-                  const rt_attention_shape *sh)
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void softmax_avx2(void *arg, int64_t r0, int64_t r1)
 {
-    /* Consecutive positions of one batch entry are seq_step rows apart. */
-    const int64_t kstride = sh->seq_step * sh->ldk;
-    const int64_t vstride = sh->seq_step * sh->ldv;
-    for (int64_t b = 0; b < sh->batch; b++) {
-        for (int64_t h = 0; h < sh->heads; h++) {
-            const float *kb = k + b * sh->batch_step * sh->ldk
-                              + h * sh->head_dim_qk;
-            const float *vb = v + b * sh->batch_step * sh->ldv
-                              + h * sh->head_dim_v;
-            for (int64_t s = 0; s < sh->seq; s++) {
-                int64_t row = s * sh->seq_step + b * sh->batch_step;
-                const float *qr = q + row * sh->ldq + h * sh->head_dim_qk;
-                float *orow = out + row * sh->ldo + h * sh->head_dim_v;
-                int64_t n_keys = sh->causal ? s + 1 : sh->seq;
-                attend_row(orow, qr, kb, kstride, vb, vstride, n_keys,
-                           sh->head_dim_qk, sh->head_dim_v, sh->scale);
-            }
-        }
-    }
+    softmax_body(arg, r0, r1);
+}
+#endif
+
+
+void rt_softmax(rt_ctx *ctx, float *y, const float *x, int64_t rows, int64_t dim)
+{
+    if (dim <= 0 || rows <= 0)
+        return;
+    row_job j = {.y = y, .x = x, .dim = dim};
+    rt_task_fn fn = softmax_base;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = softmax_avx2;
+#endif
+    /* exp costs ~20 element-wise operations: a smaller grain. */
+    rt_parallel(ctx, rt_threads_for(ctx, rows * dim, RT_EW_GRAIN / 8), rows,
+                fn, &j);
 }

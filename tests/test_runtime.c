@@ -6,12 +6,15 @@
  * read or write past them; gaps between rows hold a sentinel that must
  * survive, which catches writes inside the buffer that ASan cannot see.
  */
+#define _POSIX_C_SOURCE 200809L  /* nanosleep */
+
 #include <criterion/criterion.h>
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dsc_runtime.h"
 
@@ -96,8 +99,9 @@ typedef enum res_mode { RES_NONE, RES_SEPARATE, RES_ALIAS } res_mode;
 /* One rt_linear call checked element by element against a double
  * reference.  Tolerance scales with sum |x*w| + |b|: the size of the float
  * rounding the kernel may legitimately accumulate. */
-static void check_linear(lcg *g, int64_t rows, int64_t n_out, int64_t n_in,
-                         rt_act act, int with_bias, res_mode res)
+static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
+                         int64_t n_in, rt_act act, int with_bias,
+                         res_mode res)
 {
     int64_t ldx = n_in + 3, ldy = n_out + 2;
     float *x = alloc_matrix(g, rows, n_in, ldx, 1.0f);
@@ -113,7 +117,7 @@ static void check_linear(lcg *g, int64_t rows, int64_t n_out, int64_t n_in,
     float *pw = alloc_floats(np);
     rt_linear_pack(pw, w, n_out, n_in);
 
-    rt_linear(NULL, y, ldy, x, ldx, pw, b, rows, n_out, n_in, act,
+    rt_linear(ctx, y, ldy, x, ldx, pw, b, rows, n_out, n_in, act,
               res == RES_ALIAS ? y : r);
 
     for (int64_t m = 0; m < rows; m++)
@@ -158,7 +162,7 @@ Test(linear, all_shapes_bias)
     for (int i = 0; i < COUNT(lin_rows); i++)
         for (int j = 0; j < COUNT(lin_out); j++)
             for (int k = 0; k < COUNT(lin_in); k++)
-                check_linear(&g, lin_rows[i], lin_out[j], lin_in[k],
+                check_linear(NULL, &g, lin_rows[i], lin_out[j], lin_in[k],
                              RT_ACT_NONE, 1, RES_NONE);
 }
 
@@ -169,7 +173,7 @@ Test(linear, all_shapes_no_bias)
     for (int i = 0; i < COUNT(lin_rows); i++)
         for (int j = 0; j < COUNT(lin_out); j++)
             for (int k = 0; k < COUNT(lin_in); k++)
-                check_linear(&g, lin_rows[i], lin_out[j], lin_in[k],
+                check_linear(NULL, &g, lin_rows[i], lin_out[j], lin_in[k],
                              RT_ACT_NONE, 0, RES_NONE);
 }
 
@@ -179,8 +183,8 @@ Test(linear, activations)
     lcg g = {3};
     for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++)
         for (int j = 0; j < COUNT(lin_out); j++) {
-            check_linear(&g, 17, lin_out[j], 65, (rt_act)a, 1, RES_NONE);
-            check_linear(&g, 70, lin_out[j], 7, (rt_act)a, 0, RES_NONE);
+            check_linear(NULL, &g, 17, lin_out[j], 65, (rt_act)a, 1, RES_NONE);
+            check_linear(NULL, &g, 70, lin_out[j], 7, (rt_act)a, 0, RES_NONE);
         }
 }
 
@@ -191,11 +195,11 @@ Test(linear, residual_separate_and_aliasing_y)
     for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++)
         for (int i = 0; i < COUNT(lin_rows); i++)
             for (int k = 0; k < COUNT(lin_in); k++) {
-                check_linear(&g, lin_rows[i], 33, lin_in[k], (rt_act)a, 1,
+                check_linear(NULL, &g, lin_rows[i], 33, lin_in[k], (rt_act)a, 1,
                              RES_SEPARATE);
-                check_linear(&g, lin_rows[i], 70, lin_in[k], (rt_act)a, 1,
+                check_linear(NULL, &g, lin_rows[i], 70, lin_in[k], (rt_act)a, 1,
                              RES_ALIAS);
-                check_linear(&g, lin_rows[i], 5, lin_in[k], (rt_act)a, 0,
+                check_linear(NULL, &g, lin_rows[i], 5, lin_in[k], (rt_act)a, 0,
                              RES_ALIAS);
             }
 }
@@ -280,8 +284,8 @@ Test(elementwise, activations_against_double)
 
 /* ---- layernorm and softmax ------------------------------------------ */
 
-static void check_layernorm(lcg *g, int64_t rows, int64_t dim, float offset,
-                            int affine, int in_place)
+static void check_layernorm(rt_ctx *ctx, lcg *g, int64_t rows, int64_t dim,
+                            float offset, int affine, int in_place)
 {
     float *x = alloc_matrix(g, rows, dim, dim, 1.0f);
     for (int64_t i = 0; i < rows * dim; i++)
@@ -294,7 +298,7 @@ static void check_layernorm(lcg *g, int64_t rows, int64_t dim, float offset,
         memcpy(y, x, (size_t)(rows * dim) * sizeof *y);
         src = y;
     }
-    rt_layernorm(NULL, y, src, gamma, beta, rows, dim, 1e-5f);
+    rt_layernorm(ctx, y, src, gamma, beta, rows, dim, 1e-5f);
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * dim;
         double mean = 0.0, var = 0.0;
@@ -329,9 +333,9 @@ Test(layernorm, against_double)
     const int64_t dims[] = {1, 5, 33, 256, 1000};
     for (int i = 0; i < COUNT(rows); i++)
         for (int j = 0; j < COUNT(dims); j++) {
-            check_layernorm(&g, rows[i], dims[j], 0.0f, 1, 0);
-            check_layernorm(&g, rows[i], dims[j], 0.0f, 1, 1);
-            check_layernorm(&g, rows[i], dims[j], 0.0f, 0, 0);
+            check_layernorm(NULL, &g, rows[i], dims[j], 0.0f, 1, 0);
+            check_layernorm(NULL, &g, rows[i], dims[j], 0.0f, 1, 1);
+            check_layernorm(NULL, &g, rows[i], dims[j], 0.0f, 0, 0);
         }
 }
 
@@ -340,13 +344,13 @@ Test(layernorm, against_double)
 Test(layernorm, large_mean)
 {
     lcg g = {9};
-    check_layernorm(&g, 3, 256, 10.0f, 1, 0);
-    check_layernorm(&g, 3, 1000, -30.0f, 1, 1);
+    check_layernorm(NULL, &g, 3, 256, 10.0f, 1, 0);
+    check_layernorm(NULL, &g, 3, 1000, -30.0f, 1, 1);
 }
 
 
-static void check_softmax(lcg *g, int64_t rows, int64_t dim, float amp,
-                          float offset, int in_place)
+static void check_softmax(rt_ctx *ctx, lcg *g, int64_t rows, int64_t dim,
+                          float amp, float offset, int in_place)
 {
     float *x = alloc_matrix(g, rows, dim, dim, amp);
     for (int64_t i = 0; i < rows * dim; i++)
@@ -354,7 +358,7 @@ static void check_softmax(lcg *g, int64_t rows, int64_t dim, float amp,
     float *y = alloc_floats(rows * dim);
     if (in_place)
         memcpy(y, x, (size_t)(rows * dim) * sizeof *y);
-    rt_softmax(NULL, y, in_place ? y : x, rows, dim);
+    rt_softmax(ctx, y, in_place ? y : x, rows, dim);
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * dim;
         double mx = xr[0], sum = 0.0;
@@ -380,8 +384,8 @@ Test(softmax, against_double)
     lcg g = {10};
     const int64_t dims[] = {1, 5, 33, 1000};
     for (int j = 0; j < COUNT(dims); j++) {
-        check_softmax(&g, 3, dims[j], 1.0f, 0.0f, 0);
-        check_softmax(&g, 17, dims[j], 8.0f, 0.0f, 1);
+        check_softmax(NULL, &g, 3, dims[j], 1.0f, 0.0f, 0);
+        check_softmax(NULL, &g, 17, dims[j], 8.0f, 0.0f, 1);
     }
 }
 
@@ -390,8 +394,8 @@ Test(softmax, against_double)
 Test(softmax, large_logits)
 {
     lcg g = {11};
-    check_softmax(&g, 3, 33, 20.0f, 100.0f, 0);
-    check_softmax(&g, 2, 7, 5.0f, -200.0f, 1);
+    check_softmax(NULL, &g, 3, 33, 20.0f, 100.0f, 0);
+    check_softmax(NULL, &g, 2, 7, 5.0f, -200.0f, 1);
 }
 
 
@@ -479,9 +483,9 @@ static void ref_attention_row(double *o, const float *q, const float *k,
 
 /* q, k and v are separate strided buffers (ld wider than heads*dim) when
  * fused == 0, or column slices of one [rows, q|k|v] buffer when fused. */
-static void check_attention(lcg *g, int64_t seq, int64_t batch, int64_t heads,
-                            int64_t dqk, int64_t dv, int batch_first,
-                            int causal, int fused)
+static void check_attention(rt_ctx *ctx, lcg *g, int64_t seq, int64_t batch,
+                            int64_t heads, int64_t dqk, int64_t dv,
+                            int batch_first, int causal, int fused)
 {
     int64_t n = seq * batch;
     rt_attention_shape sh = {
@@ -513,7 +517,7 @@ static void check_attention(lcg *g, int64_t seq, int64_t batch, int64_t heads,
     double *o = malloc((size_t)dv * sizeof *o);
     cr_assert_not_null(o);
 
-    rt_attention(NULL, out, q, k, v, &sh);
+    rt_attention(ctx, out, q, k, v, &sh);
 
     for (int64_t b = 0; b < batch; b++)
         for (int64_t h = 0; h < heads; h++)
@@ -556,17 +560,17 @@ Test(attention, all_shapes_and_layouts)
                     for (int bf = 0; bf <= 1; bf++)
                         for (int causal = 0; causal <= 1; causal++)
                             for (int fused = 0; fused <= 1; fused++)
-                                check_attention(&g, seqs[si], batches[bi],
-                                                heads, dims[di], dims[di], bf,
-                                                causal, fused);
+                                check_attention(NULL, &g, seqs[si],
+                                                batches[bi], heads, dims[di],
+                                                dims[di], bf, causal, fused);
 }
 
 
 Test(attention, different_qk_and_v_dims)
 {
     lcg g = {15};
-    check_attention(&g, 7, 3, 2, 5, 8, 0, 1, 0);
-    check_attention(&g, 7, 3, 3, 8, 1, 1, 0, 1);
+    check_attention(NULL, &g, 7, 3, 2, 5, 8, 0, 1, 0);
+    check_attention(NULL, &g, 7, 3, 3, 8, 1, 1, 0, 1);
 }
 
 
@@ -574,6 +578,382 @@ Test(attention, different_qk_and_v_dims)
 Test(attention, long_sequence)
 {
     lcg g = {16};
-    check_attention(&g, 150, 2, 2, 8, 8, 0, 0, 0);
-    check_attention(&g, 150, 2, 2, 8, 8, 1, 1, 1);
+    check_attention(NULL, &g, 150, 2, 2, 8, 8, 0, 0, 0);
+    check_attention(NULL, &g, 150, 2, 2, 8, 8, 1, 1, 1);
+}
+
+
+/* Head sizes on both sides of the blocked path's limit (128), sequences
+ * that are not whole query blocks or key chunks, causal or not. */
+Test(attention, head_dims_and_block_edges)
+{
+    lcg g = {17};
+    check_attention(NULL, &g, 16, 3, 2, 64, 64, 0, 0, 1);
+    check_attention(NULL, &g, 33, 2, 2, 17, 31, 1, 1, 0);
+    check_attention(NULL, &g, 70, 1, 1, 128, 128, 0, 1, 1);
+    check_attention(NULL, &g, 9, 2, 2, 129, 130, 0, 1, 0);
+    check_attention(NULL, &g, 5, 1, 2, 200, 3, 1, 0, 1);
+}
+
+
+/* ---- threads --------------------------------------------------------- */
+
+/* Every kernel on contexts of 1, 2 and 3 threads, with sizes big enough to
+ * be split and chosen not to divide evenly among the threads: against the
+ * same references and tolerances as above, bit for bit equal to itself
+ * over repeated runs, and within tolerance of the single-thread (NULL
+ * context) result. */
+static const int thread_counts[] = {1, 2, 3};
+#define REPEATS 3
+
+
+static rt_ctx *new_ctx(int threads)
+{
+    rt_ctx *ctx = rt_ctx_new(threads);
+    cr_assert_not_null(ctx);
+    cr_assert_eq(rt_ctx_threads(ctx), threads);
+    return ctx;
+}
+
+
+/* Runs of one kernel: run(ctx, arg, out) writes n floats to out from
+ * inputs it derives deterministically from arg. */
+typedef void (*run_fn)(rt_ctx *ctx, const void *arg, float *out);
+
+
+static void expect_repeatable(rt_ctx *ctx, run_fn run, const void *arg,
+                              int64_t n, double abs_tol, double rel_tol,
+                              const char *what)
+{
+    float *first = alloc_floats(n), *again = alloc_floats(n);
+    float *single = alloc_floats(n);
+    run(ctx, arg, first);
+    for (int i = 0; i < REPEATS; i++) {
+        run(ctx, arg, again);
+        cr_assert(memcmp(first, again, (size_t)n * sizeof *first) == 0,
+                  "%s on %d threads: run %d differs from run 0", what,
+                  rt_ctx_threads(ctx), i + 1);
+    }
+    run(NULL, arg, single);
+    for (int64_t i = 0; i < n; i++)
+        cr_assert(fabs((double)first[i] - single[i]) <=
+                      abs_tol + rel_tol * fabs((double)single[i]),
+                  "%s on %d threads: [%lld] = %.9g, single thread %.9g", what,
+                  rt_ctx_threads(ctx), (long long)i, (double)first[i],
+                  (double)single[i]);
+    free(single);
+    free(again);
+    free(first);
+}
+
+
+typedef struct linear_case {
+    int64_t rows, n_out, n_in;
+    rt_act act;
+    int bias, residual;
+} linear_case;
+
+
+static void run_linear(rt_ctx *ctx, const void *arg, float *y)
+{
+    const linear_case *c = arg;
+    lcg g = {100 + (uint64_t)c->rows};
+    float *x = alloc_matrix(&g, c->rows, c->n_in, c->n_in, 1.0f);
+    float *w = alloc_matrix(&g, c->n_out, c->n_in, c->n_in, 1.0f);
+    float *b = alloc_matrix(&g, 1, c->n_out, c->n_out, 1.0f);
+    float *pw = alloc_floats(rt_linear_packed_floats(c->n_out, c->n_in));
+    rt_linear_pack(pw, w, c->n_out, c->n_in);
+    /* The residual is y itself, preset: the aliasing generated code uses. */
+    lcg gy = {7};
+    for (int64_t i = 0; i < c->rows * c->n_out; i++)
+        y[i] = lcg_next(&gy);
+    rt_linear(ctx, y, c->n_out, x, c->n_in, pw, c->bias ? b : NULL, c->rows,
+              c->n_out, c->n_in, c->act, c->residual ? y : NULL);
+    free(pw);
+    free(b);
+    free(w);
+    free(x);
+}
+
+
+Test(threads, linear)
+{
+    static const linear_case cases[] = {
+        {70, 70, 130, RT_ACT_GELU, 1, 1},
+        {131, 200, 65, RT_ACT_RELU, 1, 0},
+        {320, 256, 256, RT_ACT_NONE, 1, 1},   /* the seed's shapes */
+        {320, 1000, 256, RT_ACT_NONE, 1, 0},
+        {65, 129, 300, RT_ACT_GELU_TANH, 0, 1},
+        {3, 517, 177, RT_ACT_NONE, 0, 0},     /* one row block */
+        {200, 5, 333, RT_ACT_RELU, 1, 1},     /* one panel */
+    };
+    for (int t = 0; t < COUNT(thread_counts); t++) {
+        rt_ctx *ctx = new_ctx(thread_counts[t]);
+        lcg g = {20};
+        for (int i = 0; i < COUNT(cases); i++) {
+            const linear_case *c = &cases[i];
+            check_linear(ctx, &g, c->rows, c->n_out, c->n_in, c->act, c->bias,
+                         c->residual ? RES_ALIAS : RES_NONE);
+            check_linear(ctx, &g, c->rows, c->n_out, c->n_in, c->act, c->bias,
+                         c->residual ? RES_SEPARATE : RES_NONE);
+            expect_repeatable(ctx, run_linear, c, c->rows * c->n_out, 1e-5,
+                              1e-5, "linear");
+        }
+        rt_ctx_free(ctx);
+    }
+}
+
+
+typedef struct ew_case {
+    int64_t n;
+    int op;  /* 0: add, 1 + act: activation */
+} ew_case;
+
+
+static void run_elementwise(rt_ctx *ctx, const void *arg, float *y)
+{
+    const ew_case *c = arg;
+    lcg g = {30};
+    float *a = alloc_matrix(&g, 1, c->n, c->n, 4.0f);
+    float *b = alloc_matrix(&g, 1, c->n, c->n, 4.0f);
+    if (c->op == 0)
+        rt_add(ctx, y, a, b, c->n);
+    else
+        rt_activation(ctx, y, a, c->n, (rt_act)(c->op - 1));
+    free(b);
+    free(a);
+}
+
+
+Test(threads, elementwise)
+{
+    const int64_t n = 100003;  /* 25 chunks of 4096 floats, and a tail */
+    for (int t = 0; t < COUNT(thread_counts); t++) {
+        rt_ctx *ctx = new_ctx(thread_counts[t]);
+        lcg g = {31};
+        float *a = alloc_matrix(&g, 1, n, n, 6.0f);
+        float *b = alloc_matrix(&g, 1, n, n, 6.0f);
+        float *y = alloc_floats(n), *z = alloc_floats(n);
+        rt_add(ctx, y, a, b, n);
+        for (int64_t i = 0; i < n; i++)
+            cr_assert(y[i] == a[i] + b[i], "add[%lld]", (long long)i);
+        memcpy(z, a, (size_t)n * sizeof *z);
+        rt_add(ctx, z, z, b, n);  /* in place */
+        cr_assert(memcmp(z, y, (size_t)n * sizeof *z) == 0);
+        for (int act = RT_ACT_NONE; act <= RT_ACT_GELU_TANH; act++) {
+            rt_activation(ctx, y, a, n, (rt_act)act);
+            memcpy(z, a, (size_t)n * sizeof *z);
+            rt_activation(ctx, z, z, n, (rt_act)act);
+            for (int64_t i = 0; i < n; i++) {
+                double ref = ref_act(a[i], (rt_act)act);
+                cr_assert(fabs(y[i] - ref) <= 1e-6 + 1e-5 * fabs(ref),
+                          "%s(%.9g) = %.9g, want %.9g", act_name((rt_act)act),
+                          (double)a[i], (double)y[i], ref);
+                cr_assert(z[i] == y[i], "in place differs at %lld",
+                          (long long)i);
+            }
+        }
+        for (int op = 0; op <= 1 + RT_ACT_GELU_TANH; op++) {
+            ew_case c = {n, op};
+            expect_repeatable(ctx, run_elementwise, &c, n, 0.0, 0.0,
+                              "elementwise");
+        }
+        free(z);
+        free(y);
+        free(b);
+        free(a);
+        rt_ctx_free(ctx);
+    }
+}
+
+
+typedef struct rows_case {
+    int64_t rows, dim;
+} rows_case;
+
+
+static void run_layernorm(rt_ctx *ctx, const void *arg, float *y)
+{
+    const rows_case *c = arg;
+    lcg g = {40};
+    float *x = alloc_matrix(&g, c->rows, c->dim, c->dim, 3.0f);
+    float *gamma = alloc_matrix(&g, 1, c->dim, c->dim, 2.0f);
+    float *beta = alloc_matrix(&g, 1, c->dim, c->dim, 1.0f);
+    rt_layernorm(ctx, y, x, gamma, beta, c->rows, c->dim, 1e-5f);
+    free(beta);
+    free(gamma);
+    free(x);
+}
+
+
+static void run_softmax(rt_ctx *ctx, const void *arg, float *y)
+{
+    const rows_case *c = arg;
+    lcg g = {41};
+    float *x = alloc_matrix(&g, c->rows, c->dim, c->dim, 8.0f);
+    rt_softmax(ctx, y, x, c->rows, c->dim);
+    free(x);
+}
+
+
+Test(threads, layernorm_and_softmax)
+{
+    /* 333 x 301: ~100k floats, enough for three threads; 111 rows each. */
+    static const rows_case ln[] = {{333, 301}, {1000, 256}, {97, 1031}};
+    static const rows_case sm[] = {{67, 257}, {331, 16}, {5, 4099}};
+    for (int t = 0; t < COUNT(thread_counts); t++) {
+        rt_ctx *ctx = new_ctx(thread_counts[t]);
+        lcg g = {42};
+        for (int i = 0; i < COUNT(ln); i++) {
+            check_layernorm(ctx, &g, ln[i].rows, ln[i].dim, 0.0f, 1, 0);
+            check_layernorm(ctx, &g, ln[i].rows, ln[i].dim, 20.0f, 1, 1);
+            check_layernorm(ctx, &g, ln[i].rows, ln[i].dim, 0.0f, 0, 0);
+            expect_repeatable(ctx, run_layernorm, &ln[i],
+                              ln[i].rows * ln[i].dim, 1e-6, 1e-5, "layernorm");
+        }
+        for (int i = 0; i < COUNT(sm); i++) {
+            check_softmax(ctx, &g, sm[i].rows, sm[i].dim, 4.0f, 0.0f, 0);
+            check_softmax(ctx, &g, sm[i].rows, sm[i].dim, 8.0f, 50.0f, 1);
+            expect_repeatable(ctx, run_softmax, &sm[i],
+                              sm[i].rows * sm[i].dim, 1e-9, 1e-6, "softmax");
+        }
+        rt_ctx_free(ctx);
+    }
+}
+
+
+typedef struct attn_case {
+    int64_t seq, batch, heads, dqk, dv;
+    int batch_first, causal;
+} attn_case;
+
+
+static void run_attention(rt_ctx *ctx, const void *arg, float *out)
+{
+    const attn_case *c = arg;
+    int64_t n = c->seq * c->batch, ld = c->heads * (2 * c->dqk + c->dv);
+    lcg g = {50};
+    float *qkv = alloc_matrix(&g, n, ld, ld, 2.0f);
+    rt_attention_shape sh = {
+        .seq = c->seq, .batch = c->batch, .heads = c->heads,
+        .head_dim_qk = c->dqk, .head_dim_v = c->dv,
+        .seq_step = c->batch_first ? 1 : c->batch,
+        .batch_step = c->batch_first ? c->seq : 1,
+        .ldq = ld, .ldk = ld, .ldv = ld, .ldo = c->heads * c->dv,
+        .scale = 1.0f / sqrtf((float)c->dqk), .causal = c->causal,
+    };
+    rt_attention(ctx, out, qkv, qkv + c->heads * c->dqk,
+                 qkv + 2 * c->heads * c->dqk, &sh);
+    free(qkv);
+}
+
+
+Test(threads, attention)
+{
+    static const attn_case cases[] = {
+        {16, 5, 3, 64, 64, 0, 0},     /* the seed's layout: 15 tasks */
+        {37, 3, 2, 24, 40, 1, 1},     /* 3 query blocks, the last partial */
+        {150, 1, 3, 8, 8, 0, 1},      /* several key chunks, causal */
+        {11, 7, 1, 136, 136, 1, 0},   /* heads too wide for the blocks */
+    };
+    for (int t = 0; t < COUNT(thread_counts); t++) {
+        rt_ctx *ctx = new_ctx(thread_counts[t]);
+        lcg g = {51};
+        for (int i = 0; i < COUNT(cases); i++) {
+            const attn_case *c = &cases[i];
+            check_attention(ctx, &g, c->seq, c->batch, c->heads, c->dqk,
+                            c->dv, c->batch_first, c->causal, 0);
+            check_attention(ctx, &g, c->seq, c->batch, c->heads, c->dqk,
+                            c->dv, c->batch_first, c->causal, 1);
+            expect_repeatable(ctx, run_attention, c,
+                              c->seq * c->batch * c->heads * c->dv, 1e-6,
+                              1e-5, "attention");
+        }
+        rt_ctx_free(ctx);
+    }
+}
+
+
+static void run_embedding(rt_ctx *ctx, const void *arg, float *out)
+{
+    const rows_case *c = arg;  /* rows: ids, dim: row length */
+    lcg g = {60};
+    int64_t vocab = 97;
+    float *table = alloc_matrix(&g, vocab, c->dim, c->dim, 1.0f);
+    int32_t *ids = malloc((size_t)c->rows * sizeof *ids);
+    cr_assert_not_null(ids);
+    for (int64_t i = 0; i < c->rows; i++)
+        ids[i] = (int32_t)((i * 31 + 5) % vocab);
+    cr_assert_eq(rt_embedding(ctx, out, ids, c->rows, table, vocab, c->dim),
+                 DSC_OK);
+    for (int64_t i = 0; i < c->rows; i++)
+        cr_assert(memcmp(out + i * c->dim, table + ids[i] * c->dim,
+                         (size_t)c->dim * sizeof *out) == 0,
+                  "embedding row %lld", (long long)i);
+    free(ids);
+    free(table);
+}
+
+
+Test(threads, embedding)
+{
+    static const rows_case c = {1501, 301};  /* ~450k floats: three threads */
+    for (int t = 0; t < COUNT(thread_counts); t++) {
+        rt_ctx *ctx = new_ctx(thread_counts[t]);
+        expect_repeatable(ctx, run_embedding, &c, c.rows * c.dim, 0.0, 0.0,
+                          "embedding");
+        /* A bad id still writes nothing, however many threads. */
+        int32_t *ids = malloc((size_t)c.rows * sizeof *ids);
+        float *table = alloc_floats(11 * c.dim);
+        float *out = alloc_floats(c.rows * c.dim);
+        cr_assert_not_null(ids);
+        for (int64_t i = 0; i < c.rows; i++)
+            ids[i] = (int32_t)(i % 11);
+        ids[c.rows - 1] = 11;
+        for (int64_t i = 0; i < 11 * c.dim; i++)
+            table[i] = 1.0f;
+        for (int64_t i = 0; i < c.rows * c.dim; i++)
+            out[i] = SENTINEL;
+        cr_assert_eq(rt_embedding(ctx, out, ids, c.rows, table, 11, c.dim),
+                     DSC_EBADTOKEN);
+        for (int64_t i = 0; i < c.rows * c.dim; i++)
+            cr_assert(out[i] == SENTINEL, "wrote out[%lld]", (long long)i);
+        free(out);
+        free(table);
+        free(ids);
+        rt_ctx_free(ctx);
+    }
+}
+
+
+/* Contexts come and go (the pool is started and joined each time), one
+ * per core with threads <= 0, and a context can be idle between calls
+ * long enough for its workers to fall asleep. */
+Test(threads, context_lifecycle)
+{
+    for (int i = 0; i < 20; i++) {
+        rt_ctx *ctx = rt_ctx_new(1 + i % 4);
+        cr_assert_not_null(ctx);
+        cr_assert_eq(rt_ctx_threads(ctx), 1 + i % 4);
+        rt_ctx_free(ctx);
+    }
+    rt_ctx *ctx = rt_ctx_new(0);
+    cr_assert_not_null(ctx);
+    cr_assert_geq(rt_ctx_threads(ctx), 1);
+    rt_ctx_free(ctx);
+    rt_ctx_free(NULL);
+    cr_assert_eq(rt_ctx_threads(NULL), 1);
+
+    ctx = new_ctx(2);
+    linear_case c = {64, 128, 64, RT_ACT_NONE, 1, 0};
+    float *y1 = alloc_floats(c.rows * c.n_out);
+    float *y2 = alloc_floats(c.rows * c.n_out);
+    run_linear(ctx, &c, y1);
+    struct timespec nap = {0, 20 * 1000 * 1000};  /* 20 ms: workers sleep */
+    nanosleep(&nap, NULL);
+    run_linear(ctx, &c, y2);
+    cr_assert(memcmp(y1, y2, (size_t)(c.rows * c.n_out) * sizeof *y1) == 0);
+    free(y2);
+    free(y1);
+    rt_ctx_free(ctx);
 }

@@ -1,0 +1,141 @@
+/* rt_internal.h — what the runtime's own files share and generated code
+ * never sees: the thread pool's entry point, the GEMM kernel cache hook
+ * and the CPU dispatch helpers. */
+#ifndef DSC_RT_INTERNAL_H
+#define DSC_RT_INTERNAL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "dsc_runtime.h"
+
+/* One piece of a parallel job: tasks [begin, end) of it. */
+typedef void (*rt_task_fn)(void *arg, int64_t begin, int64_t end);
+
+/* Run fn over tasks [0, n_tasks) on T = min(threads, ctx's threads,
+ * n_tasks) threads, cut into one contiguous range per thread (thread t
+ * gets [t*n/T, (t+1)*n/T)), the caller taking range 0; returns when all
+ * ranges are done.  The partition depends only on n_tasks and T, and the
+ * kernels' tasks write disjoint outputs, so results are the same bits on
+ * every run.  ctx NULL or T == 1: fn runs on the caller alone.  Not
+ * reentrant: fn must not call rt_parallel. */
+void rt_parallel(rt_ctx *ctx, int threads, int64_t n_tasks, rt_task_fn fn,
+                 void *arg);
+
+/* The threads that should share a job of `work` units (about one
+ * multiply-add or element each) when below `grain` units per thread is
+ * not worth waking a thread for.  Always at least 1. */
+int rt_threads_for(const rt_ctx *ctx, int64_t work, int64_t grain);
+
+/* gemm.c's per-context kernel cache: opaque to ctx.c, which owns the
+ * pointer and frees it through rt_gemm_cache_free. */
+struct rt_gemm_cache;
+struct rt_gemm_cache **rt_ctx_gemm_cache(rt_ctx *ctx);
+void rt_gemm_cache_free(struct rt_gemm_cache *cache);
+/* One-time, process-wide set-up of the GEMM backend (libxsmm's own
+ * initialisation, several ms), done in rt_ctx_new rather than inside the
+ * first forward. */
+void rt_gemm_init(void);
+
+/* CPU dispatch.  The runtime is built for baseline x86-64 so it runs
+ * anywhere; the hot loops are compiled a second time for AVX2 (target
+ * attribute) and chosen at run time.  The body is an always-inline
+ * function, so each wrapper gets its own vectorized copy.  -std=c11 keeps
+ * -ffp-contract=off, so both copies round identically. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define RT_X86_DISPATCH 1
+#define RT_TARGET_AVX2 __attribute__((target("avx2,fma")))
+static inline int rt_cpu_has_avx2(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+#define RT_X86_DISPATCH 0
+#define RT_TARGET_AVX2
+static inline int rt_cpu_has_avx2(void)
+{
+    return 0;
+}
+#endif
+
+#if defined(__GNUC__)
+#define RT_INLINE static inline __attribute__((always_inline))
+#else
+#define RT_INLINE static inline
+#endif
+
+/* The activations, shared by rt_activation and rt_linear's epilogue so
+ * both round the same way.  1/sqrt(2) and sqrt(2/pi): M_SQRT1_2 is not
+ * ISO C. */
+#define RT_SQRT1_2     0.70710678118654752440f
+#define RT_SQRT_2_PI   0.79788456080286535588f
+
+RT_INLINE float rt_relu(float v)
+{
+    return v > 0.0f ? v : 0.0f;
+}
+
+RT_INLINE float rt_gelu(float v)
+{
+    return 0.5f * v * (1.0f + erff(v * RT_SQRT1_2));
+}
+
+RT_INLINE float rt_gelu_tanh(float v)
+{
+    float inner = RT_SQRT_2_PI * (v + 0.044715f * v * v * v);
+    return 0.5f * v * (1.0f + tanhf(inner));
+}
+
+/* c ? a : b without a branch: bit masks, so loops calling it stay
+ * straight-line and vectorize (with -ftrapping-math gcc will not if-convert
+ * a float select whose operands it has sunk into the branches). */
+RT_INLINE float rt_select(int c, float a, float b)
+{
+    uint32_t m = 0u - (uint32_t)(c != 0), ua, ub;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
+
+/* exp(x) in float, vectorizable (libm's expf is a call per element):
+ * x = n ln2 + r with n = round(x / ln2) (by the 1.5 * 2^23 trick, which
+ * also leaves n in the low mantissa bits), r in [-ln2/2, ln2/2], Cephes'
+ * degree-6 polynomial for exp(r), times 2^(n-1) built in the exponent bits,
+ * times 2 (so n = 128 does not overflow the exponent field).  Within 1.4
+ * ulp of exp for x in [lo, hi] (glibc's expf: 1 ulp); 0 below lo (exp <
+ * 3e-38, nothing next to a softmax's 1), inf above ln(FLT_MAX), NaN for
+ * NaN. */
+RT_INLINE float rt_exp(float x)
+{
+    const float hi = 88.72283935546875f, lo = -86.5f;
+    const float magic = 12582912.0f;
+    float xc = rt_select(x > hi, hi, x);
+    xc = rt_select(xc < lo, lo, xc);
+    xc = rt_select(xc == xc, xc, 0.0f);
+    float nm = xc * 1.44269504088896341f + magic;
+    float n = nm - magic;
+    uint32_t u;
+    memcpy(&u, &nm, sizeof u);
+    /* ln2 split in two (Cody-Waite): n * 0.693359375f is exact. */
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    uint32_t bits = (u - 0x4B400000u + 126u) << 23;
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    float e = p * s * 2.0f;
+    e = rt_select(x < lo, 0.0f, e);
+    e = rt_select(x > hi, (float)INFINITY, e);
+    return rt_select(x == x, e, x);
+}
+
+#endif

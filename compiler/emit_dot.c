@@ -4,6 +4,24 @@
 #include "strbuf.h"
 
 
+/* Text from outside (file paths) inside a quoted DOT string: a quote or
+ * a backslash would end or bend the string and break the file. */
+static void append_escaped(strbuf *sb, const char *text)
+{
+    char one[2] = { 0, 0 };
+    for (const char *c = text; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            sb_append(sb, "\\");
+        if (*c == '\n') {
+            sb_append(sb, "\\n");
+            continue;
+        }
+        one[0] = *c;
+        sb_append(sb, one);
+    }
+}
+
+
 /* What a node does, fusions included: "linear + relu + residual". */
 static void describe(strbuf *sb, const graph *g, const graph_node *n)
 {
@@ -43,11 +61,12 @@ char *emit_dot(const model *m, const char *passes)
     const graph *g = m->graph;
     strbuf sb = {0};
     char shape[96];
-    sb_printf(&sb, "digraph \"%s\" {\n  label=\"%s%s%s\";\n  labelloc=t;\n"
+    sb_printf(&sb, "digraph \"%s\" {\n  label=\"", m->name);
+    append_escaped(&sb, m->path);
+    sb_printf(&sb, "%s%s\";\n  labelloc=t;\n"
               "  node [fontname=\"monospace\", fontsize=10];\n"
-              "  edge [fontname=\"monospace\", fontsize=9];\n", m->name,
-              m->path, passes && *passes ? " after " : "",
-              passes ? passes : "");
+              "  edge [fontname=\"monospace\", fontsize=9];\n",
+              passes && *passes ? " after " : "", passes ? passes : "");
     for (int t = 0; t < g->n_tensors; t++) {
         const graph_tensor *x = &g->tensors[t];
         if (x->kind == GRAPH_INPUT)
@@ -59,10 +78,11 @@ char *emit_dot(const model *m, const char *passes)
         const graph_node *n = &g->nodes[i];
         sb_printf(&sb, "  n%d [shape=box, label=\"", i);
         describe(&sb, g, n);
-        sb_printf(&sb, "\\n%s\\n%s:%d\"];\n",
+        sb_printf(&sb, "\\n%s\\n",
                   graph_shape_str(&g->tensors[n->output].shape, shape,
-                                  sizeof shape),
-                  n->user_loc.file, n->user_loc.line);
+                                  sizeof shape));
+        append_escaped(&sb, n->user_loc.file);
+        sb_printf(&sb, ":%d\"];\n", n->user_loc.line);
         for (int j = 0; j < n->n_inputs; j++) {
             int in = n->inputs[j];
             if (in < 0 || g->tensors[in].kind == GRAPH_WEIGHT)

@@ -5,7 +5,7 @@
 set -eu
 
 packages="build-essential pkg-config liblua5.4-dev libtcc-dev tcc libxsmm-dev
-libcriterion-dev"
+libcriterion-dev graphviz"
 
 missing=""
 for p in $packages; do

@@ -31,7 +31,15 @@ char *emit_c_source(const model *m, const memory_plan *plan,
 char *emit_c_header(const model *m, const memory_plan *plan,
                     const weight_layout *weights, const emit_options *opts);
 
-/* The name of the uniform entry point, NAME_forward_io, into buf. */
+/* Is g a decoder step (an input whose dimension 0 is the runtime token
+ * count)?  If so, *context gets the most tokens it may reach. */
+int emit_is_decoder(const graph *g, int64_t *context);
+
+/* Floats of state (KV caches) the generated code keeps in caller memory. */
+int64_t emit_cache_floats(const graph *g);
+
+/* The name of the uniform entry point (NAME_forward_io, or NAME_step_io for
+ * a decoder) into buf. */
 const char *emit_entry_name(const model *m, char *buf, int len);
 
 #endif

@@ -92,6 +92,224 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 }
 
 
+/* ---- C loops the hook cannot see --------------------------------------- */
+
+/* The count hook runs between VM instructions, never inside a C function,
+ * and a few library functions loop in C for as long as their arguments
+ * say: a pattern that backtracks (string.find(("a"):rep(3000),
+ * ".-.-.-.-b") runs for years), string.rep of an empty string, table.move
+ * of a huge range, table.insert/remove under a __len that returns 1e15.
+ * The sandbox charges that work to the instruction budget up front, one
+ * step as one instruction: each of those functions is wrapped, the wrapper
+ * works out a bound on the steps the call can take from its arguments, and
+ * refuses the call (a catchable error; nothing is spent) when the bound is
+ * more than the budget has left, else spends it and calls the original.
+ *
+ * The bound for a pattern over an n-byte subject: every quantified item
+ * (*, +, -) that has more pattern after it, every %b and every back-
+ * reference %1-%9 may try n + 1 extents for each try of the items before
+ * it, every ? two, and a search tries up to n + 1 start positions (one when
+ * anchored with ^); each try costs at most the pattern's length:
+ *     steps = (plen + 1) * 2^q * starts * (n + 1)^k + n
+ * A quantified item at the very end (after it only ')') never backtracks:
+ * once reached it matches and the search moves past what it took, so it
+ * adds the n.  Ordinary patterns stay cheap (s:gsub("%s+", " ") over 10 KB
+ * is ~3e4 steps, s:match("^(%w+)=(.*)$") over 100 bytes ~1e5); patterns
+ * that can backtrack over long strings are refused before they start.
+ * table.insert/remove call __len (a Lua function that could answer
+ * differently twice), so they are reimplemented here charging each step. */
+
+static void charge(lua_State *L, const char *what, double steps)
+{
+    frontend *f = ctx_of(L);
+    if (!(steps <= (double)f->budget)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s could take up to %.3g steps, more than "
+                 "is left of the model's instruction budget (%lld)", what,
+                 steps, f->budget > 0 ? f->budget : 0LL);
+        luaL_error(L, "%s", msg);
+    }
+    f->budget -= (long long)steps;
+}
+
+
+/* Where the single-character class at p ends (lstrlib's classEnd), never
+ * past end. */
+static const char *pattern_class_end(const char *p, const char *end)
+{
+    if (p >= end)
+        return end;
+    if (*p == '%')
+        return end - p > 2 ? p + 2 : end;
+    if (*p++ != '[')
+        return p;
+    if (p < end && *p == '^')
+        p++;
+    do {  /* the first character is in the set even if it is ']' */
+        if (p >= end)
+            return end;
+        if (*p++ == '%' && p < end)
+            p++;
+    } while (p < end && *p != ']');
+    return p < end ? p + 1 : end;
+}
+
+
+static double pattern_steps(const char *p, size_t plen, size_t n,
+                            int anchor, int plain)
+{
+    const char *end = p + plen;
+    double starts = (double)n + 1;
+    int k = 0, q = 0;
+    if (plain)
+        p = end;
+    if (anchor && p < end && *p == '^') {
+        starts = 1;
+        p++;
+    }
+    while (p < end) {
+        if (*p == '(' || *p == ')') {
+            p++;
+        } else if (*p == '%' && end - p > 1 &&
+                   (p[1] == 'b' || (p[1] >= '0' && p[1] <= '9'))) {
+            size_t step = p[1] == 'b' ? 4 : 2;  /* %bxy or %1 */
+            k++;  /* %b scans, %1 compares: up to n per try */
+            p += (size_t)(end - p) < step ? (size_t)(end - p) : step;
+        } else if (*p == '%' && end - p > 1 && p[1] == 'f') {
+            p = pattern_class_end(p + 2, end);
+        } else {
+            const char *e = pattern_class_end(p, end);
+            int quant = e < end ? *e : 0;
+            p = e;
+            if (quant == '*' || quant == '+' || quant == '-') {
+                const char *rest = ++p;
+                while (rest < end && *rest == ')')
+                    rest++;
+                k += rest < end;
+            } else if (quant == '?') {
+                q++;
+                p++;
+            }
+        }
+    }
+    return ((double)plen + 1) * pow(2, q) * starts * pow((double)n + 1, k)
+         + (double)n;
+}
+
+
+/* string.find, match, gmatch and gsub: the original is upvalue 1. */
+static int guarded_pattern(lua_State *L, const char *what, int anchor)
+{
+    size_t n, plen;
+    luaL_checklstring(L, 1, &n);
+    const char *p = luaL_checklstring(L, 2, &plen);
+    int plain = strcmp(what, "string.find") == 0 && lua_toboolean(L, 4);
+    charge(L, what, pattern_steps(p, plen, n, anchor, plain));
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+static int l_find(lua_State *L)   { return guarded_pattern(L, "string.find", 1); }
+static int l_match(lua_State *L)  { return guarded_pattern(L, "string.match", 1); }
+/* gmatch does not anchor: a leading ^ is an ordinary character there. */
+static int l_gmatch(lua_State *L) { return guarded_pattern(L, "string.gmatch", 0); }
+static int l_gsub(lua_State *L)   { return guarded_pattern(L, "string.gsub", 1); }
+
+
+/* string.rep loops n times even when each copy is empty. */
+static int l_rep(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 2);
+    charge(L, "string.rep", n > 0 ? (double)n : 0);
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+
+/* table.move(a1, f, e, t [, a2]) moves e - f + 1 elements. */
+static int l_move(lua_State *L)
+{
+    lua_Integer first = luaL_checkinteger(L, 2), last = luaL_checkinteger(L, 3);
+    charge(L, "table.move", last >= first ? (double)last - (double)first + 1
+                                          : 0);
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+
+/* ltablib.c's tinsert and tremove (Lua 5.4), each step charged. */
+static lua_Integer table_len(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    return luaL_len(L, 1);
+}
+
+static int l_insert(lua_State *L)
+{
+    lua_Integer e = table_len(L), pos;
+    e = (lua_Integer)((lua_Unsigned)e + 1u);  /* first empty element */
+    switch (lua_gettop(L)) {
+    case 2:
+        pos = e;
+        break;
+    case 3:
+        pos = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)e, 2,
+                      "position out of bounds");
+        charge(L, "table.insert", (double)e - (double)pos);
+        for (lua_Integer i = e; i > pos; i--) {
+            lua_geti(L, 1, i - 1);
+            lua_seti(L, 1, i);
+        }
+        break;
+    default:
+        return luaL_error(L, "wrong number of arguments to 'insert'");
+    }
+    lua_seti(L, 1, pos);
+    return 0;
+}
+
+static int l_remove(lua_State *L)
+{
+    lua_Integer size = table_len(L);
+    lua_Integer pos = luaL_optinteger(L, 2, size);
+    if (pos != size)
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2,
+                      "position out of bounds");
+    charge(L, "table.remove", pos < size ? (double)size - (double)pos : 0);
+    lua_geti(L, 1, pos);
+    for (; pos < size; pos++) {
+        lua_geti(L, 1, pos + 1);
+        lua_seti(L, 1, pos);
+    }
+    lua_pushnil(L);
+    lua_seti(L, 1, pos);
+    return 1;
+}
+
+
+/* Replace lib[name] by guard, which finds the original as upvalue 1. */
+static void guard(lua_State *L, const char *lib, const char *name,
+                  lua_CFunction fn)
+{
+    lua_getglobal(L, lib);
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION)
+        luaL_error(L, "%s.%s is missing", lib, name);
+    lua_pushcclosure(L, fn, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+
+static void guard_c_loops(lua_State *L)
+{
+    guard(L, LUA_STRLIBNAME, "find", l_find);
+    guard(L, LUA_STRLIBNAME, "match", l_match);
+    guard(L, LUA_STRLIBNAME, "gmatch", l_gmatch);
+    guard(L, LUA_STRLIBNAME, "gsub", l_gsub);
+    guard(L, LUA_STRLIBNAME, "rep", l_rep);
+    guard(L, LUA_TABLIBNAME, "move", l_move);
+    guard(L, LUA_TABLIBNAME, "insert", l_insert);
+    guard(L, LUA_TABLIBNAME, "remove", l_remove);
+}
+
 /* ---- locations --------------------------------------------------------- */
 
 /* The innermost Lua frame, and the innermost frame in the model file. */
@@ -323,11 +541,14 @@ static int l_input(lua_State *L)
     else
         return fail(L, "input: dtype must be \"float32\" or \"int32\", got "
                     "\"%s\"", dtype);
+    static const char *const known[] = { "dynamic", NULL };
+    check_options(L, 4, "input", known);
     graph_loc loc, user;
     dsc_err err;
     where(L, &loc, &user);
     int t = graph_add_input(f->g, name, dt, &shape, user, &err);
-    if (t < 0)
+    if (t < 0 || (opt_bool(L, 4, "input", "dynamic", 0) &&
+                  graph_make_dynamic(f->g, t, user, &err)))
         return fail_err(L, &err);
     push_tensor(L, t);
     return 1;
@@ -336,13 +557,20 @@ static int l_input(lua_State *L)
 
 static int l_weight(lua_State *L)
 {
-    static const char *const known[] = { "rows", "init", NULL };
+    static const char *const known[] = { "rows", "init", "transpose", NULL };
     frontend *f = ctx_of(L);
     const char *key = luaL_checkstring(L, 1);
     graph_shape key_shape, shape;
     check_shape_arg(L, 2, "weight", &key_shape);
     check_options(L, 3, "weight", known);
+    int transposed = opt_bool(L, 3, "weight", "transpose", 0);
+    if (transposed && key_shape.rank != 2)
+        return fail(L, "weight '%s': transpose needs a matrix", key);
     shape = key_shape;
+    if (transposed) {  /* the file holds [in, out]; the model reads [out, in] */
+        shape.dim[0] = key_shape.dim[1];
+        shape.dim[1] = key_shape.dim[0];
+    }
     int64_t first = 0;
     graph_init init = GRAPH_INIT_UNIFORM;
     if (lua_istable(L, 3)) {
@@ -376,8 +604,8 @@ static int l_weight(lua_State *L)
     graph_loc loc, user;
     dsc_err err;
     where(L, &loc, &user);
-    int t = graph_add_weight(f->g, key, &key_shape, first, &shape, init, user,
-                             &err);
+    int t = (transposed ? graph_add_weight_t : graph_add_weight)(
+        f->g, key, &key_shape, first, &shape, init, user, &err);
     if (t < 0)
         return fail_err(L, &err);
     push_tensor(L, t);
@@ -479,6 +707,52 @@ static int l_attention(lua_State *L)
         .batch_first = opt_bool(L, 4, "attention", "batch_first", 0),
     };
     return add_node(L, GRAPH_OP_ATTENTION, in, 3, &a);
+}
+
+
+static int l_positions(lua_State *L)
+{
+    int in[2] = { check_tensor(L, 1, "positions"),
+                  check_tensor(L, 2, "positions") };
+    return add_node(L, GRAPH_OP_POSITIONS, in, 2, NULL);
+}
+
+
+/* Causal attention of n new tokens over a cache of every earlier one; the
+ * caches are state the generated code keeps in caller memory. */
+static int l_kv_attention(lua_State *L)
+{
+    static const char *const known[] = { "heads", "scale", NULL };
+    frontend *f = ctx_of(L);
+    int in[5] = { check_tensor(L, 1, "kv_attention"),
+                  check_tensor(L, 2, "kv_attention"),
+                  check_tensor(L, 3, "kv_attention"), -1, -1 };
+    check_options(L, 4, "kv_attention", known);
+    double heads = opt_number(L, 4, "kv_attention", "heads", 1);
+    if (heads != floor(heads) || heads < 1 || heads > 1e6)
+        return fail(L, "kv_attention: heads must be a positive integer");
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    graph_shape k = f->g->tensors[in[1]].shape;
+    graph_shape v = f->g->tensors[in[2]].shape;
+    if ((in[3] = graph_add_state(f->g, "k_cache", &k, user, &err)) < 0 ||
+        (in[4] = graph_add_state(f->g, "v_cache", &v, user, &err)) < 0)
+        return fail_err(L, &err);
+    double head_dim = k.rank == 2 ? (double)k.dim[1] / heads : 1;
+    graph_attrs a = {
+        .heads = (int)heads, .causal = 1,
+        .scale = (float)opt_number(L, 4, "kv_attention", "scale",
+                                   1 / sqrt(head_dim)),
+    };
+    return add_node(L, GRAPH_OP_KV_ATTENTION, in, 5, &a);
+}
+
+
+static int l_last(lua_State *L)
+{
+    int in[1] = { check_tensor(L, 1, "last") };
+    return add_node(L, GRAPH_OP_LAST, in, 1, NULL);
 }
 
 
@@ -642,6 +916,8 @@ static const luaL_Reg builder_api[] = {
     { "relu", l_relu },           { "gelu", l_gelu },
     { "layernorm", l_layernorm }, { "softmax", l_softmax },
     { "attention", l_attention }, { "output", l_output },
+    { "positions", l_positions }, { "kv_attention", l_kv_attention },
+    { "last", l_last },
     { NULL, NULL }
 };
 
@@ -669,6 +945,7 @@ static void open_sandbox(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_print);
     lua_setglobal(L, "print");
+    guard_c_loops(L);
 
     luaL_newmetatable(L, TENSOR_MT);
     lua_pushcfunction(L, tensor_index);

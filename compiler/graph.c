@@ -212,9 +212,12 @@ int graph_add_input(graph *g, const char *name, graph_dtype dtype,
 }
 
 
-int graph_add_weight(graph *g, const char *key, const graph_shape *key_shape,
-                     int64_t row_first, const graph_shape *shape,
-                     graph_init init, graph_loc loc, dsc_err *err)
+/* key_shape is as stored in the file; with transposed, a rank-2 file
+ * tensor [in, out] is viewed as [out, in] and rows count in that view. */
+static int add_weight(graph *g, const char *key, const graph_shape *key_shape,
+                      int transposed, int64_t row_first,
+                      const graph_shape *shape, graph_init init, graph_loc loc,
+                      dsc_err *err)
 {
     char a[96], b[96];
     if (key[0] == '\0')
@@ -223,16 +226,26 @@ int graph_add_weight(graph *g, const char *key, const graph_shape *key_shape,
     if (check_shape(key_shape, "weight", loc, err) ||
         check_shape(shape, "weight", loc, err))
         return -1;
-    int fits = shape->rank == key_shape->rank && key_shape->rank >= 1 &&
+    if (transposed && key_shape->rank != 2)
+        return err_set(err, "%s:%d: error: weight '%s': only a matrix can be "
+                       "stored transposed", loc.file, loc.line, key);
+    graph_shape logical = *key_shape;
+    if (transposed) {
+        logical.dim[0] = key_shape->dim[1];
+        logical.dim[1] = key_shape->dim[0];
+    }
+    int fits = shape->rank == logical.rank && logical.rank >= 1 &&
                row_first >= 0 &&
-               row_first <= key_shape->dim[0] - shape->dim[0];
+               row_first <= logical.dim[0] - shape->dim[0];
     for (int i = 1; fits && i < shape->rank; i++)
-        fits = shape->dim[i] == key_shape->dim[i];
+        fits = shape->dim[i] == logical.dim[i];
     if (!fits)
         return err_set(err, "%s:%d: error: weight '%s': rows %lld.. of shape "
-                       "%s do not fit in its shape %s", loc.file, loc.line, key,
-                       (long long)row_first, graph_shape_str(shape, a, sizeof a),
-                       graph_shape_str(key_shape, b, sizeof b));
+                       "%s do not fit in its shape %s%s", loc.file, loc.line,
+                       key, (long long)row_first,
+                       graph_shape_str(shape, a, sizeof a),
+                       graph_shape_str(&logical, b, sizeof b),
+                       transposed ? " (transposed)" : "");
     for (int i = 0; i < g->n_tensors; i++) {
         const graph_tensor *o = &g->tensors[i];
         const graph_weight_part *p = &o->weight.part[0];
@@ -249,9 +262,56 @@ int graph_add_weight(graph *g, const char *key, const graph_shape *key_shape,
         .kind = GRAPH_WEIGHT, .producer = -1, .loc = loc,
         .weight = { .n_parts = 1, .part[0] = {
             .key_shape = *key_shape, .row_first = row_first,
-            .rows = shape->dim[0], .init = init } },
+            .rows = shape->dim[0], .init = init,
+            .transposed = transposed } },
     };
     t.weight.part[0].key = t.name;
+    if (!t.name)
+        return err_set(err, "%s:%d: error: out of memory", loc.file, loc.line);
+    return add_tensor(g, &t, err);
+}
+
+
+int graph_add_weight(graph *g, const char *key, const graph_shape *key_shape,
+                     int64_t row_first, const graph_shape *shape,
+                     graph_init init, graph_loc loc, dsc_err *err)
+{
+    return add_weight(g, key, key_shape, 0, row_first, shape, init, loc, err);
+}
+
+
+int graph_add_weight_t(graph *g, const char *key, const graph_shape *key_shape,
+                       int64_t row_first, const graph_shape *shape,
+                       graph_init init, graph_loc loc, dsc_err *err)
+{
+    return add_weight(g, key, key_shape, 1, row_first, shape, init, loc, err);
+}
+
+
+int graph_make_dynamic(graph *g, int tensor, graph_loc loc, dsc_err *err)
+{
+    for (int i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].kind == GRAPH_INPUT && g->tensors[i].dynamic)
+            return err_set(err, "%s:%d: error: only one input may have a "
+                           "runtime token count ('%s' has)", loc.file,
+                           loc.line, g->tensors[i].name);
+    graph_tensor *t = &g->tensors[tensor];
+    if (t->kind != GRAPH_INPUT || t->shape.rank < 1)
+        return err_set(err, "%s:%d: error: only an input of rank >= 1 can "
+                       "have a runtime token count", loc.file, loc.line);
+    t->dynamic = 1;
+    return 0;
+}
+
+
+int graph_add_state(graph *g, const char *label, const graph_shape *shape,
+                    graph_loc loc, dsc_err *err)
+{
+    if (check_shape(shape, "state", loc, err))
+        return -1;
+    graph_tensor t = { .name = graph_intern(g, label), .dtype = GRAPH_F32,
+                       .shape = *shape, .kind = GRAPH_STATE, .producer = -1,
+                       .loc = loc };
     if (!t.name)
         return err_set(err, "%s:%d: error: out of memory", loc.file, loc.line);
     return add_tensor(g, &t, err);
@@ -299,6 +359,30 @@ int graph_add_node(graph *g, graph_op op, const int *inputs, int n_inputs,
                           why, sizeof why))
         return err_set(err, "%s:%d: error: %s", user_loc.file, user_loc.line,
                        why);
+    /* A runtime token count flows from inputs to outputs; mixing it with a
+     * fixed row count would read rows that do not exist. */
+    int dynamic = 0, fixed = 0;
+    for (int i = 0; i < n_inputs; i++) {
+        const graph_tensor *x = inputs[i] >= 0 ? &g->tensors[inputs[i]] : NULL;
+        if (!x || x->kind == GRAPH_WEIGHT || x->kind == GRAPH_STATE)
+            continue;
+        dynamic |= x->dynamic;
+        fixed |= !x->dynamic;
+    }
+    if (op == GRAPH_OP_POSITIONS)
+        fixed = 0;
+    if (dynamic && fixed)
+        return err_set(err, "%s:%d: error: %s mixes a runtime token count "
+                       "with a fixed one", user_loc.file, user_loc.line, name);
+    if (op == GRAPH_OP_ATTENTION && dynamic)
+        return err_set(err, "%s:%d: error: attention over a runtime token "
+                       "count needs kv_attention", user_loc.file,
+                       user_loc.line);
+    if (op == GRAPH_OP_KV_ATTENTION && !dynamic)
+        return err_set(err, "%s:%d: error: kv_attention needs inputs with a "
+                       "runtime token count (dsc.input(..., {dynamic = "
+                       "true}))", user_loc.file, user_loc.line);
+    out.dynamic = dynamic && op != GRAPH_OP_LAST;
     if (grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes,
              sizeof(graph_node)))
         return err_set(err, "%s:%d: error: out of memory", loc.file, loc.line);

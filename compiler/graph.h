@@ -12,7 +12,7 @@
 #include "diag.h"
 
 #define GRAPH_MAX_RANK   6
-#define GRAPH_MAX_INPUTS 4
+#define GRAPH_MAX_INPUTS 5
 #define GRAPH_MAX_PARTS  16  /* weights stacked into one by fuse-qkv */
 
 typedef enum graph_op {
@@ -28,7 +28,8 @@ typedef enum graph_kind {
     GRAPH_INPUT,        /* caller-provided, read-only */
     GRAPH_WEIGHT,       /* constant, bound to a key of the weight file */
     GRAPH_INTERMEDIATE, /* lives in the arena */
-    GRAPH_OUTPUT        /* caller-provided, written by the forward */
+    GRAPH_OUTPUT,       /* caller-provided, written by the forward */
+    GRAPH_STATE         /* caller-provided, kept across calls (KV cache) */
 } graph_kind;
 
 /* How a weight is first filled when no weight file is given. */
@@ -55,9 +56,12 @@ typedef struct graph_shape {
  * (a missing bias in a fused stack). */
 typedef struct graph_weight_part {
     const char *key;
-    graph_shape key_shape;
+    graph_shape key_shape;   /* as stored in the file */
     int64_t row_first, rows;
     graph_init init;
+    /* The file stores the transpose, [in, out] (GPT-2's Conv1D): rows here
+     * are the file's columns, repacked at compile time. */
+    int transposed;
 } graph_weight_part;
 
 /* A weight tensor: its parts' rows stacked in order along dimension 0.
@@ -80,6 +84,9 @@ typedef struct graph_tensor {
      * Only ops that take a row stride read views (linear's x, attention). */
     int view_of;          /* -1 for a tensor with its own storage */
     int64_t view_col;
+    /* Dimension 0 is a runtime token count n <= shape.dim[0] (a decoder
+     * step); shape.dim[0] is its maximum, which the arena is planned for. */
+    int dynamic;
     graph_loc loc;
 } graph_tensor;
 
@@ -133,12 +140,23 @@ const char *graph_shape_str(const graph_shape *s, char *buf, int len);
 /* Add tensors; each returns the new tensor's index, or -1 on error. */
 int graph_add_input(graph *g, const char *name, graph_dtype dtype,
                     const graph_shape *shape, graph_loc loc, dsc_err *err);
+/* Mark an input's dimension 0 as the runtime token count (graph_add_input
+ * first).  At most one dynamic input per graph. */
+int graph_make_dynamic(graph *g, int tensor, graph_loc loc, dsc_err *err);
+/* State the forward keeps across calls, in caller memory (a KV cache). */
+int graph_add_state(graph *g, const char *label, const graph_shape *shape,
+                    graph_loc loc, dsc_err *err);
 /* A view of rows [row_first, row_first + shape->dim[0]) of key, whose full
  * shape is key_shape; pass row_first 0 and shape == key_shape for all of it.
  * Every weight naming one key must give it the same key_shape. */
 int graph_add_weight(graph *g, const char *key, const graph_shape *key_shape,
                      int64_t row_first, const graph_shape *shape,
                      graph_init init, graph_loc loc, dsc_err *err);
+/* The same for a rank-2 weight the file stores transposed: key_shape is the
+ * file's [in, out]; shape and rows are in [out, in] terms. */
+int graph_add_weight_t(graph *g, const char *key, const graph_shape *key_shape,
+                       int64_t row_first, const graph_shape *shape,
+                       graph_init init, graph_loc loc, dsc_err *err);
 
 /* Add a node computing op over inputs (-1 for an absent optional input);
  * its output shape is inferred and checked (graph_shape.c).  Returns the

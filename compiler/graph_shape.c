@@ -35,7 +35,8 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
     const graph_shape *x = &a->shape;
 
     /* Every op but embedding reads float32 tensors only. */
-    for (int i = op == GRAPH_OP_EMBEDDING ? 1 : 0; i < n_in; i++)
+    int reads_ids = op == GRAPH_OP_EMBEDDING || op == GRAPH_OP_POSITIONS;
+    for (int i = reads_ids ? 1 : 0; i < n_in; i++)
         if (in[i] >= 0 && g->tensors[in[i]].dtype != GRAPH_F32)
             return why_set(why, why_len, "%s: input %d (%s) is %s, expected "
                            "float32", name, i + 1, g->tensors[in[i]].name,
@@ -160,6 +161,49 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
         out->dim[2] = v->dim[2];
         return 0;
     }
+    case GRAPH_OP_POSITIONS: {
+        const graph_shape *t = &g->tensors[in[1]].shape;
+        if (t->rank != 2)
+            return why_set(why, why_len, "positions: table %s is %s, "
+                           "expected [positions, dim]", label(g, in[1], "table"),
+                           graph_shape_str(t, s0, sizeof s0));
+        if (x->rank != 1 || x->dim[0] > t->dim[0])
+            return why_set(why, why_len, "positions: %s needs one row per "
+                           "token, up to the table's %lld rows",
+                           graph_shape_str(x, s0, sizeof s0),
+                           (long long)t->dim[0]);
+        *out = (graph_shape){ 2, { x->dim[0], t->dim[1] } };
+        return 0;
+    }
+    case GRAPH_OP_KV_ATTENTION: {
+        const graph_shape *k = &g->tensors[in[1]].shape;
+        const graph_shape *v = &g->tensors[in[2]].shape;
+        const graph_shape *kc = &g->tensors[in[3]].shape;
+        const graph_shape *vc = &g->tensors[in[4]].shape;
+        int h = attrs->heads;
+        if (x->rank != 2 || !graph_shape_equal(x, k) || v->rank != 2 ||
+            v->dim[0] != x->dim[0] || !graph_shape_equal(kc, k) ||
+            !graph_shape_equal(vc, v))
+            return why_set(why, why_len, "kv_attention: q %s, k %s, v %s "
+                           "must be [tokens, heads*dim], q and k alike, with "
+                           "caches of their shapes",
+                           graph_shape_str(x, s0, sizeof s0),
+                           graph_shape_str(k, s1, sizeof s1),
+                           graph_shape_str(v, s2, sizeof s2));
+        if (h < 1 || x->dim[1] % h || v->dim[1] % h)
+            return why_set(why, why_len, "kv_attention: %d heads do not "
+                           "divide q width %lld and v width %lld", h,
+                           (long long)x->dim[1], (long long)v->dim[1]);
+        if (!(attrs->scale > 0))
+            return why_set(why, why_len, "kv_attention: scale must be > 0");
+        out->dim[1] = v->dim[1];
+        return 0;
+    }
+    case GRAPH_OP_LAST:
+        if (x->rank < 1)
+            return why_set(why, why_len, "last: input is a scalar");
+        out->dim[0] = 1;
+        return 0;
     case GRAPH_OP_COUNT:
         break;
     }

@@ -88,6 +88,12 @@ forward_io_fn loaded_entry(const loaded_model *m)
 }
 
 
+step_io_fn loaded_step(const loaded_model *m)
+{
+    return (step_io_fn)(void (*)(void))m->entry;
+}
+
+
 void loaded_free(loaded_model *m)
 {
     if (!m)

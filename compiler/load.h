@@ -7,12 +7,19 @@
 #ifndef DSC_LOAD_H
 #define DSC_LOAD_H
 
+#include <stdint.h>
+
 #include "diag.h"
 
 /* The uniform entry point every generated model has (NAME_forward_io). */
 typedef struct rt_ctx rt_ctx;
 typedef int (*forward_io_fn)(rt_ctx *ctx, const float *weights,
                              void *const *io, void *arena);
+
+/* A decoder's entry point (NAME_step_io): n tokens at positions pos.., io
+ * holding the inputs, the outputs, then the cache. */
+typedef int (*step_io_fn)(rt_ctx *ctx, const float *weights, void *const *io,
+                          int64_t n, int64_t pos, void *arena);
 
 typedef struct loaded_model loaded_model;
 
@@ -28,6 +35,8 @@ loaded_model *aot_load(const char *source, const char *header,
                        const char *entry, dsc_err *err);
 
 forward_io_fn loaded_entry(const loaded_model *m);
+/* The same entry point, for a model whose entry is NAME_step_io. */
+step_io_fn loaded_step(const loaded_model *m);
 void loaded_free(loaded_model *m);
 
 #endif

@@ -8,17 +8,20 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "build.h"
 #include "dsc_runtime.h"
 #include "emit_c.h"
 #include "emit_dot.h"
 #include "fileio.h"
-#include "load.h"
+#include "runner.h"
+#include "sample.h"
 #include "npy.h"
 #include "safetensors.h"
 
 #define MAX_DEFINES 64
 #define MAX_BINDINGS 16
+#define MAX_IO 64       /* graph inputs and outputs a run can feed */
 
 static const char usage_text[] =
 "usage: dsc <command> [options]\n"
@@ -29,6 +32,8 @@ static const char usage_text[] =
 "  compile MODEL.lua   write NAME.c and NAME.h (and a weight blob)\n"
 "  run MODEL.lua       compile, load (libtcc JIT, or --aot) and run once\n"
 "  graph MODEL.lua     draw the op graph for Graphviz (dot -Tsvg)\n"
+"  bench MODEL.lua     time the forward; one JSON line of figures\n"
+"  generate MODEL.lua  continue a prompt with a decoder (models/gpt2.lua)\n"
 "  help [COMMAND]      show help for a command\n"
 "\n"
 "options for all:\n"
@@ -46,6 +51,23 @@ static const char usage_text[] =
 "                      safetensors file W\n"
 "  --random-weights    write FILE.bin with random weights (see --seed)\n"
 "  --stats-json FILE   write what the passes did and made as JSON\n"
+"\n"
+"  --argmax            print the most likely token per row of each output\n"
+"\n"
+"generate options:\n"
+"  --prompt IDS        the prompt's token ids: 464,2068,318\n"
+"  -n N                tokens to generate (default 32)\n"
+"  --temperature T     sample at temperature T (default 0: greedy argmax)\n"
+"  --top-k K           sample among the K most likely tokens only\n"
+"  --top-p P           sample among the smallest set with mass P\n"
+"  --weights, --seed, --threads, --aot as for run; ids go to stdout,\n"
+"  prefill and decode speed to stderr\n"
+"\n"
+"bench options:\n"
+"  --runs N            timed forwards after a warm-up (default 20)\n"
+"  -n N                a decoder: one-token steps after an 8-token prompt\n"
+"                      (default 64); reports tokens/s and the bandwidth bound\n"
+"  --weights, --seed, --threads, --aot as for run\n"
 "\n"
 "graph options:\n"
 "  -o FILE.dot         write there instead of to standard output\n"
@@ -83,6 +105,13 @@ typedef struct cli {
     int no_fuse_qkv, no_fuse_epilogue, no_dce, no_plan_memory;
     int verbose;
     int threads;       /* run: 0 = DSC_NUM_THREADS, else one per core */
+    int argmax;        /* run: print the argmax of each output row */
+    const char *prompt;       /* generate */
+    long long new_tokens;
+    int new_tokens_given;
+    double temperature, top_p;
+    long long top_k;
+    int runs;          /* bench */
     const char *stats_path;
     int after_passes;  /* graph: draw the graph the passes leave */
 } cli;
@@ -121,6 +150,8 @@ static int split_pair(char *arg, const char **name, const char **value)
 static int parse_args(int argc, char **argv, cli *c)
 {
     memset(c, 0, sizeof *c);
+    c->new_tokens = 32;
+    c->top_p = 1.0;
     c->command = argv[1];
     for (int i = 2; i < argc; i++) {
         char *a = argv[i];
@@ -145,6 +176,37 @@ static int parse_args(int argc, char **argv, cli *c)
                 return usage_error("--threads expects a count from 1 to 1024, "
                                    "got '%s'", next ? next : "");
             c->threads = (int)v;
+        } else if (strcmp(a, "--prompt") == 0) {
+            c->prompt = next;
+        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--top-k") == 0) {
+            char *end;
+            long long v = next ? strtoll(next, &end, 10) : -1;
+            if (!next || !*next || *end || v < (a[1] == 'n' ? 1 : 0) ||
+                v > 100000000)
+                return usage_error(a[1] == 'n' ? "-n expects a token count "
+                                   ">= 1, got '%s'" : "--top-k expects a "
+                                   "count >= 0, got '%s'", next ? next : "");
+            *(a[1] == 'n' ? &c->new_tokens : &c->top_k) = v;
+            c->new_tokens_given |= a[1] == 'n';
+        } else if (strcmp(a, "--temperature") == 0 ||
+                   strcmp(a, "--top-p") == 0) {
+            char *end;
+            double v = next ? strtod(next, &end) : -1;
+            int top_p = a[2] == 't' && a[3] == 'o';
+            if (!next || !*next || *end || !(v >= 0) || v > 1000 ||
+                (top_p && (v <= 0 || v > 1)))
+                return usage_error(top_p ? "--top-p expects a number in "
+                                   "(0, 1], got '%s'" : "--temperature "
+                                   "expects a number >= 0, got '%s'",
+                                   next ? next : "");
+            *(top_p ? &c->top_p : &c->temperature) = v;
+        } else if (strcmp(a, "--runs") == 0) {
+            char *end;
+            long v = next ? strtol(next, &end, 10) : 0;
+            if (!next || !*next || *end || v < 1 || v > 1000000)
+                return usage_error("--runs expects a count from 1 to 1000000, "
+                                   "got '%s'", next ? next : "");
+            c->runs = (int)v;
         } else if (strcmp(a, "--stats-json") == 0) {
             c->stats_path = next;
         } else if (strcmp(a, "--weights") == 0) {
@@ -186,6 +248,8 @@ static int parse_args(int argc, char **argv, cli *c)
                 c->verbose = 1;
             else if (strcmp(a, "--after-passes") == 0)
                 c->after_passes = 1;
+            else if (strcmp(a, "--argmax") == 0)
+                c->argmax = 1;
             else if (a[0] == '-' && a[1])
                 return usage_error("unknown option '%s'", a);
             else if (c->model_path)
@@ -238,28 +302,46 @@ static char *with_extension(const char *path, const char *ext)
 }
 
 
-/* The packed weight blob: from the safetensors file, or random. */
-static float *make_blob(const built_model *b, const cli *c, dsc_err *err)
+/* --threads, else DSC_NUM_THREADS, else 0 (one per core); -1 if bad. */
+static int thread_count(const cli *c)
 {
-    size_t floats = (size_t)b->weights.total_floats;
-    float *blob = malloc((floats ? floats : 1) * sizeof(float));
-    if (!blob) {
-        err_set(err, "error: out of memory for %zu weight floats", floats);
-        return NULL;
+    const char *env = getenv("DSC_NUM_THREADS");
+    if (c->threads || !env || !*env)
+        return c->threads;
+    char *end;
+    long v = strtol(env, &end, 10);
+    if (*end || v < 1 || v > 1024) {
+        fprintf(stderr, "dsc: error: DSC_NUM_THREADS must be a count from 1 "
+                "to 1024, got '%s'\n", env);
+        return -1;
     }
-    if (!c->weights_path) {
-        weights_fill_random(b->model->graph, &b->weights, c->seed, blob);
-        return blob;
+    return (int)v;
+}
+
+
+static int cmd_bench(const cli *c)
+{
+    build_options opts = options_of(c);
+    built_model b;
+    dsc_err err;
+    int threads = thread_count(c);
+    if (threads < 0)
+        return 1;
+    double t0 = now_ms();
+    if (build_model(c->model_path, &opts, &b, &err)) {
+        print_err(&err);
+        return 1;
     }
-    st_file *f = st_open(c->weights_path, err);
-    if (!f || weights_fill_from_file(b->model->graph, &b->weights, f, blob,
-                                     stderr, err)) {
-        st_close(f);
-        free(blob);
-        return NULL;
-    }
-    st_close(f);
-    return blob;
+    bench_options bo = { .weights_path = c->weights_path, .seed = c->seed,
+                         .runs = c->runs ? c->runs : 20, .threads = threads,
+                         .aot = c->aot, .build_ms = now_ms() - t0,
+                         .new_tokens = c->new_tokens_given ? c->new_tokens
+                                                           : 64 };
+    int rc = bench_model(&b, &bo, stdout, &err);
+    if (rc)
+        print_err(&err);
+    built_model_free(&b);
+    return rc ? 1 : 0;
 }
 
 
@@ -315,7 +397,10 @@ static int cmd_compile(const cli *c)
     char *h_path = with_extension(c_path, ".h");
     char *bin_path = with_extension(c_path, ".bin");
     int want_blob = c->weights_path || c->random_weights;
-    float *blob = want_blob ? make_blob(&b, c, &err) : NULL;
+    float *blob = want_blob
+        ? weights_make_blob(b.model->graph, &b.weights, c->weights_path,
+                            c->seed, stderr, &err)
+        : NULL;
     int rc = 1;
     char stats[1024];
     build_stats_json(&b, stats, sizeof stats - 1);
@@ -368,10 +453,31 @@ static uint64_t splitmix(uint64_t *s)
 }
 
 
+/* Copy a .npy array's elements into buf as the graph input's dtype.  Ids
+ * beyond int32 become -1, so the forward reports them as bad tokens. */
+static void convert_input(void *buf, const npy_array *a)
+{
+    for (int64_t i = 0; i < a->count; i++) {
+        switch (a->dtype) {
+        case NPY_I32: ((int32_t *)buf)[i] = ((int32_t *)a->data)[i]; break;
+        case NPY_I64: {
+            int64_t v = ((int64_t *)a->data)[i];
+            ((int32_t *)buf)[i] = v < INT32_MIN || v > INT32_MAX ? -1
+                                                                 : (int32_t)v;
+            break;
+        }
+        case NPY_F32: ((float *)buf)[i] = ((float *)a->data)[i]; break;
+        case NPY_F64: ((float *)buf)[i] = (float)((double *)a->data)[i]; break;
+        }
+    }
+}
+
+
 /* Fill one graph input: from its --input file (checked against the graph's
- * shape and dtype), or random.  *source gets a description for the summary. */
+ * shape and dtype), or random.  For a decoder's token input the file may
+ * hold 1..context tokens; *tokens gets how many (random: up to 16). */
 static void *make_input(const graph *g, int t, const cli *c, uint64_t *rng,
-                        dsc_err *err)
+                        int64_t *tokens, dsc_err *err)
 {
     const graph_tensor *x = &g->tensors[t];
     int64_t n = graph_shape_count(&x->shape);
@@ -380,6 +486,8 @@ static void *make_input(const graph *g, int t, const cli *c, uint64_t *rng,
         err_set(err, "error: out of memory for input '%s'", x->name);
         return NULL;
     }
+    if (x->dynamic)
+        *tokens = x->shape.dim[0] < 16 ? x->shape.dim[0] : 16;
     const char *path = NULL;
     for (int i = 0; i < c->n_inputs; i++)
         if (strcmp(c->inputs[i].name, x->name) == 0)
@@ -404,38 +512,35 @@ static void *make_input(const graph *g, int t, const cli *c, uint64_t *rng,
     graph_shape shape = { .rank = a.rank };
     for (int i = 0; i < a.rank && i < GRAPH_MAX_RANK; i++)
         shape.dim[i] = a.shape[i];
-    int dtype_ok = x->dtype == GRAPH_I32
+    /* A decoder's input may be shorter than the context along dim 0. */
+    graph_shape full = shape;
+    int shorter = x->dynamic && a.rank == x->shape.rank && a.shape[0] >= 1 &&
+                  a.shape[0] <= x->shape.dim[0];
+    if (shorter)
+        full.dim[0] = x->shape.dim[0];
+    int ok = x->dtype == GRAPH_I32
         ? (a.dtype == NPY_I32 || a.dtype == NPY_I64)
         : (a.dtype == NPY_F32 || a.dtype == NPY_F64);
-    if (!dtype_ok) {
+    if (!ok)
         err_set(err, "%s: error: input '%s' must be %s, the file holds %s",
                 path, x->name, x->dtype == GRAPH_I32 ? "int32 or int64"
                 : "float32 or float64", npy_dtype_name(a.dtype));
-    } else if (a.rank > GRAPH_MAX_RANK || !graph_shape_equal(&shape, &x->shape)) {
+    else if (a.rank > GRAPH_MAX_RANK ||
+             !graph_shape_equal(&full, &x->shape)) {
         err_set(err, "%s: error: input '%s' is %s in the file but the model "
-                "expects %s", path, x->name,
+                "expects %s%s", path, x->name,
                 graph_shape_str(&shape, got, sizeof got),
-                graph_shape_str(&x->shape, want, sizeof want));
-        dtype_ok = 0;
-    } else {
-        for (int64_t i = 0; i < n; i++) {
-            switch (a.dtype) {
-            case NPY_I32: ((int32_t *)buf)[i] = ((int32_t *)a.data)[i]; break;
-            case NPY_I64: {
-                /* Out-of-range ids stay out of range (-1); the forward
-                 * reports them. */
-                int64_t v = ((int64_t *)a.data)[i];
-                ((int32_t *)buf)[i] = v < INT32_MIN || v > INT32_MAX ? -1
-                                                                     : (int32_t)v;
-                break;
-            }
-            case NPY_F32: ((float *)buf)[i] = ((float *)a.data)[i]; break;
-            case NPY_F64: ((float *)buf)[i] = (float)((double *)a.data)[i]; break;
-            }
-        }
+                graph_shape_str(&x->shape, want, sizeof want),
+                x->dynamic ? " (or fewer tokens)" : "");
+        ok = 0;
+    }
+    if (ok) {
+        convert_input(buf, &a);
+        if (x->dynamic)
+            *tokens = a.shape[0];
     }
     npy_free(&a);
-    if (!dtype_ok) {
+    if (!ok) {
         free(buf);
         return NULL;
     }
@@ -444,7 +549,8 @@ static void *make_input(const graph *g, int t, const cli *c, uint64_t *rng,
 
 
 /* After DSC_EBADTOKEN: name the first bad id and where it is. */
-static void report_bad_token(const graph *g, const cli *c, void *const *io)
+static void report_bad_token(const graph *g, const cli *c, void *const *io,
+                             int64_t tokens, const char *source)
 {
     int k = 0;
     for (int t = 0; t < g->n_tensors; t++) {
@@ -455,10 +561,13 @@ static void report_bad_token(const graph *g, const cli *c, void *const *io)
         int64_t vocab = vocab_of(g, t);
         if (x->dtype != GRAPH_I32 || !vocab)
             continue;
-        for (int64_t i = 0; i < graph_shape_count(&x->shape); i++) {
+        int64_t count = graph_shape_count(&x->shape);
+        if (x->dynamic)  /* only the first `tokens` rows were given */
+            count = count / x->shape.dim[0] * tokens;
+        for (int64_t i = 0; i < count; i++) {
             if (ids[i] >= 0 && ids[i] < vocab)
                 continue;
-            const char *path = "input";
+            const char *path = source;
             for (int j = 0; j < c->n_inputs; j++)
                 if (strcmp(c->inputs[j].name, x->name) == 0)
                     path = c->inputs[j].path;
@@ -473,9 +582,9 @@ static void report_bad_token(const graph *g, const cli *c, void *const *io)
             for (int d = 0; d < x->shape.rank; d++)
                 at += snprintf(pos + at, sizeof pos - (size_t)at, "%s%lld",
                                d ? ", " : "", (long long)idx[d]);
-            fprintf(stderr, "%s: error: %s[%s] is %s, not a token id in "
-                    "[0, %lld)\n", path, x->name, pos,
-                    ids[i] == -1 ? "out of range" : "", (long long)vocab);
+            fprintf(stderr, "%s: error: %s[%s] = %d is not a token id in "
+                    "[0, %lld)\n", path, x->name, pos, (int)ids[i],
+                    (long long)vocab);
             return;
         }
     }
@@ -504,28 +613,9 @@ static void print_summary(const graph_tensor *x, const float *v)
 }
 
 
-static int cmd_run(const cli *c)
+/* Every graph input and output named on the command line exists. */
+static int check_bindings(const graph *g, const cli *c)
 {
-    build_options opts = options_of(c);
-    built_model b;
-    dsc_err err;
-    int rc = 1;
-    if (c->random_weights || c->out_path)
-        return usage_error("%s", "run takes no -o or --random-weights (those "
-                           "are for compile)");
-    double t0 = now_ms();
-    if (build_model(c->model_path, &opts, &b, &err)) {
-        print_err(&err);
-        return 1;
-    }
-    const graph *g = b.model->graph;
-    void *io[2 * MAX_BINDINGS + 64] = {0};
-    int n_io = 0;
-    float *blob = NULL;
-    void *arena = NULL;
-    loaded_model *lm = NULL;
-    rt_ctx *ctx = NULL;
-
     for (int i = 0; i < c->n_inputs + c->n_outputs; i++) {
         const binding *bd = i < c->n_inputs ? &c->inputs[i]
                                             : &c->outputs[i - c->n_inputs];
@@ -542,29 +632,69 @@ static int cmd_run(const cli *c)
                 if (g->tensors[t].kind == want)
                     fprintf(stderr, " %s", g->tensors[t].name);
             fprintf(stderr, ")\n");
-            goto done;
+            return -1;
         }
     }
-    if (graph_count_kind(g, GRAPH_INPUT) + graph_count_kind(g, GRAPH_OUTPUT) >
-        (int)(sizeof io / sizeof io[0])) {
-        fprintf(stderr, "%s: error: too many inputs and outputs\n",
-                c->model_path);
-        goto done;
-    }
-    if (!(blob = make_blob(&b, c, &err))) {
+    return 0;
+}
+
+
+/* The argmax over the last dimension of an output, one line per row of
+ * its second-to-last dimension: the seed's predicted_tokens. */
+static void print_argmax(const graph_tensor *x, const float *v)
+{
+    int64_t last = x->shape.dim[x->shape.rank - 1];
+    int64_t per_line = x->shape.rank >= 3 ? x->shape.dim[x->shape.rank - 2] : 1;
+    int64_t rows = graph_shape_count(&x->shape) / last;
+    graph_shape s = x->shape;
+    s.rank--;
+    char shape[96];
+    printf("argmax %s %s:\n", x->name, graph_shape_str(&s, shape, sizeof shape));
+    for (int64_t r = 0; r < rows; r++)
+        printf("%s%lld%s", r % per_line ? " " : "  ",
+               (long long)sample_argmax(v + r * last, last),
+               (r + 1) % per_line ? "" : "\n");
+}
+
+
+static int cmd_run(const cli *c)
+{
+    build_options opts = options_of(c);
+    built_model b;
+    runner r = {0};
+    dsc_err err;
+    int rc = 1;
+    if (c->random_weights || c->out_path)
+        return usage_error("%s", "run takes no -o or --random-weights (those "
+                           "are for compile)");
+    int threads = thread_count(c);
+    if (threads < 0)
+        return 1;
+    double t0 = now_ms();
+    if (build_model(c->model_path, &opts, &b, &err)) {
         print_err(&err);
+        return 1;
+    }
+    const graph *g = b.model->graph;
+    void *io[MAX_IO + 1] = {0};
+    int n_io = 0, first_output = 0;
+    int64_t tokens = 1;
+    if (check_bindings(g, c))
+        goto done;
+    if (graph_count_kind(g, GRAPH_INPUT) + graph_count_kind(g, GRAPH_OUTPUT) >
+        MAX_IO) {
+        fprintf(stderr, "%s: error: more than %d inputs and outputs\n",
+                c->model_path, MAX_IO);
         goto done;
     }
     uint64_t rng = c->seed ^ 0x5eedULL;
-    for (int t = 0; t < g->n_tensors; t++) {
-        if (g->tensors[t].kind != GRAPH_INPUT)
-            continue;
-        if (!(io[n_io++] = make_input(g, t, c, &rng, &err))) {
+    for (int t = 0; t < g->n_tensors; t++)
+        if (g->tensors[t].kind == GRAPH_INPUT &&
+            !(io[n_io++] = make_input(g, t, c, &rng, &tokens, &err))) {
             print_err(&err);
             goto done;
         }
-    }
-    int first_output = n_io;
+    first_output = n_io;
     for (int t = 0; t < g->n_tensors; t++)
         if (g->tensors[t].kind == GRAPH_OUTPUT &&
             !(io[n_io++] = calloc((size_t)graph_shape_count(
@@ -572,44 +702,19 @@ static int cmd_run(const cli *c)
             fprintf(stderr, "dsc: error: out of memory for outputs\n");
             goto done;
         }
-    size_t arena_bytes = ((size_t)b.plan.arena_bytes + DSC_ALIGN - 1) /
-                         DSC_ALIGN * DSC_ALIGN;
-    if (!(arena = aligned_alloc(DSC_ALIGN, arena_bytes ? arena_bytes
-                                                       : DSC_ALIGN))) {
-        fprintf(stderr, "dsc: error: out of memory for a %zu-byte arena\n",
-                arena_bytes);
-        goto done;
-    }
-
-    int threads = c->threads;
-    const char *env = getenv("DSC_NUM_THREADS");
-    if (!threads && env && *env) {
-        char *end;
-        long v = strtol(env, &end, 10);
-        if (*end || v < 1 || v > 1024) {
-            fprintf(stderr, "dsc: error: DSC_NUM_THREADS must be a count from "
-                    "1 to 1024, got '%s'\n", env);
-            goto done;
-        }
-        threads = (int)v;
-    }
-    if (!(ctx = rt_ctx_new(threads))) {
-        fprintf(stderr, "dsc: error: cannot start the runtime\n");
-        goto done;
-    }
+    runner_options ro = { .weights_path = c->weights_path, .seed = c->seed,
+                          .threads = threads, .aot = c->aot,
+                          .notes = stderr };
     double t1 = now_ms();
-    lm = c->aot ? aot_load(b.source, b.header, build_runtime_header(),
-                           b.model->name, b.entry, &err)
-                : jit_load(b.jit_source, b.model->name, b.entry, &err);
-    if (!lm) {
+    if (runner_open(&r, &b, &ro, &err)) {
         print_err(&err);
         goto done;
     }
     double t2 = now_ms();
-    int status = loaded_entry(lm)(ctx, blob, io, arena);
+    int status = runner_call(&r, io, n_io, tokens, 0);
     double t3 = now_ms();
     if (status == DSC_EBADTOKEN) {
-        report_bad_token(g, c, io);
+        report_bad_token(g, c, io, tokens, "input");
         goto done;
     } else if (status != DSC_OK) {
         fprintf(stderr, "dsc: error: the model returned status %d\n", status);
@@ -631,24 +736,158 @@ static int cmd_run(const cli *c)
             k++;
         }
     }
-    printf("%s (%s): %s weights, ", b.model->path, c->aot ? "aot" : "jit",
-           c->weights_path ? c->weights_path : "random");
-    printf("%s inputs\n", c->n_inputs ? "given" : "random");
+    printf("%s (%s): %s weights, %s inputs", b.model->path,
+           c->aot ? "aot" : "jit", c->weights_path ? c->weights_path : "random",
+           c->n_inputs ? "given" : "random");
+    if (r.decoder)
+        printf(", %lld tokens", (long long)tokens);
+    printf("\n");
     int k = first_output;
     for (int t = 0; t < g->n_tensors; t++)
-        if (g->tensors[t].kind == GRAPH_OUTPUT)
-            print_summary(&g->tensors[t], io[k++]);
+        if (g->tensors[t].kind == GRAPH_OUTPUT) {
+            if (c->argmax)
+                print_argmax(&g->tensors[t], io[k]);
+            else
+                print_summary(&g->tensors[t], io[k]);
+            k++;
+        }
     printf("build %.1f ms, %s %.1f ms, forward %.3f ms on %d thread%s\n",
-           t1 - t0, c->aot ? "cc" : "tcc", t2 - t1, t3 - t2,
-           rt_ctx_threads(ctx), rt_ctx_threads(ctx) > 1 ? "s" : "");
+           t1 - t0, c->aot ? "cc" : "tcc", r.load_ms, t3 - t2,
+           rt_ctx_threads(r.ctx), rt_ctx_threads(r.ctx) > 1 ? "s" : "");
     rc = 0;
 done:
     for (int i = 0; i < n_io; i++)
         free(io[i]);
-    free(blob);
-    free(arena);
-    loaded_free(lm);
-    rt_ctx_free(ctx);
+    runner_close(&r);
+    built_model_free(&b);
+    return rc;
+}
+
+
+/* "464,2068,318" into ids; -1 with a message when malformed. */
+static int parse_prompt(const char *text, int32_t **ids, int64_t *n)
+{
+    int64_t count = 1;
+    for (const char *p = text; *p; p++)
+        count += *p == ',';
+    if (!(*ids = malloc((size_t)count * sizeof(int32_t))))
+        return -1;
+    const char *p = text;
+    for (int64_t i = 0; i < count; i++) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < INT32_MIN || v > INT32_MAX ||
+            (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "dsc: error: --prompt expects token ids like "
+                    "464,2068,318; got '%s'\n", text);
+            free(*ids);
+            *ids = NULL;
+            return -1;
+        }
+        (*ids)[i] = (int32_t)v;
+        p = end + 1;
+    }
+    *n = count;
+    return 0;
+}
+
+
+static int cmd_generate(const cli *c)
+{
+    build_options opts = options_of(c);
+    built_model b;
+    runner r = {0};
+    dsc_err err;
+    int32_t *prompt = NULL;
+    int64_t n_prompt = 0;
+    float *logits = NULL;
+    void *scratch = NULL;
+    int rc = 1;
+    int threads = thread_count(c);
+    if (threads < 0)
+        return 1;
+    if (!c->prompt)
+        return usage_error("%s", "generate needs --prompt IDS (e.g. "
+                           "--prompt 464,2068,318)");
+    if (parse_prompt(c->prompt, &prompt, &n_prompt))
+        return 1;
+    if (build_model(c->model_path, &opts, &b, &err)) {
+        print_err(&err);
+        free(prompt);
+        return 1;
+    }
+    const graph *g = b.model->graph;
+    int64_t context = 0, vocab = 0;
+    int out = -1;
+    for (int t = 0; t < g->n_tensors; t++)
+        if (g->tensors[t].kind == GRAPH_OUTPUT)
+            out = t;
+    if (!emit_is_decoder(g, &context) || graph_count_kind(g, GRAPH_INPUT) != 1 ||
+        graph_count_kind(g, GRAPH_OUTPUT) != 1) {
+        fprintf(stderr, "%s: error: generate needs a decoder: one token input "
+                "with {dynamic = true} and one logits output\n", b.model->path);
+        goto done;
+    }
+    vocab = g->tensors[out].shape.dim[g->tensors[out].shape.rank - 1];
+    if (n_prompt + c->new_tokens > context) {
+        fprintf(stderr, "dsc: error: the prompt's %lld tokens and -n %lld "
+                "exceed the model's context of %lld\n", (long long)n_prompt,
+                (long long)c->new_tokens, (long long)context);
+        goto done;
+    }
+    runner_options ro = { .weights_path = c->weights_path, .seed = c->seed,
+                          .threads = threads, .aot = c->aot,
+                          .notes = stderr };
+    if (!(logits = malloc((size_t)vocab * sizeof(float))) ||
+        !(scratch = malloc(sample_scratch_bytes(vocab)))) {
+        fprintf(stderr, "dsc: error: out of memory\n");
+        goto done;
+    }
+    if (runner_open(&r, &b, &ro, &err)) {
+        print_err(&err);
+        goto done;
+    }
+    sample_options so = { .temperature = c->temperature, .top_k = c->top_k,
+                          .top_p = c->top_p };
+    uint64_t rng = c->seed;
+    void *io[3] = { prompt, logits, NULL };
+    double t0 = now_ms();
+    int status = runner_call(&r, io, 2, n_prompt, 0);
+    double t1 = now_ms(), t2 = t1;
+    for (int64_t i = 0; status == DSC_OK && i < c->new_tokens; i++) {
+        int32_t next = (int32_t)sample_next(logits, vocab, &so, &rng, scratch);
+        printf("%s%d", i ? "," : "", next);
+        fflush(stdout);
+        if (i + 1 == c->new_tokens)
+            break;
+        io[0] = &next;
+        status = runner_call(&r, io, 2, 1, n_prompt + i);
+        t2 = now_ms();
+    }
+    printf("\n");
+    if (status == DSC_EBADTOKEN) {
+        io[0] = prompt;
+        report_bad_token(g, c, io, n_prompt, "--prompt");
+        goto done;
+    } else if (status != DSC_OK) {
+        fprintf(stderr, "dsc: error: the model returned status %d\n", status);
+        goto done;
+    }
+    int64_t decoded = c->new_tokens > 1 ? c->new_tokens - 1 : 0;
+    fprintf(stderr, "prefill: %lld tokens in %.2f ms (%.1f tokens/s); "
+            "decode: %lld tokens in %.2f ms (%.1f tokens/s); %d thread%s, %s\n",
+            (long long)n_prompt, t1 - t0, n_prompt / ((t1 - t0) / 1e3),
+            (long long)decoded, t2 - t1,
+            decoded ? decoded / ((t2 - t1) / 1e3) : 0.0,
+            rt_ctx_threads(r.ctx), rt_ctx_threads(r.ctx) > 1 ? "s" : "",
+            c->aot ? "aot" : "jit");
+    rc = 0;
+done:
+    free(prompt);
+    free(logits);
+    free(scratch);
+    runner_close(&r);
     built_model_free(&b);
     return rc;
 }
@@ -671,12 +910,17 @@ int main(int argc, char **argv)
             return 0;
         }
     if (strcmp(argv[1], "compile") && strcmp(argv[1], "run") &&
-        strcmp(argv[1], "graph"))
+        strcmp(argv[1], "graph") && strcmp(argv[1], "bench") &&
+        strcmp(argv[1], "generate"))
         return usage_error("unknown command '%s'", argv[1]);
     cli c;
     if (parse_args(argc, argv, &c))
         return 1;
     if (strcmp(c.command, "graph") == 0)
         return cmd_graph(&c);
+    if (strcmp(c.command, "bench") == 0)
+        return cmd_bench(&c);
+    if (strcmp(c.command, "generate") == 0)
+        return cmd_generate(&c);
     return strcmp(c.command, "compile") == 0 ? cmd_compile(&c) : cmd_run(&c);
 }

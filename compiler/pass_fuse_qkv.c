@@ -23,6 +23,7 @@ static int readers_take_views(const graph *g, int t)
         for (int j = 0; j < n->n_inputs; j++)
             if (n->inputs[j] == t &&
                 !(n->op == GRAPH_OP_ATTENTION ||
+                  (n->op == GRAPH_OP_KV_ATTENTION && j < 3) ||
                   (n->op == GRAPH_OP_LINEAR && j == 0)))
                 return 0;
     }
@@ -52,6 +53,7 @@ static int append_part(graph_weight *w, const graph_weight_part *p)
 {
     graph_weight_part *last = w->n_parts ? &w->part[w->n_parts - 1] : NULL;
     if (last && last->key && last->key == p->key && last->init == p->init &&
+        last->transposed == p->transposed &&
         last->row_first + last->rows == p->row_first) {
         last->rows += p->rows;
         return 0;
@@ -121,6 +123,7 @@ static int fuse_group(graph *g, const int *group, int n, char *dead,
     int out = graph_add_tensor(g, "qkv", &shape, head->loc, err);
     if (out < 0)
         return -1;
+    g->tensors[out].dynamic = g->tensors[head->output].dynamic;
     int64_t col = 0;
     for (int i = 0; i < n; i++) {
         graph_node *lin = &g->nodes[group[i]];

@@ -123,6 +123,18 @@ static int64_t row_floats(const graph_tensor *w)
 }
 
 
+/* dst[r][c] = full[c][row_first + r]: rows of the transpose of the file's
+ * [in, out] matrix. */
+static void take_columns(float *dst, const float *full,
+                         const graph_weight_part *p)
+{
+    int64_t in = p->key_shape.dim[0], out = p->key_shape.dim[1];
+    for (int64_t r = 0; r < p->rows; r++)
+        for (int64_t c = 0; c < in; c++)
+            dst[r * in + c] = full[c * out + p->row_first + r];
+}
+
+
 /* Read one part's rows from f into dst. */
 static int read_part(const st_file *f, const graph_tensor *w,
                      const graph_weight_part *p, float *dst, FILE *notes,
@@ -148,8 +160,19 @@ static int read_part(const st_file *f, const graph_tensor *w,
                        graph_shape_str(&p->key_shape, b, sizeof b),
                        w->loc.file, w->loc.line);
     int64_t row = row_floats(w);
-    int64_t bad = st_read_f32(f, s, p->row_first * row, p->rows * row, dst,
-                              err);
+    int64_t bad;
+    if (p->transposed) {
+        /* The file holds [in, out]: read it whole, take our columns. */
+        float *full = malloc((size_t)s->count * sizeof(float));
+        if (!full)
+            return err_set(err, "%s: error: out of memory", path);
+        bad = st_read_f32(f, s, 0, s->count, full, err);
+        if (bad >= 0)
+            take_columns(dst, full, p);
+        free(full);
+    } else {
+        bad = st_read_f32(f, s, p->row_first * row, p->rows * row, dst, err);
+    }
     if (bad < 0)
         return -1;
     if (bad > 0 && notes)
@@ -225,6 +248,45 @@ static uint64_t hash_key(const char *key, uint64_t seed)
 }
 
 
+/* The value at index j of key's random sequence under its init rule. */
+static float random_value(const graph_weight_part *p, uint64_t *state)
+{
+    const graph_shape *ks = &p->key_shape;
+    float fan_in = (float)(p->transposed ? ks->dim[0] : ks->dim[ks->rank - 1]);
+    float u = (float)(next_random(state) >> 40) / (float)(1 << 24);
+    switch (p->init) {
+    case GRAPH_INIT_ONES:  return 1.0f + 0.1f * (2 * u - 1);
+    case GRAPH_INIT_ZEROS: return 0.1f * (2 * u - 1);
+    default:               return (2 * u - 1) / sqrtf(fan_in);
+    }
+}
+
+
+/* Fill one part's rows (row floats each) from the key's own sequence, so
+ * every slice of a key agrees with every other.  -1 when out of memory. */
+static int fill_random_part(float *dst, const graph_weight_part *p,
+                            int64_t row, uint64_t seed)
+{
+    uint64_t state = hash_key(p->key, seed);
+    if (!p->transposed) {
+        for (int64_t skip = 0; skip < p->row_first * row; skip++)
+            next_random(&state);
+        for (int64_t j = 0; j < p->rows * row; j++)
+            dst[j] = random_value(p, &state);
+        return 0;
+    }
+    int64_t count = graph_shape_count(&p->key_shape);
+    float *full = malloc((size_t)count * sizeof(float));
+    if (!full)
+        return -1;
+    for (int64_t j = 0; j < count; j++)
+        full[j] = random_value(p, &state);
+    take_columns(dst, full, p);
+    free(full);
+    return 0;
+}
+
+
 void weights_fill_random(const graph *g, const weight_layout *layout,
                          uint64_t seed, float *blob)
 {
@@ -240,27 +302,36 @@ void weights_fill_random(const graph *g, const weight_layout *layout,
         float *at = rows;
         for (int k = 0; k < w->weight.n_parts; k++) {
             const graph_weight_part *p = &w->weight.part[k];
-            const graph_shape *ks = &p->key_shape;
-            int64_t count = p->rows * row;
-            if (p->key) {
-                /* Draw the whole key's sequence so every slice agrees. */
-                uint64_t state = hash_key(p->key, seed);
-                for (int64_t skip = 0; skip < p->row_first * row; skip++)
-                    next_random(&state);
-                float bound = 1.0f / sqrtf((float)ks->dim[ks->rank - 1]);
-                for (int64_t j = 0; j < count; j++) {
-                    float u = (float)(next_random(&state) >> 40) /
-                              (float)(1 << 24);
-                    switch (p->init) {
-                    case GRAPH_INIT_ONES:  at[j] = 1.0f + 0.1f * (2 * u - 1); break;
-                    case GRAPH_INIT_ZEROS: at[j] = 0.1f * (2 * u - 1); break;
-                    default:               at[j] = bound * (2 * u - 1); break;
-                    }
-                }
-            }
-            at += count;
+            if (p->key)  /* out of memory leaves zeros: test data only */
+                (void)fill_random_part(at, p, row, seed);
+            at += p->rows * row;
         }
         store(w, e, rows, blob);
         free(rows);
     }
+}
+
+
+float *weights_make_blob(const graph *g, const weight_layout *layout,
+                         const char *path, uint64_t seed, FILE *notes,
+                         dsc_err *err)
+{
+    size_t floats = (size_t)layout->total_floats;
+    float *blob = malloc((floats ? floats : 1) * sizeof(float));
+    if (!blob) {
+        err_set(err, "error: out of memory for %zu weight floats", floats);
+        return NULL;
+    }
+    if (!path) {
+        weights_fill_random(g, layout, seed, blob);
+        return blob;
+    }
+    st_file *f = st_open(path, err);
+    if (!f || weights_fill_from_file(g, layout, f, blob, notes, err)) {
+        st_close(f);
+        free(blob);
+        return NULL;
+    }
+    st_close(f);
+    return blob;
 }

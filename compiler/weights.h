@@ -46,4 +46,10 @@ int weights_fill_from_file(const graph *g, const weight_layout *layout,
 void weights_fill_random(const graph *g, const weight_layout *layout,
                          uint64_t seed, float *blob);
 
+/* A blob for layout: from the safetensors file at path, or random from
+ * seed when path is NULL.  NULL with an error naming the file or key. */
+float *weights_make_blob(const graph *g, const weight_layout *layout,
+                         const char *path, uint64_t seed, FILE *notes,
+                         dsc_err *err);
+
 #endif

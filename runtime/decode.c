@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "dsc_runtime.h"
+#include "rt_internal.h"
 
 
 void rt_positions(rt_ctx *ctx, float *out, const float *table, int64_t pos,
@@ -21,48 +22,104 @@ void rt_copy(rt_ctx *ctx, float *dst, const float *src, int64_t count)
 }
 
 
-/* One head of one query over keys 0..last: scores in a pass, softmax, then
- * the weighted sum of values straight into out.  scores holds last + 1. */
-static void attend(float *out, const float *q, const float *k_cache,
-                   const float *v_cache, int64_t last, int64_t ld_cache_k,
-                   int64_t ld_cache_v, int64_t dqk, int64_t dv, float scale,
-                   float *scores)
+/* Keys scored per block: the scores stay on the stack and in L1. */
+#define KEY_BLOCK 256
+
+typedef struct kv_job {
+    float *out;
+    const float *q;
+    const float *k_cache, *v_cache;
+    int64_t pos;
+    const rt_kv_shape *s;
+} kv_job;
+
+
+/* Dot product with 8 partial sums: vectorizes without -ffast-math, and
+ * sums in the same order on every run. */
+RT_INLINE float dot8(const float *a, const float *b, int64_t n)
 {
-    float max = -INFINITY;
-    for (int64_t t = 0; t <= last; t++) {
-        const float *k = k_cache + t * ld_cache_k;
-        float dot = 0;
-        for (int64_t d = 0; d < dqk; d++)
-            dot += q[d] * k[d];
-        scores[t] = dot * scale;
-        max = scores[t] > max ? scores[t] : max;
-    }
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += a[i + j] * b[i + j];
     float sum = 0;
-    for (int64_t t = 0; t <= last; t++) {
-        scores[t] = expf(scores[t] - max);
-        sum += scores[t];
-    }
-    float inv = 1.0f / sum;
-    for (int64_t d = 0; d < dv; d++)
-        out[d] = 0;
-    for (int64_t t = 0; t <= last; t++) {
-        const float *v = v_cache + t * ld_cache_v;
-        float p = scores[t] * inv;
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    return sum + ((acc[0] + acc[4]) + (acc[1] + acc[5])) +
+                 ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+
+/* One (token i, head h) task: causal attention of the query at position
+ * pos + i over cache rows 0..pos + i, blocks of keys with an online
+ * softmax accumulating straight into the output row. */
+RT_INLINE void kv_task_body(void *arg, int64_t begin, int64_t end)
+{
+    const kv_job *j = arg;
+    const rt_kv_shape *s = j->s;
+    int64_t wk = s->heads * s->head_dim_qk, wv = s->heads * s->head_dim_v;
+    int64_t dqk = s->head_dim_qk, dv = s->head_dim_v;
+    float scores[KEY_BLOCK];
+    for (int64_t task = begin; task < end; task++) {
+        int64_t i = task / s->heads, h = task % s->heads;
+        int64_t last = j->pos + i;
+        const float *q = j->q + i * s->ldq + h * dqk;
+        const float *kh = j->k_cache + h * dqk;
+        const float *vh = j->v_cache + h * dv;
+        float *o = j->out + i * s->ldo + h * dv;
+        float max = -INFINITY, sum = 0;
         for (int64_t d = 0; d < dv; d++)
-            out[d] += p * v[d];
+            o[d] = 0;
+        for (int64_t t0 = 0; t0 <= last; t0 += KEY_BLOCK) {
+            int64_t n = last + 1 - t0 < KEY_BLOCK ? last + 1 - t0 : KEY_BLOCK;
+            float block_max = -INFINITY;
+            for (int64_t t = 0; t < n; t++) {
+                scores[t] = dot8(q, kh + (t0 + t) * wk, dqk) * s->scale;
+                block_max = scores[t] > block_max ? scores[t] : block_max;
+            }
+            float new_max = block_max > max ? block_max : max;
+            float rescale = rt_exp(max - new_max);  /* 0 on the first block */
+            sum *= rescale;
+            for (int64_t d = 0; d < dv; d++)
+                o[d] *= rescale;
+            for (int64_t t = 0; t < n; t++) {
+                scores[t] = rt_exp(scores[t] - new_max);
+                sum += scores[t];
+            }
+            for (int64_t t = 0; t < n; t++) {
+                const float *v = vh + (t0 + t) * wv;
+                float p = scores[t];
+                for (int64_t d = 0; d < dv; d++)
+                    o[d] += p * v[d];
+            }
+            max = new_max;
+        }
+        float inv = 1.0f / sum;
+        for (int64_t d = 0; d < dv; d++)
+            o[d] *= inv;
     }
 }
 
 
-/* Scores for this many keys live on the stack; longer contexts go through
- * the keys in blocks with an online softmax. */
-#define SCORES_ON_STACK 4096
+static void kv_task_base(void *arg, int64_t begin, int64_t end)
+{
+    kv_task_body(arg, begin, end);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void kv_task_avx2(void *arg, int64_t begin, int64_t end)
+{
+    kv_task_body(arg, begin, end);
+}
+#endif
+
 
 void rt_kv_attention(rt_ctx *ctx, float *out, const float *q, const float *k,
                      const float *v, float *k_cache, float *v_cache,
                      int64_t n, int64_t pos, const rt_kv_shape *s)
 {
-    (void)ctx;
     int64_t wk = s->heads * s->head_dim_qk, wv = s->heads * s->head_dim_v;
     for (int64_t i = 0; i < n; i++) {
         memcpy(k_cache + (pos + i) * wk, k + i * s->ldk,
@@ -70,52 +127,14 @@ void rt_kv_attention(rt_ctx *ctx, float *out, const float *q, const float *k,
         memcpy(v_cache + (pos + i) * wv, v + i * s->ldv,
                (size_t)wv * sizeof(float));
     }
-    float scores[SCORES_ON_STACK];
-    for (int64_t i = 0; i < n; i++) {
-        int64_t last = pos + i;
-        for (int64_t h = 0; h < s->heads; h++) {
-            const float *qh = q + i * s->ldq + h * s->head_dim_qk;
-            float *oh = out + i * s->ldo + h * s->head_dim_v;
-            const float *kh = k_cache + h * s->head_dim_qk;
-            const float *vh = v_cache + h * s->head_dim_v;
-            if (last < SCORES_ON_STACK) {
-                attend(oh, qh, kh, vh, last, wk, wv, s->head_dim_qk,
-                       s->head_dim_v, s->scale, scores);
-                continue;
-            }
-            /* Online softmax over blocks of keys. */
-            float max = -INFINITY, sum = 0;
-            for (int64_t d = 0; d < s->head_dim_v; d++)
-                oh[d] = 0;
-            for (int64_t t0 = 0; t0 <= last; t0 += SCORES_ON_STACK) {
-                int64_t t1 = t0 + SCORES_ON_STACK - 1 < last
-                           ? t0 + SCORES_ON_STACK - 1 : last;
-                float block_max = -INFINITY;
-                for (int64_t t = t0; t <= t1; t++) {
-                    const float *kt = kh + t * wk;
-                    float dot = 0;
-                    for (int64_t d = 0; d < s->head_dim_qk; d++)
-                        dot += qh[d] * kt[d];
-                    scores[t - t0] = dot * s->scale;
-                    block_max = scores[t - t0] > block_max ? scores[t - t0]
-                                                           : block_max;
-                }
-                float new_max = block_max > max ? block_max : max;
-                float rescale = expf(max - new_max);
-                sum *= rescale;
-                for (int64_t d = 0; d < s->head_dim_v; d++)
-                    oh[d] *= rescale;
-                for (int64_t t = t0; t <= t1; t++) {
-                    float p = expf(scores[t - t0] - new_max);
-                    const float *vt = vh + t * wv;
-                    sum += p;
-                    for (int64_t d = 0; d < s->head_dim_v; d++)
-                        oh[d] += p * vt[d];
-                }
-                max = new_max;
-            }
-            for (int64_t d = 0; d < s->head_dim_v; d++)
-                oh[d] /= sum;
-        }
-    }
+    kv_job j = { out, q, k_cache, v_cache, pos, s };
+    rt_task_fn fn = kv_task_base;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = kv_task_avx2;
+#endif
+    /* Work: about (pos + n) * (dqk + dv) multiply-adds per task. */
+    int64_t tasks = n * s->heads;
+    int64_t work = tasks * (pos + n) * (s->head_dim_qk + s->head_dim_v);
+    rt_parallel(ctx, rt_threads_for(ctx, work, 1 << 16), tasks, fn, &j);
 }

@@ -1220,3 +1220,95 @@ Test(graph, build_and_verify_by_hand)
     cr_assert_eq(graph_op_max_inputs(GRAPH_OP_LINEAR), 4);
     graph_free(g);
 }
+
+
+/* ---- the sandbox: loops inside C functions ------------------------------ */
+
+/* The instruction hook never fires inside a C function; each of these ran
+ * (for years) inside one before string.find/match/gmatch/gsub, string.rep,
+ * table.move, table.insert and table.remove charged their worst case to
+ * the budget (frontend.c, "C loops the hook cannot see"). */
+Test(sandbox, c_loops_stop, .timeout = 30)
+{
+    static const struct {
+        const char *code, *what;
+    } loops[] = {
+        { "string.find((\"a\"):rep(3000), \".-.-.-.-b\")", "string.find" },
+        { "local _ = (\"a\"):rep(3000):match(\"(a*)a-a*b\")", "string.match" },
+        { "for _ in (\"a\"):rep(3000):gmatch(\"a-a-a-b\") do end",
+          "string.gmatch" },
+        { "local s = (\"a\"):rep(5000):gsub(\"a*a*a*b\", \"\")",
+          "string.gsub" },
+        { "local _ = (\"\"):rep(math.maxinteger)", "string.rep" },
+        { "local _ = (\"\"):rep(math.maxinteger, \"\")", "string.rep" },
+        { "table.move({}, 1, math.maxinteger - 1, 2)", "table.move" },
+        { "table.insert(setmetatable({}, {__len = function() return 1e15 "
+          "end}), 1, 0)", "table.insert" },
+        { "table.remove(setmetatable({}, {__len = function() return 1e15 "
+          "end}), 1)", "table.remove" },
+        /* __len answering small, then huge: counted once, used once. */
+        { "local n = 0\n"
+          "table.insert(setmetatable({}, {__len = function() n = n + 1 "
+          "return n == 1 and 1 or 1e15 end}), 1, 0)\n"
+          "assert(n == 1)\nerror(\"ok\")", "ok" },
+    };
+    for (size_t i = 0; i < sizeof loops / sizeof loops[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "%s\nlocal x = dsc.input(\"x\", {2})\n"
+                 "dsc.output(\"y\", dsc.relu(x))\n", loops[i].code);
+        dsc_err err;
+        model *m = load_text(MODEL, text, NULL, 0, NULL, &err);
+        cr_assert_null(m, "loaded: %s", loops[i].code);
+        cr_assert(strncmp(err.msg, MODEL ":", strlen(MODEL ":")) == 0, "%s",
+                  err.msg);
+        cr_assert(strstr(err.msg, loops[i].what), "%s: %s", loops[i].code,
+                  err.msg);
+        if (strcmp(loops[i].what, "ok") != 0)
+            cr_assert(strstr(err.msg, "instruction budget"), "%s", err.msg);
+    }
+}
+
+
+/* Each call is charged: many cheap-looking searches add up to the budget,
+ * and pcall does not get the steps back. */
+Test(sandbox, c_loops_are_charged, .timeout = 30)
+{
+    frontend_limits lim = frontend_default_limits();
+    lim.instructions = 100000000;
+    expect_error_x("local s = (\"a\"):rep(200)\n"
+                   "for i = 1, 1e9 do pcall(s.find, s, \".-.-b\") end\n",
+                   NULL, 0, &lim, 2, "instruction budget",
+                   (const char *)NULL);
+}
+
+
+/* What models do with strings and tables still works, and a refused call
+ * is an error the model can catch. */
+Test(sandbox, c_loops_ordinary_use_works)
+{
+    model *m = load_ok(
+        "local s = (\" a\"):rep(5000)\n"
+        "assert(#s:gsub(\"%s+\", \"\") == 5000)\n"
+        "assert(select(2, s:gsub(\"a\", \"b\")) == 5000)\n"
+        "local k, v = (\"key=value\"):match(\"^(%w+)=(.*)$\")\n"
+        "assert(k == \"key\" and v == \"value\")\n"
+        "local n = 0\n"
+        "for w in (\"a bb ccc\"):gmatch(\"%a+\") do n = n + #w end\n"
+        "assert(n == 6 and s:find(\"a a\", 1, true) == 2)\n"
+        "assert((\"[x]\"):find(\"[]]\") == 3 and (\"f(a)\"):find(\"%b()\") == 2)\n"
+        "assert((\"ab\"):rep(3, \",\") == \"ab,ab,ab\")\n"
+        "local t = {1, 2, 3}\n"
+        "table.insert(t, 4)\n"
+        "table.insert(t, 1, 0)\n"
+        "assert(table.concat(t, \",\") == \"0,1,2,3,4\")\n"
+        "assert(table.remove(t, 1) == 0 and table.remove(t) == 4)\n"
+        "assert(table.remove({}) == nil and #t == 3)\n"
+        "assert(table.concat(table.move(t, 1, 3, 2), \",\") == \"1,1,2,3\")\n"
+        "assert(not pcall(table.insert, t, 9, 0))\n"
+        "local ok, e = pcall(string.find, (\"a\"):rep(3000), \".-.-.-b\")\n"
+        "assert(not ok and e:find(\"instruction budget\", 1, true))\n"
+        "local x = dsc.input(\"x\", {2})\n"
+        "dsc.output(\"y\", dsc.relu(x))\n",
+        NULL, 0);
+    model_free(m);
+}

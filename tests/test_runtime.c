@@ -957,3 +957,94 @@ Test(threads, context_lifecycle)
     free(y1);
     rt_ctx_free(ctx);
 }
+
+
+/* ---- decoder steps: attention over a KV cache ---- */
+
+/* Run a whole sequence of `total` tokens through rt_kv_attention in steps
+ * of `step` tokens (the last may be shorter), and compare every token's
+ * output with causal attention in double over the whole sequence. */
+static void check_kv_attention(rt_ctx *ctx, int64_t total, int64_t step,
+                               int64_t heads, int64_t dqk, int64_t dv,
+                               int64_t ld_extra)
+{
+    lcg g = {(uint64_t)(total * 131 + step * 17 + heads * 5 + dqk + dv)};
+    int64_t wq = heads * dqk, wv = heads * dv;
+    int64_t ld = 2 * wq + wv + ld_extra;  /* q|k|v fused in one row */
+    float *qkv = alloc_matrix(&g, total, 2 * wq + wv, ld, 1.0f);
+    float *kc = alloc_floats(total * wq), *vc = alloc_floats(total * wv);
+    float *out = alloc_floats(total * wv);
+    rt_kv_shape s = { heads, dqk, dv, ld, ld, ld, wv,
+                      1.0f / sqrtf((float)dqk) };
+    for (int64_t pos = 0; pos < total; pos += step) {
+        int64_t n = pos + step <= total ? step : total - pos;
+        const float *rows = qkv + pos * ld;
+        rt_kv_attention(ctx, out + pos * wv, rows, rows + wq, rows + 2 * wq,
+                        kc, vc, n, pos, &s);
+    }
+    double *scores = calloc((size_t)total, sizeof(double));
+    cr_assert_not_null(scores);
+    for (int64_t i = 0; i < total; i++)
+        for (int64_t h = 0; h < heads; h++) {
+            const float *q = qkv + i * ld + h * dqk;
+            double max = -INFINITY, sum = 0;
+            for (int64_t t = 0; t <= i; t++) {
+                const float *k = qkv + t * ld + wq + h * dqk;
+                double dot = 0;
+                for (int64_t d = 0; d < dqk; d++)
+                    dot += (double)q[d] * k[d];
+                scores[t] = dot * s.scale;
+                max = scores[t] > max ? scores[t] : max;
+            }
+            for (int64_t t = 0; t <= i; t++)
+                sum += scores[t] = exp(scores[t] - max);
+            for (int64_t d = 0; d < dv; d++) {
+                double ref = 0;
+                for (int64_t t = 0; t <= i; t++)
+                    ref += scores[t] / sum *
+                           qkv[t * ld + 2 * wq + h * dv + d];
+                double got = out[i * wv + h * dv + d];
+                cr_assert(fabs(got - ref) <= 2e-6 + 2e-5 * fabs(ref),
+                          "total %lld step %lld heads %lld: token %lld head "
+                          "%lld dim %lld: %g vs %g", (long long)total,
+                          (long long)step, (long long)heads, (long long)i,
+                          (long long)h, (long long)d, got, ref);
+            }
+        }
+    free(scores);
+    free(qkv);
+    free(kc);
+    free(vc);
+    free(out);
+}
+
+Test(kv_attention, steps_of_any_size_match_causal_attention)
+{
+    static const int64_t totals[] = {1, 7, 300};  /* 300 > one key block */
+    static const int64_t steps[] = {1, 3, 300};
+    for (int t = 0; t < COUNT(thread_counts); t++) {
+        rt_ctx *ctx = new_ctx(thread_counts[t]);
+        for (int a = 0; a < COUNT(totals); a++)
+            for (int b = 0; b < COUNT(steps); b++) {
+                check_kv_attention(ctx, totals[a], steps[b], 3, 5, 7, 0);
+                check_kv_attention(ctx, totals[a], steps[b], 1, 16, 16, 3);
+            }
+        rt_ctx_free(ctx);
+    }
+    check_kv_attention(NULL, 9, 2, 4, 8, 8, 1);
+}
+
+Test(kv_attention, positions_and_copy)
+{
+    lcg g = {5};
+    float *table = alloc_matrix(&g, 10, 6, 6, 1.0f);
+    float out[3 * 6];
+    rt_positions(NULL, out, table, 4, 3, 6);
+    for (int i = 0; i < 3 * 6; i++)
+        cr_expect_eq(out[i], table[4 * 6 + i]);
+    float row[6];
+    rt_copy(NULL, row, table + 9 * 6, 6);
+    for (int i = 0; i < 6; i++)
+        cr_expect_eq(row[i], table[9 * 6 + i]);
+    free(table);
+}

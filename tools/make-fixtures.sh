@@ -49,3 +49,31 @@ if [ "$total" -gt 300000 ]; then
     echo "make-fixtures.sh: error: fixtures exceed 300 KB" >&2
     exit 1
 fi
+
+# --- GPT-2 text-generation fixtures (tools/export_gpt2.py) -----------------
+# Prefers a python with Hugging Face transformers ($GPT2_PYTHON, then
+# /opt/gpt2venv/bin/python); otherwise export_gpt2.py's plain-PyTorch GPT-2
+# (bit-exact with transformers 4.40.2) with $py.  Each fixture must stay < 150 KB.
+gpt2py=$py
+for cand in ${GPT2_PYTHON:-} /opt/gpt2venv/bin/python; do
+    if command -v "$cand" >/dev/null 2>&1 &&
+       "$cand" -c 'import torch, numpy, transformers' >/dev/null 2>&1; then
+        gpt2py=$cand
+        break
+    fi
+done
+gen_gpt2() {  # gen_gpt2 NAME ARGS...
+    name=$1; shift
+    rm -rf "$fx/$name"
+    "$gpt2py" "$here/export_gpt2.py" "$@" --check --out "$fx/$name"
+    sz=$(cat "$fx/$name"/* | wc -c | tr -d ' ')
+    echo "make-fixtures.sh: $name $sz bytes"
+    if [ "$sz" -ge 153600 ]; then
+        echo "make-fixtures.sh: error: $name exceeds 150 KB" >&2
+        exit 1
+    fi
+}
+gen_gpt2 gpt2_small --seed 8 --prompt-len 5 --new-tokens 34 \
+    -D vocab=83 -D ctx=40 -D d_model=32 -D heads=4 -D layers=2 -D eps=1e-5
+gen_gpt2 gpt2_wide --seed 18 --prompt-len 7 --new-tokens 32 \
+    -D vocab=67 -D ctx=40 -D d_model=30 -D heads=3 -D layers=2 -D eps=1e-5

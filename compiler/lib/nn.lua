@@ -70,4 +70,47 @@ function nn.transformer_encoder_layer(x, prefix, cfg)
   return nn.layernorm(x + f, prefix .. ".norm2", d, eps)
 end
 
+-- GPT-2's Conv1D(out, in): y = x W + b with W stored [in, out] (the
+-- transpose of nn.Linear's); dsc repacks it at compile time.
+-- Weights: prefix.weight [in, out], prefix.bias [out].  opts.rows =
+-- {first, count} takes output features first.. only (a slice of c_attn).
+function nn.conv1d(x, prefix, in_features, out_features, opts)
+  local rows = opts and opts.rows
+  local w = dsc.weight(prefix .. ".weight", {in_features, out_features},
+                       {transpose = true, rows = rows})
+  local b = dsc.weight(prefix .. ".bias", {out_features}, {rows = rows})
+  return dsc.linear(x, w, b)
+end
+
+-- transformers' GPT2Attention for a decoder step: Q, K and V are the three
+-- column blocks of c_attn (fuse-qkv makes them one GEMM again); causal
+-- attention over the KV cache; then c_proj.  x is [tokens, d_model].
+function nn.gpt2_attention(x, prefix, d_model, heads)
+  local d = d_model
+  local function proj(i)
+    return nn.conv1d(x, prefix .. ".c_attn", d, 3 * d, {rows = {i * d, d}})
+  end
+  local a = dsc.kv_attention(proj(0), proj(1), proj(2), {heads = heads})
+  return nn.conv1d(a, prefix .. ".c_proj", d, d)
+end
+
+-- transformers' GPT2MLP: c_fc, gelu_new (the tanh form), c_proj.
+function nn.gpt2_mlp(x, prefix, d_model, d_inner)
+  local h = dsc.gelu(nn.conv1d(x, prefix .. ".c_fc", d_model, d_inner),
+                     {approximate = "tanh"})
+  return nn.conv1d(h, prefix .. ".c_proj", d_inner, d_model)
+end
+
+-- transformers' GPT2Block: pre-norm.
+--   x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
+function nn.gpt2_block(x, prefix, cfg)
+  local d = cfg.d_model
+  local a = nn.gpt2_attention(nn.layernorm(x, prefix .. ".ln_1", d, cfg.eps),
+                              prefix .. ".attn", d, cfg.heads)
+  x = x + a
+  local m = nn.gpt2_mlp(nn.layernorm(x, prefix .. ".ln_2", d, cfg.eps),
+                        prefix .. ".mlp", d, 4 * d)
+  return x + m
+end
+
 return nn

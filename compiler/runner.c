@@ -1,0 +1,83 @@
+#define _POSIX_C_SOURCE 200809L
+#include "runner.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dsc_runtime.h"
+#include "emit_c.h"
+
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+
+int runner_open(runner *r, const built_model *b, const runner_options *o,
+                dsc_err *err)
+{
+    memset(r, 0, sizeof *r);
+    r->built = b;
+    r->decoder = emit_is_decoder(b->model->graph, &r->context);
+    int64_t cache_floats = emit_cache_floats(b->model->graph);
+    size_t arena = ((size_t)b->plan.arena_bytes + DSC_ALIGN - 1) /
+                   DSC_ALIGN * DSC_ALIGN;
+    if (!(r->weights = weights_make_blob(b->model->graph, &b->weights,
+                                         o->weights_path, o->seed, o->notes,
+                                         err)))
+        goto fail;
+    if (!(r->arena = aligned_alloc(DSC_ALIGN, arena ? arena : DSC_ALIGN)) ||
+        (cache_floats && !(r->cache = calloc((size_t)cache_floats,
+                                             sizeof(float))))) {
+        err_set(err, "error: out of memory for the arena (%zu bytes) or "
+                "cache (%lld floats)", arena, (long long)cache_floats);
+        goto fail;
+    }
+    if (!(r->ctx = rt_ctx_new(o->threads))) {
+        err_set(err, "error: cannot start the runtime's threads");
+        goto fail;
+    }
+    double t0 = now_ms();
+    r->code = o->aot ? aot_load(b->source, b->header, build_runtime_header(),
+                                b->model->name, b->entry, err)
+                     : jit_load(b->jit_source, b->model->name, b->entry, err);
+    r->load_ms = now_ms() - t0;
+    if (!r->code)
+        goto fail;
+    return 0;
+fail:
+    runner_close(r);
+    return -1;
+}
+
+
+int runner_call(runner *r, void **io, int n_io, int64_t n, int64_t pos)
+{
+    if (!r->decoder)
+        return loaded_entry(r->code)(r->ctx, r->weights, io, r->arena);
+    io[n_io] = r->cache;  /* the caller leaves room: see runner.h */
+    return loaded_step(r->code)(r->ctx, r->weights, io, n, pos, r->arena);
+}
+
+
+void runner_reset(runner *r)
+{
+    if (r->cache)
+        memset(r->cache, 0, (size_t)emit_cache_floats(
+            r->built->model->graph) * sizeof(float));
+}
+
+
+void runner_close(runner *r)
+{
+    loaded_free(r->code);
+    rt_ctx_free(r->ctx);
+    free(r->weights);
+    free(r->arena);
+    free(r->cache);
+    memset(r, 0, sizeof *r);
+}

@@ -10,7 +10,7 @@ CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter
 # The runtime is where the time goes: optimize it harder, keep it PIC so the
 # same objects serve a shared build.
-RT_CFLAGS ?= -O3 -g -fPIC
+RT_CFLAGS ?= -O3 -g -fPIC -pthread
 
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
@@ -31,7 +31,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # shared object resolve the runtime's kernels from the running dsc.
 LIBS := $(LUA_LIBS) -ltcc $(XSMM_LIBS) -ldl -lm -lpthread
 
-.PHONY: all test deps clean generated
+.PHONY: all test deps clean generated bench
 all: $(BUILD)/dsc $(BUILD)/libdscrt.a
 
 deps:
@@ -85,9 +85,71 @@ test: deps
 	    echo "== $$t"; DSC=$(BUILD)/dsc $$t --jobs 2 || status=1; \
 	done; exit $$status
 
+# dsc against PyTorch (and ONNX Runtime where installed): one table, a few
+# minutes; never part of test.  See tools/bench.sh for its knobs.
+bench: $(BUILD)/dsc
+	@tools/bench.sh $(BUILD)/dsc
+
 # Refresh generated/ from models/ (the tests fail when it is out of date).
 generated: $(BUILD)/dsc
 	tools/update-generated.sh $(BUILD)/dsc
+
+# ---- make fuzz: libFuzzer over every reader of untrusted bytes -----------
+# Each harness in tests/fuzz/ is built by clang with the whole compiler and
+# runtime compiled from source under ASan + UBSan (not build/*.o), then runs
+# FUZZ_SECONDS seconds.  New inputs go to build/fuzz/corpus/<harness>; every
+# crash, leak or timeout is saved under tests/fuzz/crashes/<harness>/, where
+# `make test` (tests/test_fuzz_replay.c) replays it.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES   := safetensors npy frontend
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_CFLAGS  := -std=c11 -O1 -g -fno-omit-frame-pointer \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_entry.h $(DSC_SRC) \
+                      $(RT_SRC) $(BUILD)/gen/embedded.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(LUA_CFLAGS) $(XSMM_CFLAGS) -Icompiler \
+	    -Iruntime $< $(DSC_SRC) $(RT_SRC) $(BUILD)/gen/embedded.c $(LIBS) -o $@
+
+.PHONY: fuzz
+fuzz: $(FUZZ_BINS)
+	@status=0; for h in $(FUZZ_NAMES); do \
+	    mkdir -p $(BUILD)/fuzz/corpus/$$h tests/fuzz/crashes/$$h; \
+	    echo "== fuzz_$$h for $(FUZZ_SECONDS) s"; \
+	    $(BUILD)/fuzz/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -max_len=16384 -rss_limit_mb=2048 -close_fd_mask=3 \
+	        -print_final_stats=1 \
+	        -artifact_prefix=tests/fuzz/crashes/$$h/ -dict=tests/fuzz/$$h.dict \
+	        $(BUILD)/fuzz/corpus/$$h tests/fuzz/corpus/$$h || status=1; \
+	done; exit $$status
+
+# ---- make check: the whole build and test suite under ASan + UBSan ------
+# Into build-asan/ (make test's build/ is left alone).  CC carries the
+# sanitizer flags as well, for the link lines and for `dsc run --aot`.
+# Reports go to build-asan/sanitizer/, one file per process that had one:
+# Criterion passes a test whose worker leaks at exit, so the logs, not the
+# test results, decide.  Any error, leak or UB report fails the check;
+# tools/lsan.supp lists the only leaks ignored (third-party code).
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+SAN_LOGS  := $(CURDIR)/build-asan/sanitizer
+
+.PHONY: check
+check: deps
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	@status=0; \
+	ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/asan \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(SAN_LOGS)/ubsan \
+	$(MAKE) --no-print-directory BUILD=build-asan \
+	    CC="$(CC) $(SAN_FLAGS)" CFLAGS="$(CFLAGS) $(SAN_FLAGS)" \
+	    RT_CFLAGS="$(RT_CFLAGS) $(SAN_FLAGS)" test || status=1; \
+	for f in $(SAN_LOGS)/*; do \
+	    [ -f "$$f" ] && grep -q "ERROR\|runtime error" "$$f" || continue; \
+	    echo "== $$f"; cat "$$f"; status=1; \
+	done; \
+	[ $$status = 0 ] && echo "check: no sanitizer reports"; exit $$status
 
 clean:
 	rm -rf $(BUILD)

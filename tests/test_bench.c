@@ -1,0 +1,151 @@
+/* test_bench.c — dsc bench prints one JSON line with every figure, sane
+ * values and the flop count worked out by hand.  No timing asserts: speed
+ * is measured by make bench, not by tests. */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static const char *dsc(void)
+{
+    const char *path = getenv("DSC");
+    return path && *path ? path : "build/dsc";
+}
+
+
+/* Run dsc with args; its stdout into out (NUL-terminated).  Returns the
+ * exit status. */
+static int run_dsc(const char *args, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", dsc(), args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p, "cannot run %s", cmd);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    cr_assert(WIFEXITED(status), "did not exit: %s", cmd);
+    return WEXITSTATUS(status);
+}
+
+
+/* Where "key": starts its value in the line, or NULL. */
+static const char *value_of(const char *json, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *at = strstr(json, pat);
+    return at ? at + strlen(pat) : NULL;
+}
+
+
+static double number(const char *json, const char *key)
+{
+    const char *v = value_of(json, key);
+    cr_assert_not_null(v, "no \"%s\" in %s", key, json);
+    char *end;
+    double x = strtod(v, &end);
+    cr_assert(end != v && (*end == ',' || *end == '}'),
+              "\"%s\" is not a number in %s", key, json);
+    return x;
+}
+
+
+static void string_is(const char *json, const char *key, const char *want)
+{
+    const char *v = value_of(json, key);
+    cr_assert_not_null(v, "no \"%s\" in %s", key, json);
+    char quoted[128];
+    snprintf(quoted, sizeof quoted, "\"%s\"", want);
+    cr_assert(strncmp(v, quoted, strlen(quoted)) == 0,
+              "\"%s\" should be %s in %s", key, quoted, json);
+}
+
+
+/* seed_encoder with layers=1, seq=4, batch=2 (d_model 256, heads 4, d_ff
+ * 2048, vocab 1000): M = 8 rows, counted as compiler/bench.c documents. */
+static double hand_flop(void)
+{
+    double m = 8, d = 256, f = 2048, v = 1000;
+    double qkv = 2 * m * (3 * d) * d + m * 3 * d;          /* + bias */
+    double attn = 2 * 4.0 * 4 * (64 + 64) * 4 * 2;        /* seq² (dqk+dv) h b */
+    double out = 2 * m * d * d + m * d + m * d;           /* + bias + residual */
+    double norm = 8 * m * d;
+    double ff1 = 2 * m * f * d + m * f + m * f;           /* + bias + relu */
+    double ff2 = 2 * m * d * f + m * d + m * d;           /* + bias + residual */
+    double fc = 2 * m * v * d + m * v;                    /* + bias */
+    return qkv + attn + out + norm + ff1 + ff2 + norm + fc;
+}
+
+
+static void check_line(const char *out, const char *mode)
+{
+    cr_assert_eq(strchr(out, '\n'), out + strlen(out) - 1,
+                 "expected exactly one line, got: %s", out);
+    cr_assert_eq(out[0], '{');
+    string_is(out, "model", "seed_encoder");
+    string_is(out, "path", "models/seed_encoder.lua");
+    string_is(out, "mode", mode);
+    cr_assert_not_null(strstr(out, "\"config\":{"), "%s", out);
+    cr_assert_not_null(strstr(out, "\"layers\":\"1\""), "%s", out);
+    cr_assert_not_null(strstr(out, "\"seq\":\"4\""), "%s", out);
+    cr_assert_not_null(strstr(out, "\"batch\":\"2\""), "%s", out);
+
+    cr_assert_eq(number(out, "threads"), 1);
+    cr_assert_eq(number(out, "runs"), 3);
+    double med = number(out, "median_ms"), lo = number(out, "min_ms"),
+           hi = number(out, "max_ms");
+    cr_assert(lo > 0 && lo <= med && med <= hi, "min %g median %g max %g",
+              lo, med, hi);
+
+    double gflop = number(out, "gflop");
+    cr_assert(gflop > 0);
+    cr_assert(fabs(gflop * 1e9 - hand_flop()) < 0.5,
+              "gflop %.9g, by hand %.0f flops", gflop, hand_flop());
+    double gflops = number(out, "gflops");
+    cr_assert(fabs(gflops - gflop / (med / 1e3)) <= 1e-3 + 1e-3 * gflops,
+              "gflops %g is not gflop / median", gflops);
+
+    double peak = number(out, "peak_gflops");
+    cr_assert(peak > 0);
+    cr_assert(fabs(number(out, "pct_peak") - 100 * gflops / peak) <
+              1e-2 + 1e-3 * 100 * gflops / peak);
+
+    double build = number(out, "build_ms"), load = number(out, "load_ms"),
+           compile = number(out, "compile_ms");
+    cr_assert(build > 0 && load > 0);
+    cr_assert(fabs(compile - (build + load)) < 0.01, "compile_ms %g", compile);
+    cr_assert(number(out, "peak_rss_kb") > 1000);
+}
+
+
+Test(bench, jit_json_line)
+{
+    char out[4096];
+    cr_assert_eq(run_dsc("bench models/seed_encoder.lua -D layers=1 -D seq=4 "
+                         "-D batch=2 --runs 3 --threads 1", out, sizeof out), 0);
+    check_line(out, "jit");
+}
+
+
+Test(bench, aot_json_line)
+{
+    char out[4096];
+    cr_assert_eq(run_dsc("bench models/seed_encoder.lua -D layers=1 -D seq=4 "
+                         "-D batch=2 --runs 3 --threads 1 --aot", out,
+                         sizeof out), 0);
+    check_line(out, "aot");
+}
+
+
+Test(bench, bad_weights_is_an_error)
+{
+    char out[4096];
+    cr_assert_eq(run_dsc("bench models/seed_encoder.lua --runs 1 "
+                         "--weights /nonexistent/w.safetensors", out,
+                         sizeof out), 1);
+    cr_assert_str_empty(out, "nothing on stdout after an error: %s", out);
+}

@@ -409,26 +409,6 @@ double bench_decode_weight_bytes(const graph *g, const weight_layout *w)
 
 /* ---- the model ---- */
 
-/* The vocabulary an int32 input indexes: the table of the embedding that
- * reads it, or 0 if none does.  (dsc run has its own copy in main.c.) */
-static int64_t vocab_of(const graph *g, int t)
-{
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == GRAPH_OP_EMBEDDING && g->nodes[i].inputs[0] == t)
-            return g->tensors[g->nodes[i].inputs[1]].shape.dim[0];
-    return 0;
-}
-
-
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -487,7 +467,6 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
         return err_set(err, "%s: error: bench takes a decoder with one token "
                        "input and one logits output", path);
     int64_t vocab = g->tensors[out_t].shape.dim[1];
-    int64_t table = vocab_of(g, in_t);
     int32_t *ids = malloc((size_t)prompt * sizeof(int32_t));
     float *logits = malloc((size_t)vocab * sizeof(float));
     double *pre = calloc((size_t)runs, sizeof(double));
@@ -499,8 +478,7 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
         goto done;
     }
     uint64_t rng = opts->seed ^ 0x5eedULL;
-    for (int64_t i = 0; i < prompt; i++)
-        ids[i] = (int32_t)(splitmix(&rng) % (uint64_t)(table ? table : 2));
+    runner_random_input(g, in_t, ids, prompt, &rng);
     runner_options ro = { .weights_path = opts->weights_path,
                           .seed = opts->seed, .threads = opts->threads,
                           .aot = opts->aot, .notes = stderr };
@@ -605,16 +583,8 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
             }
             if (x->dynamic)
                 tokens = x->shape.dim[0];
-            int64_t vocab = vocab_of(g, t);
-            for (int64_t i = 0; i < n && !pass; i++) {
-                uint64_t z = splitmix(&rng);
-                if (x->dtype == GRAPH_I32)
-                    ((int32_t *)buf)[i] =
-                        (int32_t)(z % (uint64_t)(vocab ? vocab : 2));
-                else
-                    ((float *)buf)[i] =
-                        (float)(z >> 40) / (float)(1 << 23) - 1.0f;
-            }
+            if (!pass)
+                runner_random_input(g, t, buf, n, &rng);
         }
     }
 

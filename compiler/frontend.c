@@ -133,6 +133,22 @@ static void charge(lua_State *L, const char *what, double steps)
 }
 
 
+/* The graph keeps its tensors and names in arrays that each builder call
+ * scans in C (graph.c: unique names, interning), so a call is charged one
+ * step per 64 bytes of the name it adds (len) for every tensor and name
+ * already there: the budget bounds the graph's size and the quadratic time
+ * to build it (about 20000 tensors at the default budget). */
+static void charge_graph(lua_State *L, size_t len)
+{
+    frontend *f = ctx_of(L);
+    double have = (double)f->g->n_tensors + f->g->n_strings + 1;
+    if (have * (1 + (double)len / 64) > (double)f->budget)
+        luaL_error(L, "the graph has %d tensors: adding more would run past "
+                   "the model's instruction budget", f->g->n_tensors);
+    f->budget -= (long long)(have * (1 + (double)len / 64));
+}
+
+
 /* Where the single-character class at p ends (lstrlib's classEnd), never
  * past end. */
 static const char *pattern_class_end(const char *p, const char *end)
@@ -478,6 +494,7 @@ static int add_node(lua_State *L, graph_op op, const int *inputs, int n,
     graph_loc loc, user;
     dsc_err err;
     where(L, &loc, &user);
+    charge_graph(L, 0);
     int t = graph_add_node(f->g, op, inputs, n, attrs, loc, user, &err);
     if (t < 0)
         return fail_err(L, &err);
@@ -546,6 +563,7 @@ static int l_input(lua_State *L)
     graph_loc loc, user;
     dsc_err err;
     where(L, &loc, &user);
+    charge_graph(L, lua_rawlen(L, 1));
     int t = graph_add_input(f->g, name, dt, &shape, user, &err);
     if (t < 0 || (opt_bool(L, 4, "input", "dynamic", 0) &&
                   graph_make_dynamic(f->g, t, user, &err)))
@@ -604,6 +622,7 @@ static int l_weight(lua_State *L)
     graph_loc loc, user;
     dsc_err err;
     where(L, &loc, &user);
+    charge_graph(L, lua_rawlen(L, 1));
     int t = (transposed ? graph_add_weight_t : graph_add_weight)(
         f->g, key, &key_shape, first, &shape, init, user, &err);
     if (t < 0)
@@ -734,6 +753,7 @@ static int l_kv_attention(lua_State *L)
     graph_loc loc, user;
     dsc_err err;
     where(L, &loc, &user);
+    charge_graph(L, 0);
     graph_shape k = f->g->tensors[in[1]].shape;
     graph_shape v = f->g->tensors[in[2]].shape;
     if ((in[3] = graph_add_state(f->g, "k_cache", &k, user, &err)) < 0 ||
@@ -764,6 +784,7 @@ static int l_output(lua_State *L)
     graph_loc loc, user;
     dsc_err err;
     where(L, &loc, &user);
+    charge_graph(L, lua_rawlen(L, 1));
     if (graph_mark_output(f->g, t, name, user, &err))
         return fail_err(L, &err);
     return 0;

@@ -449,6 +449,15 @@ int graph_verify(const graph *g, const char *model_file, dsc_err *err)
 }
 
 
+int64_t graph_token_vocab(const graph *g, int t)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == GRAPH_OP_EMBEDDING && g->nodes[i].inputs[0] == t)
+            return g->tensors[g->nodes[i].inputs[1]].shape.dim[0];
+    return 0;
+}
+
+
 int graph_count_kind(const graph *g, graph_kind kind)
 {
     int n = 0;

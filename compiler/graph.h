@@ -181,6 +181,10 @@ int graph_infer_shape(const graph *g, graph_op op, const int *inputs,
                       graph_shape *out, graph_dtype *out_dtype,
                       char *why, int why_len);
 
+/* The vocabulary an int32 tensor indexes: the table rows of the embedding
+ * that reads it, or 0 if none does. */
+int64_t graph_token_vocab(const graph *g, int t);
+
 /* Number of entries in g of each kind, for summaries. */
 int graph_count_kind(const graph *g, graph_kind kind);
 

@@ -147,6 +147,24 @@ static int split_pair(char *arg, const char **name, const char **value)
 }
 
 
+/* A whole number in [lo, hi] for option opt; 1 with a message if not. */
+static int parse_count(const char *opt, const char *text, long long lo,
+                       long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = text ? strtoll(text, &end, 10) : 0;
+    if (!text || !*text || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "dsc: error: %s expects a whole number from %lld to "
+                "%lld, got '%s'\n(see dsc --help)\n", opt, lo, hi,
+                text ? text : "");
+        return 1;
+    }
+    *out = v;
+    return 0;
+}
+
+
 static int parse_args(int argc, char **argv, cli *c)
 {
     memset(c, 0, sizeof *c);
@@ -170,29 +188,29 @@ static int parse_args(int argc, char **argv, cli *c)
         } else if (strcmp(a, "-o") == 0) {
             c->out_path = next;
         } else if (strcmp(a, "--threads") == 0) {
-            char *end;
-            long v = next ? strtol(next, &end, 10) : 0;
-            if (!next || !*next || *end || v < 1 || v > 1024)
-                return usage_error("--threads expects a count from 1 to 1024, "
-                                   "got '%s'", next ? next : "");
+            long long v;
+            if (parse_count(a, next, 1, 1024, &v))
+                return 1;
             c->threads = (int)v;
+        } else if (strcmp(a, "--runs") == 0) {
+            long long v;
+            if (parse_count(a, next, 1, 1000000, &v))
+                return 1;
+            c->runs = (int)v;
+        } else if (strcmp(a, "-n") == 0) {
+            if (parse_count(a, next, 1, 100000000, &c->new_tokens))
+                return 1;
+            c->new_tokens_given = 1;
+        } else if (strcmp(a, "--top-k") == 0) {
+            if (parse_count(a, next, 0, 100000000, &c->top_k))
+                return 1;
         } else if (strcmp(a, "--prompt") == 0) {
             c->prompt = next;
-        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--top-k") == 0) {
-            char *end;
-            long long v = next ? strtoll(next, &end, 10) : -1;
-            if (!next || !*next || *end || v < (a[1] == 'n' ? 1 : 0) ||
-                v > 100000000)
-                return usage_error(a[1] == 'n' ? "-n expects a token count "
-                                   ">= 1, got '%s'" : "--top-k expects a "
-                                   "count >= 0, got '%s'", next ? next : "");
-            *(a[1] == 'n' ? &c->new_tokens : &c->top_k) = v;
-            c->new_tokens_given |= a[1] == 'n';
         } else if (strcmp(a, "--temperature") == 0 ||
                    strcmp(a, "--top-p") == 0) {
             char *end;
             double v = next ? strtod(next, &end) : -1;
-            int top_p = a[2] == 't' && a[3] == 'o';
+            int top_p = strcmp(a, "--top-p") == 0;
             if (!next || !*next || *end || !(v >= 0) || v > 1000 ||
                 (top_p && (v <= 0 || v > 1)))
                 return usage_error(top_p ? "--top-p expects a number in "
@@ -200,13 +218,6 @@ static int parse_args(int argc, char **argv, cli *c)
                                    "expects a number >= 0, got '%s'",
                                    next ? next : "");
             *(top_p ? &c->top_p : &c->temperature) = v;
-        } else if (strcmp(a, "--runs") == 0) {
-            char *end;
-            long v = next ? strtol(next, &end, 10) : 0;
-            if (!next || !*next || *end || v < 1 || v > 1000000)
-                return usage_error("--runs expects a count from 1 to 1000000, "
-                                   "got '%s'", next ? next : "");
-            c->runs = (int)v;
         } else if (strcmp(a, "--stats-json") == 0) {
             c->stats_path = next;
         } else if (strcmp(a, "--weights") == 0) {
@@ -433,26 +444,6 @@ static int cmd_compile(const cli *c)
 }
 
 
-/* The vocabulary an int32 input indexes: the table of the embedding that
- * reads it, or 0 if none does. */
-static int64_t vocab_of(const graph *g, int t)
-{
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == GRAPH_OP_EMBEDDING && g->nodes[i].inputs[0] == t)
-            return g->tensors[g->nodes[i].inputs[1]].shape.dim[0];
-    return 0;
-}
-
-
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-
 /* Copy a .npy array's elements into buf as the graph input's dtype.  Ids
  * beyond int32 become -1, so the forward reports them as bad tokens. */
 static void convert_input(void *buf, const npy_array *a)
@@ -493,14 +484,7 @@ static void *make_input(const graph *g, int t, const cli *c, uint64_t *rng,
         if (strcmp(c->inputs[i].name, x->name) == 0)
             path = c->inputs[i].path;
     if (!path) {
-        int64_t vocab = vocab_of(g, t);
-        for (int64_t i = 0; i < n; i++) {
-            uint64_t r = splitmix(rng);
-            if (x->dtype == GRAPH_I32)
-                ((int32_t *)buf)[i] = (int32_t)(r % (uint64_t)(vocab ? vocab : 2));
-            else
-                ((float *)buf)[i] = (float)(r >> 40) / (float)(1 << 23) - 1.0f;
-        }
+        runner_random_input(g, t, buf, n, rng);
         return buf;
     }
     npy_array a;
@@ -558,7 +542,7 @@ static void report_bad_token(const graph *g, const cli *c, void *const *io,
         if (x->kind != GRAPH_INPUT)
             continue;
         const int32_t *ids = io[k++];
-        int64_t vocab = vocab_of(g, t);
+        int64_t vocab = graph_token_vocab(g, t);
         if (x->dtype != GRAPH_I32 || !vocab)
             continue;
         int64_t count = graph_shape_count(&x->shape);

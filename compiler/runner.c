@@ -7,6 +7,7 @@
 
 #include "dsc_runtime.h"
 #include "emit_c.h"
+#include "rng.h"
 
 
 static double now_ms(void)
@@ -80,4 +81,18 @@ void runner_close(runner *r)
     free(r->arena);
     free(r->cache);
     memset(r, 0, sizeof *r);
+}
+
+
+void runner_random_input(const graph *g, int t, void *buf, int64_t count,
+                         uint64_t *rng)
+{
+    uint64_t vocab = (uint64_t)graph_token_vocab(g, t);
+    for (int64_t i = 0; i < count; i++) {
+        uint64_t r = rng_next(rng);
+        if (g->tensors[t].dtype == GRAPH_I32)
+            ((int32_t *)buf)[i] = (int32_t)(r % (vocab ? vocab : 2));
+        else
+            ((float *)buf)[i] = (float)(r >> 40) / (float)(1 << 23) - 1.0f;
+    }
 }

@@ -44,4 +44,9 @@ void runner_reset(runner *r);
 
 void runner_close(runner *r);
 
+/* count random values for graph input t: token ids in [0, vocab) of the
+ * embedding that reads it, or floats in [-1, 1). */
+void runner_random_input(const graph *g, int t, void *buf, int64_t count,
+                         uint64_t *rng);
+
 #endif

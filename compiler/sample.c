@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "rng.h"
+
 typedef struct candidate {
     double p;
     int64_t id;
@@ -34,15 +36,6 @@ static int by_p_desc(const void *pa, const void *pb)
 }
 
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-
 int64_t sample_next(const float *logits, int64_t vocab,
                     const sample_options *opts, uint64_t *rng, void *scratch)
 {
@@ -70,7 +63,7 @@ int64_t sample_next(const float *logits, int64_t vocab,
         }
     }
     /* A uniform draw in [0, kept) picks the candidate. */
-    double u = (double)(splitmix(rng) >> 11) / 9007199254740992.0 * kept;
+    double u = (double)(rng_next(rng) >> 11) / 9007199254740992.0 * kept;
     for (int64_t i = 0; i < keep; i++) {
         u -= c[i].p;
         if (u < 0)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dsc_runtime.h"
+#include "rng.h"
 
 #define ALIGN_FLOATS (DSC_ALIGN / 4)
 
@@ -229,16 +230,6 @@ int weights_fill_from_file(const graph *g, const weight_layout *layout,
 }
 
 
-/* splitmix64: small, seedable, the same everywhere. */
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-
 static uint64_t hash_key(const char *key, uint64_t seed)
 {
     uint64_t h = 1469598103934665603ULL ^ seed;
@@ -253,7 +244,7 @@ static float random_value(const graph_weight_part *p, uint64_t *state)
 {
     const graph_shape *ks = &p->key_shape;
     float fan_in = (float)(p->transposed ? ks->dim[0] : ks->dim[ks->rank - 1]);
-    float u = (float)(next_random(state) >> 40) / (float)(1 << 24);
+    float u = (float)(rng_next(state) >> 40) / (float)(1 << 24);
     switch (p->init) {
     case GRAPH_INIT_ONES:  return 1.0f + 0.1f * (2 * u - 1);
     case GRAPH_INIT_ZEROS: return 0.1f * (2 * u - 1);
@@ -270,7 +261,7 @@ static int fill_random_part(float *dst, const graph_weight_part *p,
     uint64_t state = hash_key(p->key, seed);
     if (!p->transposed) {
         for (int64_t skip = 0; skip < p->row_first * row; skip++)
-            next_random(&state);
+            rng_next(&state);
         for (int64_t j = 0; j < p->rows * row; j++)
             dst[j] = random_value(p, &state);
         return 0;

@@ -17,7 +17,17 @@
 #   TORCH_BLAS=DIR  also run PyTorch with DIR (a libblas.so.3, e.g. OpenBLAS's
 #                   /usr/lib/x86_64-linux-gnu/openblas-pthread) preloaded
 #   NO_PEERS=1      dsc only
+#   GPT2_PYTHON=P   python with torch (and transformers, if installed) for
+#                   the decode rows' peer (default: $PYTHON, else python3)
+#   NO_DECODE=1     skip the GPT-2 decode rows
 # Raw JSON lines go to build/bench/results.jsonl.
+#
+# Then decode rows for models/gpt2.lua at 1 thread: a small configuration
+# (d_model 256, 4 layers, vocab 4096), where per-op overhead dominates, and
+# GPT-2-small's shape (random weights), where decoding is bound by memory
+# bandwidth: dsc bench's tokens/s against transformers' generate (or the
+# plain-PyTorch GPT-2 of tools/export_gpt2.py), and against the bound
+# (weight bytes read per token / measured copy bandwidth).
 set -u
 
 DSC=${1:-build/dsc}
@@ -56,7 +66,7 @@ one token|-D seq=1 -D batch=1
 long seq 256|-D seq=256 -D batch=1"
 
 # The value of "key" in a flat JSON line (numbers and simple strings).
-field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p"; }
+field() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^,\"}]*\).*/\1/p"; }
 
 failed=0
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
@@ -136,4 +146,36 @@ echo "FMA peak measured by dsc bench: $peaks."
 echo "$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $ALL cores; $(date -u '+%Y-%m-%d'); load average before: $LOAD0."
 [ -s "$OUT/notes" ] && sort -u "$OUT/notes" && rm -f "$OUT/notes"
 rm -f "$OUT/peer.out" "$OUT/peer.err"
+
+[ -n "${NO_DECODE:-}" ] && exit $failed
+# name|dsc defines|bench_gpt2_torch.py arguments
+DECODERS="small d256 x4|-D d_model=256 -D layers=4 -D heads=4 -D vocab=4096|--d-model 256 --layers 4 --heads 4 --vocab 4096
+GPT-2 small shape|-D d_model=768 -D layers=12 -D heads=12 -D vocab=50257|--d-model 768 --layers 12 --heads 12 --vocab 50257"
+GPY=${GPT2_PYTHON:-$PY}
+echo
+echo "| decoder (prompt 8, 64 new tokens) | engine | threads | prefill tok/s | decode tok/s | bound tok/s | % of bound | dsc speedup |"
+echo "|---|---|--:|--:|--:|--:|--:|--:|"
+while IFS='|' read -r name defs args; do
+    # shellcheck disable=SC2086
+    line=$("$DSC" bench models/gpt2.lua $defs --threads 1 --runs 3 -n 64) \
+        || { echo "bench.sh: dsc bench gpt2 $defs failed" >&2; failed=1; continue; }
+    echo "$name|$line" >>"$RESULTS"
+    dsc_tok=$(echo "$line" | field decode_tok_s)
+    printf '| %s | dsc jit | 1 | %s | %s | %s | %s | - |\n' "$name" \
+        "$(echo "$line" | field prefill_tok_s)" "$dsc_tok" \
+        "$(echo "$line" | field bound_tok_s)" "$(echo "$line" | field pct_bound)"
+    [ $PEERS = 1 ] || continue
+    # shellcheck disable=SC2086
+    peer=$("$GPY" tools/bench_gpt2_torch.py $args --threads 1 --prompt-len 8 \
+        --new-tokens 64 2>"$OUT/peer.err") \
+        || { echo "bench.sh: note: no GPT-2 peer ($(tail -1 "$OUT/peer.err"))" >&2; continue; }
+    echo "$name|$peer" >>"$RESULTS"
+    peer_tok=$(echo "$peer" | field decode_tok_s)
+    awk -v n="$name" -v e="$(echo "$peer" | field engine)" \
+        -v p="$(echo "$peer" | field prefill_tok_s)" -v d="$peer_tok" \
+        -v dsc="$dsc_tok" 'BEGIN {
+        printf "| %s | %s | 1 | %s | %s | - | - | %.2fx |\n", n, e, p, d, dsc / d
+    }'
+done <<<"$DECODERS"
+rm -f "$OUT/peer.err"
 exit $failed

@@ -443,8 +443,14 @@ char *emit_c_source(const model *m, const memory_plan *plan,
     snprintf(file, sizeof file, "%s.c", m->name);
     header_comment(&sb, m, file, plan, w, opts ? opts->passes : NULL);
     if (opts && opts->inline_runtime_header) {
+        /* Number what follows as in the shipped file (the comment, two
+         * #include lines, then this), so compiler errors name its lines. */
+        int line = 1;
+        for (size_t i = 0; i < sb.len; i++)
+            line += sb.data[i] == '\n';
         sb_append(&sb, "\n");
         sb_append(&sb, opts->inline_runtime_header);
+        sb_printf(&sb, "#line %d \"%s\"\n", line + 2, file);
     } else {
         sb_printf(&sb, "#include \"dsc_runtime.h\"\n#include \"%s.h\"\n",
                   m->name);

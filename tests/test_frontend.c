@@ -1312,3 +1312,26 @@ Test(sandbox, c_loops_ordinary_use_works)
         NULL, 0);
     model_free(m);
 }
+
+
+/* Each builder call scans the graph in C: the budget also bounds how big
+ * (and how slowly) a model can grow it.  Found by fuzz_frontend: a loop of
+ * weights ran for minutes in graph.c's name checks. */
+Test(sandbox, graph_growth_is_charged, .timeout = 30)
+{
+    expect_error("local x = dsc.input(\"x\", {2})\n"
+                 "for i = 1, 1e9 do dsc.weight(\"w\" .. i, {1}) end\n",
+                 2, "the graph has", "instruction budget");
+    expect_error("local k = (\"k\"):rep(10000)\n"
+                 "for i = 1, 1e9 do dsc.weight(k .. i, {1}) end\n",
+                 2, "the graph has", "instruction budget");
+    expect_error("local x = dsc.input(\"x\", {2})\n"
+                 "for i = 1, 1e9 do x = dsc.relu(x) end\n",
+                 2, "the graph has", "instruction budget");
+    /* A big real model still fits: the seed encoder with 100 layers. */
+    frontend_define defs[] = { { "layers", "100" } };
+    dsc_err err;
+    model *m = frontend_load(ENCODER, defs, 1, NULL, &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    model_free(m);
+}

@@ -1,0 +1,129 @@
+/* fuzz_entry.h — the entry points the fuzzers and their replay test share.
+ *
+ * Each takes arbitrary bytes, runs them through one of dsc's readers (and,
+ * for model text, everything after the frontend), and returns 0 when the
+ * input was accepted or -1 with *err holding the error.  Header-only so the
+ * libFuzzer harnesses (tests/fuzz/fuzz_*.c, built by `make fuzz`) and
+ * tests/test_fuzz_replay.c (built by `make test`) run the very same code. */
+#ifndef DSC_FUZZ_ENTRY_H
+#define DSC_FUZZ_ENTRY_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "emit_c.h"
+#include "frontend.h"
+#include "graph.h"
+#include "model.h"
+#include "npy.h"
+#include "passes.h"
+#include "safetensors.h"
+#include "weights.h"
+
+/* Small limits: a fuzzed model gets ~2e6 instructions and 16 MB. */
+#define FUZZ_INSTRUCTIONS 2000000LL
+#define FUZZ_MEMORY       ((size_t)16 << 20)
+/* Element reads and weight blobs above this are skipped (not an error). */
+#define FUZZ_MAX_FLOATS   ((int64_t)1 << 22)
+
+
+static inline int fuzz_safetensors(const uint8_t *data, size_t size,
+                                   const char *path, dsc_err *err)
+{
+    dsc_err local;
+    if (!err)
+        err = &local;
+    st_file *f = st_open_memory(data, size, path, err);
+    if (!f)
+        return -1;
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *t = st_at(f, i);
+        if (t != st_find(f, t->name))
+            abort();  /* every tensor is found by its name */
+        if (t->count > FUZZ_MAX_FLOATS)
+            continue;
+        float *dst = malloc((size_t)(t->count ? t->count : 1) * sizeof *dst);
+        if (!dst)
+            continue;
+        dsc_err e;
+        int floating = t->dtype == ST_F32 || t->dtype == ST_F16
+                    || t->dtype == ST_BF16 || t->dtype == ST_F64;
+        /* A float tensor of an open file always reads; the integer dtypes
+         * give a clean error. */
+        if ((st_read_f32(f, t, 0, t->count, dst, &e) < 0) == floating)
+            abort();
+        free(dst);
+    }
+    st_close(f);
+    return 0;
+}
+
+
+static inline int fuzz_npy(const uint8_t *data, size_t size,
+                           const char *path, dsc_err *err)
+{
+    dsc_err local;
+    if (!err)
+        err = &local;
+    npy_array a;
+    if (npy_read_memory(data, size, path, &a, err))
+        return -1;
+    npy_free(&a);
+    return 0;
+}
+
+
+typedef int (*fuzz_pass_fn)(graph *g, pass_report *report, dsc_err *err);
+
+/* The build pipeline of build_model, from text instead of a path. */
+static inline int fuzz_frontend(const uint8_t *data, size_t size,
+                                const char *path, dsc_err *err)
+{
+    static const fuzz_pass_fn passes[] = { pass_fuse_qkv, pass_fuse_epilogue,
+                                           pass_dce };
+    dsc_err local;
+    if (!err)
+        err = &local;
+    frontend_limits lim = { .instructions = FUZZ_INSTRUCTIONS,
+                            .memory_bytes = FUZZ_MEMORY };
+    model *m = frontend_load_string(path, (const char *)data, size, NULL, 0,
+                                    &lim, err);
+    if (!m)
+        return -1;
+    int rc = -1;
+    graph *g = m->graph;
+    memory_plan plan = {0}, plain = {0};
+    weight_layout layout = {0};
+    for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++) {
+        pass_report report = {0};
+        if (passes[i](g, &report, err) || graph_verify(g, path, err))
+            goto out;
+    }
+    if (pass_plan_memory(g, 1, &plan, err) ||
+        pass_plan_memory(g, 0, &plain, err) || weights_plan(g, &layout, err))
+        goto out;
+    if (layout.total_floats <= FUZZ_MAX_FLOATS) {
+        float *blob = malloc((size_t)(layout.total_floats + 1) * sizeof *blob);
+        if (blob)
+            weights_fill_random(g, &layout, 1, blob);
+        free(blob);
+    }
+    emit_options opts = { .passes = "fuzz", .inline_runtime_header = NULL };
+    char *src = emit_c_source(m, &plan, &layout, &opts);
+    char *hdr = emit_c_header(m, &plan, &layout, &opts);
+    char entry[160];
+    emit_entry_name(m, entry, sizeof entry);
+    rc = src && hdr ? 0 : err_set(err, "%s: error: out of memory generating "
+                                  "C", path);
+    free(src);
+    free(hdr);
+out:
+    weights_layout_free(&layout);
+    memory_plan_free(&plan);
+    memory_plan_free(&plain);
+    model_free(m);
+    return rc;
+}
+
+#endif

@@ -82,7 +82,8 @@ $(BUILD)/example_seed: tests/example/embed_seed.c generated/seed_encoder.c $(BUI
 test: deps
 	@$(MAKE) --no-print-directory all $(TESTS) $(BUILD)/example_seed
 	@status=0; for t in $(TESTS); do \
-	    echo "== $$t"; DSC=$(BUILD)/dsc $$t --jobs 2 || status=1; \
+	    echo "== $$t"; DSC=$(BUILD)/dsc EXAMPLE=$(BUILD)/example_seed \
+	        $$t --jobs 2 || status=1; \
 	done; exit $$status
 
 # dsc against PyTorch (and ONNX Runtime where installed): one table, a few
@@ -152,6 +153,6 @@ check: deps
 	[ $$status = 0 ] && echo "check: no sanitizer reports"; exit $$status
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -182,7 +182,7 @@ Test(e2e, jit_and_aot_agree_at_default_config)
     cr_assert_eq(run("%s run models/seed_encoder.lua --seed 5 --aot --output "
                      "logits=%s", dsc(), tmp_file("aot.npy")), 0);
     double d = max_abs_diff(tmp_file("jit.npy"), tmp_file("aot.npy"));
-    cr_expect_leq(d, 1e-6, "JIT and AOT differ by %g", d);
+    cr_expect_leq(d, 1e-5, "JIT and AOT differ by %g", d);
 }
 
 Test(e2e, runs_are_deterministic)
@@ -258,11 +258,17 @@ Test(e2e, generated_files_are_up_to_date)
     free(list);
 }
 
+/* The product make builds beside dsc: generated/seed_encoder.c +
+ * libdscrt.a. */
+static const char *example(void)
+{
+    const char *path = getenv("EXAMPLE");
+    return path && *path ? path : "build/example_seed";
+}
+
 Test(e2e, a_product_links_the_generated_code)
 {
-    /* build/example_seed = generated/seed_encoder.c + libdscrt.a. */
-    cr_assert_eq(access("build/example_seed", X_OK), 0,
-                 "make builds build/example_seed");
+    cr_assert_eq(access(example(), X_OK), 0, "make builds %s", example());
     cr_assert_eq(run("%s compile models/seed_encoder.lua --random-weights "
                      "--seed 3 -o %s", dsc(), tmp_file("se.c")), 0);
     int32_t tokens[16 * 20];
@@ -274,7 +280,7 @@ Test(e2e, a_product_links_the_generated_code)
                            &err), 0);
     cr_assert_eq(file_write_atomic(tmp_file("tokens.i32"), tokens,
                                    sizeof tokens, &err), 0);
-    cr_assert_eq(run("build/example_seed %s %s %s", tmp_file("se.bin"),
+    cr_assert_eq(run("%s %s %s %s", example(), tmp_file("se.bin"),
                      tmp_file("tokens.i32"), tmp_file("logits.f32")), 0,
                  "%s", stderr_text());
     cr_assert_eq(run("%s run models/seed_encoder.lua --seed 3 --input "
@@ -289,7 +295,7 @@ Test(e2e, a_product_links_the_generated_code)
     double worst = 0;
     for (int64_t i = 0; i < ref.count; i++)
         worst = fmax(worst, fabs(product[i] - ((float *)ref.data)[i]));
-    cr_expect_leq(worst, 1e-6, "product and dsc run differ by %g", worst);
+    cr_expect_leq(worst, 1e-5, "product and dsc run differ by %g", worst);
     npy_free(&ref);
     free(product);
 
@@ -297,7 +303,7 @@ Test(e2e, a_product_links_the_generated_code)
     tokens[7] = 1000;
     cr_assert_eq(file_write_atomic(tmp_file("tokens.i32"), tokens,
                                    sizeof tokens, &err), 0);
-    cr_expect_eq(run("build/example_seed %s %s %s", tmp_file("se.bin"),
+    cr_expect_eq(run("%s %s %s %s", example(), tmp_file("se.bin"),
                      tmp_file("tokens.i32"), tmp_file("logits.f32")), 2);
 }
 

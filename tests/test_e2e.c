@@ -397,3 +397,41 @@ Test(e2e, command_line_errors)
                      dsc(), tmp), 0);
     cr_expect_eq(access(tmp_file("new/dir/m.h"), F_OK), 0);
 }
+
+/* A safetensors file holding one F32 tensor "w" [4, 3]. */
+static void write_weights(const char *path, const float *w)
+{
+    const char *json = "{\"w\":{\"dtype\":\"F32\",\"shape\":[4,3],"
+                       "\"data_offsets\":[0,48]}}";
+    size_t n = strlen(json), padded = (n + 7) / 8 * 8;
+    unsigned char buf[256] = {0};
+    uint64_t len = padded;
+    memcpy(buf, &len, 8);  /* little-endian host */
+    memcpy(buf + 8, json, n);
+    memset(buf + 8 + n, ' ', padded - n);
+    memcpy(buf + 8 + padded, w, 48);
+    dsc_err err;
+    cr_assert_eq(file_write_atomic(path, buf, 8 + padded + 48, &err), 0,
+                 "%s", err.msg);
+}
+
+Test(e2e, nan_weights_are_a_warning_naming_the_key)
+{
+    const char *model = "local x = dsc.input(\"x\", {2, 3})\n"
+                        "dsc.output(\"y\", dsc.linear(x, dsc.weight(\"w\", "
+                        "{4, 3})))\n";
+    dsc_err err;
+    cr_assert_eq(file_write_atomic(tmp_file("m.lua"), model, strlen(model),
+                                   &err), 0);
+    float w[12] = {0};
+    w[5] = NAN;
+    w[7] = INFINITY;
+    write_weights(tmp_file("w.safetensors"), w);
+    int rc = run("%s run %s --weights %s", dsc(), tmp_file("m.lua"),
+                 tmp_file("w.safetensors"));
+    char *text = stderr_text();
+    cr_expect_eq(rc, 0, "a warning, not an error: %s", text);
+    cr_expect(strstr(text, "w.safetensors: warning: key 'w' holds 2 NaN or "
+                     "Inf values"), "%s", text);
+    free(text);
+}

@@ -793,6 +793,12 @@ static int l_output(lua_State *L)
 
 /* ---- configuration ----------------------------------------------------- */
 
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+
 static int compare_config(const void *a, const void *b)
 {
     return strcmp(((const model_config_entry *)a)->key,
@@ -865,14 +871,22 @@ static int l_config(lua_State *L)
         const char *key = f->defines[i].key;
         if (lua_getfield(L, 1, key) == LUA_TNIL) {
             lua_pop(L, 1);
-            luaL_Buffer known;
-            luaL_buffinit(L, &known);
+            /* The model's keys, sorted, for the message.  The strings
+             * live in the config table, which outlives this list. */
+            const char **keys = lua_newuserdatauv(L, (size_t)(n + 1) *
+                                                  sizeof *keys, 0);
+            int n_keys = 0;
             lua_pushnil(L);
             while (lua_next(L, 1)) {
                 lua_pop(L, 1);
-                lua_pushvalue(L, -1);
-                luaL_addvalue(&known);
-                luaL_addstring(&known, " ");
+                keys[n_keys++] = lua_tostring(L, -1);
+            }
+            qsort(keys, (size_t)n_keys, sizeof *keys, compare_strings);
+            luaL_Buffer known;
+            luaL_buffinit(L, &known);
+            for (int k = 0; k < n_keys; k++) {
+                luaL_addstring(&known, k ? ", " : "");
+                luaL_addstring(&known, keys[k]);
             }
             luaL_pushresult(&known);
             return fail(L, "-D %s: unknown config key '%s' (this model's "

@@ -18,4 +18,8 @@ typedef struct dsc_err {
 int err_set(dsc_err *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The same, prefixed "path: error: " — for errors about a whole file. */
+int err_file(dsc_err *e, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

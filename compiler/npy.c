@@ -38,20 +38,6 @@ typedef struct hparser {
 } hparser;
 
 
-static int npy_fail(dsc_err *err, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int npy_fail(dsc_err *err, const char *path, const char *fmt, ...)
-{
-    char msg[900];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return err_set(err, "%s: error: %s", path, msg);
-}
-
-
 static int hp_fail(hparser *hp, const char *what)
 {
     return err_set(hp->err, "%s: error: malformed header: %s at byte %zu",
@@ -185,21 +171,21 @@ static int parse_header(hparser *hp, npy_array *a)
                   : !strcmp(key, "fortran_order") ? &have_fortran
                   : !strcmp(key, "shape") ? &have_shape : NULL;
         if (!seen)
-            return npy_fail(hp->err, hp->path, "malformed header: unexpected "
+            return err_file(hp->err, hp->path, "malformed header: unexpected "
                             "key '%s'", key);
         if (*seen)
-            return npy_fail(hp->err, hp->path, "malformed header: duplicate "
+            return err_file(hp->err, hp->path, "malformed header: duplicate "
                             "key '%s'", key);
         *seen = 1;
         if (seen == &have_descr) {
             if (hp_peek(hp) != '\'' && hp_peek(hp) != '"')
-                return npy_fail(hp->err, hp->path, "unsupported dtype: 'descr' "
+                return err_file(hp->err, hp->path, "unsupported dtype: 'descr' "
                                 "is not a simple type string");
             if (hp_string(hp, descr, sizeof descr))
                 return -1;
         } else if (seen == &have_fortran) {
             if (hp_word(hp, "True"))
-                return npy_fail(hp->err, hp->path, "Fortran order is not "
+                return err_file(hp->err, hp->path, "Fortran order is not "
                                 "supported");
             if (!hp_word(hp, "False"))
                 return hp_fail(hp, "'fortran_order' must be True or False");
@@ -220,7 +206,7 @@ static int parse_header(hparser *hp, npy_array *a)
     if (hp->pos != hp->len)
         return hp_fail(hp, "unexpected text after the dict");
     if (!have_descr || !have_fortran || !have_shape)
-        return npy_fail(hp->err, hp->path, "malformed header: no '%s'",
+        return err_file(hp->err, hp->path, "malformed header: no '%s'",
                         !have_descr ? "descr" : !have_fortran ? "fortran_order"
                         : "shape");
 
@@ -229,10 +215,10 @@ static int parse_header(hparser *hp, npy_array *a)
         d++;
     if (d == NPY_NDTYPES) {
         if (descr[0] == '>')
-            return npy_fail(hp->err, hp->path, "big-endian dtype '%s' is not "
+            return err_file(hp->err, hp->path, "big-endian dtype '%s' is not "
                             "supported (save little-endian, e.g. with "
                             "a.astype('<%s'))", descr, descr + 1);
-        return npy_fail(hp->err, hp->path, "unsupported dtype '%s' (expected "
+        return err_file(hp->err, hp->path, "unsupported dtype '%s' (expected "
                         "<f4, <f8, <i4 or <i8)", descr);
     }
     a->dtype = (npy_dtype)d;
@@ -264,20 +250,20 @@ int npy_read_memory(const void *bytes, size_t len, const char *path,
     memset(&a, 0, sizeof a);
     memset(out, 0, sizeof *out);
     if (len < NPY_MAGIC_LEN + 2 || memcmp(b, NPY_MAGIC, NPY_MAGIC_LEN))
-        return npy_fail(err, path, "not a .npy file (bad magic)");
+        return err_file(err, path, "not a .npy file (bad magic)");
     int major = b[6], minor = b[7];
     if (minor != 0 || major < 1 || major > 3)
-        return npy_fail(err, path, "unsupported .npy version %d.%d", major,
+        return err_file(err, path, "unsupported .npy version %d.%d", major,
                         minor);
     size_t lensz = major == 1 ? 2 : 4, start = 8 + lensz;
     if (len < start)
-        return npy_fail(err, path, "truncated: file ends inside the header "
+        return err_file(err, path, "truncated: file ends inside the header "
                         "length");
     size_t hlen = (size_t)b[8] | (size_t)b[9] << 8;
     if (lensz == 4)
         hlen |= (size_t)b[10] << 16 | (size_t)b[11] << 24;
     if (hlen > len - start)
-        return npy_fail(err, path, "truncated: header length %zu exceeds the "
+        return err_file(err, path, "truncated: header length %zu exceeds the "
                         "file (%zu bytes after it)", hlen, len - start);
     hparser hp = {(const char *)b + start, hlen, 0, path, err};
     if (parse_header(&hp, &a))
@@ -286,17 +272,17 @@ int npy_read_memory(const void *bytes, size_t len, const char *path,
     int esize = npy_dtypes[a.dtype].size;
     a.count = shape_count(a.rank, a.shape, esize);
     if (a.count < 0)
-        return npy_fail(err, path, "shape has too many elements");
+        return err_file(err, path, "shape has too many elements");
     uint64_t want = (uint64_t)a.count * (uint64_t)esize;
     size_t got = len - start - hlen;
     if (got != want)
-        return npy_fail(err, path, "%s: expected %" PRIu64 " data bytes for "
+        return err_file(err, path, "%s: expected %" PRIu64 " data bytes for "
                         "%" PRId64 " elements of %s, got %zu",
                         got < want ? "truncated" : "trailing data", want,
                         a.count, npy_dtypes[a.dtype].descr, got);
     a.data = malloc(want ? (size_t)want : 1);
     if (!a.data)
-        return npy_fail(err, path, "out of memory for %" PRIu64 " bytes", want);
+        return err_file(err, path, "out of memory for %" PRIu64 " bytes", want);
     if (want)
         memcpy(a.data, b + start + hlen, (size_t)want);  /* may be unaligned */
     *out = a;
@@ -321,22 +307,22 @@ int npy_write(const char *path, npy_dtype dtype, int rank,
               const int64_t *shape, const void *data, dsc_err *err)
 {
     if ((int)dtype < 0 || (int)dtype >= NPY_NDTYPES)
-        return npy_fail(err, path, "cannot write: unknown dtype %d",
+        return err_file(err, path, "cannot write: unknown dtype %d",
                         (int)dtype);
     if (rank < 0 || rank > NPY_MAX_RANK || (rank && !shape))
-        return npy_fail(err, path, "cannot write: rank %d (0 to %d)", rank,
+        return err_file(err, path, "cannot write: rank %d (0 to %d)", rank,
                         NPY_MAX_RANK);
     for (int i = 0; i < rank; i++)
         if (shape[i] < 0)
-            return npy_fail(err, path, "cannot write: negative dimension %"
+            return err_file(err, path, "cannot write: negative dimension %"
                             PRId64, shape[i]);
     int esize = npy_dtypes[dtype].size;
     int64_t count = shape_count(rank, shape, esize);
     if (count < 0)
-        return npy_fail(err, path, "cannot write: shape has too many elements");
+        return err_file(err, path, "cannot write: shape has too many elements");
     size_t nbytes = (size_t)count * (size_t)esize;
     if (nbytes && !data)
-        return npy_fail(err, path, "cannot write: no data");
+        return err_file(err, path, "cannot write: no data");
 
     /* Magic, version 1.0, 2-byte length, dict, spaces, '\n': the data
      * starts at a multiple of NPY_ALIGN.  Rank <= 8 keeps this small. */

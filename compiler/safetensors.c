@@ -73,20 +73,6 @@ static const char *show(const char *s, char out[80])
 }
 
 
-static int st_fail(dsc_err *err, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int st_fail(dsc_err *err, const char *path, const char *fmt, ...)
-{
-    char msg[900];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return err_set(err, "%s: error: %s", path, msg);
-}
-
-
 /* ---- JSON ------------------------------------------------------------ */
 
 typedef struct jparser {
@@ -765,14 +751,14 @@ static int parse_header(st_file *f, jparser *jp, const unsigned char *data,
     char *key;
     jp_ws(jp);
     if (jp_peek(jp) != '{')
-        return st_fail(jp->err, f->path, "header is not a JSON object");
+        return err_file(jp->err, f->path, "header is not a JSON object");
     if (jp_open(jp, '{', 1))
         return -1;
     while ((r = jp_next(jp, '}', &first, &key)) == 1) {
         if (!strcmp(key, "__metadata__")) {
             free(key);
             if (seen_meta)
-                return st_fail(jp->err, f->path,
+                return err_file(jp->err, f->path,
                                "duplicate key '__metadata__'");
             seen_meta = 1;
             if (parse_metadata(jp))
@@ -785,7 +771,7 @@ static int parse_header(st_file *f, jparser *jp, const unsigned char *data,
                                : NULL;
             if (!t) {
                 free(key);
-                return st_fail(jp->err, f->path, "out of memory");
+                return err_file(jp->err, f->path, "out of memory");
             }
             f->tensors = t;
             f->cap = cap;
@@ -827,13 +813,13 @@ static int check_tensors(st_file *f, dsc_err *err, const unsigned char *data)
     size_t n = (size_t)f->count;
     const st_tensor **ix = malloc((n ? n : 1) * sizeof *ix);
     if (!ix)
-        return st_fail(err, f->path, "out of memory");
+        return err_file(err, f->path, "out of memory");
     for (size_t i = 0; i < n; i++)
         ix[i] = &f->tensors[i];
     qsort(ix, n, sizeof *ix, cmp_name);
     for (size_t i = 1; i < n; i++) {
         if (!strcmp(ix[i - 1]->name, ix[i]->name)) {
-            st_fail(err, f->path, "duplicate tensor '%s'",
+            err_file(err, f->path, "duplicate tensor '%s'",
                     show(ix[i]->name, b1));
             free(ix);
             return -1;
@@ -843,7 +829,7 @@ static int check_tensors(st_file *f, dsc_err *err, const unsigned char *data)
 
     const st_tensor **by_begin = malloc((n ? n : 1) * sizeof *by_begin);
     if (!by_begin)
-        return st_fail(err, f->path, "out of memory");
+        return err_file(err, f->path, "out of memory");
     memcpy(by_begin, ix, n * sizeof *ix);
     qsort(by_begin, n, sizeof *by_begin, cmp_begin);
     /* Sorted by begin, a range overlaps an earlier one exactly when it
@@ -855,7 +841,7 @@ static int check_tensors(st_file *f, dsc_err *err, const unsigned char *data)
         if (!t->nbytes)
             continue;
         if (far && t->data < far->data + far->nbytes) {
-            rc = st_fail(err, f->path, "tensors '%s' [%td, %td] and '%s' "
+            rc = err_file(err, f->path, "tensors '%s' [%td, %td] and '%s' "
                          "[%td, %td] overlap in the data section",
                          show(far->name, b1), far->data - data,
                          far->data + far->nbytes - data, show(t->name, b2),
@@ -886,19 +872,19 @@ static st_file *st_parse(unsigned char *buf, size_t len, const char *path,
     f->len = len;
 
     if (len < 8) {
-        st_fail(err, path, "file is %zu bytes, too short for a safetensors "
+        err_file(err, path, "file is %zu bytes, too short for a safetensors "
                 "header (at least 8)", len);
         goto fail;
     }
     uint64_t hlen;
     memcpy(&hlen, buf, 8);  /* little-endian host */
     if (hlen > ST_MAX_HEADER) {
-        st_fail(err, path, "header length %" PRIu64 " exceeds the limit of "
+        err_file(err, path, "header length %" PRIu64 " exceeds the limit of "
                 "%" PRIu64 " bytes (100 MB)", hlen, ST_MAX_HEADER);
         goto fail;
     }
     if (hlen > len - 8) {
-        st_fail(err, path, "header length %" PRIu64 " exceeds the file "
+        err_file(err, path, "header length %" PRIu64 " exceeds the file "
                 "(%zu bytes after the length field)", hlen, len - 8);
         goto fail;
     }

@@ -143,48 +143,10 @@ def eps_of(cfg):
 # safetensors (own writer / reader, same format as export_torch.py)
 # --------------------------------------------------------------------------
 
-def write_safetensors(path, tensors, metadata=None):
-    header, blobs, off = {}, [], 0
-    for name, arr in tensors:
-        b = np.ascontiguousarray(arr, dtype="<f4").tobytes(order="C")
-        header[name] = {"dtype": "F32", "shape": list(np.shape(arr)),
-                        "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    hj = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hj += b" " * ((8 - len(hj) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hj)))
-        f.write(hj)
-        for b in blobs:
-            f.write(b)
+# The safetensors reader and writer are the seed exporter's.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_torch import read_safetensors, write_safetensors  # noqa: E402
 
-
-def read_safetensors(path):
-    """-> (list of (name, float32 array) in file order, metadata)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError("%s: too short" % path)
-    (hlen,) = struct.unpack("<Q", data[:8])
-    if 8 + hlen > len(data):
-        raise ValueError("%s: header length %d beyond file" % (path, hlen))
-    header = json.loads(data[8:8 + hlen].decode("utf-8"))
-    base = 8 + hlen
-    meta = header.pop("__metadata__", None)
-    out = []
-    for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-        if info["dtype"] != "F32":
-            raise ValueError("%s: %s has dtype %s" % (path, name, info["dtype"]))
-        b, e = info["data_offsets"]
-        n = int(np.prod(info["shape"])) if info["shape"] else 1
-        if e - b != 4 * n or base + e > len(data):
-            raise ValueError("%s: bad offsets for %s" % (path, name))
-        arr = np.frombuffer(data, dtype="<f4", count=n, offset=base + b)
-        out.append((name, arr.reshape(info["shape"]).astype(np.float32)))
-    return out, meta
 
 
 # --------------------------------------------------------------------------

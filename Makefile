@@ -7,7 +7,7 @@
 CC      ?= cc
 BUILD   := build
 CFLAGS  ?= -O2 -g
-WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter
+WARN    := -std=c11 -Wall -Wextra -Wshadow
 # The runtime is where the time goes: optimize it harder, keep it PIC so the
 # same objects serve a shared build.
 RT_CFLAGS ?= -O3 -g -fPIC -pthread

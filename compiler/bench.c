@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,14 +29,7 @@
 #include "emit_c.h"
 #include "runner.h"
 #include "sample.h"
-
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+#include "timing.h"
 
 
 /* ---- flop count ----
@@ -265,10 +257,10 @@ double bench_fma_peak(int threads)
     long iters = 1 << 14;
     double ms;
     for (;;) {
-        double t0 = now_ms();
+        double t0 = timing_now_ms();
         volatile double sink = k.run(iters);
         (void)sink;
-        ms = now_ms() - t0;
+        ms = timing_now_ms() - t0;
         if (ms >= 10 || iters > (1L << 40))
             break;
         iters *= ms < 1 ? 8 : 2;
@@ -309,7 +301,7 @@ static double fma_trial(fma_kernel k, long iters, int threads)
             break;
         started++;
     }
-    double t0 = now_ms();
+    double t0 = timing_now_ms();
     pthread_mutex_lock(&start.lock);
     start.go = 1;
     pthread_cond_broadcast(&start.cond);
@@ -317,7 +309,7 @@ static double fma_trial(fma_kernel k, long iters, int threads)
     fma_thread(&jobs[0]);
     for (int t = 1; t <= started; t++)
         pthread_join(tids[t], NULL);
-    double wall = now_ms() - t0;
+    double wall = timing_now_ms() - t0;
     free(jobs);
     free(tids);
     return (double)(started + 1) * (double)iters * CHAINS * k.lanes * 2 /
@@ -366,7 +358,7 @@ double bench_copy_gbps(int threads)
     size_t slice = COPY_BYTES / (size_t)threads;
     double best = 0;
     for (int trial = 0; trial < 4; trial++) {
-        double t0 = now_ms();
+        double t0 = timing_now_ms();
         int started = 0;
         for (int t = 0; t < threads; t++)
             jobs[t] = (copy_job){ dst + t * slice, src + t * slice, slice };
@@ -376,7 +368,7 @@ double bench_copy_gbps(int threads)
         copy_thread(&jobs[0]);
         for (int t = 1; t <= started; t++)
             pthread_join(tids[t], NULL);
-        double ms = now_ms() - t0;
+        double ms = timing_now_ms() - t0;
         double gbps = 2.0 * (double)slice * (started + 1) / (ms * 1e6);
         best = gbps > best ? gbps : best;
     }
@@ -489,15 +481,15 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
     for (int i = -1; i < runs; i++) {  /* i = -1: the warm-up */
         void *io[3] = { ids, logits, NULL };
         runner_reset(&r);
-        double t0 = now_ms();
+        double t0 = timing_now_ms();
         int status = runner_call(&r, io, 2, prompt, 0);
-        double t1 = now_ms();
+        double t1 = timing_now_ms();
         for (int64_t k = 0; status == DSC_OK && k < steps; k++) {
             int32_t next = (int32_t)sample_argmax(logits, vocab);
             io[0] = &next;
             status = runner_call(&r, io, 2, 1, prompt + k);
         }
-        double t2 = now_ms();
+        double t2 = timing_now_ms();
         if (status != DSC_OK) {
             err_set(err, "%s: error: the step returned status %d", path,
                     status);
@@ -597,9 +589,9 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
     int threads = rt_ctx_threads(r.ctx);
     for (int i = -1; i < runs; i++) {  /* i = -1: the warm-up */
         runner_reset(&r);
-        double s = now_ms();
+        double s = timing_now_ms();
         int status = runner_call(&r, io, n_io, tokens, 0);
-        double e = now_ms();
+        double e = timing_now_ms();
         if (status != DSC_OK) {
             err_set(err, "%s: error: the forward returned status %d", path,
                     status);

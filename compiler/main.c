@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
 #include "build.h"
@@ -16,6 +15,7 @@
 #include "fileio.h"
 #include "runner.h"
 #include "sample.h"
+#include "timing.h"
 #include "npy.h"
 #include "safetensors.h"
 
@@ -123,14 +123,6 @@ static int usage_error(const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n(see dsc --help)\n");
     return 1;
-}
-
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 
@@ -338,14 +330,14 @@ static int cmd_bench(const cli *c)
     int threads = thread_count(c);
     if (threads < 0)
         return 1;
-    double t0 = now_ms();
+    double t0 = timing_now_ms();
     if (build_model(c->model_path, &opts, &b, &err)) {
         print_err(&err);
         return 1;
     }
     bench_options bo = { .weights_path = c->weights_path, .seed = c->seed,
                          .runs = c->runs ? c->runs : 20, .threads = threads,
-                         .aot = c->aot, .build_ms = now_ms() - t0,
+                         .aot = c->aot, .build_ms = timing_now_ms() - t0,
                          .new_tokens = c->new_tokens_given ? c->new_tokens
                                                            : 64 };
     int rc = bench_model(&b, &bo, stdout, &err);
@@ -654,7 +646,7 @@ static int cmd_run(const cli *c)
     int threads = thread_count(c);
     if (threads < 0)
         return 1;
-    double t0 = now_ms();
+    double t0 = timing_now_ms();
     if (build_model(c->model_path, &opts, &b, &err)) {
         print_err(&err);
         return 1;
@@ -689,14 +681,14 @@ static int cmd_run(const cli *c)
     runner_options ro = { .weights_path = c->weights_path, .seed = c->seed,
                           .threads = threads, .aot = c->aot,
                           .notes = stderr };
-    double t1 = now_ms();
+    double t1 = timing_now_ms();
     if (runner_open(&r, &b, &ro, &err)) {
         print_err(&err);
         goto done;
     }
-    double t2 = now_ms();
+    double t2 = timing_now_ms();
     int status = runner_call(&r, io, n_io, tokens, 0);
-    double t3 = now_ms();
+    double t3 = timing_now_ms();
     if (status == DSC_EBADTOKEN) {
         report_bad_token(g, c, io, tokens, "input");
         goto done;
@@ -836,9 +828,9 @@ static int cmd_generate(const cli *c)
                           .top_p = c->top_p };
     uint64_t rng = c->seed;
     void *io[3] = { prompt, logits, NULL };
-    double t0 = now_ms();
+    double t0 = timing_now_ms();
     int status = runner_call(&r, io, 2, n_prompt, 0);
-    double t1 = now_ms(), t2 = t1;
+    double t1 = timing_now_ms(), t2 = t1;
     for (int64_t i = 0; status == DSC_OK && i < c->new_tokens; i++) {
         int32_t next = (int32_t)sample_next(logits, vocab, &so, &rng, scratch);
         printf("%s%d", i ? "," : "", next);
@@ -847,7 +839,7 @@ static int cmd_generate(const cli *c)
             break;
         io[0] = &next;
         status = runner_call(&r, io, 2, 1, n_prompt + i);
-        t2 = now_ms();
+        t2 = timing_now_ms();
     }
     printf("\n");
     if (status == DSC_EBADTOKEN) {

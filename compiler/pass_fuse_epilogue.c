@@ -16,15 +16,8 @@
 /* The one node reading tensor t, or -1 if none or several do. */
 static int sole_consumer(const graph *g, int t)
 {
-    int found = -1;
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int j = 0; j < g->nodes[i].n_inputs; j++)
-            if (g->nodes[i].inputs[j] == t) {
-                if (found >= 0 && found != i)
-                    return -1;
-                found = i;
-            }
-    return found;
+    int node;
+    return graph_consumers(g, t, &node, 1) == 1 ? node : -1;
 }
 
 

@@ -3,19 +3,11 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dsc_runtime.h"
 #include "emit_c.h"
 #include "rng.h"
-
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+#include "timing.h"
 
 
 int runner_open(runner *r, const built_model *b, const runner_options *o,
@@ -24,7 +16,8 @@ int runner_open(runner *r, const built_model *b, const runner_options *o,
     memset(r, 0, sizeof *r);
     r->built = b;
     r->decoder = emit_is_decoder(b->model->graph, &r->context);
-    int64_t cache_floats = emit_cache_floats(b->model->graph);
+    int64_t cache_floats = r->cache_floats =
+        emit_cache_floats(b->model->graph);
     size_t arena = ((size_t)b->plan.arena_bytes + DSC_ALIGN - 1) /
                    DSC_ALIGN * DSC_ALIGN;
     if (!(r->weights = weights_make_blob(b->model->graph, &b->weights,
@@ -42,11 +35,11 @@ int runner_open(runner *r, const built_model *b, const runner_options *o,
         err_set(err, "error: cannot start the runtime's threads");
         goto fail;
     }
-    double t0 = now_ms();
+    double t0 = timing_now_ms();
     r->code = o->aot ? aot_load(b->source, b->header, build_runtime_header(),
                                 b->model->name, b->entry, err)
                      : jit_load(b->jit_source, b->model->name, b->entry, err);
-    r->load_ms = now_ms() - t0;
+    r->load_ms = timing_now_ms() - t0;
     if (!r->code)
         goto fail;
     return 0;
@@ -68,8 +61,7 @@ int runner_call(runner *r, void **io, int n_io, int64_t n, int64_t pos)
 void runner_reset(runner *r)
 {
     if (r->cache)
-        memset(r->cache, 0, (size_t)emit_cache_floats(
-            r->built->model->graph) * sizeof(float));
+        memset(r->cache, 0, (size_t)r->cache_floats * sizeof(float));
 }
 
 

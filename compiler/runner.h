@@ -25,6 +25,7 @@ typedef struct runner {
     rt_ctx *ctx;
     void *arena;
     float *cache;          /* a decoder's state, or NULL */
+    int64_t cache_floats;
     loaded_model *code;
     int decoder;           /* entry is NAME_step_io: takes n and pos */
     int64_t context;       /* a decoder's most tokens */

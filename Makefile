@@ -22,7 +22,9 @@ endif
 
 RT_SRC   := $(wildcard runtime/*.c)
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/%.o)
-DSC_SRC  := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+CLI_SRC  := $(wildcard compiler/cli/*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+DSC_SRC  := $(filter-out $(CLI_SRC),$(wildcard compiler/*/*.c))
 DSC_OBJ  := $(DSC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 TEST_SRC := $(wildcard tests/test_*.c)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -43,16 +45,16 @@ $(BUILD)/runtime/%.o: runtime/%.c
 
 $(BUILD)/compiler/%.o: compiler/%.c
 	@mkdir -p $(@D)
-	$(CC) $(WARN) $(CFLAGS) $(LUA_CFLAGS) -Iruntime -MMD -MP -c $< -o $@
+	$(CC) $(WARN) $(CFLAGS) $(LUA_CFLAGS) -Icompiler -Iruntime -MMD -MP -c $< -o $@
 
 $(BUILD)/tools/embed: tools/embed.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O1 $< -o $@
 
 # The Lua block library and the runtime header travel inside the binary.
-$(BUILD)/gen/embedded.c: $(BUILD)/tools/embed compiler/lib/nn.lua runtime/dsc_runtime.h
+$(BUILD)/gen/embedded.c: $(BUILD)/tools/embed compiler/frontend/nn.lua runtime/dsc_runtime.h
 	@mkdir -p $(@D)
-	$(BUILD)/tools/embed $@ embedded_nn_lua=compiler/lib/nn.lua \
+	$(BUILD)/tools/embed $@ embedded_nn_lua=compiler/frontend/nn.lua \
 	    embedded_runtime_h=runtime/dsc_runtime.h
 
 $(BUILD)/gen/embedded.o: $(BUILD)/gen/embedded.c
@@ -66,7 +68,7 @@ $(BUILD)/libdsc.a: $(DSC_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/dsc: $(BUILD)/compiler/main.o $(BUILD)/libdsc.a $(BUILD)/libdscrt.a
+$(BUILD)/dsc: $(CLI_OBJ) $(BUILD)/libdsc.a $(BUILD)/libdscrt.a
 	$(CC) -rdynamic $^ $(LIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libdsc.a $(BUILD)/libdscrt.a

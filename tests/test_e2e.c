@@ -12,8 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fileio.h"
-#include "npy.h"
+#include "io/fileio.h"
+#include "io/npy.h"
 
 static char tmp[256];
 

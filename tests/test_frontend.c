@@ -3,7 +3,7 @@
  * naming the model file and line) and the sandbox.
  *
  * Run from the repository root (as `make test` does): the seed models are
- * read from models/ and the block library from compiler/lib/nn.lua, whose
+ * read from models/ and the block library from compiler/frontend/nn.lua, whose
  * lines are found by scanning the files, never hard-coded. */
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
@@ -15,14 +15,14 @@
 #include <string.h>
 
 #include "dsc_runtime.h"
-#include "frontend.h"
-#include "graph.h"
-#include "model.h"
+#include "frontend/frontend.h"
+#include "ir/graph.h"
+#include "ir/model.h"
 
 #define MODEL     "models/test_model.lua"
 #define ENCODER   "models/seed_encoder.lua"
 #define ATTENTION "models/seed_attention.lua"
-#define NN_LUA    "compiler/lib/nn.lua"
+#define NN_LUA    "compiler/frontend/nn.lua"
 
 /* ---- helpers ----------------------------------------------------------- */
 

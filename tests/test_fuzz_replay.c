@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fileio.h"
+#include "io/fileio.h"
 #include "fuzz/fuzz_entry.h"
 
 #define REPLAY_SECONDS 60  /* per input; the fuzzers stop theirs at 10 */

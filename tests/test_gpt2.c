@@ -10,12 +10,12 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "build.h"
+#include "driver/build.h"
 #include "dsc_runtime.h"
-#include "fileio.h"
-#include "npy.h"
-#include "runner.h"
-#include "sample.h"
+#include "io/fileio.h"
+#include "io/npy.h"
+#include "driver/runner.h"
+#include "driver/sample.h"
 
 #define MAX_DEFINES 16
 

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "build.h"
-#include "load.h"
+#include "driver/build.h"
+#include "backend/load.h"
 
 static const frontend_define small[] = { {"layers", "1"}, {"d_model", "32"} };
 

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fileio.h"
-#include "npy.h"
+#include "io/fileio.h"
+#include "io/npy.h"
 
 #define NAME "x.npy"
 

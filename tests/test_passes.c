@@ -23,14 +23,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "build.h"
+#include "driver/build.h"
 #include "dsc_runtime.h"
-#include "fileio.h"
-#include "frontend.h"
-#include "graph.h"
-#include "load.h"
-#include "passes.h"
-#include "weights.h"
+#include "io/fileio.h"
+#include "frontend/frontend.h"
+#include "ir/graph.h"
+#include "backend/load.h"
+#include "passes/passes.h"
+#include "io/weights.h"
 
 static const graph_loc L = { "t.lua", 1 };
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 #define NAME "w.safetensors"
 

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "sample.h"
+#include "driver/sample.h"
 
 static const float logits[6] = { 1.0f, 3.0f, 2.5f, -1.0f, 3.0f, 0.0f };
 

@@ -12,14 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "emit_c.h"
-#include "frontend.h"
-#include "graph.h"
-#include "model.h"
-#include "npy.h"
-#include "passes.h"
-#include "safetensors.h"
-#include "weights.h"
+#include "backend/emit_c.h"
+#include "frontend/frontend.h"
+#include "ir/graph.h"
+#include "ir/model.h"
+#include "io/npy.h"
+#include "passes/passes.h"
+#include "io/safetensors.h"
+#include "io/weights.h"
 
 /* Small limits: a fuzzed model gets ~2e6 instructions and 16 MB. */
 #define FUZZ_INSTRUCTIONS 2000000LL

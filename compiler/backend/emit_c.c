@@ -1,0 +1,623 @@
+/* emit_c.c — write a planned graph as straight-line C11. */
+#include "backend/emit_c.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsc_runtime.h"
+#include "util/strbuf.h"
+
+/* Names the generated code uses for tensors, weights and the model. */
+typedef struct names {
+    char **tensor;   /* per tensor: C expression for its pointer */
+    char **weight;   /* per weight entry: its offset macro */
+    char upper[128]; /* model name in capitals, for macros */
+    /* A decoder step: dimension 0 of one input is the runtime token count
+     * n (at most max_tokens), and state lives in caller memory. */
+    int dynamic;
+    int64_t max_tokens;
+    int64_t cache_floats;
+} names;
+
+
+static char *dup_printf(const char *fmt, const char *a, int n)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, fmt, a, n);
+    size_t len = strlen(buf) + 1;
+    char *p = malloc(len);
+    if (p)
+        memcpy(p, buf, len);
+    return p;
+}
+
+
+static void names_free(names *nm, const graph *g, const weight_layout *w)
+{
+    for (int i = 0; nm->tensor && i < g->n_tensors; i++)
+        free(nm->tensor[i]);
+    for (int i = 0; nm->weight && i < w->n_entries; i++)
+        free(nm->weight[i]);
+    free(nm->tensor);
+    free(nm->weight);
+}
+
+
+/* "transformer_encoder.layers.0.norm1.weight" -> "W_TRANSFORMER_..." */
+static void macro_of_key(const char *key, int64_t row_first, char *out,
+                         size_t len)
+{
+    size_t at = snprintf(out, len, "W_");
+    for (const char *c = key; *c && at + 1 < len; c++)
+        out[at++] = isalnum((unsigned char)*c) ? (char)toupper(*c) : '_';
+    out[at] = '\0';
+    if (row_first > 0 && at < len)
+        snprintf(out + at, len - at, "_R%lld", (long long)row_first);
+}
+
+
+/* Each state tensor's place in the cache, in floats, DSC_ALIGN-aligned. */
+static int64_t state_floats(const graph_tensor *t)
+{
+    int64_t floats = graph_shape_count(&t->shape);
+    return (floats + DSC_ALIGN / 4 - 1) / (DSC_ALIGN / 4) * (DSC_ALIGN / 4);
+}
+
+
+static int names_make(names *nm, const model *m, const weight_layout *w)
+{
+    const graph *g = m->graph;
+    *nm = (names){0};
+    nm->tensor = calloc((size_t)g->n_tensors + 1, sizeof(char *));
+    nm->weight = calloc((size_t)w->n_entries + 1, sizeof(char *));
+    if (!nm->tensor || !nm->weight)
+        return -1;
+    size_t i = 0;
+    for (; m->name[i] && i + 1 < sizeof nm->upper; i++)
+        nm->upper[i] = (char)toupper((unsigned char)m->name[i]);
+    nm->upper[i] = '\0';
+    for (int e = 0; e < w->n_entries; e++) {
+        const graph_weight *gw = &g->tensors[w->entries[e].tensor].weight;
+        const graph_weight_part *first = &gw->part[0];
+        for (int k = 0; k < gw->n_parts && !first->key; k++)
+            first = &gw->part[k];
+        char macro[200];
+        /* Room for the suffixes below: "_CAT%d" and "_%d", 16 bytes each. */
+        macro_of_key(first->key ? first->key : "zeros", first->row_first,
+                     macro, sizeof macro - 32);
+        if (gw->n_parts > 1)  /* a stack made by fuse-qkv */
+            snprintf(macro + strlen(macro), 16, "_CAT%d", gw->n_parts);
+        for (int o = 0; o < e; o++)  /* keys that differ only in punctuation */
+            if (strcmp(nm->weight[o], macro) == 0)
+                snprintf(macro + strlen(macro), 16, "_%d", e);
+        if (!(nm->weight[e] = dup_printf("%s", macro, 0)))
+            return -1;
+    }
+    for (int t = 0; t < g->n_tensors; t++) {
+        const graph_tensor *x = &g->tensors[t];
+        if (x->kind == GRAPH_INPUT && x->dynamic) {
+            nm->dynamic = 1;
+            nm->max_tokens = x->shape.dim[0];
+        }
+        if (x->kind == GRAPH_STATE) {
+            char expr[64];
+            snprintf(expr, sizeof expr, "(cache + %lld)",
+                     (long long)nm->cache_floats);
+            nm->tensor[t] = dup_printf("%s", expr, 0);
+            nm->cache_floats += state_floats(x);
+        } else if (x->kind == GRAPH_INPUT || x->kind == GRAPH_OUTPUT)
+            nm->tensor[t] = dup_printf("%s", x->name, 0);
+        else if (x->kind == GRAPH_WEIGHT && w->entry_of[t] >= 0)
+            nm->tensor[t] = dup_printf("(w + %s)", nm->weight[w->entry_of[t]],
+                                       0);
+        else if (x->kind == GRAPH_INTERMEDIATE && x->producer >= 0)
+            /* The trailing underscore keeps these apart from API names. */
+            nm->tensor[t] = dup_printf("%s_%d_", graph_op_name(
+                g->nodes[x->producer].op), t);
+        else if (x->view_of < 0)
+            nm->tensor[t] = dup_printf("NULL", NULL, 0);
+        else
+            continue;  /* a view: named after its storage, below */
+        if (!nm->tensor[t])
+            return -1;
+    }
+    for (int t = 0; t < g->n_tensors; t++) {
+        if (g->tensors[t].view_of < 0)
+            continue;
+        int64_t col = 0;
+        int base = t;
+        for (; g->tensors[base].view_of >= 0; base = g->tensors[base].view_of)
+            col += g->tensors[base].view_col;
+        char expr[200];
+        snprintf(expr, sizeof expr, "(%s + %lld)", nm->tensor[base],
+                 (long long)col);
+        if (!(nm->tensor[t] = dup_printf("%s", expr, 0)))
+            return -1;
+    }
+    return 0;
+}
+
+
+/* A float as the shortest C literal that reads back to the same float. */
+static const char *float_literal(float v, char *buf, size_t len)
+{
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, len, "%.*g", digits, (double)v);
+        if (strtof(buf, NULL) == v)
+            break;
+    }
+    if (!strpbrk(buf, ".en"))
+        strncat(buf, ".0", len - strlen(buf) - 1);
+    strncat(buf, "f", len - strlen(buf) - 1);
+    return buf;
+}
+
+
+static const char *act_name(int act)
+{
+    switch (act) {
+    case RT_ACT_RELU: return "RT_ACT_RELU";
+    case RT_ACT_GELU: return "RT_ACT_GELU";
+    case RT_ACT_GELU_TANH: return "RT_ACT_GELU_TANH";
+    default: return "RT_ACT_NONE";
+    }
+}
+
+
+static void header_comment(strbuf *sb, const model *m, const char *file,
+                           const memory_plan *plan, const weight_layout *w,
+                           const char *passes)
+{
+    sb_printf(sb, "/* %s — generated by dsc %s from %s; do not edit.\n",
+              file, DSC_VERSION, m->path);
+    sb_append(sb, " * config:");
+    for (int i = 0; i < m->n_config; i++)
+        sb_printf(sb, " %s=%s", m->config[i].key, m->config[i].value);
+    sb_printf(sb, "%s\n * passes: %s\n", m->n_config ? "" : " (none)",
+              passes && *passes ? passes : "(none)");
+    sb_printf(sb, " * arena %lld bytes (lower bound %lld, without reuse "
+              "%lld); weights %lld floats */\n",
+              (long long)plan->arena_bytes, (long long)plan->lower_bound_bytes,
+              (long long)plan->no_reuse_bytes, (long long)w->total_floats);
+}
+
+
+/* The pointer parameters for inputs (pass 0) or outputs (pass 1). */
+static void io_params(strbuf *sb, const graph *g, int pass)
+{
+    for (int t = 0; t < g->n_tensors; t++) {
+        const graph_tensor *x = &g->tensors[t];
+        if (x->kind == (pass ? GRAPH_OUTPUT : GRAPH_INPUT))
+            sb_printf(sb, ", %s%s *%s", pass ? "" : "const ",
+                      x->dtype == GRAPH_I32 ? "int32_t" : "float", x->name);
+    }
+}
+
+
+/* "int NAME_forward(rt_ctx *ctx, const float *w, <inputs>, <outputs>,
+ *  void *arena)"; a decoder step is NAME_step and takes the token count n
+ * and start position pos after its inputs, and its cache last. */
+static void signature(strbuf *sb, const model *m, const names *nm)
+{
+    const graph *g = m->graph;
+    sb_printf(sb, "int %s_%s(rt_ctx *ctx, const float *w", m->name,
+              nm->dynamic ? "step" : "forward");
+    io_params(sb, g, 0);
+    if (nm->dynamic)
+        sb_append(sb, ", int64_t n, int64_t pos");
+    io_params(sb, g, 1);
+    if (nm->cache_floats)
+        sb_append(sb, ", float *cache");
+    sb_append(sb, ", void *arena)");
+}
+
+
+/* The single int32 input a prefill/decode pair feeds, or -1. */
+static int token_input(const graph *g)
+{
+    int found = -1;
+    for (int t = 0; t < g->n_tensors; t++)
+        if (g->tensors[t].kind == GRAPH_INPUT) {
+            if (found >= 0 || g->tensors[t].dtype != GRAPH_I32 ||
+                !g->tensors[t].dynamic)
+                return -1;
+            found = t;
+        }
+    return found;
+}
+
+
+static void prefill_decode_signatures(strbuf *sb, const model *m,
+                                      const char *tokens, int decode)
+{
+    sb_printf(sb, "int %s_%s(rt_ctx *ctx, const float *w, ", m->name,
+              decode ? "decode" : "prefill");
+    if (decode)
+        sb_printf(sb, "int32_t token, int64_t pos");
+    else
+        sb_printf(sb, "const int32_t *%s, int64_t n", tokens);
+    io_params(sb, m->graph, 1);
+    sb_append(sb, ", float *cache, void *arena)");
+}
+
+
+/* Elements of t, as a C expression: a constant, or "n * 768" when its
+ * first dimension is the runtime token count. */
+static const char *count_expr(const graph_tensor *t, char *buf, size_t len)
+{
+    int64_t count = graph_shape_count(&t->shape);
+    if (!t->dynamic)
+        snprintf(buf, len, "%lld", (long long)count);
+    else if (count == t->shape.dim[0])
+        snprintf(buf, len, "n");
+    else
+        snprintf(buf, len, "n * %lld", (long long)(count / t->shape.dim[0]));
+    return buf;
+}
+
+
+/* Rows of t (elements over the last dimension), as a C expression. */
+static const char *rows_expr(const graph_tensor *t, char *buf, size_t len)
+{
+    graph_tensor rows = *t;
+    if (rows.shape.rank > 0)  /* a scalar is one row of one */
+        rows.shape.dim[rows.shape.rank - 1] = 1;
+    return count_expr(&rows, buf, len);
+}
+
+
+static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
+                      const names *nm)
+{
+    const graph_tensor *out = &g->tensors[n->output];
+    const graph_tensor *x = &g->tensors[n->inputs[0]];
+    const char *y = nm->tensor[n->output];
+    char *const *in_name = nm->tensor;
+    long long last = out->shape.rank ? (long long)out->shape.dim[out->shape.rank - 1] : 1;
+    char f[48], count[64], rows[64];
+    count_expr(out, count, sizeof count);
+    rows_expr(out, rows, sizeof rows);
+
+    if (n->loc.file == n->user_loc.file)
+        sb_printf(sb, "    /* %s:%d */\n", n->loc.file, n->loc.line);
+    else
+        sb_printf(sb, "    /* %s:%d (%s:%d) */\n", n->user_loc.file,
+                  n->user_loc.line, n->loc.file, n->loc.line);
+    switch (n->op) {
+    case GRAPH_OP_EMBEDDING: {
+        const graph_shape *tab = &g->tensors[n->inputs[1]].shape;
+        char ids[64];
+        sb_printf(sb, "    if (rt_embedding(ctx, %s, %s, %s, %s, %lld, %lld))\n"
+                  "        return DSC_EBADTOKEN;\n", y,
+                  in_name[n->inputs[0]], count_expr(x, ids, sizeof ids),
+                  in_name[n->inputs[1]], (long long)tab->dim[0],
+                  (long long)tab->dim[1]);
+        break;
+    }
+    case GRAPH_OP_LINEAR: {
+        long long k = (long long)x->shape.dim[x->shape.rank - 1];
+        int has_bias = n->n_inputs > 2 && n->inputs[2] >= 0;
+        int has_res = n->n_inputs > 3 && n->inputs[3] >= 0;
+        sb_printf(sb, "    rt_linear(ctx, %s, %lld, %s, %lld, %s, %s,\n"
+                  "              %s, %lld, %lld, %s, %s);\n",
+                  y, last, in_name[n->inputs[0]],
+                  (long long)graph_row_stride(g, n->inputs[0]),
+                  in_name[n->inputs[1]],
+                  has_bias ? in_name[n->inputs[2]] : "NULL",
+                  rows, last, k, act_name(n->attrs.act),
+                  has_res ? in_name[n->inputs[3]] : "NULL");
+        break;
+    }
+    case GRAPH_OP_ADD:
+        sb_printf(sb, "    rt_add(ctx, %s, %s, %s, %s);\n", y,
+                  in_name[n->inputs[0]], in_name[n->inputs[1]], count);
+        break;
+    case GRAPH_OP_RELU:
+    case GRAPH_OP_GELU:
+        sb_printf(sb, "    rt_activation(ctx, %s, %s, %s, %s);\n", y,
+                  in_name[n->inputs[0]], count,
+                  act_name(n->op == GRAPH_OP_RELU ? RT_ACT_RELU
+                                                  : n->attrs.act));
+        break;
+    case GRAPH_OP_LAYERNORM:
+        sb_printf(sb, "    rt_layernorm(ctx, %s, %s, %s, %s, %s, %lld, %s);\n",
+                  y, in_name[n->inputs[0]], in_name[n->inputs[1]],
+                  in_name[n->inputs[2]], rows, last,
+                  float_literal(n->attrs.eps, f, sizeof f));
+        break;
+    case GRAPH_OP_SOFTMAX:
+        sb_printf(sb, "    rt_softmax(ctx, %s, %s, %s, %lld);\n", y,
+                  in_name[n->inputs[0]], rows, last);
+        break;
+    case GRAPH_OP_ATTENTION: {
+        const graph_shape *q = &x->shape;
+        const graph_shape *v = &g->tensors[n->inputs[2]].shape;
+        long long seq = n->attrs.batch_first ? q->dim[1] : q->dim[0];
+        long long batch = n->attrs.batch_first ? q->dim[0] : q->dim[1];
+        int h = n->attrs.heads;
+        sb_printf(sb, "    {\n        static const rt_attention_shape s = {\n"
+                  "            .seq = %lld, .batch = %lld, .heads = %d, "
+                  ".head_dim_qk = %lld, .head_dim_v = %lld,\n"
+                  "            .seq_step = %lld, .batch_step = %lld,\n"
+                  "            .ldq = %lld, .ldk = %lld, .ldv = %lld, "
+                  ".ldo = %lld,\n"
+                  "            .scale = %s, .causal = %d };\n"
+                  "        rt_attention(ctx, %s, %s, %s, %s, &s);\n    }\n",
+                  seq, batch, h, (long long)q->dim[2] / h,
+                  (long long)v->dim[2] / h,
+                  n->attrs.batch_first ? 1 : batch,
+                  n->attrs.batch_first ? seq : 1,
+                  (long long)graph_row_stride(g, n->inputs[0]),
+                  (long long)graph_row_stride(g, n->inputs[1]),
+                  (long long)graph_row_stride(g, n->inputs[2]), last,
+                  float_literal(n->attrs.scale, f, sizeof f), n->attrs.causal,
+                  y, in_name[n->inputs[0]], in_name[n->inputs[1]],
+                  in_name[n->inputs[2]]);
+        break;
+    }
+    case GRAPH_OP_POSITIONS:
+        sb_printf(sb, "    rt_positions(ctx, %s, %s, pos, %s, %lld);\n", y,
+                  in_name[n->inputs[1]], rows, last);
+        break;
+    case GRAPH_OP_KV_ATTENTION: {
+        const graph_shape *v = &g->tensors[n->inputs[2]].shape;
+        int h = n->attrs.heads;
+        sb_printf(sb, "    {\n        static const rt_kv_shape s = {\n"
+                  "            .heads = %d, .head_dim_qk = %lld, "
+                  ".head_dim_v = %lld,\n"
+                  "            .ldq = %lld, .ldk = %lld, .ldv = %lld, "
+                  ".ldo = %lld, .scale = %s };\n"
+                  "        rt_kv_attention(ctx, %s, %s, %s, %s, %s, %s, n, pos, "
+                  "&s);\n    }\n",
+                  h, (long long)x->shape.dim[1] / h, (long long)v->dim[1] / h,
+                  (long long)graph_row_stride(g, n->inputs[0]),
+                  (long long)graph_row_stride(g, n->inputs[1]),
+                  (long long)graph_row_stride(g, n->inputs[2]), last,
+                  float_literal(n->attrs.scale, f, sizeof f), y,
+                  in_name[n->inputs[0]], in_name[n->inputs[1]],
+                  in_name[n->inputs[2]], in_name[n->inputs[3]],
+                  in_name[n->inputs[4]]);
+        break;
+    }
+    case GRAPH_OP_LAST: {
+        long long row = (long long)(graph_shape_count(&x->shape) /
+                                    x->shape.dim[0]);
+        if (x->dynamic)
+            sb_printf(sb, "    rt_copy(ctx, %s, %s + (n - 1) * %lld, %lld);\n",
+                      y, in_name[n->inputs[0]], row, row);
+        else
+            sb_printf(sb, "    rt_copy(ctx, %s, %s + %lld, %lld);\n", y,
+                      in_name[n->inputs[0]],
+                      (long long)(x->shape.dim[0] - 1) * row, row);
+        break;
+    }
+    case GRAPH_OP_COUNT:
+        break;
+    }
+}
+
+
+int emit_is_decoder(const graph *g, int64_t *context)
+{
+    for (int t = 0; t < g->n_tensors; t++)
+        if (g->tensors[t].kind == GRAPH_INPUT && g->tensors[t].dynamic) {
+            if (context)
+                *context = g->tensors[t].shape.dim[0];
+            return 1;
+        }
+    return 0;
+}
+
+
+int64_t emit_cache_floats(const graph *g)
+{
+    int64_t total = 0;
+    for (int t = 0; t < g->n_tensors; t++)
+        if (g->tensors[t].kind == GRAPH_STATE)
+            total += state_floats(&g->tensors[t]);
+    return total;
+}
+
+
+const char *emit_entry_name(const model *m, char *buf, int len)
+{
+    snprintf(buf, (size_t)len, "%s_%s_io", m->name,
+             emit_is_decoder(m->graph, NULL) ? "step" : "forward");
+    return buf;
+}
+
+
+char *emit_c_source(const model *m, const memory_plan *plan,
+                    const weight_layout *w, const emit_options *opts)
+{
+    const graph *g = m->graph;
+    names nm;
+    strbuf sb = {0};
+    char file[300], shape[96];
+    if (names_make(&nm, m, w)) {
+        names_free(&nm, g, w);
+        return NULL;
+    }
+    snprintf(file, sizeof file, "%s.c", m->name);
+    header_comment(&sb, m, file, plan, w, opts ? opts->passes : NULL);
+    if (opts && opts->inline_runtime_header) {
+        /* Number what follows as in the shipped file (the comment, two
+         * #include lines, then this), so compiler errors name its lines. */
+        int line = 1;
+        for (size_t i = 0; i < sb.len; i++)
+            line += sb.data[i] == '\n';
+        sb_append(&sb, "\n");
+        sb_append(&sb, opts->inline_runtime_header);
+        sb_printf(&sb, "#line %d \"%s\"\n", line + 2, file);
+    } else {
+        sb_printf(&sb, "#include \"dsc_runtime.h\"\n#include \"%s.h\"\n",
+                  m->name);
+    }
+
+    sb_append(&sb, "\n/* Offsets, in floats, of each weight in the packed "
+                   "blob. */\n");
+    for (int e = 0; e < w->n_entries; e++) {
+        const weight_entry *we = &w->entries[e];
+        const graph_tensor *t = &g->tensors[we->tensor];
+        sb_printf(&sb, "#define %s %lld  /* %s", nm.weight[e],
+                  (long long)we->offset,
+                  graph_shape_str(&t->shape, shape, sizeof shape));
+        for (int k = 0; k < t->weight.n_parts; k++) {
+            const graph_weight_part *p = &t->weight.part[k];
+            sb_printf(&sb, "%s%s", k ? " | " : " ", p->key ? p->key : "zeros");
+            int64_t all = p->key_shape.dim[p->transposed ? 1 : 0];
+            if (p->key && p->rows != all)
+                sb_printf(&sb, " rows %lld..%lld", (long long)p->row_first,
+                          (long long)(p->row_first + p->rows));
+            if (p->transposed)
+                sb_append(&sb, " (stored transposed)");
+        }
+        sb_printf(&sb, "%s */\n", we->packed_linear ? ", packed" : "");
+    }
+
+    sb_append(&sb, "\n");
+    signature(&sb, m, &nm);
+    sb_append(&sb, "\n{\n    char *a = arena;\n");
+    if (nm.dynamic)
+        sb_printf(&sb, "    if (n < 1 || pos < 0 || n > %lld || "
+                  "pos > %lld - n)  /* %s_CONTEXT */\n"
+                  "        return DSC_EBADPOS;\n", (long long)nm.max_tokens,
+                  (long long)nm.max_tokens, nm.upper);
+    for (int i = 0; i < g->n_nodes; i++) {  /* in the order they are made */
+        const graph_node *p = &g->nodes[i];
+        int t = p->output;
+        if (plan->offset[t] < 0)
+            continue;
+        sb_printf(&sb, "    float *%s = (float *)(a + %lld);  /* %s %s:%d",
+                  nm.tensor[t], (long long)plan->offset[t],
+                  graph_shape_str(&g->tensors[t].shape, shape, sizeof shape),
+                  p->user_loc.file, p->user_loc.line);
+        if (p->loc.file != p->user_loc.file)
+            sb_printf(&sb, " (%s:%d)", p->loc.file, p->loc.line);
+        sb_append(&sb, " */\n");
+    }
+    sb_append(&sb, "    (void)a;\n\n");
+    for (int i = 0; i < g->n_nodes; i++)
+        emit_node(&sb, g, &g->nodes[i], &nm);
+    sb_append(&sb, "    return DSC_OK;\n}\n\n");
+
+    /* The uniform entry point for loaders. */
+    const char *fn = nm.dynamic ? "step" : "forward";
+    sb_printf(&sb, "/* %s_%s behind one signature: io holds the inputs, "
+              "then the outputs%s. */\nint %s_%s_io(rt_ctx *ctx, "
+              "const float *w, void *const *io, %svoid *arena)\n{\n",
+              m->name, fn, nm.cache_floats ? ", then the cache" : "",
+              m->name, fn, nm.dynamic ? "int64_t n, int64_t pos, " : "");
+    sb_printf(&sb, "    return %s_%s(ctx, w", m->name, fn);
+    int k = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int t = 0; t < g->n_tensors; t++) {
+            const graph_tensor *x = &g->tensors[t];
+            if (x->kind == (pass ? GRAPH_OUTPUT : GRAPH_INPUT))
+                sb_printf(&sb, ", (%s%s *)io[%d]", pass ? "" : "const ",
+                          x->dtype == GRAPH_I32 ? "int32_t" : "float", k++);
+        }
+        if (!pass && nm.dynamic)
+            sb_append(&sb, ", n, pos");
+    }
+    if (nm.cache_floats)
+        sb_printf(&sb, ", (float *)io[%d]", k);
+    sb_append(&sb, ", arena);\n}\n");
+
+    int tok = token_input(g);
+    if (tok >= 0 && nm.cache_floats) {
+        const char *tokens = g->tensors[tok].name;
+        for (int decode = 0; decode < 2; decode++) {
+            sb_printf(&sb, "\n/* %s */\n", decode
+                      ? "One more token at position pos, after pos tokens "
+                        "in the cache."
+                      : "The prompt's n tokens from position 0: fills the "
+                        "cache.");
+            prefill_decode_signatures(&sb, m, tokens, decode);
+            sb_printf(&sb, "\n{\n    return %s_step(ctx, w, %s, %s", m->name,
+                      decode ? "&token" : tokens,
+                      decode ? "1, pos" : "n, 0");
+            for (int t = 0; t < g->n_tensors; t++)
+                if (g->tensors[t].kind == GRAPH_OUTPUT)
+                    sb_printf(&sb, ", %s", g->tensors[t].name);
+            sb_append(&sb, ", cache, arena);\n}\n");
+        }
+    }
+    names_free(&nm, g, w);
+    return sb_take(&sb);
+}
+
+
+char *emit_c_header(const model *m, const memory_plan *plan,
+                    const weight_layout *w, const emit_options *opts)
+{
+    const graph *g = m->graph;
+    names nm;
+    strbuf sb = {0};
+    char file[300], shape[96];
+    if (names_make(&nm, m, w)) {
+        names_free(&nm, g, w);
+        return NULL;
+    }
+    snprintf(file, sizeof file, "%s.h", m->name);
+    header_comment(&sb, m, file, plan, w, opts ? opts->passes : NULL);
+    sb_printf(&sb, "#ifndef %s_H\n#define %s_H\n\n#include \"dsc_runtime.h\"\n\n",
+              nm.upper, nm.upper);
+    sb_printf(&sb, "/* Scratch memory the forward needs, %d-byte aligned. */\n"
+              "#define %s_ARENA_BYTES %lld\n", DSC_ALIGN, nm.upper,
+              (long long)plan->arena_bytes);
+    sb_printf(&sb, "/* Floats in the packed weight blob (dsc compile "
+              "--weights writes it). */\n#define %s_WEIGHT_FLOATS %lld\n",
+              nm.upper, (long long)w->total_floats);
+    if (nm.dynamic)
+        sb_printf(&sb, "/* Tokens a step may reach: pos + n <= this. */\n"
+                  "#define %s_CONTEXT %lld\n", nm.upper,
+                  (long long)nm.max_tokens);
+    if (nm.cache_floats)
+        sb_printf(&sb, "/* Floats of state (the KV cache) the caller keeps "
+                  "across steps. */\n#define %s_CACHE_FLOATS %lld\n",
+                  nm.upper, (long long)nm.cache_floats);
+    sb_append(&sb, "\n");
+    for (int pass = 0; pass < 2; pass++)
+        for (int t = 0; t < g->n_tensors; t++) {
+            const graph_tensor *x = &g->tensors[t];
+            if (x->kind != (pass ? GRAPH_OUTPUT : GRAPH_INPUT))
+                continue;
+            char upper[80];
+            size_t i = 0;
+            for (; x->name[i] && i + 1 < sizeof upper; i++)
+                upper[i] = (char)toupper((unsigned char)x->name[i]);
+            upper[i] = '\0';
+            sb_printf(&sb, "/* %s %s: %s %s */\n#define %s_%s_COUNT %lld\n",
+                      pass ? "output" : "input", x->name,
+                      graph_dtype_name(x->dtype),
+                      graph_shape_str(&x->shape, shape, sizeof shape),
+                      nm.upper, upper,
+                      (long long)graph_shape_count(&x->shape));
+        }
+    sb_printf(&sb, "\n/* Run the model.  ctx: threads and kernels (rt_ctx_new), "
+              "or NULL for\n * one thread; w: the packed weights; arena: "
+              "%s_ARENA_BYTES of\n * scratch.", nm.upper);
+    if (nm.dynamic)
+        sb_printf(&sb, "  n tokens at positions pos..pos+n-1; cache: "
+                  "%s_CACHE_FLOATS\n * floats, zeroed before position 0.",
+                  nm.upper);
+    sb_printf(&sb, "  Returns DSC_OK (0), DSC_EBADTOKEN (-1) for a token "
+              "id\n * outside the vocabulary%s. */\n",
+              nm.dynamic ? ", DSC_EBADPOS (-2) for n or pos out of range" : "");
+    signature(&sb, m, &nm);
+    sb_printf(&sb, ";\nint %s_%s_io(rt_ctx *ctx, const float *w, "
+              "void *const *io, %svoid *arena);\n", m->name,
+              nm.dynamic ? "step" : "forward",
+              nm.dynamic ? "int64_t n, int64_t pos, " : "");
+    int tok = token_input(g);
+    for (int decode = 0; tok >= 0 && nm.cache_floats && decode < 2; decode++) {
+        prefill_decode_signatures(&sb, m, g->tensors[tok].name, decode);
+        sb_append(&sb, ";\n");
+    }
+    sb_append(&sb, "\n#endif\n");
+    names_free(&nm, g, w);
+    return sb_take(&sb);
+}

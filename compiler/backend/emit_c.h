@@ -1,0 +1,45 @@
+/* emit_c.h — the backend: a planned graph becomes C11 source and header.
+ *
+ * Output is deterministic (same input, byte-identical text): every shape a
+ * constant, every buffer an arena offset or a weight offset, every loop a
+ * call into the runtime.  Knows nothing of Lua. */
+#ifndef DSC_EMIT_C_H
+#define DSC_EMIT_C_H
+
+#include "ir/model.h"
+#include "passes/passes.h"
+#include "io/weights.h"
+
+#define DSC_VERSION "0.1"
+
+typedef struct emit_options {
+    /* NULL: `#include "dsc_runtime.h"` and the model header, for shipping.
+     * Else the runtime header's text, pasted in place of both includes so
+     * the source compiles on its own (the JIT has no files). */
+    const char *inline_runtime_header;
+    const char *passes;  /* named in the header comment: "plan-memory" */
+} emit_options;
+
+/* The .c file's text, or NULL when out of memory.  Defines
+ *   int NAME_forward(const float *weights, <inputs>, <outputs>, void *arena)
+ *   int NAME_forward_io(const float *weights, void *const *io, void *arena)
+ * the second taking inputs then outputs in declaration order. */
+char *emit_c_source(const model *m, const memory_plan *plan,
+                    const weight_layout *weights, const emit_options *opts);
+
+/* The .h file's text: sizes as #defines and the forward's prototype. */
+char *emit_c_header(const model *m, const memory_plan *plan,
+                    const weight_layout *weights, const emit_options *opts);
+
+/* Is g a decoder step (an input whose dimension 0 is the runtime token
+ * count)?  If so, *context gets the most tokens it may reach. */
+int emit_is_decoder(const graph *g, int64_t *context);
+
+/* Floats of state (KV caches) the generated code keeps in caller memory. */
+int64_t emit_cache_floats(const graph *g);
+
+/* The name of the uniform entry point (NAME_forward_io, or NAME_step_io for
+ * a decoder) into buf. */
+const char *emit_entry_name(const model *m, char *buf, int len);
+
+#endif

@@ -1,0 +1,64 @@
+/* cmd_compile.c — dsc compile: write NAME.c, NAME.h and optionally the weight blob. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "io/fileio.h"
+#include "io/weights.h"
+
+int cmd_compile(const cli *c)
+{
+    build_options opts = cli_build_options(c);
+    built_model b;
+    dsc_err err;
+    if (c->n_inputs || c->n_outputs || c->aot)
+        return cli_usage_error("%s", "compile takes no --input, --output or "
+                           "--aot (those are for run)");
+    if (c->random_weights && c->weights_path)
+        return cli_usage_error("%s", "--weights and --random-weights exclude "
+                           "each other");
+    if (build_model(c->model_path, &opts, &b, &err)) {
+        cli_print_err(&err);
+        return 1;
+    }
+    char *c_path = c->out_path ? cli_with_extension(c->out_path, ".c")
+                               : cli_with_extension(b.model->name, ".c");
+    char *h_path = cli_with_extension(c_path, ".h");
+    char *bin_path = cli_with_extension(c_path, ".bin");
+    int want_blob = c->weights_path || c->random_weights;
+    float *blob = want_blob
+        ? weights_make_blob(b.model->graph, &b.weights, c->weights_path,
+                            c->seed, stderr, &err)
+        : NULL;
+    int rc = 1;
+    char stats[1024];
+    build_stats_json(&b, stats, sizeof stats - 1);
+    strcat(stats, "\n");
+    if (want_blob && !blob) {
+        cli_print_err(&err);
+    } else if ((c->stats_path &&
+                file_write_atomic(c->stats_path, stats, strlen(stats), &err)) ||
+               file_write_atomic(h_path, b.header, strlen(b.header), &err) ||
+               file_write_atomic(c_path, b.source, strlen(b.source), &err) ||
+               (want_blob &&
+                file_write_atomic(bin_path, blob, (size_t)b.weights.total_floats
+                                  * sizeof(float), &err))) {
+        cli_print_err(&err);
+        if (c->stats_path)  /* all or nothing */
+            remove(c->stats_path);
+        remove(h_path);
+        remove(c_path);
+    } else {
+        fprintf(stderr, "dsc: wrote %s and %s%s%s\n", c_path, h_path,
+                want_blob ? " and " : "", want_blob ? bin_path : "");
+        rc = 0;
+    }
+    free(blob);
+    free(c_path);
+    free(h_path);
+    free(bin_path);
+    built_model_free(&b);
+    return rc;
+}

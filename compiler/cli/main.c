@@ -1,0 +1,44 @@
+/* main.c — dsc's entry point: help, version, and which command runs. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backend/emit_c.h"  /* DSC_VERSION */
+#include "cli/cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(const cli *c);
+} commands[] = {
+    { "compile", cmd_compile },
+    { "run", cmd_run },
+    { "generate", cmd_generate },
+    { "bench", cmd_bench },
+    { "graph", cmd_graph },
+};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        fputs(cli_usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("dsc %s\n", DSC_VERSION);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(cli_usage_text, stdout);
+            return 0;
+        }
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++) {
+        if (strcmp(argv[1], commands[k].name) != 0)
+            continue;
+        cli c;
+        if (cli_parse_args(argc, argv, &c))
+            return 1;
+        return commands[k].run(&c);
+    }
+    return cli_usage_error("unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,648 @@
+/* bench.c — dsc bench: time a built model's forward, count its flops, and
+ * set the rate against the machine's FMA peak measured on the spot.
+ *
+ * Figures, printed as one JSON line:
+ *   build_ms     Lua + passes + emit (measured by the caller)
+ *   load_ms      libtcc compile + relocate (JIT), or cc + dlopen (AOT)
+ *   compile_ms   build_ms + load_ms: from model file to callable forward
+ *   median_ms, min_ms, max_ms over `runs` timed forwards after one warm-up
+ *   gflop        bench_graph_flop of the built graph
+ *   gflops       gflop / median
+ *   peak_gflops  bench_fma_peak(threads), measured after the timed runs
+ *   pct_peak     100 * gflops / peak_gflops
+ *   peak_rss_kb  the process's high-water resident set (getrusage) */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BENCH_X86 1
+#endif
+
+#include "driver/bench.h"
+#include "dsc_runtime.h"
+#include "backend/emit_c.h"
+#include "driver/runner.h"
+#include "driver/sample.h"
+#include "util/timing.h"
+
+
+/* ---- flop count ----
+ *
+ * What one forward computes, counted per node of the built graph:
+ *   linear      2*M*N*K for x[M, K]·Wᵀ[K, N]; plus M*N for each of bias,
+ *               activation and residual when present
+ *   attention   2*seq*seq*(dqk + dv)*heads*batch: q·kᵀ and p·v (dqk, dv
+ *               the per-head widths), halved when causal; the scale and
+ *               softmax inside are not counted
+ *   add, relu   1 per element
+ *   gelu        8 per element (erf or tanh counted as a handful)
+ *   layernorm   8 per element (mean 1, variance 3, normalize and affine 4)
+ *   softmax     5 per element (max 1, subtract + exp + sum 3, divide 1)
+ *   embedding, positions, last   0 (they copy rows)
+ *   kv_attention  0 for now: a decoder step's work depends on its runtime
+ *               token count and position
+ * A fused epilogue costs what the op it absorbed cost (relu = activation,
+ * add = residual), and a fused Q/K/V stack what its parts did, so the count
+ * does not depend on which passes ran. */
+
+static double act_flop(int act)
+{
+    return act == RT_ACT_NONE ? 0 : act == RT_ACT_RELU ? 1 : 8;
+}
+
+
+double bench_graph_flop(const graph *g)
+{
+    double total = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        const graph_tensor *y = &g->tensors[n->output];
+        double count = (double)graph_shape_count(&y->shape);
+        switch (n->op) {
+        case GRAPH_OP_LINEAR: {
+            const graph_shape *w = &g->tensors[n->inputs[1]].shape;
+            double n_out = (double)w->dim[0], k = (double)w->dim[1];
+            double rows = count / n_out;
+            total += 2 * rows * n_out * k;
+            if (n->n_inputs > 2 && n->inputs[2] >= 0)
+                total += count;
+            if (n->n_inputs > 3 && n->inputs[3] >= 0)
+                total += count;
+            total += act_flop(n->attrs.act) * count;
+            break;
+        }
+        case GRAPH_OP_ATTENTION: {
+            const graph_shape *q = &g->tensors[n->inputs[0]].shape;
+            const graph_shape *v = &g->tensors[n->inputs[2]].shape;
+            double seq = (double)(n->attrs.batch_first ? q->dim[1] : q->dim[0]);
+            double batch = (double)(n->attrs.batch_first ? q->dim[0] : q->dim[1]);
+            double h = n->attrs.heads > 0 ? n->attrs.heads : 1;
+            double dqk = (double)q->dim[2] / h, dv = (double)v->dim[2] / h;
+            double f = 2 * seq * seq * (dqk + dv) * h * batch;
+            total += n->attrs.causal ? f / 2 : f;
+            break;
+        }
+        case GRAPH_OP_ADD:
+        case GRAPH_OP_RELU:
+            total += count;
+            break;
+        case GRAPH_OP_GELU:
+            total += 8 * count;
+            break;
+        case GRAPH_OP_LAYERNORM:
+            total += 8 * count;
+            break;
+        case GRAPH_OP_SOFTMAX:
+            total += 5 * count;
+            break;
+        case GRAPH_OP_KV_ATTENTION:
+            /* A decoder step's work depends on the runtime token count and
+             * position; not counted yet. */
+        case GRAPH_OP_EMBEDDING:
+        case GRAPH_OP_POSITIONS:
+        case GRAPH_OP_LAST:
+        case GRAPH_OP_COUNT:
+            break;
+        }
+    }
+    return total / 1e9;
+}
+
+
+/* ---- FMA peak ----
+ *
+ * Each thread runs CHAINS independent multiply-add chains held in registers
+ * (enough to cover the FMA latency times the number of FMA pipes on
+ * current x86 cores), in the widest vector ISA the CPU has: AVX-512,
+ * AVX2+FMA, or SSE2 multiply and add.  Each function carries its own
+ * target attribute, so the binary still runs on plain x86-64; one FMA
+ * lane is 2 flops.  All threads start together; a trial's rate is total
+ * flops over the wall time until the last one is done; the peak is the
+ * best of five ~30 ms trials. */
+
+#define CHAINS 12
+
+/* CHAINS accumulators a0..a11 as separate variables, so they live in
+ * registers whatever the optimizer's unrolling limits. */
+#define FMA_DECL(T, init) T a0 = init(0), a1 = init(1), a2 = init(2), \
+    a3 = init(3), a4 = init(4), a5 = init(5), a6 = init(6), a7 = init(7), \
+    a8 = init(8), a9 = init(9), a10 = init(10), a11 = init(11)
+#define FMA_STEP(f) a0 = f(a0); a1 = f(a1); a2 = f(a2); a3 = f(a3); \
+    a4 = f(a4); a5 = f(a5); a6 = f(a6); a7 = f(a7); a8 = f(a8); \
+    a9 = f(a9); a10 = f(a10); a11 = f(a11)
+#define FMA_SUM(add) add(add(add(add(a0, a1), add(a2, a3)), \
+    add(add(a4, a5), add(a6, a7))), add(add(a8, a9), add(a10, a11)))
+
+typedef struct fma_kernel {
+    double (*run)(long iters);  /* returns a value so the work is kept */
+    int lanes;                  /* floats per vector */
+    const char *isa;
+} fma_kernel;
+
+#ifdef BENCH_X86
+__attribute__((target("avx512f")))
+static double fma_avx512(long iters)
+{
+    __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
+#define INIT512(j) _mm512_set1_ps((float)(j))
+#define F512(a) _mm512_fmadd_ps(a, m, c)
+    FMA_DECL(__m512, INIT512);
+    for (long i = 0; i < iters; i++) {
+        FMA_STEP(F512);
+    }
+    return _mm512_reduce_add_ps(FMA_SUM(_mm512_add_ps));
+}
+
+
+__attribute__((target("avx2,fma")))
+static double fma_avx2(long iters)
+{
+    __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
+#define INIT256(j) _mm256_set1_ps((float)(j))
+#define F256(a) _mm256_fmadd_ps(a, m, c)
+    FMA_DECL(__m256, INIT256);
+    for (long i = 0; i < iters; i++) {
+        FMA_STEP(F256);
+    }
+    float out[8];
+    _mm256_storeu_ps(out, FMA_SUM(_mm256_add_ps));
+    double sum = 0;
+    for (int j = 0; j < 8; j++)
+        sum += out[j];
+    return sum;
+}
+#endif
+
+
+/* Portable: 4-lane vectors, a multiply and an add per lane (2 flops). */
+typedef float v4f __attribute__((vector_size(16)));
+
+static v4f v4_add(v4f a, v4f b) { return a + b; }
+
+static double fma_generic(long iters)
+{
+    v4f m = {0.999999f, 0.999999f, 0.999999f, 0.999999f};
+    v4f c = {1e-6f, 1e-6f, 1e-6f, 1e-6f};
+#define INITV4(j) ((v4f){(float)(j), (float)(j), (float)(j), (float)(j)})
+#define FV4(a) ((a) * m + c)
+    FMA_DECL(v4f, INITV4);
+    for (long i = 0; i < iters; i++) {
+        FMA_STEP(FV4);
+    }
+    v4f s = FMA_SUM(v4_add);
+    return (double)s[0] + s[1] + s[2] + s[3];
+}
+
+
+static fma_kernel pick_fma(void)
+{
+#ifdef BENCH_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return (fma_kernel){fma_avx512, 16, "avx512"};
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return (fma_kernel){fma_avx2, 8, "avx2"};
+#endif
+    return (fma_kernel){fma_generic, 4, "generic"};
+}
+
+
+/* Workers wait for `go`, so all start together however many could be
+ * spawned. */
+typedef struct fma_start {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int go;
+} fma_start;
+
+typedef struct fma_job {
+    fma_kernel k;
+    long iters;
+    fma_start *start;
+    double sink;
+} fma_job;
+
+
+static void *fma_thread(void *arg)
+{
+    fma_job *job = arg;
+    pthread_mutex_lock(&job->start->lock);
+    while (!job->start->go)
+        pthread_cond_wait(&job->start->cond, &job->start->lock);
+    pthread_mutex_unlock(&job->start->lock);
+    job->sink = job->k.run(job->iters);
+    return NULL;
+}
+
+
+static double fma_trial(fma_kernel k, long iters, int threads);
+
+
+double bench_fma_peak(int threads)
+{
+    if (threads <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > 0 ? (int)cores : 1;
+    }
+    fma_kernel k = pick_fma();
+
+    /* Calibrate on this thread: grow until a run takes >= 10 ms, then aim
+     * for ~30 ms per trial. */
+    long iters = 1 << 14;
+    double ms;
+    for (;;) {
+        double t0 = timing_now_ms();
+        volatile double sink = k.run(iters);
+        (void)sink;
+        ms = timing_now_ms() - t0;
+        if (ms >= 10 || iters > (1L << 40))
+            break;
+        iters *= ms < 1 ? 8 : 2;
+    }
+    iters = (long)((double)iters * 30.0 / (ms > 0 ? ms : 1));
+    if (iters < 1)
+        iters = 1;
+
+    /* The best of a few trials: on a shared machine a trial that another
+     * process interrupted reads low, never high. */
+    double best = 0;
+    for (int trial = 0; trial < 5; trial++) {
+        double rate = fma_trial(k, iters, threads);
+        best = rate > best ? rate : best;
+    }
+    return best;
+}
+
+
+/* One trial: `threads` threads (this one included) run iters each,
+ * started together; GFLOP/s over the wall time until the last is done. */
+static double fma_trial(fma_kernel k, long iters, int threads)
+{
+    fma_job *jobs = calloc((size_t)threads, sizeof *jobs);
+    pthread_t *tids = calloc((size_t)threads, sizeof *tids);
+    fma_start start = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    if (!jobs || !tids) {
+        free(jobs);
+        free(tids);
+        return 0;
+    }
+    /* This thread is job 0; threads 1..started are spawned. */
+    int started = 0;
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (fma_job){.k = k, .iters = iters, .start = &start};
+    for (int t = 1; t < threads; t++) {
+        if (pthread_create(&tids[t], NULL, fma_thread, &jobs[t]))
+            break;
+        started++;
+    }
+    double t0 = timing_now_ms();
+    pthread_mutex_lock(&start.lock);
+    start.go = 1;
+    pthread_cond_broadcast(&start.cond);
+    pthread_mutex_unlock(&start.lock);
+    fma_thread(&jobs[0]);
+    for (int t = 1; t <= started; t++)
+        pthread_join(tids[t], NULL);
+    double wall = timing_now_ms() - t0;
+    free(jobs);
+    free(tids);
+    return (double)(started + 1) * (double)iters * CHAINS * k.lanes * 2 /
+           (wall * 1e6);
+}
+
+
+/* ---- memory bandwidth ----
+ *
+ * A decoder step reads every GEMM weight once per token, so its speed is
+ * bound by memory bandwidth, measured here STREAM-style: memcpy between two
+ * buffers far larger than any cache, bytes read plus bytes written over the
+ * time, the best of a few trials, split over `threads` threads. */
+
+#define COPY_BYTES ((size_t)256 << 20)
+
+typedef struct copy_job {
+    char *dst;
+    const char *src;
+    size_t bytes;
+} copy_job;
+
+
+static void *copy_thread(void *arg)
+{
+    copy_job *job = arg;
+    memcpy(job->dst, job->src, job->bytes);
+    return NULL;
+}
+
+
+double bench_copy_gbps(int threads)
+{
+    char *src = malloc(COPY_BYTES), *dst = malloc(COPY_BYTES);
+    copy_job jobs[64];
+    pthread_t tids[64];
+    if (threads < 1 || threads > 64)
+        threads = 1;
+    if (!src || !dst) {
+        free(src);
+        free(dst);
+        return 0;
+    }
+    memset(src, 1, COPY_BYTES);
+    memset(dst, 2, COPY_BYTES);  /* fault every page in before timing */
+    size_t slice = COPY_BYTES / (size_t)threads;
+    double best = 0;
+    for (int trial = 0; trial < 4; trial++) {
+        double t0 = timing_now_ms();
+        int started = 0;
+        for (int t = 0; t < threads; t++)
+            jobs[t] = (copy_job){ dst + t * slice, src + t * slice, slice };
+        for (int t = 1; t < threads; t++, started++)
+            if (pthread_create(&tids[t], NULL, copy_thread, &jobs[t]))
+                break;
+        copy_thread(&jobs[0]);
+        for (int t = 1; t <= started; t++)
+            pthread_join(tids[t], NULL);
+        double ms = timing_now_ms() - t0;
+        double gbps = 2.0 * (double)slice * (started + 1) / (ms * 1e6);
+        best = gbps > best ? gbps : best;
+    }
+    free(src);
+    free(dst);
+    return best;
+}
+
+
+/* Bytes of weights one decode step reads: every weight whole, except the
+ * tables a step only gathers one row from (embedding, positions). */
+double bench_decode_weight_bytes(const graph *g, const weight_layout *w)
+{
+    double bytes = 0;
+    for (int e = 0; e < w->n_entries; e++) {
+        int t = w->entries[e].tensor;
+        int gathered = 0;
+        for (int i = 0; i < g->n_nodes; i++)
+            gathered |= (g->nodes[i].op == GRAPH_OP_EMBEDDING ||
+                         g->nodes[i].op == GRAPH_OP_POSITIONS) &&
+                        g->nodes[i].inputs[1] >= 0 &&
+                        w->entry_of[g->nodes[i].inputs[1]] == e;
+        const graph_shape *s = &g->tensors[t].shape;
+        bytes += 4.0 * (gathered ? (double)s->dim[s->rank - 1]
+                                 : (double)w->entries[e].floats);
+    }
+    return bytes;
+}
+
+
+/* ---- the model ---- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+
+/* s as a JSON string. */
+static void json_str(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(out, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(out, "\\u%04x", ch);
+        else
+            fputc(ch, out);
+    }
+    fputc('"', out);
+}
+
+
+static double median_of(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+
+/* A decoder: per run, a fresh cache, a prompt of opts->prompt_tokens, then
+ * opts->new_tokens one-token steps (greedy); tokens/s of each phase, and
+ * decode against the memory-bandwidth bound. */
+static int bench_decoder(const built_model *b, const bench_options *opts,
+                         FILE *out, dsc_err *err)
+{
+    const graph *g = b->model->graph;
+    const char *path = b->model->path;
+    int runs = opts->runs > 0 ? opts->runs : 1;
+    int64_t context = 0;
+    emit_is_decoder(g, &context);
+    int64_t prompt = opts->prompt_tokens > 0 ? opts->prompt_tokens : 8;
+    int64_t steps = opts->new_tokens > 0 ? opts->new_tokens : 64;
+    if (prompt + steps > context) {
+        prompt = context / 8 > 0 ? context / 8 : 1;
+        steps = context - prompt;
+    }
+    int out_t = -1, in_t = -1;
+    for (int t = 0; t < g->n_tensors; t++) {
+        out_t = g->tensors[t].kind == GRAPH_OUTPUT ? t : out_t;
+        in_t = g->tensors[t].kind == GRAPH_INPUT ? t : in_t;
+    }
+    if (graph_count_kind(g, GRAPH_INPUT) != 1 ||
+        graph_count_kind(g, GRAPH_OUTPUT) != 1)
+        return err_set(err, "%s: error: bench takes a decoder with one token "
+                       "input and one logits output", path);
+    int64_t vocab = g->tensors[out_t].shape.dim[1];
+    int32_t *ids = malloc((size_t)prompt * sizeof(int32_t));
+    float *logits = malloc((size_t)vocab * sizeof(float));
+    double *pre = calloc((size_t)runs, sizeof(double));
+    double *dec = calloc((size_t)runs, sizeof(double));
+    runner r;
+    int rc = -1, opened = 0;
+    if (!ids || !logits || !pre || !dec) {
+        err_set(err, "%s: error: out of memory for the benchmark", path);
+        goto done;
+    }
+    uint64_t rng = opts->seed ^ 0x5eedULL;
+    runner_random_input(g, in_t, ids, prompt, &rng);
+    runner_options ro = { .weights_path = opts->weights_path,
+                          .seed = opts->seed, .threads = opts->threads,
+                          .aot = opts->aot, .notes = stderr };
+    if (runner_open(&r, b, &ro, err))
+        goto done;
+    opened = 1;
+    int threads = rt_ctx_threads(r.ctx);
+    for (int i = -1; i < runs; i++) {  /* i = -1: the warm-up */
+        void *io[3] = { ids, logits, NULL };
+        runner_reset(&r);
+        double t0 = timing_now_ms();
+        int status = runner_call(&r, io, 2, prompt, 0);
+        double t1 = timing_now_ms();
+        for (int64_t k = 0; status == DSC_OK && k < steps; k++) {
+            int32_t next = (int32_t)sample_argmax(logits, vocab);
+            io[0] = &next;
+            status = runner_call(&r, io, 2, 1, prompt + k);
+        }
+        double t2 = timing_now_ms();
+        if (status != DSC_OK) {
+            err_set(err, "%s: error: the step returned status %d", path,
+                    status);
+            goto done;
+        }
+        if (i >= 0) {
+            pre[i] = t1 - t0;
+            dec[i] = t2 - t1;
+        }
+    }
+    double load_ms = r.load_ms;
+    runner_close(&r);
+    opened = 0;
+    double pre_ms = median_of(pre, runs), dec_ms = median_of(dec, runs);
+    double bytes = bench_decode_weight_bytes(g, &b->weights);
+    double gbps = bench_copy_gbps(threads);
+    double tok_s = steps / (dec_ms / 1e3);
+    double bound = gbps > 0 ? gbps * 1e9 / bytes : 0;
+    struct rusage ru;
+    long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+    fputs("{\"model\":", out);
+    json_str(out, b->model->name);
+    fprintf(out, ",\"mode\":\"%s\",\"threads\":%d,\"runs\":%d,"
+            "\"prompt_tokens\":%lld,\"new_tokens\":%lld,"
+            "\"prefill_ms\":%.4f,\"prefill_tok_s\":%.2f,"
+            "\"decode_ms\":%.4f,\"decode_tok_s\":%.2f,"
+            "\"weight_bytes_per_token\":%.0f,\"copy_gbps\":%.2f,"
+            "\"bound_tok_s\":%.2f,\"pct_bound\":%.1f,"
+            "\"build_ms\":%.3f,\"load_ms\":%.3f,\"compile_ms\":%.3f,"
+            "\"peak_rss_kb\":%ld}\n", opts->aot ? "aot" : "jit", threads,
+            runs, (long long)prompt, (long long)steps, pre_ms,
+            prompt / (pre_ms / 1e3), dec_ms, tok_s, bytes, gbps, bound,
+            bound > 0 ? 100 * tok_s / bound : 0, opts->build_ms, load_ms,
+            opts->build_ms + load_ms, rss_kb);
+    fflush(out);
+    rc = 0;
+done:
+    if (opened)
+        runner_close(&r);
+    free(ids);
+    free(logits);
+    free(pre);
+    free(dec);
+    return rc;
+}
+
+
+int bench_model(const built_model *b, const bench_options *opts, FILE *out,
+                dsc_err *err)
+{
+    if (emit_is_decoder(b->model->graph, NULL))
+        return bench_decoder(b, opts, out, err);
+    const graph *g = b->model->graph;
+    const char *path = b->model->path;
+    int runs = opts->runs > 0 ? opts->runs : 1;
+    int rc = -1, n_io = 0;
+    int64_t tokens = 0;  /* a decoder's step: this many tokens from pos 0 */
+    /* Inputs, outputs, and the one slot runner_call may use for a cache. */
+    int n_io_max = graph_count_kind(g, GRAPH_INPUT) +
+                   graph_count_kind(g, GRAPH_OUTPUT) + 1;
+    void **io = calloc((size_t)n_io_max, sizeof *io);
+    double *times = calloc((size_t)runs, sizeof *times);
+    runner r;
+    int opened = 0;
+
+    if (!io || !times) {
+        err_set(err, "%s: error: out of memory for the benchmark", path);
+        goto done;
+    }
+    /* Inputs: token ids in [0, vocab) or floats in [-1, 1); outputs. */
+    uint64_t rng = opts->seed ^ 0x5eedULL;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int t = 0; t < g->n_tensors; t++) {
+            const graph_tensor *x = &g->tensors[t];
+            if (x->kind != (pass ? GRAPH_OUTPUT : GRAPH_INPUT))
+                continue;
+            int64_t n = graph_shape_count(&x->shape);
+            void *buf = io[n_io++] = calloc((size_t)(n ? n : 1), 4);
+            if (!buf) {
+                err_set(err, "%s: error: out of memory for '%s'", path,
+                        x->name);
+                goto done;
+            }
+            if (x->dynamic)
+                tokens = x->shape.dim[0];
+            if (!pass)
+                runner_random_input(g, t, buf, n, &rng);
+        }
+    }
+
+    runner_options ro = { .weights_path = opts->weights_path,
+                          .seed = opts->seed, .threads = opts->threads,
+                          .aot = opts->aot, .notes = stderr };
+    if (runner_open(&r, b, &ro, err))
+        goto done;
+    opened = 1;
+    int threads = rt_ctx_threads(r.ctx);
+    for (int i = -1; i < runs; i++) {  /* i = -1: the warm-up */
+        runner_reset(&r);
+        double s = timing_now_ms();
+        int status = runner_call(&r, io, n_io, tokens, 0);
+        double e = timing_now_ms();
+        if (status != DSC_OK) {
+            err_set(err, "%s: error: the forward returned status %d", path,
+                    status);
+            goto done;
+        }
+        if (i >= 0)
+            times[i] = e - s;
+    }
+    double load_ms = r.load_ms;
+    runner_close(&r);  /* before the peak: its threads must not compete */
+    opened = 0;
+
+    qsort(times, (size_t)runs, sizeof *times, cmp_double);
+    double median = runs % 2 ? times[runs / 2]
+                             : (times[runs / 2 - 1] + times[runs / 2]) / 2;
+    double gflop = bench_graph_flop(g);
+    double gflops = median > 0 ? gflop / (median / 1e3) : 0;
+    double peak = bench_fma_peak(threads);
+    struct rusage ru;
+    long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+
+    fputs("{\"model\":", out);
+    json_str(out, b->model->name);
+    fputs(",\"path\":", out);
+    json_str(out, path);
+    fputs(",\"config\":{", out);
+    for (int i = 0; i < b->model->n_config; i++) {
+        fputs(i ? "," : "", out);
+        json_str(out, b->model->config[i].key);
+        fputc(':', out);
+        json_str(out, b->model->config[i].value);
+    }
+    fprintf(out, "},\"mode\":\"%s\",\"threads\":%d,\"runs\":%d,",
+            opts->aot ? "aot" : "jit", threads, runs);
+    if (tokens)  /* a decoder: each run a fresh cache and one step */
+        fprintf(out, "\"step_tokens\":%lld,", (long long)tokens);
+    fprintf(out, "\"median_ms\":%.4f,\"min_ms\":%.4f,\"max_ms\":%.4f,"
+            "\"gflop\":%.9g,\"gflops\":%.3f,\"peak_gflops\":%.3f,"
+            "\"pct_peak\":%.3f,\"build_ms\":%.3f,\"load_ms\":%.3f,"
+            "\"compile_ms\":%.3f,\"peak_rss_kb\":%ld}\n",
+            median, times[0], times[runs - 1], gflop, gflops, peak,
+            peak > 0 ? 100 * gflops / peak : 0, opts->build_ms, load_ms,
+            opts->build_ms + load_ms, rss_kb);
+    fflush(out);
+    rc = 0;
+done:
+    if (opened)
+        runner_close(&r);
+    for (int i = 0; i < n_io; i++)
+        free(io[i]);
+    free(io);
+    free(times);
+    return rc;
+}

@@ -1,0 +1,1193 @@
+/* frontend.c — the embedded, sandboxed Lua 5.4 that runs model files.
+ *
+ * Builder functions (dsc.linear, ...) turn Lua calls into graph nodes; each
+ * node keeps the Lua line that made it and the model file's line that led
+ * there, so errors point at the user's code even when the call came through
+ * the nn block library. */
+#define _POSIX_C_SOURCE 200809L
+#include "frontend/frontend.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "dsc_runtime.h"
+#include "io/fileio.h"
+
+extern const char embedded_nn_lua[];
+
+#define TENSOR_MT   "dsc.tensor"
+#define LIB_CHUNK   "nn.lua"
+#define HOOK_EVERY  1000
+
+/* Everything one model run needs; reached from Lua through the state's
+ * extra space, so nothing here is global. */
+typedef struct frontend {
+    lua_State *L;
+    graph *g;
+    const char *path;          /* interned model path */
+    const char *lib;           /* interned library chunk name */
+    const frontend_define *defines;
+    int n_defines;
+    int config_called;
+    model_config_entry *config;
+    int n_config;
+    long long budget;          /* instructions left */
+    size_t mem_used, mem_limit;
+} frontend;
+
+
+static frontend *ctx_of(lua_State *L)
+{
+    return *(frontend **)lua_getextraspace(L);
+}
+
+
+frontend_limits frontend_default_limits(void)
+{
+    return (frontend_limits){ .instructions = 200000000LL,
+                              .memory_bytes = (size_t)256 << 20 };
+}
+
+
+/* ---- sandbox limits ---------------------------------------------------- */
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    frontend *f = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        f->mem_used -= old;
+        free(ptr);
+        return NULL;
+    }
+    if (nsize > old && nsize - old > f->mem_limit - f->mem_used)
+        return NULL;  /* Lua raises "not enough memory" */
+    void *p = realloc(ptr, nsize);
+    if (p)
+        f->mem_used = f->mem_used - old + nsize;
+    return p;
+}
+
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    frontend *f = ctx_of(L);
+    f->budget -= HOOK_EVERY;
+    if (f->budget < 0) {
+        /* Spent: fail at every instruction from now on, so a pcall that
+         * catches this error cannot keep the model running. */
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+        luaL_error(L, "the model ran past its instruction budget (an endless "
+                      "loop?)");
+    }
+}
+
+
+/* ---- C loops the hook cannot see --------------------------------------- */
+
+/* The count hook runs between VM instructions, never inside a C function,
+ * and a few library functions loop in C for as long as their arguments
+ * say: a pattern that backtracks (string.find(("a"):rep(3000),
+ * ".-.-.-.-b") runs for years), string.rep of an empty string, table.move
+ * of a huge range, table.insert/remove under a __len that returns 1e15.
+ * The sandbox charges that work to the instruction budget up front, one
+ * step as one instruction: each of those functions is wrapped, the wrapper
+ * works out a bound on the steps the call can take from its arguments, and
+ * refuses the call (a catchable error; nothing is spent) when the bound is
+ * more than the budget has left, else spends it and calls the original.
+ *
+ * The bound for a pattern over an n-byte subject: every quantified item
+ * (*, +, -) that has more pattern after it, every %b and every back-
+ * reference %1-%9 may try n + 1 extents for each try of the items before
+ * it, every ? two, and a search tries up to n + 1 start positions (one when
+ * anchored with ^); each try costs at most the pattern's length:
+ *     steps = (plen + 1) * 2^q * starts * (n + 1)^k + n
+ * A quantified item at the very end (after it only ')') never backtracks:
+ * once reached it matches and the search moves past what it took, so it
+ * adds the n.  Ordinary patterns stay cheap (s:gsub("%s+", " ") over 10 KB
+ * is ~3e4 steps, s:match("^(%w+)=(.*)$") over 100 bytes ~1e5); patterns
+ * that can backtrack over long strings are refused before they start.
+ * table.insert/remove call __len (a Lua function that could answer
+ * differently twice), so they are reimplemented here charging each step. */
+
+static void charge(lua_State *L, const char *what, double steps)
+{
+    frontend *f = ctx_of(L);
+    if (!(steps <= (double)f->budget)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s could take up to %.3g steps, more than "
+                 "is left of the model's instruction budget (%lld)", what,
+                 steps, f->budget > 0 ? f->budget : 0LL);
+        luaL_error(L, "%s", msg);
+    }
+    f->budget -= (long long)steps;
+}
+
+
+/* The graph keeps its tensors and names in arrays that each builder call
+ * scans in C (graph.c: unique names, interning), so a call is charged one
+ * step per 64 bytes of the name it adds (len) for every tensor and name
+ * already there: the budget bounds the graph's size and the quadratic time
+ * to build it (about 20000 tensors at the default budget). */
+static void charge_graph(lua_State *L, size_t len)
+{
+    frontend *f = ctx_of(L);
+    double have = (double)f->g->n_tensors + f->g->n_strings + 1;
+    if (have * (1 + (double)len / 64) > (double)f->budget)
+        luaL_error(L, "the graph has %d tensors: adding more would run past "
+                   "the model's instruction budget", f->g->n_tensors);
+    f->budget -= (long long)(have * (1 + (double)len / 64));
+}
+
+
+/* Where the single-character class at p ends (lstrlib's classEnd), never
+ * past end. */
+static const char *pattern_class_end(const char *p, const char *end)
+{
+    if (p >= end)
+        return end;
+    if (*p == '%')
+        return end - p > 2 ? p + 2 : end;
+    if (*p++ != '[')
+        return p;
+    if (p < end && *p == '^')
+        p++;
+    do {  /* the first character is in the set even if it is ']' */
+        if (p >= end)
+            return end;
+        if (*p++ == '%' && p < end)
+            p++;
+    } while (p < end && *p != ']');
+    return p < end ? p + 1 : end;
+}
+
+
+static double pattern_steps(const char *p, size_t plen, size_t n,
+                            int anchor, int plain)
+{
+    const char *end = p + plen;
+    double starts = (double)n + 1;
+    int k = 0, q = 0;
+    if (plain)
+        p = end;
+    if (anchor && p < end && *p == '^') {
+        starts = 1;
+        p++;
+    }
+    while (p < end) {
+        if (*p == '(' || *p == ')') {
+            p++;
+        } else if (*p == '%' && end - p > 1 &&
+                   (p[1] == 'b' || (p[1] >= '0' && p[1] <= '9'))) {
+            size_t step = p[1] == 'b' ? 4 : 2;  /* %bxy or %1 */
+            k++;  /* %b scans, %1 compares: up to n per try */
+            p += (size_t)(end - p) < step ? (size_t)(end - p) : step;
+        } else if (*p == '%' && end - p > 1 && p[1] == 'f') {
+            p = pattern_class_end(p + 2, end);
+        } else {
+            const char *e = pattern_class_end(p, end);
+            int quant = e < end ? *e : 0;
+            p = e;
+            if (quant == '*' || quant == '+' || quant == '-') {
+                const char *rest = ++p;
+                while (rest < end && *rest == ')')
+                    rest++;
+                k += rest < end;
+            } else if (quant == '?') {
+                q++;
+                p++;
+            }
+        }
+    }
+    return ((double)plen + 1) * pow(2, q) * starts * pow((double)n + 1, k)
+         + (double)n;
+}
+
+
+/* string.find, match, gmatch and gsub: the original is upvalue 1. */
+static int guarded_pattern(lua_State *L, const char *what, int anchor)
+{
+    size_t n, plen;
+    luaL_checklstring(L, 1, &n);
+    const char *p = luaL_checklstring(L, 2, &plen);
+    int plain = strcmp(what, "string.find") == 0 && lua_toboolean(L, 4);
+    charge(L, what, pattern_steps(p, plen, n, anchor, plain));
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+static int l_find(lua_State *L)   { return guarded_pattern(L, "string.find", 1); }
+static int l_match(lua_State *L)  { return guarded_pattern(L, "string.match", 1); }
+/* gmatch does not anchor: a leading ^ is an ordinary character there. */
+static int l_gmatch(lua_State *L) { return guarded_pattern(L, "string.gmatch", 0); }
+static int l_gsub(lua_State *L)   { return guarded_pattern(L, "string.gsub", 1); }
+
+
+/* string.rep loops n times even when each copy is empty. */
+static int l_rep(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 2);
+    charge(L, "string.rep", n > 0 ? (double)n : 0);
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+
+/* table.move(a1, f, e, t [, a2]) moves e - f + 1 elements. */
+static int l_move(lua_State *L)
+{
+    lua_Integer first = luaL_checkinteger(L, 2), last = luaL_checkinteger(L, 3);
+    charge(L, "table.move", last >= first ? (double)last - (double)first + 1
+                                          : 0);
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+
+/* ltablib.c's tinsert and tremove (Lua 5.4), each step charged. */
+static lua_Integer table_len(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    return luaL_len(L, 1);
+}
+
+static int l_insert(lua_State *L)
+{
+    lua_Integer e = table_len(L), pos;
+    e = (lua_Integer)((lua_Unsigned)e + 1u);  /* first empty element */
+    switch (lua_gettop(L)) {
+    case 2:
+        pos = e;
+        break;
+    case 3:
+        pos = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)e, 2,
+                      "position out of bounds");
+        charge(L, "table.insert", (double)e - (double)pos);
+        for (lua_Integer i = e; i > pos; i--) {
+            lua_geti(L, 1, i - 1);
+            lua_seti(L, 1, i);
+        }
+        break;
+    default:
+        return luaL_error(L, "wrong number of arguments to 'insert'");
+    }
+    lua_seti(L, 1, pos);
+    return 0;
+}
+
+static int l_remove(lua_State *L)
+{
+    lua_Integer size = table_len(L);
+    lua_Integer pos = luaL_optinteger(L, 2, size);
+    if (pos != size)
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2,
+                      "position out of bounds");
+    charge(L, "table.remove", pos < size ? (double)size - (double)pos : 0);
+    lua_geti(L, 1, pos);
+    for (; pos < size; pos++) {
+        lua_geti(L, 1, pos + 1);
+        lua_seti(L, 1, pos);
+    }
+    lua_pushnil(L);
+    lua_seti(L, 1, pos);
+    return 1;
+}
+
+
+/* Replace lib[name] by guard, which finds the original as upvalue 1. */
+static void guard(lua_State *L, const char *lib, const char *name,
+                  lua_CFunction fn)
+{
+    lua_getglobal(L, lib);
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION)
+        luaL_error(L, "%s.%s is missing", lib, name);
+    lua_pushcclosure(L, fn, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+
+static void guard_c_loops(lua_State *L)
+{
+    guard(L, LUA_STRLIBNAME, "find", l_find);
+    guard(L, LUA_STRLIBNAME, "match", l_match);
+    guard(L, LUA_STRLIBNAME, "gmatch", l_gmatch);
+    guard(L, LUA_STRLIBNAME, "gsub", l_gsub);
+    guard(L, LUA_STRLIBNAME, "rep", l_rep);
+    guard(L, LUA_TABLIBNAME, "move", l_move);
+    guard(L, LUA_TABLIBNAME, "insert", l_insert);
+    guard(L, LUA_TABLIBNAME, "remove", l_remove);
+}
+
+/* ---- locations --------------------------------------------------------- */
+
+/* The innermost Lua frame, and the innermost frame in the model file. */
+static void where(lua_State *L, graph_loc *loc, graph_loc *user_loc)
+{
+    frontend *f = ctx_of(L);
+    lua_Debug ar;
+    int found_loc = 0;
+    *loc = *user_loc = (graph_loc){ f->path, 0 };
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0)
+            continue;
+        const char *src = ar.source[0] == '@' ? ar.source + 1 : ar.source;
+        int is_model = strcmp(src, f->path) == 0;
+        if (!found_loc) {
+            *loc = (graph_loc){ is_model ? f->path : f->lib, ar.currentline };
+            found_loc = 1;
+        }
+        if (is_model) {
+            *user_loc = (graph_loc){ f->path, ar.currentline };
+            return;
+        }
+    }
+    *user_loc = *loc;
+}
+
+
+/* Raise a Lua error "model.lua:LINE: error: <op>: <message>". */
+static int fail(lua_State *L, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int fail(lua_State *L, const char *fmt, ...)
+{
+    graph_loc loc, user;
+    where(L, &loc, &user);
+    char msg[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lua_pushfstring(L, "%s:%d: error: %s", user.file, user.line, msg);
+    return lua_error(L);
+}
+
+
+/* Raise a graph error (already formatted with its place). */
+static int fail_err(lua_State *L, const dsc_err *err)
+{
+    lua_pushstring(L, err->msg);
+    return lua_error(L);
+}
+
+
+/* ---- tensors in Lua ---------------------------------------------------- */
+
+static void push_tensor(lua_State *L, int index)
+{
+    int *ud = lua_newuserdatauv(L, sizeof(int), 0);
+    *ud = index;
+    luaL_setmetatable(L, TENSOR_MT);
+}
+
+
+static int check_tensor(lua_State *L, int arg, const char *op)
+{
+    int *ud = luaL_testudata(L, arg, TENSOR_MT);
+    if (!ud)
+        return fail(L, "%s: argument %d must be a tensor, got %s", op, arg,
+                    luaL_typename(L, arg));
+    return *ud;
+}
+
+
+static int opt_tensor(lua_State *L, int arg, const char *op)
+{
+    return lua_isnoneornil(L, arg) ? -1 : check_tensor(L, arg, op);
+}
+
+
+static void check_shape_arg(lua_State *L, int arg, const char *op,
+                            graph_shape *shape)
+{
+    if (!lua_istable(L, arg))
+        fail(L, "%s: argument %d must be a shape like {16, 20}, got %s", op,
+             arg, luaL_typename(L, arg));
+    lua_Integer n = luaL_len(L, arg);
+    if (n > GRAPH_MAX_RANK)
+        fail(L, "%s: rank %lld is above the limit of %d", op, (long long)n,
+             GRAPH_MAX_RANK);
+    shape->rank = (int)n;
+    for (int i = 0; i < shape->rank; i++) {
+        lua_geti(L, arg, i + 1);
+        int ok;
+        lua_Integer d = lua_tointegerx(L, -1, &ok);
+        lua_pop(L, 1);
+        if (!ok || d < 1)
+            fail(L, "%s: dimension %d of the shape must be a positive "
+                 "integer", op, i + 1);
+        shape->dim[i] = d;
+    }
+}
+
+
+/* Options tables: every key must be one the op knows. */
+static void check_options(lua_State *L, int arg, const char *op,
+                          const char *const *known)
+{
+    if (lua_isnoneornil(L, arg))
+        return;
+    if (!lua_istable(L, arg))
+        fail(L, "%s: options must be a table, got %s", op,
+             luaL_typename(L, arg));
+    lua_pushnil(L);
+    while (lua_next(L, arg)) {
+        lua_pop(L, 1);
+        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                         : NULL;
+        int ok = 0;
+        for (int i = 0; key && known[i]; i++)
+            ok |= strcmp(key, known[i]) == 0;
+        if (!ok)
+            fail(L, "%s: unknown option '%s'", op,
+                 key ? key : luaL_typename(L, -1));
+    }
+}
+
+
+/* opts[key] as a number (def when absent). */
+static double opt_number(lua_State *L, int arg, const char *op,
+                         const char *key, double def)
+{
+    if (lua_isnoneornil(L, arg))
+        return def;
+    double v = def;
+    if (lua_getfield(L, arg, key) != LUA_TNIL) {
+        if (!lua_isnumber(L, -1))
+            fail(L, "%s: option '%s' must be a number", op, key);
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+
+static int opt_bool(lua_State *L, int arg, const char *op, const char *key,
+                    int def)
+{
+    if (lua_isnoneornil(L, arg))
+        return def;
+    int v = def;
+    int type = lua_getfield(L, arg, key);
+    if (type != LUA_TNIL) {
+        if (type != LUA_TBOOLEAN)
+            fail(L, "%s: option '%s' must be true or false", op, key);
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+
+static int add_node(lua_State *L, graph_op op, const int *inputs, int n,
+                    const graph_attrs *attrs)
+{
+    frontend *f = ctx_of(L);
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    charge_graph(L, 0);
+    int t = graph_add_node(f->g, op, inputs, n, attrs, loc, user, &err);
+    if (t < 0)
+        return fail_err(L, &err);
+    push_tensor(L, t);
+    return 1;
+}
+
+
+static int tensor_index(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    int t = *(int *)luaL_checkudata(L, 1, TENSOR_MT);
+    const char *key = luaL_checkstring(L, 2);
+    const graph_tensor *tensor = &f->g->tensors[t];
+    if (strcmp(key, "shape") == 0) {
+        lua_createtable(L, tensor->shape.rank, 0);
+        for (int i = 0; i < tensor->shape.rank; i++) {
+            lua_pushinteger(L, tensor->shape.dim[i]);
+            lua_seti(L, -2, i + 1);
+        }
+    } else if (strcmp(key, "rank") == 0) {
+        lua_pushinteger(L, tensor->shape.rank);
+    } else if (strcmp(key, "dtype") == 0) {
+        lua_pushstring(L, graph_dtype_name(tensor->dtype));
+    } else if (strcmp(key, "name") == 0) {
+        lua_pushstring(L, tensor->name);
+    } else {
+        return fail(L, "a tensor has shape, rank, dtype and name, not '%s'",
+                    key);
+    }
+    return 1;
+}
+
+
+static int tensor_tostring(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    const graph_tensor *t =
+        &f->g->tensors[*(int *)luaL_checkudata(L, 1, TENSOR_MT)];
+    char shape[96];
+    lua_pushfstring(L, "tensor %s %s%s", t->name, graph_dtype_name(t->dtype),
+                    graph_shape_str(&t->shape, shape, sizeof shape));
+    return 1;
+}
+
+
+/* ---- the builder API: dsc.* -------------------------------------------- */
+
+static int l_input(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    graph_shape shape;
+    check_shape_arg(L, 2, "input", &shape);
+    const char *dtype = luaL_optstring(L, 3, "float32");
+    graph_dtype dt;
+    if (strcmp(dtype, "float32") == 0)
+        dt = GRAPH_F32;
+    else if (strcmp(dtype, "int32") == 0)
+        dt = GRAPH_I32;
+    else
+        return fail(L, "input: dtype must be \"float32\" or \"int32\", got "
+                    "\"%s\"", dtype);
+    static const char *const known[] = { "dynamic", NULL };
+    check_options(L, 4, "input", known);
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    charge_graph(L, lua_rawlen(L, 1));
+    int t = graph_add_input(f->g, name, dt, &shape, user, &err);
+    if (t < 0 || (opt_bool(L, 4, "input", "dynamic", 0) &&
+                  graph_make_dynamic(f->g, t, user, &err)))
+        return fail_err(L, &err);
+    push_tensor(L, t);
+    return 1;
+}
+
+
+static int l_weight(lua_State *L)
+{
+    static const char *const known[] = { "rows", "init", "transpose", NULL };
+    frontend *f = ctx_of(L);
+    const char *key = luaL_checkstring(L, 1);
+    graph_shape key_shape, shape;
+    check_shape_arg(L, 2, "weight", &key_shape);
+    check_options(L, 3, "weight", known);
+    int transposed = opt_bool(L, 3, "weight", "transpose", 0);
+    if (transposed && key_shape.rank != 2)
+        return fail(L, "weight '%s': transpose needs a matrix", key);
+    shape = key_shape;
+    if (transposed) {  /* the file holds [in, out]; the model reads [out, in] */
+        shape.dim[0] = key_shape.dim[1];
+        shape.dim[1] = key_shape.dim[0];
+    }
+    int64_t first = 0;
+    graph_init init = GRAPH_INIT_UNIFORM;
+    if (lua_istable(L, 3)) {
+        if (lua_getfield(L, 3, "rows") != LUA_TNIL) {
+            int ok1, ok2;
+            if (!lua_istable(L, -1) || key_shape.rank < 1)
+                return fail(L, "weight '%s': rows must be {first, count}",
+                            key);
+            lua_geti(L, -1, 1);
+            lua_geti(L, -2, 2);
+            first = lua_tointegerx(L, -2, &ok1);
+            shape.dim[0] = lua_tointegerx(L, -1, &ok2);
+            if (!ok1 || !ok2 || first < 0 || shape.dim[0] < 1)
+                return fail(L, "weight '%s': rows must be {first, count} with "
+                            "first >= 0 and count >= 1", key);
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, 3, "init") != LUA_TNIL) {
+            const char *s = lua_tostring(L, -1);
+            if (s && strcmp(s, "ones") == 0)
+                init = GRAPH_INIT_ONES;
+            else if (s && strcmp(s, "zeros") == 0)
+                init = GRAPH_INIT_ZEROS;
+            else if (!s || strcmp(s, "uniform") != 0)
+                return fail(L, "weight '%s': init must be \"uniform\", "
+                            "\"ones\" or \"zeros\"", key);
+        }
+        lua_pop(L, 1);
+    }
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    charge_graph(L, lua_rawlen(L, 1));
+    int t = (transposed ? graph_add_weight_t : graph_add_weight)(
+        f->g, key, &key_shape, first, &shape, init, user, &err);
+    if (t < 0)
+        return fail_err(L, &err);
+    push_tensor(L, t);
+    return 1;
+}
+
+
+static int l_embedding(lua_State *L)
+{
+    int in[2] = { check_tensor(L, 1, "embedding"),
+                  check_tensor(L, 2, "embedding") };
+    return add_node(L, GRAPH_OP_EMBEDDING, in, 2, NULL);
+}
+
+
+static int l_linear(lua_State *L)
+{
+    int in[3] = { check_tensor(L, 1, "linear"), check_tensor(L, 2, "linear"),
+                  opt_tensor(L, 3, "linear") };
+    if (lua_gettop(L) > 3)
+        return fail(L, "linear takes (x, weight [, bias]), got %d arguments",
+                    lua_gettop(L));
+    return add_node(L, GRAPH_OP_LINEAR, in, 3, NULL);
+}
+
+
+static int l_add(lua_State *L)
+{
+    int in[2] = { check_tensor(L, 1, "add"), check_tensor(L, 2, "add") };
+    return add_node(L, GRAPH_OP_ADD, in, 2, NULL);
+}
+
+
+static int l_relu(lua_State *L)
+{
+    int in[1] = { check_tensor(L, 1, "relu") };
+    return add_node(L, GRAPH_OP_RELU, in, 1, NULL);
+}
+
+
+static int l_gelu(lua_State *L)
+{
+    static const char *const known[] = { "approximate", NULL };
+    int in[1] = { check_tensor(L, 1, "gelu") };
+    check_options(L, 2, "gelu", known);
+    graph_attrs a = { .act = RT_ACT_GELU };
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "approximate");
+        const char *s = lua_tostring(L, -1);
+        if (s && strcmp(s, "tanh") == 0)
+            a.act = RT_ACT_GELU_TANH;
+        else if (s && strcmp(s, "none") != 0)
+            return fail(L, "gelu: approximate must be \"none\" or \"tanh\"");
+        lua_pop(L, 1);
+    }
+    return add_node(L, GRAPH_OP_GELU, in, 1, &a);
+}
+
+
+static int l_layernorm(lua_State *L)
+{
+    static const char *const known[] = { "eps", NULL };
+    int in[3] = { check_tensor(L, 1, "layernorm"),
+                  check_tensor(L, 2, "layernorm"),
+                  check_tensor(L, 3, "layernorm") };
+    check_options(L, 4, "layernorm", known);
+    graph_attrs a = { .eps = (float)opt_number(L, 4, "layernorm", "eps",
+                                               1e-5) };
+    return add_node(L, GRAPH_OP_LAYERNORM, in, 3, &a);
+}
+
+
+static int l_softmax(lua_State *L)
+{
+    int in[1] = { check_tensor(L, 1, "softmax") };
+    return add_node(L, GRAPH_OP_SOFTMAX, in, 1, NULL);
+}
+
+
+static int l_attention(lua_State *L)
+{
+    static const char *const known[] = { "heads", "scale", "causal",
+                                         "batch_first", NULL };
+    int in[3] = { check_tensor(L, 1, "attention"),
+                  check_tensor(L, 2, "attention"),
+                  check_tensor(L, 3, "attention") };
+    check_options(L, 4, "attention", known);
+    frontend *f = ctx_of(L);
+    double heads = opt_number(L, 4, "attention", "heads", 1);
+    if (heads != floor(heads) || heads < 1 || heads > 1e6)
+        return fail(L, "attention: heads must be a positive integer");
+    const graph_shape *q = &f->g->tensors[in[0]].shape;
+    double head_dim = q->rank == 3 ? (double)q->dim[2] / heads : 1;
+    graph_attrs a = {
+        .heads = (int)heads,
+        .scale = (float)opt_number(L, 4, "attention", "scale",
+                                   1 / sqrt(head_dim)),
+        .causal = opt_bool(L, 4, "attention", "causal", 0),
+        .batch_first = opt_bool(L, 4, "attention", "batch_first", 0),
+    };
+    return add_node(L, GRAPH_OP_ATTENTION, in, 3, &a);
+}
+
+
+static int l_positions(lua_State *L)
+{
+    int in[2] = { check_tensor(L, 1, "positions"),
+                  check_tensor(L, 2, "positions") };
+    return add_node(L, GRAPH_OP_POSITIONS, in, 2, NULL);
+}
+
+
+/* Causal attention of n new tokens over a cache of every earlier one; the
+ * caches are state the generated code keeps in caller memory. */
+static int l_kv_attention(lua_State *L)
+{
+    static const char *const known[] = { "heads", "scale", NULL };
+    frontend *f = ctx_of(L);
+    int in[5] = { check_tensor(L, 1, "kv_attention"),
+                  check_tensor(L, 2, "kv_attention"),
+                  check_tensor(L, 3, "kv_attention"), -1, -1 };
+    check_options(L, 4, "kv_attention", known);
+    double heads = opt_number(L, 4, "kv_attention", "heads", 1);
+    if (heads != floor(heads) || heads < 1 || heads > 1e6)
+        return fail(L, "kv_attention: heads must be a positive integer");
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    charge_graph(L, 0);
+    graph_shape k = f->g->tensors[in[1]].shape;
+    graph_shape v = f->g->tensors[in[2]].shape;
+    if ((in[3] = graph_add_state(f->g, "k_cache", &k, user, &err)) < 0 ||
+        (in[4] = graph_add_state(f->g, "v_cache", &v, user, &err)) < 0)
+        return fail_err(L, &err);
+    double head_dim = k.rank == 2 ? (double)k.dim[1] / heads : 1;
+    graph_attrs a = {
+        .heads = (int)heads, .causal = 1,
+        .scale = (float)opt_number(L, 4, "kv_attention", "scale",
+                                   1 / sqrt(head_dim)),
+    };
+    return add_node(L, GRAPH_OP_KV_ATTENTION, in, 5, &a);
+}
+
+
+static int l_last(lua_State *L)
+{
+    int in[1] = { check_tensor(L, 1, "last") };
+    return add_node(L, GRAPH_OP_LAST, in, 1, NULL);
+}
+
+
+static int l_output(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    int t = check_tensor(L, 2, "output");
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    charge_graph(L, lua_rawlen(L, 1));
+    if (graph_mark_output(f->g, t, name, user, &err))
+        return fail_err(L, &err);
+    return 0;
+}
+
+
+/* ---- configuration ----------------------------------------------------- */
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+
+static int compare_config(const void *a, const void *b)
+{
+    return strcmp(((const model_config_entry *)a)->key,
+                  ((const model_config_entry *)b)->key);
+}
+
+
+/* Parse a -D value as the type of the default at the top of the stack and
+ * push it; error naming the key if it does not parse. */
+static void push_define(lua_State *L, const char *key, const char *value)
+{
+    int type = lua_type(L, -1);
+    char *end;
+    errno = 0;
+    if (type == LUA_TNUMBER && lua_isinteger(L, -1)) {
+        long long v = strtoll(value, &end, 10);
+        if (*value == '\0' || *end != '\0' || errno)
+            fail(L, "-D %s=%s: '%s' expects an integer", key, value, key);
+        lua_pushinteger(L, v);
+    } else if (type == LUA_TNUMBER) {
+        double v = strtod(value, &end);
+        if (*value == '\0' || *end != '\0' || errno || !isfinite(v))
+            fail(L, "-D %s=%s: '%s' expects a number", key, value, key);
+        lua_pushnumber(L, v);
+    } else if (type == LUA_TBOOLEAN) {
+        if (strcmp(value, "true") && strcmp(value, "false"))
+            fail(L, "-D %s=%s: '%s' expects true or false", key, value, key);
+        lua_pushboolean(L, value[0] == 't');
+    } else {
+        lua_pushstring(L, value);
+    }
+}
+
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+
+/* dsc.config(defaults): the defaults with -D overrides applied; records the
+ * final values for the generated file's header. */
+static int l_config(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    if (f->config_called)
+        return fail(L, "dsc.config may be called only once");
+    f->config_called = 1;
+    if (!lua_istable(L, 1))
+        return fail(L, "dsc.config takes a table of defaults, got %s",
+                    luaL_typename(L, 1));
+    lua_settop(L, 1);
+    /* Keys must be strings with number, boolean or string defaults. */
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        int vt = lua_type(L, -1);
+        if (lua_type(L, -2) != LUA_TSTRING ||
+            (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN && vt != LUA_TSTRING))
+            return fail(L, "dsc.config: every entry must be name = number, "
+                        "boolean or string");
+        lua_pop(L, 1);
+        n++;
+    }
+    for (int i = 0; i < f->n_defines; i++) {
+        const char *key = f->defines[i].key;
+        if (lua_getfield(L, 1, key) == LUA_TNIL) {
+            lua_pop(L, 1);
+            /* The model's keys, sorted, for the message.  The strings
+             * live in the config table, which outlives this list. */
+            const char **keys = lua_newuserdatauv(L, (size_t)(n + 1) *
+                                                  sizeof *keys, 0);
+            int n_keys = 0;
+            lua_pushnil(L);
+            while (lua_next(L, 1)) {
+                lua_pop(L, 1);
+                keys[n_keys++] = lua_tostring(L, -1);
+            }
+            qsort(keys, (size_t)n_keys, sizeof *keys, compare_strings);
+            luaL_Buffer known;
+            luaL_buffinit(L, &known);
+            for (int k = 0; k < n_keys; k++) {
+                luaL_addstring(&known, k ? ", " : "");
+                luaL_addstring(&known, keys[k]);
+            }
+            luaL_pushresult(&known);
+            return fail(L, "-D %s: unknown config key '%s' (this model's "
+                        "keys: %s)", key, key, lua_tostring(L, -1));
+        }
+        push_define(L, key, f->defines[i].value);
+        lua_setfield(L, 1, key);
+        lua_pop(L, 1);
+    }
+    f->config = calloc((size_t)n + 1, sizeof *f->config);
+    if (!f->config)
+        return fail(L, "out of memory");
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        char value[64];
+        if (lua_isinteger(L, -1))
+            snprintf(value, sizeof value, "%lld",
+                     (long long)lua_tointeger(L, -1));
+        else if (lua_type(L, -1) == LUA_TNUMBER)
+            snprintf(value, sizeof value, "%.9g", lua_tonumber(L, -1));
+        else if (lua_type(L, -1) == LUA_TBOOLEAN)
+            snprintf(value, sizeof value, "%s",
+                     lua_toboolean(L, -1) ? "true" : "false");
+        else
+            snprintf(value, sizeof value, "%.60s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        model_config_entry *e = &f->config[f->n_config];
+        e->key = dup_str(lua_tostring(L, -1));
+        e->value = dup_str(value);
+        f->n_config++;
+        if (!e->key || !e->value)
+            return fail(L, "out of memory");
+    }
+    qsort(f->config, (size_t)f->n_config, sizeof *f->config, compare_config);
+    return 1;
+}
+
+
+static int l_print(lua_State *L)
+{
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n; i++)
+        fprintf(stderr, "%s%s", i > 1 ? "\t" : "", luaL_tolstring(L, i, NULL));
+    fputc('\n', stderr);
+    return 0;
+}
+
+
+/* ---- the sandbox ------------------------------------------------------- */
+
+/* Globals removed after opening the safe libraries: they reach files,
+ * bytecode or the collector. */
+static const char *const unsafe_globals[] = {
+    "dofile", "loadfile", "load", "require", "collectgarbage", "print",
+    NULL
+};
+
+static const luaL_Reg builder_api[] = {
+    { "config", l_config },       { "input", l_input },
+    { "weight", l_weight },       { "embedding", l_embedding },
+    { "linear", l_linear },       { "add", l_add },
+    { "relu", l_relu },           { "gelu", l_gelu },
+    { "layernorm", l_layernorm }, { "softmax", l_softmax },
+    { "attention", l_attention }, { "output", l_output },
+    { "positions", l_positions }, { "kv_attention", l_kv_attention },
+    { "last", l_last },
+    { NULL, NULL }
+};
+
+
+static void open_sandbox(lua_State *L)
+{
+    static const luaL_Reg libs[] = {
+        { LUA_GNAME, luaopen_base },        { LUA_TABLIBNAME, luaopen_table },
+        { LUA_STRLIBNAME, luaopen_string }, { LUA_MATHLIBNAME, luaopen_math },
+        { LUA_UTF8LIBNAME, luaopen_utf8 },  { NULL, NULL }
+    };
+    for (const luaL_Reg *lib = libs; lib->func; lib++) {
+        luaL_requiref(L, lib->name, lib->func, 1);
+        lua_pop(L, 1);
+    }
+    for (int i = 0; unsafe_globals[i]; i++) {
+        lua_pushnil(L);
+        lua_setglobal(L, unsafe_globals[i]);
+    }
+    /* string.dump makes bytecode; the string metatable reaches the same
+     * table, so remove it there. */
+    lua_getglobal(L, LUA_STRLIBNAME);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_print);
+    lua_setglobal(L, "print");
+    guard_c_loops(L);
+
+    luaL_newmetatable(L, TENSOR_MT);
+    lua_pushcfunction(L, tensor_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, tensor_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, l_add);
+    lua_setfield(L, -2, "__add");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");  /* getmetatable() sees false */
+    lua_pop(L, 1);
+
+    luaL_newlib(L, builder_api);
+    lua_setglobal(L, "dsc");
+}
+
+
+static int open_sandbox_protected(lua_State *L)
+{
+    open_sandbox(L);
+    return 0;
+}
+
+
+/* Message handler: every error becomes "model.lua:LINE: error: ...", at the
+ * model's line even when raised inside the block library. */
+static int message_handler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg)
+        msg = "(error object is not a string)";
+    if (strstr(msg, ": error: ")) {
+        lua_pushstring(L, msg);
+        return 1;
+    }
+    /* Strip Lua's "chunk:line: " prefix; the stack says where. */
+    const char *rest = msg, *colon = strchr(msg, ':');
+    if (colon && isdigit((unsigned char)colon[1])) {
+        const char *p = colon + 1;
+        while (isdigit((unsigned char)*p))
+            p++;
+        if (p[0] == ':' && p[1] == ' ')
+            rest = p + 2;
+    }
+    graph_loc loc, user;
+    where(L, &loc, &user);
+    if (loc.file == user.file || loc.line == 0)
+        lua_pushfstring(L, "%s:%d: error: %s", user.file, user.line, rest);
+    else
+        lua_pushfstring(L, "%s:%d: error: %s (in %s:%d)", user.file,
+                        user.line, rest, loc.file, loc.line);
+    return 1;
+}
+
+
+/* A syntax error: Lua's message names the chunk, maybe shortened; name the
+ * file fully and say "error". */
+static void syntax_error(frontend *f, const char *msg, dsc_err *err)
+{
+    const char *colon = strchr(msg, ':');
+    const char *p = colon ? colon + 1 : NULL;
+    int line = 0;
+    while (p && isdigit((unsigned char)*p))
+        line = line * 10 + (*p++ - '0');
+    if (p && line > 0 && p[0] == ':' && p[1] == ' ')
+        err_set(err, "%s:%d: error: %s", f->path, line, p + 2);
+    else
+        err_set(err, "%s: error: %s", f->path, msg);
+}
+
+
+static int run_chunk(frontend *f, const char *text, size_t len,
+                     const char *chunk, const char *lib_name, dsc_err *err)
+{
+    lua_State *L = f->L;
+    char name[1100];
+    snprintf(name, sizeof name, "@%s", chunk);
+    lua_pushcfunction(L, message_handler);
+    if (luaL_loadbufferx(L, text, len, name, "t") != LUA_OK) {
+        syntax_error(f, lua_tostring(L, -1), err);
+        lua_pop(L, 2);
+        return -1;
+    }
+    int status = lua_pcall(L, 0, lib_name ? 1 : 0, -2);
+    if (status != LUA_OK) {
+        /* Lua calls no message handler for a memory error: name the
+         * model here. */
+        const char *m = lua_tostring(L, -1);
+        if (status == LUA_ERRMEM)
+            err_set(err, "%s: error: the model ran out of memory (its limit "
+                    "is %zu bytes)", f->path, f->mem_limit);
+        else
+            err_set(err, "%s", m ? m : "error");
+        lua_pop(L, 2);
+        return -1;
+    }
+    if (lib_name) {
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 2);
+            return err_set(err, "%s: error: library did not return a table",
+                           chunk);
+        }
+        lua_setglobal(L, lib_name);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+
+/* "models/seed-encoder.lua" -> "seed_encoder". */
+static char *model_name(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 4 && strcmp(base + n - 4, ".lua") == 0)
+        n -= 4;
+    char *name = malloc(n + 3);
+    if (!name)
+        return NULL;
+    size_t at = 0;
+    if (n == 0 || isdigit((unsigned char)base[0])) {
+        name[at++] = 'm';
+        name[at++] = '_';
+    }
+    for (size_t i = 0; i < n; i++)
+        name[at++] = isalnum((unsigned char)base[i]) ? base[i] : '_';
+    name[at] = '\0';
+    return name;
+}
+
+
+model *frontend_load_string(const char *path, const char *text, size_t len,
+                            const frontend_define *defines, int n_defines,
+                            const frontend_limits *limits, dsc_err *err)
+{
+    frontend_limits lim = limits ? *limits : frontend_default_limits();
+    frontend f = { .defines = defines, .n_defines = n_defines,
+                   .budget = lim.instructions, .mem_limit = lim.memory_bytes };
+    model *m = calloc(1, sizeof *m);
+    if (!m || !(f.g = graph_new()) || !(m->path = dup_str(path)) ||
+        !(m->name = model_name(path)) || !(f.path = graph_intern(f.g, path)) ||
+        !(f.lib = graph_intern(f.g, LIB_CHUNK))) {
+        err_set(err, "%s: error: out of memory", path);
+        goto fail;
+    }
+    m->graph = f.g;
+    f.L = lua_newstate(capped_alloc, &f);
+    if (!f.L) {
+        err_set(err, "%s: error: cannot start Lua", path);
+        goto fail;
+    }
+    *(frontend **)lua_getextraspace(f.L) = &f;
+    lua_sethook(f.L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    /* Protected: with a small memory limit, opening the libraries can fail,
+     * and an unprotected error would abort the process. */
+    lua_pushcfunction(f.L, open_sandbox_protected);
+    if (lua_pcall(f.L, 0, 0, 0) != LUA_OK) {
+        err_set(err, "%s: error: cannot start Lua: %s", path,
+                lua_tostring(f.L, -1) ? lua_tostring(f.L, -1) : "error");
+        goto fail;
+    }
+    if (run_chunk(&f, embedded_nn_lua, strlen(embedded_nn_lua), LIB_CHUNK,
+                  "nn", err) ||
+        run_chunk(&f, text, len, path, NULL, err))
+        goto fail;
+    if (n_defines > 0 && !f.config_called) {
+        err_set(err, "%s: error: -D %s: unknown config key (the model takes "
+                "no configuration: it never calls dsc.config)", path,
+                defines[0].key);
+        goto fail;
+    }
+    if (graph_verify(f.g, path, err))
+        goto fail;
+    lua_close(f.L);
+    m->config = f.config;
+    m->n_config = f.n_config;
+    return m;
+
+fail:
+    if (f.L)
+        lua_close(f.L);
+    for (int i = 0; i < f.n_config; i++) {
+        free(f.config[i].key);
+        free(f.config[i].value);
+    }
+    free(f.config);
+    if (m && !m->graph)
+        graph_free(f.g);
+    model_free(m);
+    return NULL;
+}
+
+
+model *frontend_load(const char *path, const frontend_define *defines,
+                     int n_defines, const frontend_limits *limits,
+                     dsc_err *err)
+{
+    size_t len;
+    dsc_err read_err;
+    char *text = file_read_all(path, &len, &read_err);
+    if (!text) {
+        err_set(err, "%s", read_err.msg);
+        return NULL;
+    }
+    model *m = frontend_load_string(path, text, len, defines, n_defines,
+                                    limits, err);
+    free(text);
+    return m;
+}

@@ -1,0 +1,328 @@
+#include "io/weights.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsc_runtime.h"
+#include "util/rng.h"
+
+#define ALIGN_FLOATS (DSC_ALIGN / 4)
+
+
+/* Does any node read tensor t as a linear's weight?  As anything else? */
+static void uses(const graph *g, int t, int *as_linear, int *as_other)
+{
+    *as_linear = *as_other = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        for (int j = 0; j < n->n_inputs; j++) {
+            if (n->inputs[j] != t)
+                continue;
+            if (n->op == GRAPH_OP_LINEAR && j == 1)
+                *as_linear = 1;
+            else
+                *as_other = 1;
+        }
+    }
+}
+
+
+/* Keys are interned, so equal keys are equal pointers. */
+static int same_parts(const graph_weight *a, const graph_weight *b)
+{
+    if (a->n_parts != b->n_parts)
+        return 0;
+    for (int i = 0; i < a->n_parts; i++)
+        if (a->part[i].key != b->part[i].key ||
+            a->part[i].row_first != b->part[i].row_first ||
+            a->part[i].rows != b->part[i].rows)
+            return 0;
+    return 1;
+}
+
+
+int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
+{
+    *layout = (weight_layout){0};
+    layout->entries = calloc((size_t)g->n_tensors + 1, sizeof(weight_entry));
+    layout->entry_of = malloc(((size_t)g->n_tensors + 1) * sizeof(int));
+    if (!layout->entries || !layout->entry_of) {
+        weights_layout_free(layout);
+        return err_set(err, "error: out of memory planning weights");
+    }
+    int64_t at = 0;
+    for (int t = 0; t < g->n_tensors; t++) {
+        const graph_tensor *w = &g->tensors[t];
+        layout->entry_of[t] = -1;
+        if (w->kind != GRAPH_WEIGHT)
+            continue;
+        int as_linear, as_other;
+        uses(g, t, &as_linear, &as_other);
+        if (!as_linear && !as_other)
+            continue;
+        if (as_linear && as_other) {
+            weights_layout_free(layout);
+            return err_set(err, "%s:%d: error: weight '%s' is read both as a "
+                           "linear weight and by another op; declare it "
+                           "twice with dsc.weight", w->loc.file, w->loc.line,
+                           w->name);
+        }
+        int share = -1;
+        for (int e = 0; e < layout->n_entries && share < 0; e++) {
+            const graph_tensor *o = &g->tensors[layout->entries[e].tensor];
+            if (same_parts(&o->weight, &w->weight) &&
+                graph_shape_equal(&o->shape, &w->shape) &&
+                layout->entries[e].packed_linear == as_linear)
+                share = e;
+        }
+        if (share >= 0) {
+            layout->entry_of[t] = share;
+            continue;
+        }
+        weight_entry *e = &layout->entries[layout->n_entries];
+        e->tensor = t;
+        e->offset = at;
+        e->packed_linear = as_linear;
+        e->floats = as_linear
+            ? rt_linear_packed_floats(w->shape.dim[0], w->shape.dim[1])
+            : graph_shape_count(&w->shape);
+        at += (e->floats + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+        layout->entry_of[t] = layout->n_entries++;
+    }
+    layout->total_floats = at;
+    return 0;
+}
+
+
+void weights_layout_free(weight_layout *layout)
+{
+    free(layout->entries);
+    free(layout->entry_of);
+    *layout = (weight_layout){0};
+}
+
+
+/* Store rows (already in PyTorch layout) into the entry's place. */
+static int store(const graph_tensor *w, const weight_entry *e,
+                 const float *rows, float *blob)
+{
+    if (e->packed_linear)
+        rt_linear_pack(blob + e->offset, rows, w->shape.dim[0],
+                       w->shape.dim[1]);
+    else
+        memcpy(blob + e->offset, rows,
+               (size_t)graph_shape_count(&w->shape) * sizeof(float));
+    return 0;
+}
+
+
+/* Floats in one row of w: the product of its dims after the first. */
+static int64_t row_floats(const graph_tensor *w)
+{
+    return graph_shape_count(&w->shape) / w->shape.dim[0];
+}
+
+
+/* dst[r][c] = full[c][row_first + r]: rows of the transpose of the file's
+ * [in, out] matrix. */
+static void take_columns(float *dst, const float *full,
+                         const graph_weight_part *p)
+{
+    int64_t in = p->key_shape.dim[0], out = p->key_shape.dim[1];
+    for (int64_t r = 0; r < p->rows; r++)
+        for (int64_t c = 0; c < in; c++)
+            dst[r * in + c] = full[c * out + p->row_first + r];
+}
+
+
+/* Read one part's rows from f into dst. */
+static int read_part(const st_file *f, const graph_tensor *w,
+                     const graph_weight_part *p, float *dst, FILE *notes,
+                     dsc_err *err)
+{
+    const char *path = st_path(f);
+    char a[96], b[96];
+    const st_tensor *s = st_find(f, p->key);
+    if (!s)
+        return err_set(err, "%s: error: missing key '%s' (the model expects "
+                       "%s, %s:%d)", path, p->key,
+                       graph_shape_str(&p->key_shape, a, sizeof a),
+                       w->loc.file, w->loc.line);
+    graph_shape file_shape = { .rank = s->rank };
+    for (int d = 0; d < s->rank && d < GRAPH_MAX_RANK; d++)
+        file_shape.dim[d] = s->shape[d];
+    if (s->rank > GRAPH_MAX_RANK ||
+        !graph_shape_equal(&file_shape, &p->key_shape))
+        return err_set(err, "%s: error: key '%s' is %s %s but the model "
+                       "expects %s (%s:%d)", path, p->key,
+                       st_dtype_name(s->dtype),
+                       graph_shape_str(&file_shape, a, sizeof a),
+                       graph_shape_str(&p->key_shape, b, sizeof b),
+                       w->loc.file, w->loc.line);
+    int64_t row = row_floats(w);
+    int64_t bad;
+    if (p->transposed) {
+        /* The file holds [in, out]: read it whole, take our columns. */
+        float *full = malloc((size_t)s->count * sizeof(float));
+        if (!full)
+            return err_set(err, "%s: error: out of memory", path);
+        bad = st_read_f32(f, s, 0, s->count, full, err);
+        if (bad >= 0)
+            take_columns(dst, full, p);
+        free(full);
+    } else {
+        bad = st_read_f32(f, s, p->row_first * row, p->rows * row, dst, err);
+    }
+    if (bad < 0)
+        return -1;
+    if (bad > 0 && notes)
+        fprintf(notes, "%s: warning: key '%s' holds %lld NaN or Inf values\n",
+                path, p->key, (long long)bad);
+    return 0;
+}
+
+
+int weights_fill_from_file(const graph *g, const weight_layout *layout,
+                           const st_file *f, float *blob, FILE *notes,
+                           dsc_err *err)
+{
+    memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
+    for (int i = 0; i < layout->n_entries; i++) {
+        const weight_entry *e = &layout->entries[i];
+        const graph_tensor *w = &g->tensors[e->tensor];
+        float *rows = calloc((size_t)graph_shape_count(&w->shape),
+                             sizeof(float));
+        if (!rows)
+            return err_set(err, "%s: error: out of memory", st_path(f));
+        float *at = rows;
+        for (int k = 0; k < w->weight.n_parts; k++) {
+            const graph_weight_part *p = &w->weight.part[k];
+            if (p->key && read_part(f, w, p, at, notes, err)) {
+                free(rows);
+                return -1;
+            }
+            at += p->rows * row_floats(w);
+        }
+        store(w, e, rows, blob);
+        free(rows);
+    }
+    int extra = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        const char *key = st_at(f, i)->name;
+        int used = 0;
+        for (int t = 0; t < g->n_tensors && !used; t++) {
+            const graph_tensor *w = &g->tensors[t];
+            if (w->kind != GRAPH_WEIGHT || layout->entry_of[t] < 0)
+                continue;
+            for (int k = 0; k < w->weight.n_parts && !used; k++)
+                used = w->weight.part[k].key &&
+                       strcmp(w->weight.part[k].key, key) == 0;
+        }
+        if (!used && notes) {
+            if (!extra++)
+                fprintf(notes, "%s: note: keys the model does not use "
+                        "(ignored):\n", st_path(f));
+            fprintf(notes, "  %s\n", key);
+        }
+    }
+    return 0;
+}
+
+
+static uint64_t hash_key(const char *key, uint64_t seed)
+{
+    uint64_t h = 1469598103934665603ULL ^ seed;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+
+/* The value at index j of key's random sequence under its init rule. */
+static float random_value(const graph_weight_part *p, uint64_t *state)
+{
+    const graph_shape *ks = &p->key_shape;
+    float fan_in = (float)(p->transposed ? ks->dim[0] : ks->dim[ks->rank - 1]);
+    float u = (float)(rng_next(state) >> 40) / (float)(1 << 24);
+    switch (p->init) {
+    case GRAPH_INIT_ONES:  return 1.0f + 0.1f * (2 * u - 1);
+    case GRAPH_INIT_ZEROS: return 0.1f * (2 * u - 1);
+    default:               return (2 * u - 1) / sqrtf(fan_in);
+    }
+}
+
+
+/* Fill one part's rows (row floats each) from the key's own sequence, so
+ * every slice of a key agrees with every other.  -1 when out of memory. */
+static int fill_random_part(float *dst, const graph_weight_part *p,
+                            int64_t row, uint64_t seed)
+{
+    uint64_t state = hash_key(p->key, seed);
+    if (!p->transposed) {
+        for (int64_t skip = 0; skip < p->row_first * row; skip++)
+            rng_next(&state);
+        for (int64_t j = 0; j < p->rows * row; j++)
+            dst[j] = random_value(p, &state);
+        return 0;
+    }
+    int64_t count = graph_shape_count(&p->key_shape);
+    float *full = malloc((size_t)count * sizeof(float));
+    if (!full)
+        return -1;
+    for (int64_t j = 0; j < count; j++)
+        full[j] = random_value(p, &state);
+    take_columns(dst, full, p);
+    free(full);
+    return 0;
+}
+
+
+void weights_fill_random(const graph *g, const weight_layout *layout,
+                         uint64_t seed, float *blob)
+{
+    memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
+    for (int i = 0; i < layout->n_entries; i++) {
+        const weight_entry *e = &layout->entries[i];
+        const graph_tensor *w = &g->tensors[e->tensor];
+        int64_t row = row_floats(w);
+        float *rows = calloc((size_t)graph_shape_count(&w->shape),
+                             sizeof(float));
+        if (!rows)
+            continue;  /* leaves zeros; only random test data is at stake */
+        float *at = rows;
+        for (int k = 0; k < w->weight.n_parts; k++) {
+            const graph_weight_part *p = &w->weight.part[k];
+            if (p->key)  /* out of memory leaves zeros: test data only */
+                (void)fill_random_part(at, p, row, seed);
+            at += p->rows * row;
+        }
+        store(w, e, rows, blob);
+        free(rows);
+    }
+}
+
+
+float *weights_make_blob(const graph *g, const weight_layout *layout,
+                         const char *path, uint64_t seed, FILE *notes,
+                         dsc_err *err)
+{
+    size_t floats = (size_t)layout->total_floats;
+    float *blob = malloc((floats ? floats : 1) * sizeof(float));
+    if (!blob) {
+        err_set(err, "error: out of memory for %zu weight floats", floats);
+        return NULL;
+    }
+    if (!path) {
+        weights_fill_random(g, layout, seed, blob);
+        return blob;
+    }
+    st_file *f = st_open(path, err);
+    if (!f || weights_fill_from_file(g, layout, f, blob, notes, err)) {
+        st_close(f);
+        free(blob);
+        return NULL;
+    }
+    st_close(f);
+    return blob;
+}

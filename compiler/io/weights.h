@@ -1,0 +1,55 @@
+/* weights.h — the packed weight blob the generated code reads.
+ *
+ * Every weight tensor of the graph gets a 64-byte aligned place in one
+ * float array; linear weights are stored in the runtime's packed layout
+ * (rt_linear_pack), everything else as is.  The blob is filled from a
+ * safetensors file or with seeded random values. */
+#ifndef DSC_WEIGHTS_H
+#define DSC_WEIGHTS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util/diag.h"
+#include "ir/graph.h"
+#include "io/safetensors.h"
+
+typedef struct weight_entry {
+    int tensor;          /* the first graph tensor stored here */
+    int64_t offset;      /* in floats from the blob's start */
+    int64_t floats;      /* as stored (packed size for linear weights) */
+    int packed_linear;   /* stored by rt_linear_pack */
+} weight_entry;
+
+typedef struct weight_layout {
+    weight_entry *entries;
+    int n_entries;
+    int *entry_of;       /* per graph tensor: its entry, or -1 */
+    int64_t total_floats;
+} weight_layout;
+
+/* Place every weight tensor that a node reads.  Tensors viewing the same
+ * rows of the same key in the same layout share one entry. */
+int weights_plan(const graph *g, weight_layout *layout, dsc_err *err);
+void weights_layout_free(weight_layout *layout);
+
+/* Fill blob (layout->total_floats floats) from f: every key the graph
+ * needs must be present, F32/F16/BF16/F64, with the declared shape; keys
+ * the graph does not use are listed on notes (if not NULL), as are NaN or
+ * Inf values. */
+int weights_fill_from_file(const graph *g, const weight_layout *layout,
+                           const st_file *f, float *blob, FILE *notes,
+                           dsc_err *err);
+
+/* Fill blob with values drawn from a generator seeded by seed, per key (so
+ * slices of one key agree), following each tensor's init rule. */
+void weights_fill_random(const graph *g, const weight_layout *layout,
+                         uint64_t seed, float *blob);
+
+/* A blob for layout: from the safetensors file at path, or random from
+ * seed when path is NULL.  NULL with an error naming the file or key. */
+float *weights_make_blob(const graph *g, const weight_layout *layout,
+                         const char *path, uint64_t seed, FILE *notes,
+                         dsc_err *err);
+
+#endif

@@ -130,7 +130,7 @@
 #define W_TRANSFORMER_H_11_MLP_C_PROJ_BIAS 103176192  /* [768] transformer.h.11.mlp.c_proj.bias */
 #define W_TRANSFORMER_LN_F_WEIGHT 103176960  /* [768] transformer.ln_f.weight */
 #define W_TRANSFORMER_LN_F_BIAS 103177728  /* [768] transformer.ln_f.bias */
-#define W_TRANSFORMER_WTE_WEIGHT_124 103178496  /* [50257, 768] transformer.wte.weight, packed */
+#define W_TRANSFORMER_WTE_WEIGHT_2 103178496  /* [50257, 768] transformer.wte.weight, packed */
 #define W_TRANSFORMER_H_0_ATTN_C_ATTN_WEIGHT 141811968  /* [2304, 768] transformer.h.0.attn.c_attn.weight (stored transposed), packed */
 #define W_TRANSFORMER_H_0_ATTN_C_ATTN_BIAS 143581440  /* [2304] transformer.h.0.attn.c_attn.bias */
 #define W_TRANSFORMER_H_1_ATTN_C_ATTN_WEIGHT 143583744  /* [2304, 768] transformer.h.1.attn.c_attn.weight (stored transposed), packed */
@@ -156,7 +156,7 @@
 #define W_TRANSFORMER_H_11_ATTN_C_ATTN_WEIGHT 161301504  /* [2304, 768] transformer.h.11.attn.c_attn.weight (stored transposed), packed */
 #define W_TRANSFORMER_H_11_ATTN_C_ATTN_BIAS 163070976  /* [2304] transformer.h.11.attn.c_attn.bias */
 
-int gpt2_step(rt_ctx *ctx, const float *w, const int32_t *tokens, int64_t n, int64_t pos, float *logits, float *cache, void *arena)
+int gpt2_step(rt_ctx *ctx, const float *w, const int32_t *in_tokens, int64_t n, int64_t pos, float *out_logits, float *cache, void *arena)
 {
     char *a = arena;
     if (n < 1 || pos < 0 || n > 1024 || pos > 1024 - n)  /* GPT2_CONTEXT */
@@ -253,7 +253,7 @@ int gpt2_step(rt_ctx *ctx, const float *w, const int32_t *tokens, int64_t n, int
     (void)a;
 
     /* models/gpt2.lua:21 */
-    if (rt_embedding(ctx, embedding_3_, tokens, n, (w + W_TRANSFORMER_WTE_WEIGHT), 50257, 768))
+    if (rt_embedding(ctx, embedding_3_, in_tokens, n, (w + W_TRANSFORMER_WTE_WEIGHT), 50257, 768))
         return DSC_EBADTOKEN;
     /* models/gpt2.lua:21 */
     rt_positions(ctx, positions_4_, (w + W_TRANSFORMER_WPE_WEIGHT), pos, n, 768);
@@ -540,7 +540,7 @@ int gpt2_step(rt_ctx *ctx, const float *w, const int32_t *tokens, int64_t n, int
     /* models/gpt2.lua:27 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_369_, last_366_, (w + W_TRANSFORMER_LN_F_WEIGHT), (w + W_TRANSFORMER_LN_F_BIAS), 1, 768, 1e-05f);
     /* models/gpt2.lua:29 */
-    rt_linear(ctx, logits, 50257, layernorm_369_, 768, (w + W_TRANSFORMER_WTE_WEIGHT_124), NULL,
+    rt_linear(ctx, out_logits, 50257, layernorm_369_, 768, (w + W_TRANSFORMER_WTE_WEIGHT_2), NULL,
               1, 50257, 768, RT_ACT_NONE, NULL);
     return DSC_OK;
 }
@@ -552,13 +552,13 @@ int gpt2_step_io(rt_ctx *ctx, const float *w, void *const *io, int64_t n, int64_
 }
 
 /* The prompt's n tokens from position 0: fills the cache. */
-int gpt2_prefill(rt_ctx *ctx, const float *w, const int32_t *tokens, int64_t n, float *logits, float *cache, void *arena)
+int gpt2_prefill(rt_ctx *ctx, const float *w, const int32_t *in_tokens, int64_t n, float *out_logits, float *cache, void *arena)
 {
-    return gpt2_step(ctx, w, tokens, n, 0, logits, cache, arena);
+    return gpt2_step(ctx, w, in_tokens, n, 0, out_logits, cache, arena);
 }
 
 /* One more token at position pos, after pos tokens in the cache. */
-int gpt2_decode(rt_ctx *ctx, const float *w, int32_t token, int64_t pos, float *logits, float *cache, void *arena)
+int gpt2_decode(rt_ctx *ctx, const float *w, int32_t token, int64_t pos, float *out_logits, float *cache, void *arena)
 {
-    return gpt2_step(ctx, w, &token, 1, pos, logits, cache, arena);
+    return gpt2_step(ctx, w, &token, 1, pos, out_logits, cache, arena);
 }

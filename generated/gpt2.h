@@ -26,9 +26,9 @@
  * scratch.  n tokens at positions pos..pos+n-1; cache: GPT2_CACHE_FLOATS
  * floats, zeroed before position 0.  Returns DSC_OK (0), DSC_EBADTOKEN (-1) for a token id
  * outside the vocabulary, DSC_EBADPOS (-2) for n or pos out of range. */
-int gpt2_step(rt_ctx *ctx, const float *w, const int32_t *tokens, int64_t n, int64_t pos, float *logits, float *cache, void *arena);
+int gpt2_step(rt_ctx *ctx, const float *w, const int32_t *in_tokens, int64_t n, int64_t pos, float *out_logits, float *cache, void *arena);
 int gpt2_step_io(rt_ctx *ctx, const float *w, void *const *io, int64_t n, int64_t pos, void *arena);
-int gpt2_prefill(rt_ctx *ctx, const float *w, const int32_t *tokens, int64_t n, float *logits, float *cache, void *arena);
-int gpt2_decode(rt_ctx *ctx, const float *w, int32_t token, int64_t pos, float *logits, float *cache, void *arena);
+int gpt2_prefill(rt_ctx *ctx, const float *w, const int32_t *in_tokens, int64_t n, float *out_logits, float *cache, void *arena);
+int gpt2_decode(rt_ctx *ctx, const float *w, int32_t token, int64_t pos, float *out_logits, float *cache, void *arena);
 
 #endif

@@ -7,8 +7,8 @@
 
 /* Offsets, in floats, of each weight in the packed blob. */
 #define W_EMBEDDING_WEIGHT 0  /* [1000, 256] embedding.weight */
-#define W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ_WEIGHT 256000  /* [256, 256] transformer_encoder.layers.0.self_attn.out_proj.weight, packed */
-#define W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ_BIAS 321536  /* [256] transformer_encoder.layers.0.self_attn.out_proj.bias */
+#define W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ_ 256000  /* [256, 256] transformer_encoder.layers.0.self_attn.out_proj.weight, packed */
+#define W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ__2 321536  /* [256] transformer_encoder.layers.0.self_attn.out_proj.bias */
 #define W_TRANSFORMER_ENCODER_LAYERS_0_NORM1_WEIGHT 321792  /* [256] transformer_encoder.layers.0.norm1.weight */
 #define W_TRANSFORMER_ENCODER_LAYERS_0_NORM1_BIAS 322048  /* [256] transformer_encoder.layers.0.norm1.bias */
 #define W_TRANSFORMER_ENCODER_LAYERS_0_LINEAR1_WEIGHT 322304  /* [2048, 256] transformer_encoder.layers.0.linear1.weight, packed */
@@ -17,8 +17,8 @@
 #define W_TRANSFORMER_ENCODER_LAYERS_0_LINEAR2_BIAS 1372928  /* [256] transformer_encoder.layers.0.linear2.bias */
 #define W_TRANSFORMER_ENCODER_LAYERS_0_NORM2_WEIGHT 1373184  /* [256] transformer_encoder.layers.0.norm2.weight */
 #define W_TRANSFORMER_ENCODER_LAYERS_0_NORM2_BIAS 1373440  /* [256] transformer_encoder.layers.0.norm2.bias */
-#define W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ_WEIGHT 1373696  /* [256, 256] transformer_encoder.layers.1.self_attn.out_proj.weight, packed */
-#define W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ_BIAS 1439232  /* [256] transformer_encoder.layers.1.self_attn.out_proj.bias */
+#define W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ_ 1373696  /* [256, 256] transformer_encoder.layers.1.self_attn.out_proj.weight, packed */
+#define W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ__2 1439232  /* [256] transformer_encoder.layers.1.self_attn.out_proj.bias */
 #define W_TRANSFORMER_ENCODER_LAYERS_1_NORM1_WEIGHT 1439488  /* [256] transformer_encoder.layers.1.norm1.weight */
 #define W_TRANSFORMER_ENCODER_LAYERS_1_NORM1_BIAS 1439744  /* [256] transformer_encoder.layers.1.norm1.bias */
 #define W_TRANSFORMER_ENCODER_LAYERS_1_LINEAR1_WEIGHT 1440000  /* [2048, 256] transformer_encoder.layers.1.linear1.weight, packed */
@@ -29,12 +29,12 @@
 #define W_TRANSFORMER_ENCODER_LAYERS_1_NORM2_BIAS 2491136  /* [256] transformer_encoder.layers.1.norm2.bias */
 #define W_FC_WEIGHT 2491392  /* [1000, 256] fc.weight, packed */
 #define W_FC_BIAS 2753536  /* [1000] fc.bias */
-#define W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_WEIGHT 2754544  /* [768, 256] transformer_encoder.layers.0.self_attn.in_proj_weight, packed */
-#define W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_BIAS 2951152  /* [768] transformer_encoder.layers.0.self_attn.in_proj_bias */
-#define W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_WEIGHT 2951920  /* [768, 256] transformer_encoder.layers.1.self_attn.in_proj_weight, packed */
-#define W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_BIAS 3148528  /* [768] transformer_encoder.layers.1.self_attn.in_proj_bias */
+#define W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_W 2754544  /* [768, 256] transformer_encoder.layers.0.self_attn.in_proj_weight, packed */
+#define W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_B 2951152  /* [768] transformer_encoder.layers.0.self_attn.in_proj_bias */
+#define W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_W 2951920  /* [768, 256] transformer_encoder.layers.1.self_attn.in_proj_weight, packed */
+#define W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_B 3148528  /* [768] transformer_encoder.layers.1.self_attn.in_proj_bias */
 
-int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *tokens, float *logits, void *arena)
+int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *in_tokens, float *out_logits, void *arena)
 {
     char *a = arena;
     float *embedding_2_ = (float *)(a + 983040);  /* [16, 20, 256] models/seed_encoder.lua:18 (nn.lua:23) */
@@ -55,10 +55,10 @@ int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *tokens, flo
     (void)a;
 
     /* models/seed_encoder.lua:18 (nn.lua:23) */
-    if (rt_embedding(ctx, embedding_2_, tokens, 320, (w + W_EMBEDDING_WEIGHT), 1000, 256))
+    if (rt_embedding(ctx, embedding_2_, in_tokens, 320, (w + W_EMBEDDING_WEIGHT), 1000, 256))
         return DSC_EBADTOKEN;
     /* models/seed_encoder.lua:20 (nn.lua:45) */
-    rt_linear(ctx, linear_64_, 768, embedding_2_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_BIAS),
+    rt_linear(ctx, linear_64_, 768, embedding_2_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_W), (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_IN_PROJ_B),
               320, 768, 256, RT_ACT_NONE, NULL);
     /* models/seed_encoder.lua:20 (nn.lua:48) */
     {
@@ -70,7 +70,7 @@ int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *tokens, flo
         rt_attention(ctx, attention_12_, (linear_64_ + 0), (linear_64_ + 256), (linear_64_ + 512), &s);
     }
     /* models/seed_encoder.lua:20 (nn.lua:18) */
-    rt_linear(ctx, linear_16_, 256, attention_12_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ_BIAS),
+    rt_linear(ctx, linear_16_, 256, attention_12_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ_), (w + W_TRANSFORMER_ENCODER_LAYERS_0_SELF_ATTN_OUT_PROJ__2),
               320, 256, 256, RT_ACT_NONE, embedding_2_);
     /* models/seed_encoder.lua:20 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_19_, linear_16_, (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM1_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM1_BIAS), 320, 256, 1e-05f);
@@ -83,7 +83,7 @@ int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *tokens, flo
     /* models/seed_encoder.lua:20 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_30_, linear_27_, (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM2_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_0_NORM2_BIAS), 320, 256, 1e-05f);
     /* models/seed_encoder.lua:20 (nn.lua:45) */
-    rt_linear(ctx, linear_67_, 768, layernorm_30_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_BIAS),
+    rt_linear(ctx, linear_67_, 768, layernorm_30_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_W), (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_IN_PROJ_B),
               320, 768, 256, RT_ACT_NONE, NULL);
     /* models/seed_encoder.lua:20 (nn.lua:48) */
     {
@@ -95,7 +95,7 @@ int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *tokens, flo
         rt_attention(ctx, attention_40_, (linear_67_ + 0), (linear_67_ + 256), (linear_67_ + 512), &s);
     }
     /* models/seed_encoder.lua:20 (nn.lua:18) */
-    rt_linear(ctx, linear_44_, 256, attention_40_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ_BIAS),
+    rt_linear(ctx, linear_44_, 256, attention_40_, 256, (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ_), (w + W_TRANSFORMER_ENCODER_LAYERS_1_SELF_ATTN_OUT_PROJ__2),
               320, 256, 256, RT_ACT_NONE, layernorm_30_);
     /* models/seed_encoder.lua:20 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_47_, linear_44_, (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM1_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM1_BIAS), 320, 256, 1e-05f);
@@ -108,7 +108,7 @@ int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *tokens, flo
     /* models/seed_encoder.lua:20 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_58_, linear_55_, (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM2_WEIGHT), (w + W_TRANSFORMER_ENCODER_LAYERS_1_NORM2_BIAS), 320, 256, 1e-05f);
     /* models/seed_encoder.lua:24 (nn.lua:18) */
-    rt_linear(ctx, logits, 1000, layernorm_58_, 256, (w + W_FC_WEIGHT), (w + W_FC_BIAS),
+    rt_linear(ctx, out_logits, 1000, layernorm_58_, 256, (w + W_FC_WEIGHT), (w + W_FC_BIAS),
               320, 1000, 256, RT_ACT_NONE, NULL);
     return DSC_OK;
 }

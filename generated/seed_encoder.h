@@ -21,7 +21,7 @@
  * one thread; w: the packed weights; arena: SEED_ENCODER_ARENA_BYTES of
  * scratch.  Returns DSC_OK (0), DSC_EBADTOKEN (-1) for a token id
  * outside the vocabulary. */
-int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *tokens, float *logits, void *arena);
+int seed_encoder_forward(rt_ctx *ctx, const float *w, const int32_t *in_tokens, float *out_logits, void *arena);
 int seed_encoder_forward_io(rt_ctx *ctx, const float *w, void *const *io, void *arena);
 
 #endif

@@ -1,19 +1,36 @@
 /* emit_c.c — write a planned graph as straight-line C11. */
 #include "backend/emit_c.h"
 
-#include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dsc_runtime.h"
+#include "util/ctext.h"
 #include "util/strbuf.h"
 
-/* Names the generated code uses for tensors, weights and the model. */
+/* Names the generated code uses for tensors, weights and the model.
+ *
+ * Outside text becomes part of an identifier only through ctext_ident or
+ * ctext_model_name, and always behind a prefix, so that it cannot reach
+ * the names dsc writes itself:
+ *   model M (from the file name)  functions M_forward, M_forward_io, M_step,
+ *                                 M_prefill, M_decode; macros UPPER(M)_*
+ *   input / output x              parameters in_x / out_x; macro
+ *                                 UPPER(M)_X_COUNT in the header
+ *   weight key k                  macro W_K (capitals)
+ * against dsc's own: ctx, w, a, n, pos, token, cache, arena, s and the
+ * intermediates OP_T_ (lowercase, ending in '_'), the runtime's rt_*, RT_*
+ * and DSC_*, and <stddef.h>/<stdint.h>.  One set of names covers the .c and
+ * the .h, and every name made from outside text is claimed in it: one that
+ * is taken (keys differing only in punctuation, x and X) gets _2, _3, ... */
 typedef struct names {
     char **tensor;   /* per tensor: C expression for its pointer */
     char **weight;   /* per weight entry: its offset macro */
-    char upper[128]; /* model name in capitals, for macros */
+    char **count;    /* per input or output: its _COUNT macro, else NULL */
+    char ident[CTEXT_MODEL_NAME_MAX + 1];  /* the model: seed_encoder */
+    char upper[CTEXT_MODEL_NAME_MAX + 1];  /* in capitals, for macros */
     /* A decoder step: dimension 0 of one input is the runtime token count
      * n (at most max_tokens), and state lives in caller memory. */
     int dynamic;
@@ -21,10 +38,14 @@ typedef struct names {
     int64_t cache_floats;
 } names;
 
+/* Room for a name: a prefix, CTEXT_IDENT_MAX bytes of outside text and
+ * dsc's suffixes ("_R<row>", "_CAT<n>", "_COUNT", "_<k>"). */
+#define NAME_LEN (2 * CTEXT_MODEL_NAME_MAX + 96)
+
 
 static char *dup_printf(const char *fmt, const char *a, int n)
 {
-    char buf[256];
+    char buf[NAME_LEN + 64];
     snprintf(buf, sizeof buf, fmt, a, n);
     size_t len = strlen(buf) + 1;
     char *p = malloc(len);
@@ -36,25 +57,45 @@ static char *dup_printf(const char *fmt, const char *a, int n)
 
 static void names_free(names *nm, const graph *g, const weight_layout *w)
 {
-    for (int i = 0; nm->tensor && i < g->n_tensors; i++)
-        free(nm->tensor[i]);
+    for (int i = 0; i < g->n_tensors; i++) {
+        if (nm->tensor)
+            free(nm->tensor[i]);
+        if (nm->count)
+            free(nm->count[i]);
+    }
     for (int i = 0; nm->weight && i < w->n_entries; i++)
         free(nm->weight[i]);
     free(nm->tensor);
     free(nm->weight);
+    free(nm->count);
+}
+
+
+/* Claim name (made with fmt, a and b) in used, renamed if taken; a copy. */
+static char *claim(ctext_names *used, const char *fmt, const char *a,
+                   const char *b)
+{
+    char name[NAME_LEN];
+    snprintf(name, sizeof name, fmt, a, b);
+    return ctext_names_claim(used, name, sizeof name)
+        ? NULL : dup_printf("%s", name, 0);
 }
 
 
 /* "transformer_encoder.layers.0.norm1.weight" -> "W_TRANSFORMER_..." */
-static void macro_of_key(const char *key, int64_t row_first, char *out,
-                         size_t len)
+static char *weight_macro(ctext_names *used, const graph_weight *gw)
 {
-    size_t at = snprintf(out, len, "W_");
-    for (const char *c = key; *c && at + 1 < len; c++)
-        out[at++] = isalnum((unsigned char)*c) ? (char)toupper(*c) : '_';
-    out[at] = '\0';
-    if (row_first > 0 && at < len)
-        snprintf(out + at, len - at, "_R%lld", (long long)row_first);
+    const graph_weight_part *first = &gw->part[0];
+    for (int k = 0; k < gw->n_parts && !first->key; k++)
+        first = &gw->part[k];
+    char key[CTEXT_IDENT_MAX + 1], suffix[64] = "";
+    ctext_ident(first->key ? first->key : "zeros", 1, key, sizeof key);
+    if (first->row_first > 0)
+        snprintf(suffix, sizeof suffix, "_R%lld", (long long)first->row_first);
+    if (gw->n_parts > 1)  /* a stack made by fuse-qkv */
+        snprintf(suffix + strlen(suffix), sizeof suffix - strlen(suffix),
+                 "_CAT%d", gw->n_parts);
+    return claim(used, "W_%s%s", key, suffix);
 }
 
 
@@ -66,34 +107,45 @@ static int64_t state_floats(const graph_tensor *t)
 }
 
 
+/* The model's identifier and its capitals. */
+static void model_ident(const model *m, char *ident, char *upper)
+{
+    ctext_model_name(m->name, strlen(m->name), ident);
+    ctext_ident(ident, 1, upper, CTEXT_MODEL_NAME_MAX + 1);
+}
+
+
 static int names_make(names *nm, const model *m, const weight_layout *w)
 {
+    static const char *const fixed[] = {
+        "ctx", "w", "a", "n", "pos", "token", "cache", "arena", "s", NULL
+    };
+    static const char *const fixed_macros[] = {
+        "_H", "_ARENA_BYTES", "_WEIGHT_FLOATS", "_CONTEXT", "_CACHE_FLOATS",
+        NULL
+    };
     const graph *g = m->graph;
+    ctext_names used = {0};
+    int rc = -1;
     *nm = (names){0};
     nm->tensor = calloc((size_t)g->n_tensors + 1, sizeof(char *));
+    nm->count = calloc((size_t)g->n_tensors + 1, sizeof(char *));
     nm->weight = calloc((size_t)w->n_entries + 1, sizeof(char *));
-    if (!nm->tensor || !nm->weight)
-        return -1;
-    size_t i = 0;
-    for (; m->name[i] && i + 1 < sizeof nm->upper; i++)
-        nm->upper[i] = (char)toupper((unsigned char)m->name[i]);
-    nm->upper[i] = '\0';
-    for (int e = 0; e < w->n_entries; e++) {
-        const graph_weight *gw = &g->tensors[w->entries[e].tensor].weight;
-        const graph_weight_part *first = &gw->part[0];
-        for (int k = 0; k < gw->n_parts && !first->key; k++)
-            first = &gw->part[k];
-        char macro[200];
-        /* Room for the suffixes below: "_CAT%d" and "_%d", 16 bytes each. */
-        macro_of_key(first->key ? first->key : "zeros", first->row_first,
-                     macro, sizeof macro - 32);
-        if (gw->n_parts > 1)  /* a stack made by fuse-qkv */
-            snprintf(macro + strlen(macro), 16, "_CAT%d", gw->n_parts);
-        for (int o = 0; o < e; o++)  /* keys that differ only in punctuation */
-            if (strcmp(nm->weight[o], macro) == 0)
-                snprintf(macro + strlen(macro), 16, "_%d", e);
-        if (!(nm->weight[e] = dup_printf("%s", macro, 0)))
-            return -1;
+    if (!nm->tensor || !nm->count || !nm->weight)
+        goto out;
+    model_ident(m, nm->ident, nm->upper);
+    /* dsc's own names first: they are never renamed. */
+    for (int i = 0; fixed[i]; i++) {
+        char name[NAME_LEN];
+        snprintf(name, sizeof name, "%s", fixed[i]);
+        if (ctext_names_claim(&used, name, sizeof name))
+            goto out;
+    }
+    for (int i = 0; fixed_macros[i]; i++) {
+        char name[NAME_LEN];
+        snprintf(name, sizeof name, "%s%s", nm->upper, fixed_macros[i]);
+        if (ctext_names_claim(&used, name, sizeof name))
+            goto out;
     }
     for (int t = 0; t < g->n_tensors; t++) {
         const graph_tensor *x = &g->tensors[t];
@@ -107,36 +159,66 @@ static int names_make(names *nm, const model *m, const weight_layout *w)
                      (long long)nm->cache_floats);
             nm->tensor[t] = dup_printf("%s", expr, 0);
             nm->cache_floats += state_floats(x);
-        } else if (x->kind == GRAPH_INPUT || x->kind == GRAPH_OUTPUT)
-            nm->tensor[t] = dup_printf("%s", x->name, 0);
-        else if (x->kind == GRAPH_WEIGHT && w->entry_of[t] >= 0)
+        } else if (x->kind == GRAPH_INTERMEDIATE && x->producer >= 0) {
+            /* The trailing underscore keeps these apart from API names. */
+            char name[NAME_LEN];
+            snprintf(name, sizeof name, "%s_%d_",
+                     graph_op_name(g->nodes[x->producer].op), t);
+            if (ctext_names_claim(&used, name, sizeof name))
+                goto out;
+            nm->tensor[t] = dup_printf("%s", name, 0);
+        } else {
+            continue;
+        }
+        if (!nm->tensor[t])
+            goto out;
+    }
+    /* Then the names made from outside text. */
+    for (int t = 0; t < g->n_tensors; t++) {
+        const graph_tensor *x = &g->tensors[t];
+        if (x->kind != GRAPH_INPUT && x->kind != GRAPH_OUTPUT)
+            continue;
+        char lower[CTEXT_IDENT_MAX + 1], caps[CTEXT_IDENT_MAX + 1];
+        ctext_ident(x->name, 0, lower, sizeof lower);
+        ctext_ident(x->name, 1, caps, sizeof caps);
+        if (!(nm->tensor[t] = claim(&used, "%s%s", x->kind == GRAPH_INPUT
+                                    ? "in_" : "out_", lower)) ||
+            !(nm->count[t] = claim(&used, "%s_%s_COUNT", nm->upper, caps)))
+            goto out;
+    }
+    for (int e = 0; e < w->n_entries; e++)
+        if (!(nm->weight[e] = weight_macro(
+                  &used, &g->tensors[w->entries[e].tensor].weight)))
+            goto out;
+    for (int t = 0; t < g->n_tensors; t++) {
+        const graph_tensor *x = &g->tensors[t];
+        if (nm->tensor[t] || x->view_of >= 0)
+            continue;  /* named above, or a view: named after its storage */
+        if (x->kind == GRAPH_WEIGHT && w->entry_of[t] >= 0)
             nm->tensor[t] = dup_printf("(w + %s)", nm->weight[w->entry_of[t]],
                                        0);
-        else if (x->kind == GRAPH_INTERMEDIATE && x->producer >= 0)
-            /* The trailing underscore keeps these apart from API names. */
-            nm->tensor[t] = dup_printf("%s_%d_", graph_op_name(
-                g->nodes[x->producer].op), t);
-        else if (x->view_of < 0)
-            nm->tensor[t] = dup_printf("NULL", NULL, 0);
         else
-            continue;  /* a view: named after its storage, below */
+            nm->tensor[t] = dup_printf("NULL", NULL, 0);
         if (!nm->tensor[t])
-            return -1;
+            goto out;
     }
     for (int t = 0; t < g->n_tensors; t++) {
-        if (g->tensors[t].view_of < 0)
+        if (g->tensors[t].view_of < 0 || nm->tensor[t])
             continue;
         int64_t col = 0;
         int base = t;
         for (; g->tensors[base].view_of >= 0; base = g->tensors[base].view_of)
             col += g->tensors[base].view_col;
-        char expr[200];
+        char expr[NAME_LEN + 64];
         snprintf(expr, sizeof expr, "(%s + %lld)", nm->tensor[base],
                  (long long)col);
         if (!(nm->tensor[t] = dup_printf("%s", expr, 0)))
-            return -1;
+            goto out;
     }
-    return 0;
+    rc = 0;
+out:
+    ctext_names_free(&used);
+    return rc;
 }
 
 
@@ -166,15 +248,27 @@ static const char *act_name(int act)
 }
 
 
+/* "models/m.lua:12" of a node, for a comment. */
+static void loc_comment(strbuf *sb, graph_loc loc)
+{
+    ctext_comment(sb, loc.file ? loc.file : "?");
+    sb_printf(sb, ":%d", loc.line);
+}
+
+
 static void header_comment(strbuf *sb, const model *m, const char *file,
                            const memory_plan *plan, const weight_layout *w,
                            const char *passes)
 {
-    sb_printf(sb, "/* %s — generated by dsc %s from %s; do not edit.\n",
-              file, DSC_VERSION, m->path);
-    sb_append(sb, " * config:");
-    for (int i = 0; i < m->n_config; i++)
-        sb_printf(sb, " %s=%s", m->config[i].key, m->config[i].value);
+    sb_printf(sb, "/* %s — generated by dsc %s from ", file, DSC_VERSION);
+    ctext_comment(sb, m->path);
+    sb_append(sb, "; do not edit.\n * config:");
+    for (int i = 0; i < m->n_config; i++) {
+        sb_append(sb, " ");
+        ctext_comment(sb, m->config[i].key);
+        sb_append(sb, "=");
+        ctext_comment(sb, m->config[i].value);
+    }
     sb_printf(sb, "%s\n * passes: %s\n", m->n_config ? "" : " (none)",
               passes && *passes ? passes : "(none)");
     sb_printf(sb, " * arena %lld bytes (lower bound %lld, without reuse "
@@ -185,13 +279,14 @@ static void header_comment(strbuf *sb, const model *m, const char *file,
 
 
 /* The pointer parameters for inputs (pass 0) or outputs (pass 1). */
-static void io_params(strbuf *sb, const graph *g, int pass)
+static void io_params(strbuf *sb, const graph *g, const names *nm, int pass)
 {
     for (int t = 0; t < g->n_tensors; t++) {
         const graph_tensor *x = &g->tensors[t];
         if (x->kind == (pass ? GRAPH_OUTPUT : GRAPH_INPUT))
             sb_printf(sb, ", %s%s *%s", pass ? "" : "const ",
-                      x->dtype == GRAPH_I32 ? "int32_t" : "float", x->name);
+                      x->dtype == GRAPH_I32 ? "int32_t" : "float",
+                      nm->tensor[t]);
     }
 }
 
@@ -202,12 +297,12 @@ static void io_params(strbuf *sb, const graph *g, int pass)
 static void signature(strbuf *sb, const model *m, const names *nm)
 {
     const graph *g = m->graph;
-    sb_printf(sb, "int %s_%s(rt_ctx *ctx, const float *w", m->name,
+    sb_printf(sb, "int %s_%s(rt_ctx *ctx, const float *w", nm->ident,
               nm->dynamic ? "step" : "forward");
-    io_params(sb, g, 0);
+    io_params(sb, g, nm, 0);
     if (nm->dynamic)
         sb_append(sb, ", int64_t n, int64_t pos");
-    io_params(sb, g, 1);
+    io_params(sb, g, nm, 1);
     if (nm->cache_floats)
         sb_append(sb, ", float *cache");
     sb_append(sb, ", void *arena)");
@@ -230,15 +325,16 @@ static int token_input(const graph *g)
 
 
 static void prefill_decode_signatures(strbuf *sb, const model *m,
-                                      const char *tokens, int decode)
+                                      const names *nm, const char *tokens,
+                                      int decode)
 {
-    sb_printf(sb, "int %s_%s(rt_ctx *ctx, const float *w, ", m->name,
+    sb_printf(sb, "int %s_%s(rt_ctx *ctx, const float *w, ", nm->ident,
               decode ? "decode" : "prefill");
     if (decode)
         sb_printf(sb, "int32_t token, int64_t pos");
     else
         sb_printf(sb, "const int32_t *%s, int64_t n", tokens);
-    io_params(sb, m->graph, 1);
+    io_params(sb, m->graph, nm, 1);
     sb_append(sb, ", float *cache, void *arena)");
 }
 
@@ -280,11 +376,14 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
     count_expr(out, count, sizeof count);
     rows_expr(out, rows, sizeof rows);
 
-    if (n->loc.file == n->user_loc.file)
-        sb_printf(sb, "    /* %s:%d */\n", n->loc.file, n->loc.line);
-    else
-        sb_printf(sb, "    /* %s:%d (%s:%d) */\n", n->user_loc.file,
-                  n->user_loc.line, n->loc.file, n->loc.line);
+    sb_append(sb, "    /* ");
+    loc_comment(sb, n->user_loc);
+    if (n->loc.file != n->user_loc.file) {
+        sb_append(sb, " (");
+        loc_comment(sb, n->loc);
+        sb_append(sb, ")");
+    }
+    sb_append(sb, " */\n");
     switch (n->op) {
     case GRAPH_OP_EMBEDDING: {
         const graph_shape *tab = &g->tensors[n->inputs[1]].shape;
@@ -423,8 +522,58 @@ int64_t emit_cache_floats(const graph *g)
 
 const char *emit_entry_name(const model *m, char *buf, int len)
 {
-    snprintf(buf, (size_t)len, "%s_%s_io", m->name,
+    char ident[CTEXT_MODEL_NAME_MAX + 1], upper[CTEXT_MODEL_NAME_MAX + 1];
+    model_ident(m, ident, upper);
+    snprintf(buf, (size_t)len, "%s_%s_io", ident,
              emit_is_decoder(m->graph, NULL) ? "step" : "forward");
+    return buf;
+}
+
+
+/* Is v a float the C can spell: finite (1e300 became inf in float32). */
+static int check_constant(const model *m, const graph_node *n,
+                          const char *what, float v, dsc_err *err)
+{
+    if (isfinite(v))
+        return 0;
+    return err_set(err, "%s:%d: error: %s %s is %s: it must be a finite "
+                   "number within float32's range (magnitude at most "
+                   "3.4e38)", n->user_loc.file ? n->user_loc.file : m->path,
+                   n->user_loc.line, graph_op_name(n->op), what,
+                   isnan(v) ? "not a number" : "out of float32's range");
+}
+
+
+int emit_check(const model *m, const emit_options *opts, dsc_err *err)
+{
+    const graph *g = m->graph;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        if ((n->op == GRAPH_OP_LAYERNORM &&
+             check_constant(m, n, "eps", n->attrs.eps, err)) ||
+            ((n->op == GRAPH_OP_ATTENTION || n->op == GRAPH_OP_KV_ATTENTION) &&
+             check_constant(m, n, "scale", n->attrs.scale, err)))
+            return -1;
+    }
+    const char *files[2] = { opts ? opts->source_name : NULL,
+                             opts ? opts->header_name : NULL };
+    for (int i = 0; i < 2; i++)
+        if (files[i] && !ctext_is_file_name(files[i]))
+            return err_set(err, "error: a generated file's name may hold "
+                           "only letters, digits, '.', '_', '+' and '-' (at "
+                           "most %d, not starting with '.'): the C #includes "
+                           "it by that name", CTEXT_FILE_NAME_MAX);
+    return 0;
+}
+
+
+/* The generated file's name (ext ".c" or ".h"): as given, or NAME.ext. */
+static const char *file_name(const names *nm, const char *given,
+                             const char *ext, char *buf, size_t len)
+{
+    if (given)
+        return given;
+    snprintf(buf, len, "%s%s", nm->ident, ext);
     return buf;
 }
 
@@ -435,12 +584,18 @@ char *emit_c_source(const model *m, const memory_plan *plan,
     const graph *g = m->graph;
     names nm;
     strbuf sb = {0};
-    char file[300], shape[96];
+    char file_buf[CTEXT_MODEL_NAME_MAX + 8], header_buf[sizeof file_buf];
+    char shape[96];
+    if (emit_check(m, opts, NULL))
+        return NULL;
     if (names_make(&nm, m, w)) {
         names_free(&nm, g, w);
         return NULL;
     }
-    snprintf(file, sizeof file, "%s.c", m->name);
+    const char *file = file_name(&nm, opts ? opts->source_name : NULL, ".c",
+                                 file_buf, sizeof file_buf);
+    const char *header = file_name(&nm, opts ? opts->header_name : NULL,
+                                   ".h", header_buf, sizeof header_buf);
     header_comment(&sb, m, file, plan, w, opts ? opts->passes : NULL);
     if (opts && opts->inline_runtime_header) {
         /* Number what follows as in the shipped file (the comment, two
@@ -452,8 +607,8 @@ char *emit_c_source(const model *m, const memory_plan *plan,
         sb_append(&sb, opts->inline_runtime_header);
         sb_printf(&sb, "#line %d \"%s\"\n", line + 2, file);
     } else {
-        sb_printf(&sb, "#include \"dsc_runtime.h\"\n#include \"%s.h\"\n",
-                  m->name);
+        sb_printf(&sb, "#include \"dsc_runtime.h\"\n#include \"%s\"\n",
+                  header);
     }
 
     sb_append(&sb, "\n/* Offsets, in floats, of each weight in the packed "
@@ -466,7 +621,8 @@ char *emit_c_source(const model *m, const memory_plan *plan,
                   graph_shape_str(&t->shape, shape, sizeof shape));
         for (int k = 0; k < t->weight.n_parts; k++) {
             const graph_weight_part *p = &t->weight.part[k];
-            sb_printf(&sb, "%s%s", k ? " | " : " ", p->key ? p->key : "zeros");
+            sb_append(&sb, k ? " | " : " ");
+            ctext_comment(&sb, p->key ? p->key : "zeros");
             int64_t all = p->key_shape.dim[p->transposed ? 1 : 0];
             if (p->key && p->rows != all)
                 sb_printf(&sb, " rows %lld..%lld", (long long)p->row_first,
@@ -490,12 +646,15 @@ char *emit_c_source(const model *m, const memory_plan *plan,
         int t = p->output;
         if (plan->offset[t] < 0)
             continue;
-        sb_printf(&sb, "    float *%s = (float *)(a + %lld);  /* %s %s:%d",
+        sb_printf(&sb, "    float *%s = (float *)(a + %lld);  /* %s ",
                   nm.tensor[t], (long long)plan->offset[t],
-                  graph_shape_str(&g->tensors[t].shape, shape, sizeof shape),
-                  p->user_loc.file, p->user_loc.line);
-        if (p->loc.file != p->user_loc.file)
-            sb_printf(&sb, " (%s:%d)", p->loc.file, p->loc.line);
+                  graph_shape_str(&g->tensors[t].shape, shape, sizeof shape));
+        loc_comment(&sb, p->user_loc);
+        if (p->loc.file != p->user_loc.file) {
+            sb_append(&sb, " (");
+            loc_comment(&sb, p->loc);
+            sb_append(&sb, ")");
+        }
         sb_append(&sb, " */\n");
     }
     sb_append(&sb, "    (void)a;\n\n");
@@ -508,9 +667,9 @@ char *emit_c_source(const model *m, const memory_plan *plan,
     sb_printf(&sb, "/* %s_%s behind one signature: io holds the inputs, "
               "then the outputs%s. */\nint %s_%s_io(rt_ctx *ctx, "
               "const float *w, void *const *io, %svoid *arena)\n{\n",
-              m->name, fn, nm.cache_floats ? ", then the cache" : "",
-              m->name, fn, nm.dynamic ? "int64_t n, int64_t pos, " : "");
-    sb_printf(&sb, "    return %s_%s(ctx, w", m->name, fn);
+              nm.ident, fn, nm.cache_floats ? ", then the cache" : "",
+              nm.ident, fn, nm.dynamic ? "int64_t n, int64_t pos, " : "");
+    sb_printf(&sb, "    return %s_%s(ctx, w", nm.ident, fn);
     int k = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int t = 0; t < g->n_tensors; t++) {
@@ -528,20 +687,20 @@ char *emit_c_source(const model *m, const memory_plan *plan,
 
     int tok = token_input(g);
     if (tok >= 0 && nm.cache_floats) {
-        const char *tokens = g->tensors[tok].name;
+        const char *tokens = nm.tensor[tok];
         for (int decode = 0; decode < 2; decode++) {
             sb_printf(&sb, "\n/* %s */\n", decode
                       ? "One more token at position pos, after pos tokens "
                         "in the cache."
                       : "The prompt's n tokens from position 0: fills the "
                         "cache.");
-            prefill_decode_signatures(&sb, m, tokens, decode);
-            sb_printf(&sb, "\n{\n    return %s_step(ctx, w, %s, %s", m->name,
+            prefill_decode_signatures(&sb, m, &nm, tokens, decode);
+            sb_printf(&sb, "\n{\n    return %s_step(ctx, w, %s, %s", nm.ident,
                       decode ? "&token" : tokens,
                       decode ? "1, pos" : "n, 0");
             for (int t = 0; t < g->n_tensors; t++)
                 if (g->tensors[t].kind == GRAPH_OUTPUT)
-                    sb_printf(&sb, ", %s", g->tensors[t].name);
+                    sb_printf(&sb, ", %s", nm.tensor[t]);
             sb_append(&sb, ", cache, arena);\n}\n");
         }
     }
@@ -556,12 +715,15 @@ char *emit_c_header(const model *m, const memory_plan *plan,
     const graph *g = m->graph;
     names nm;
     strbuf sb = {0};
-    char file[300], shape[96];
+    char file_buf[CTEXT_MODEL_NAME_MAX + 8], shape[96];
+    if (emit_check(m, opts, NULL))
+        return NULL;
     if (names_make(&nm, m, w)) {
         names_free(&nm, g, w);
         return NULL;
     }
-    snprintf(file, sizeof file, "%s.h", m->name);
+    const char *file = file_name(&nm, opts ? opts->header_name : NULL, ".h",
+                                 file_buf, sizeof file_buf);
     header_comment(&sb, m, file, plan, w, opts ? opts->passes : NULL);
     sb_printf(&sb, "#ifndef %s_H\n#define %s_H\n\n#include \"dsc_runtime.h\"\n\n",
               nm.upper, nm.upper);
@@ -585,17 +747,12 @@ char *emit_c_header(const model *m, const memory_plan *plan,
             const graph_tensor *x = &g->tensors[t];
             if (x->kind != (pass ? GRAPH_OUTPUT : GRAPH_INPUT))
                 continue;
-            char upper[80];
-            size_t i = 0;
-            for (; x->name[i] && i + 1 < sizeof upper; i++)
-                upper[i] = (char)toupper((unsigned char)x->name[i]);
-            upper[i] = '\0';
-            sb_printf(&sb, "/* %s %s: %s %s */\n#define %s_%s_COUNT %lld\n",
-                      pass ? "output" : "input", x->name,
+            sb_printf(&sb, "/* %s ", pass ? "output" : "input");
+            ctext_comment(&sb, x->name);
+            sb_printf(&sb, ": %s %s */\n#define %s %lld\n",
                       graph_dtype_name(x->dtype),
                       graph_shape_str(&x->shape, shape, sizeof shape),
-                      nm.upper, upper,
-                      (long long)graph_shape_count(&x->shape));
+                      nm.count[t], (long long)graph_shape_count(&x->shape));
         }
     sb_printf(&sb, "\n/* Run the model.  ctx: threads and kernels (rt_ctx_new), "
               "or NULL for\n * one thread; w: the packed weights; arena: "
@@ -609,12 +766,12 @@ char *emit_c_header(const model *m, const memory_plan *plan,
               nm.dynamic ? ", DSC_EBADPOS (-2) for n or pos out of range" : "");
     signature(&sb, m, &nm);
     sb_printf(&sb, ";\nint %s_%s_io(rt_ctx *ctx, const float *w, "
-              "void *const *io, %svoid *arena);\n", m->name,
+              "void *const *io, %svoid *arena);\n", nm.ident,
               nm.dynamic ? "step" : "forward",
               nm.dynamic ? "int64_t n, int64_t pos, " : "");
     int tok = token_input(g);
     for (int decode = 0; tok >= 0 && nm.cache_floats && decode < 2; decode++) {
-        prefill_decode_signatures(&sb, m, g->tensors[tok].name, decode);
+        prefill_decode_signatures(&sb, m, &nm, nm.tensor[tok], decode);
         sb_append(&sb, ";\n");
     }
     sb_append(&sb, "\n#endif\n");

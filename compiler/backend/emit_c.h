@@ -18,16 +18,27 @@ typedef struct emit_options {
      * the source compiles on its own (the JIT has no files). */
     const char *inline_runtime_header;
     const char *passes;  /* named in the header comment: "plan-memory" */
+    /* The files' names, as `dsc compile -o out/other.c` writes them: the .c
+     * #includes header_name.  NULL: NAME.c and NAME.h. */
+    const char *source_name, *header_name;
 } emit_options;
 
-/* The .c file's text, or NULL when out of memory.  Defines
+/* Can the model be written as C: every float constant (layernorm eps,
+ * attention scale) finite, the file names in opts (may be NULL) fit for an
+ * #include.  0, or -1 with an error naming the model line or the file. */
+int emit_check(const model *m, const emit_options *opts, dsc_err *err);
+
+/* The .c file's text, or NULL when out of memory or emit_check refuses the
+ * model (call it first for the message).  Text from outside (names, keys,
+ * config, paths) reaches it only through util/ctext.  Defines
  *   int NAME_forward(const float *weights, <inputs>, <outputs>, void *arena)
  *   int NAME_forward_io(const float *weights, void *const *io, void *arena)
  * the second taking inputs then outputs in declaration order. */
 char *emit_c_source(const model *m, const memory_plan *plan,
                     const weight_layout *weights, const emit_options *opts);
 
-/* The .h file's text: sizes as #defines and the forward's prototype. */
+/* The .h file's text: sizes as #defines and the forward's prototype
+ * (NULL as emit_c_source). */
 char *emit_c_header(const model *m, const memory_plan *plan,
                     const weight_layout *weights, const emit_options *opts);
 

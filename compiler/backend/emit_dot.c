@@ -1,25 +1,8 @@
 #include "backend/emit_dot.h"
 
 #include "dsc_runtime.h"
+#include "util/ctext.h"
 #include "util/strbuf.h"
-
-
-/* Text from outside (file paths) inside a quoted DOT string: a quote or
- * a backslash would end or bend the string and break the file. */
-static void append_escaped(strbuf *sb, const char *text)
-{
-    char one[2] = { 0, 0 };
-    for (const char *c = text; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            sb_append(sb, "\\");
-        if (*c == '\n') {
-            sb_append(sb, "\\n");
-            continue;
-        }
-        one[0] = *c;
-        sb_append(sb, one);
-    }
-}
 
 
 /* What a node does, fusions included: "linear + relu + residual". */
@@ -61,18 +44,23 @@ char *emit_dot(const model *m, const char *passes)
     const graph *g = m->graph;
     strbuf sb = {0};
     char shape[96];
-    sb_printf(&sb, "digraph \"%s\" {\n  label=\"", m->name);
-    append_escaped(&sb, m->path);
+    /* Every name, key and path is outside text: ctext_dot escapes it. */
+    sb_append(&sb, "digraph \"");
+    ctext_dot(&sb, m->name);
+    sb_append(&sb, "\" {\n  label=\"");
+    ctext_dot(&sb, m->path);
     sb_printf(&sb, "%s%s\";\n  labelloc=t;\n"
               "  node [fontname=\"monospace\", fontsize=10];\n"
               "  edge [fontname=\"monospace\", fontsize=9];\n",
               passes && *passes ? " after " : "", passes ? passes : "");
     for (int t = 0; t < g->n_tensors; t++) {
         const graph_tensor *x = &g->tensors[t];
-        if (x->kind == GRAPH_INPUT)
-            sb_printf(&sb, "  t%d [shape=oval, label=\"%s\\n%s %s\"];\n", t,
-                      x->name, graph_dtype_name(x->dtype),
-                      graph_shape_str(&x->shape, shape, sizeof shape));
+        if (x->kind != GRAPH_INPUT)
+            continue;
+        sb_printf(&sb, "  t%d [shape=oval, label=\"", t);
+        ctext_dot(&sb, x->name);
+        sb_printf(&sb, "\\n%s %s\"];\n", graph_dtype_name(x->dtype),
+                  graph_shape_str(&x->shape, shape, sizeof shape));
     }
     for (int i = 0; i < g->n_nodes; i++) {
         const graph_node *n = &g->nodes[i];
@@ -81,7 +69,7 @@ char *emit_dot(const model *m, const char *passes)
         sb_printf(&sb, "\\n%s\\n",
                   graph_shape_str(&g->tensors[n->output].shape, shape,
                                   sizeof shape));
-        append_escaped(&sb, n->user_loc.file);
+        ctext_dot(&sb, n->user_loc.file ? n->user_loc.file : "?");
         sb_printf(&sb, ":%d\"];\n", n->user_loc.line);
         for (int j = 0; j < n->n_inputs; j++) {
             int in = n->inputs[j];
@@ -96,9 +84,11 @@ char *emit_dot(const model *m, const char *passes)
             sb_append(&sb, ";\n");
         }
         const graph_tensor *out = &g->tensors[n->output];
-        if (out->kind == GRAPH_OUTPUT)
-            sb_printf(&sb, "  o%d [shape=oval, label=\"%s\"];\n"
-                      "  n%d -> o%d;\n", n->output, out->name, i, n->output);
+        if (out->kind == GRAPH_OUTPUT) {
+            sb_printf(&sb, "  o%d [shape=oval, label=\"", n->output);
+            ctext_dot(&sb, out->name);
+            sb_printf(&sb, "\"];\n  n%d -> o%d;\n", i, n->output);
+        }
     }
     sb_append(&sb, "}\n");
     return sb_take(&sb);

@@ -1,4 +1,5 @@
-/* cmd_compile.c — dsc compile: write NAME.c, NAME.h and optionally the weight blob. */
+/* cmd_compile.c — dsc compile: write NAME.c, NAME.h and optionally the
+ * weight blob (with -o out/other.c: out/other.c, out/other.h, ...). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,14 @@
 #include "cli/cli.h"
 #include "io/fileio.h"
 #include "io/weights.h"
+#include "util/ctext.h"
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 
 int cmd_compile(const cli *c)
 {
@@ -19,13 +28,39 @@ int cmd_compile(const cli *c)
     if (c->random_weights && c->weights_path)
         return cli_usage_error("%s", "--weights and --random-weights exclude "
                            "each other");
-    if (build_model(c->model_path, &opts, &b, &err)) {
-        cli_print_err(&err);
+    /* With -o, the .c #includes the header by the name it is written
+     * under, so that name must be fit for an #include. */
+    char *c_path = c->out_path ? cli_with_extension(c->out_path, ".c") : NULL;
+    char *h_path = c_path ? cli_with_extension(c_path, ".h") : NULL;
+    if (c->out_path && (!c_path || !h_path)) {
+        free(c_path);
+        free(h_path);
+        fprintf(stderr, "dsc: error: out of memory\n");
         return 1;
     }
-    char *c_path = c->out_path ? cli_with_extension(c->out_path, ".c")
-                               : cli_with_extension(b.model->name, ".c");
-    char *h_path = cli_with_extension(c_path, ".h");
+    if (c_path) {
+        opts.source_name = base_name(c_path);
+        opts.header_name = base_name(h_path);
+        if (!ctext_is_file_name(opts.source_name) ||
+            !ctext_is_file_name(opts.header_name)) {
+            free(c_path);
+            free(h_path);
+            return cli_usage_error("-o %s: the file name may hold only "
+                                   "letters, digits, '.', '_', '+' and '-' "
+                                   "(the C #includes the header by its name)",
+                                   c->out_path);
+        }
+    }
+    if (build_model(c->model_path, &opts, &b, &err)) {
+        cli_print_err(&err);
+        free(c_path);
+        free(h_path);
+        return 1;
+    }
+    if (!c_path) {
+        c_path = cli_with_extension(b.model->name, ".c");
+        h_path = cli_with_extension(c_path, ".h");
+    }
     char *bin_path = cli_with_extension(c_path, ".bin");
     int want_blob = c->weights_path || c->random_weights;
     float *blob = want_blob

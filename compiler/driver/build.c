@@ -85,9 +85,15 @@ int build_model(const char *path, const build_options *opts,
     st->no_reuse_bytes = out->plan.no_reuse_bytes;
     st->weight_bytes = out->weights.total_floats * (int64_t)sizeof(float);
 
-    emit_options shipped = { .passes = out->passes };
-    emit_options jit = { .passes = out->passes,
-                         .inline_runtime_header = embedded_runtime_h };
+    emit_options shipped = { .passes = out->passes,
+                             .source_name = opts->source_name,
+                             .header_name = opts->header_name };
+    emit_options jit = shipped;
+    jit.inline_runtime_header = embedded_runtime_h;
+    if (emit_check(out->model, &shipped, err)) {
+        built_model_free(out);
+        return -1;
+    }
     out->source = emit_c_source(out->model, &out->plan, &out->weights,
                                 &shipped);
     out->header = emit_c_header(out->model, &out->plan, &out->weights,

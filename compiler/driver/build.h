@@ -19,6 +19,9 @@ typedef struct build_options {
     int no_fuse_qkv, no_fuse_epilogue, no_dce;
     int no_plan_memory;   /* every tensor its own region */
     FILE *verbose;        /* -v: each pass and what it changed, or NULL */
+    /* The names the .c and .h will be written under (the .c #includes the
+     * .h by its name), e.g. from -o; NULL: NAME.c and NAME.h. */
+    const char *source_name, *header_name;
 } build_options;
 
 /* What the pipeline did and made, for --stats-json. */

@@ -20,6 +20,7 @@
 
 #include "dsc_runtime.h"
 #include "io/fileio.h"
+#include "util/ctext.h"
 
 extern const char embedded_nn_lua[];
 
@@ -1090,7 +1091,8 @@ static int run_chunk(frontend *f, const char *text, size_t len,
 }
 
 
-/* "models/seed-encoder.lua" -> "seed_encoder". */
+/* "models/seed-encoder.lua" -> "seed_encoder": a safe C identifier
+ * (util/ctext.h), since the generated code's names begin with it. */
 static char *model_name(const char *path)
 {
     const char *base = strrchr(path, '/');
@@ -1098,17 +1100,9 @@ static char *model_name(const char *path)
     size_t n = strlen(base);
     if (n > 4 && strcmp(base + n - 4, ".lua") == 0)
         n -= 4;
-    char *name = malloc(n + 3);
-    if (!name)
-        return NULL;
-    size_t at = 0;
-    if (n == 0 || isdigit((unsigned char)base[0])) {
-        name[at++] = 'm';
-        name[at++] = '_';
-    }
-    for (size_t i = 0; i < n; i++)
-        name[at++] = isalnum((unsigned char)base[i]) ? base[i] : '_';
-    name[at] = '\0';
+    char *name = malloc(CTEXT_MODEL_NAME_MAX + 1);
+    if (name)
+        ctext_model_name(base, n, name);
     return name;
 }
 

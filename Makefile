@@ -71,7 +71,7 @@ $(BUILD)/libdsc.a: $(DSC_OBJ)
 $(BUILD)/dsc: $(CLI_OBJ) $(BUILD)/libdsc.a $(BUILD)/libdscrt.a
 	$(CC) -rdynamic $^ $(LIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libdsc.a $(BUILD)/libdscrt.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libdsc.a $(BUILD)/libdscrt.a
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) $(LUA_CFLAGS) -Icompiler -Iruntime -rdynamic \
 	    $< $(BUILD)/libdsc.a $(BUILD)/libdscrt.a -lcriterion $(LIBS) -o $@
@@ -105,12 +105,12 @@ generated: $(BUILD)/dsc
 # `make test` (tests/test_fuzz_replay.c) replays it.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_NAMES   := safetensors npy frontend
+FUZZ_NAMES   ?= safetensors npy frontend names
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_CFLAGS  := -std=c11 -O1 -g -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_entry.h $(DSC_SRC) \
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(DSC_SRC) \
                       $(RT_SRC) $(BUILD)/gen/embedded.c
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(LUA_CFLAGS) $(XSMM_CFLAGS) -Icompiler \

@@ -208,11 +208,11 @@ Test(e2e, compile_is_byte_identical_and_warning_free)
     cr_expect_str_eq(a, b);
     cr_expect(strstr(a, "d_model=64"), "the header names the config");
     cr_expect(strstr(a, "models/seed_encoder.lua"), "the header names the model");
-    free(a);
-    free(b);
     /* The shippable file compiles on its own against runtime/, including
      * the header written beside it under -o's name (m0.h). */
     cr_expect(strstr(a, "#include \"m0.h\""), "the .c includes m0.h");
+    free(a);
+    free(b);
     cr_assert_eq(run("cc -std=c11 -Wall -Wextra -Werror -Iruntime -c %s/m0.c "
                      "-o %s/m0.o", tmp, tmp), 0, "%s", stderr_text());
 }

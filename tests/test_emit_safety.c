@@ -1,0 +1,624 @@
+/* test_emit_safety.c — a hostile model file cannot put code into the C
+ * that dsc writes (and `dsc run` compiles and runs).
+ *
+ * One test per attack: weight keys, config keys and values, the model's
+ * path, input and output names that clash with dsc's own names or are C
+ * keywords and macros, float constants out of float32's range, the -o file
+ * name; then a deterministic randomized run of the names harness
+ * (tests/fuzz/fuzz_names.h, which `make fuzz` runs under libFuzzer).  Each
+ * builds a small model, checks the C with emit_verify (compiles with tcc,
+ * no preprocessor line, declaration or symbol dsc did not write) and then
+ * that the injected words appear nowhere outside comments. */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend/emit_dot.h"
+#include "fuzz/fuzz_names.h"
+#include "io/fileio.h"
+#include "util/ctext.h"
+#include "util/rng.h"
+
+/* Field overrides for the harness's model: {field, text}, ended by -1. */
+typedef struct field_set {
+    int field;
+    const char *text;
+} field_set;
+
+
+/* Build and check the harness model with these fields; the verdict. */
+static void verify_fields(const field_set *set, emit_verdict *v)
+{
+    const char *field[F_COUNT];
+    size_t len[F_COUNT];
+    for (int i = 0; i < F_COUNT; i++)
+        field[i] = names_defaults[i];
+    for (; set && set->field >= 0; set++)
+        field[set->field] = set->text;
+    for (int i = 0; i < F_COUNT; i++)
+        len[i] = strlen(field[i]);
+    char *lua = names_model_text(field, len);
+    char source[300], header[300];
+    snprintf(source, sizeof source, "%s.c", field[F_FILE]);
+    snprintf(header, sizeof header, "%s.h", field[F_FILE]);
+    emit_verify(field[F_PATH], lua, strlen(lua), *field[F_FILE] ? source
+                : NULL, *field[F_FILE] ? header : NULL, v);
+    free(lua);
+}
+
+
+/* The verdict is OK and none of words is in any text outside comments. */
+static void expect_clean(emit_verdict *v, const char *const *words)
+{
+    cr_assert_eq(v->status, VERDICT_OK, "%s%s", v->why,
+                 v->status == VERDICT_REFUSED ? v->err.msg : "");
+    const char *texts[3] = { v->source, v->header, v->jit };
+    for (int t = 0; t < 3; t++) {
+        char *code = names_strip_comments(texts[t]);
+        for (int w = 0; words[w]; w++)
+            cr_expect(!strstr(code, words[w]), "'%s' outside comments in:\n%s",
+                      words[w], texts[t]);
+        free(code);
+    }
+}
+
+
+static void expect_clean_fields(const field_set *set, const char *const *words)
+{
+    emit_verdict v;
+    verify_fields(set, &v);
+    expect_clean(&v, words);
+    verdict_free(&v);
+}
+
+
+/* ---- the attacks of issue 15 ---- */
+
+Test(emit_safety, a_weight_key_cannot_end_its_comment)
+{
+    static const char *const keys[] = {
+        "k */\nint system(const char *);\n#define rt_linear(...) "
+        "system(\"id > /tmp/dsc-pwned\")\n/*",
+        "k*/int system(const char*);/*",
+        "k ?\?/\n#define W_K 0",         /* a trigraph backslash-newline */
+        "k \\\n#define evil 1",          /* a backslash-newline */
+        "*/", "/*", "*", "/", "?", "?\?=", "k*", "/k",
+    };
+    static const char *const words[] = { "system", "evil", "pwned",
+                                         "#define rt_", NULL };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        for (int f = F_EMB; f <= F_BETA; f++) {
+            field_set set[] = { { f, keys[i] }, { -1, NULL } };
+            expect_clean_fields(set, words);
+        }
+}
+
+
+Test(emit_safety, config_keys_and_values_cannot_end_the_header_comment)
+{
+    static const char *const texts[] = {
+        "*/\n#include \"/etc/hostname\"\n/*",
+        "*/ __attribute__((constructor)) static void evil(void) { } /*",
+        "a */ int evil_global = 1; /* b",
+        "\n#include </etc/hostname>\n",
+    };
+    static const char *const words[] = { "hostname", "evil", "constructor",
+                                         NULL };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        field_set key[] = { { F_CONFIG_KEY, texts[i] }, { -1, NULL } };
+        field_set value[] = { { F_CONFIG_VALUE, texts[i] }, { -1, NULL } };
+        expect_clean_fields(key, words);
+        expect_clean_fields(value, words);
+    }
+}
+
+
+Test(emit_safety, the_model_path_cannot_end_a_comment)
+{
+    static const char *const paths[] = {
+        "models/x\n#include \"/etc/hostname\"\n*/m.lua",
+        "m*/int evil;/*.lua",
+        "/tmp/?\?/\nevil*/int evil;\n/*.lua",
+        "dsc_runtime.lua",   /* its guard would hide the runtime's header */
+        "rt_linear.lua", "9.lua", ".lua", "int.lua", "__attribute__.lua",
+    };
+    static const char *const words[] = { "hostname", "evil", NULL };
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        field_set set[] = { { F_PATH, paths[i] }, { -1, NULL } };
+        emit_verdict v;
+        verify_fields(set, &v);
+        expect_clean(&v, words);
+        /* The functions are named after a safe identifier. */
+        cr_expect(v.ident[0] >= 'a' && v.ident[0] <= 'z', "%s", v.ident);
+        verdict_free(&v);
+    }
+}
+
+
+Test(emit_safety, names_that_clash_with_dsc_or_c_still_compile)
+{
+    static const field_set sets[][7] = {
+        { { F_TOKENS, "w" }, { F_X, "a" }, { F_OUT1, "relu_6_" },
+          { F_OUT2, "int" }, { F_OUT3, "NULL" }, { -1, NULL } },
+        { { F_TOKENS, "int32_t" }, { F_X, "ctx" }, { F_OUT1, "main" },
+          { F_OUT2, "s" }, { F_OUT3, "rt_linear" }, { -1, NULL } },
+        { { F_TOKENS, "arena" }, { F_X, "n" }, { F_OUT1, "DSC_OK" },
+          { F_OUT2, "x" }, { F_OUT3, "X" }, { -1, NULL } },
+        { { F_TOKENS, "in_x" }, { F_X, "x" }, { F_OUT1, "out_y" },
+          { F_OUT2, "y" }, { F_OUT3, "return" }, { -1, NULL } },
+        /* A decoder: its prefill and decode wrappers name the tokens. */
+        { { F_MODE, "decoder" }, { F_TOKENS, "token" }, { F_OUT1, "n" },
+          { -1, NULL } },
+        { { F_MODE, "decoder" }, { F_TOKENS, "cache" }, { F_OUT1, "pos" },
+          { -1, NULL } },
+    };
+    static const char *const none[] = { NULL };
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        expect_clean_fields(sets[i], none);
+}
+
+
+Test(emit_safety, weight_keys_that_map_to_one_macro_get_distinct_ones)
+{
+    field_set set[] = { { F_W, "a.b" }, { F_B, "a_b" }, { F_G, "a_b_2" },
+                        { F_BETA, "A-B" }, { F_EMB, "W_A_B" }, { -1, NULL } };
+    emit_verdict v;
+    verify_fields(set, &v);
+    static const char *const none[] = { NULL };
+    expect_clean(&v, none);  /* each #define once: emit_verify checks */
+    cr_expect(strstr(v.source, "#define W_A_B "), "%s", v.source);
+    cr_expect(strstr(v.source, "#define W_A_B_2 "), "%s", v.source);
+    cr_expect(strstr(v.source, "#define W_A_B_3 "), "%s", v.source);
+    verdict_free(&v);
+}
+
+
+/* The line of the model text that holds what. */
+static int line_of(const char *lua, const char *what)
+{
+    const char *at = strstr(lua, what);
+    cr_assert_not_null(at, "%s not in the model", what);
+    int line = 1;
+    for (const char *p = lua; p < at; p++)
+        line += *p == '\n';
+    return line;
+}
+
+
+Test(emit_safety, constants_out_of_float_range_are_errors_naming_the_line)
+{
+    static const struct {
+        int mode_decoder, field;
+        const char *value, *op, *call;
+    } cases[] = {
+        { 0, F_EPS, "1e300", "layernorm eps", "dsc.layernorm" },
+        { 0, F_EPS, "1e39", "layernorm eps", "dsc.layernorm" },
+        { 0, F_SCALE, "1e300", "attention scale", "dsc.attention" },
+        { 0, F_SCALE, "0x1p200", "attention scale", "dsc.attention" },
+        { 1, F_SCALE, "1e300", "kv_attention scale", "dsc.kv_attention" },
+        { 1, F_EPS, "1e40", "layernorm eps", "dsc.layernorm" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        field_set set[] = { { cases[i].field, cases[i].value },
+                            { F_MODE, cases[i].mode_decoder ? "d" : "" },
+                            { -1, NULL } };
+        emit_verdict v;
+        verify_fields(set, &v);
+        cr_expect_eq(v.status, VERDICT_REFUSED, "%s = %s compiled",
+                     cases[i].op, cases[i].value);
+        /* Which line: the model text's line with the call. */
+        const char *field[F_COUNT];
+        size_t len[F_COUNT];
+        for (int f = 0; f < F_COUNT; f++) {
+            field[f] = names_defaults[f];
+            len[f] = strlen(field[f]);
+        }
+        field[cases[i].field] = cases[i].value;
+        len[cases[i].field] = strlen(cases[i].value);
+        field[F_MODE] = cases[i].mode_decoder ? "d" : "";
+        len[F_MODE] = strlen(field[F_MODE]);
+        char *lua = names_model_text(field, len);
+        char want[200];
+        snprintf(want, sizeof want, "fuzz.lua:%d: error: %s ",
+                 line_of(lua, cases[i].call), cases[i].op);
+        cr_expect(strstr(v.err.msg, want), "'%s' not in: %s", want,
+                  v.err.msg);
+        free(lua);
+        verdict_free(&v);
+    }
+    /* The largest float and the smallest subnormal are fine. */
+    field_set fine[] = { { F_EPS, "3.4028234e38" }, { F_SCALE, "1e-45" },
+                         { -1, NULL } };
+    static const char *const none[] = { NULL };
+    expect_clean_fields(fine, none);
+}
+
+
+Test(emit_safety, the_emitter_itself_refuses_a_non_finite_constant)
+{
+    /* The frontend refuses eps <= 0 and NaN; the emitter must not rely on
+     * it, whatever made the graph. */
+    const char *lua =
+        "local x = dsc.input(\"x\", {2, 4})\n"
+        "local y = dsc.layernorm(x, dsc.weight(\"g\", {4}), "
+        "dsc.weight(\"b\", {4}))\n"
+        "dsc.output(\"y\", y)\n";
+    dsc_err err;
+    model *m = frontend_load_string("nan.lua", lua, strlen(lua), NULL, 0,
+                                    NULL, &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    memory_plan plan = {0};
+    weight_layout layout = {0};
+    cr_assert_eq(pass_plan_memory(m->graph, 1, &plan, &err), 0);
+    cr_assert_eq(weights_plan(m->graph, &layout, &err), 0);
+    cr_assert_eq(emit_check(m, NULL, &err), 0, "%s", err.msg);
+    const float bad[] = { NAN, INFINITY, -INFINITY };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        m->graph->nodes[0].attrs.eps = bad[i];
+        cr_expect_eq(emit_check(m, NULL, &err), -1);
+        cr_expect(strstr(err.msg, "nan.lua:2: error: layernorm eps is "),
+                  "%s", err.msg);
+        cr_expect_null(emit_c_source(m, &plan, &layout, NULL));
+        cr_expect_null(emit_c_header(m, &plan, &layout, NULL));
+    }
+    weights_layout_free(&layout);
+    memory_plan_free(&plan);
+    model_free(m);
+}
+
+
+Test(emit_safety, the_c_includes_the_header_by_the_name_it_is_written_under)
+{
+    field_set set[] = { { F_FILE, "other" }, { -1, NULL } };
+    emit_verdict v;
+    verify_fields(set, &v);
+    static const char *const none[] = { NULL };
+    expect_clean(&v, none);
+    cr_expect(strstr(v.source, "#include \"other.h\"\n"), "%s", v.source);
+    cr_expect(strstr(v.source, "/* other.c — generated"), "%s", v.source);
+    cr_expect(strstr(v.header, "/* other.h — generated"), "%s", v.header);
+    verdict_free(&v);
+    static const char *const bad[] = { "we\"ird", "a\nb", "a\\b", ".hidden",
+                                       "a b", "x*/y" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        field_set b[] = { { F_FILE, bad[i] }, { -1, NULL } };
+        verify_fields(b, &v);
+        cr_expect_eq(v.status, VERDICT_REFUSED, "'%s' was accepted", bad[i]);
+        cr_expect(strstr(v.err.msg, "file's name"), "%s", v.err.msg);
+        verdict_free(&v);
+    }
+}
+
+
+/* ---- the same through the command line ---- */
+
+static char tmp[256];
+
+static void make_tmp(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/dsc-emit-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp));
+}
+
+
+static void remove_tmp(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_assert_eq(system(cmd), 0);
+}
+
+
+static const char *dsc(void)
+{
+    const char *path = getenv("DSC");
+    return path && *path ? path : "build/dsc";
+}
+
+
+static int run(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(cmd);
+    snprintf(cmd + n, sizeof cmd - n, " >%s/out 2>%s/err", tmp, tmp);
+    int status = system(cmd);
+    cr_assert(WIFEXITED(status), "%s", cmd);
+    return WEXITSTATUS(status);
+}
+
+
+static char *slurp(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    size_t len;
+    dsc_err err;
+    char *text = file_read_all(path, &len, &err);
+    cr_assert_not_null(text, "%s", err.msg);
+    return text;
+}
+
+
+TestSuite(emit_cli, .init = make_tmp, .fini = remove_tmp);
+
+Test(emit_cli, compile_o_writes_a_pair_that_compiles)
+{
+    cr_assert_eq(run("mkdir -p %s/dir && %s compile models/seed_encoder.lua "
+                     "-D layers=1 -o %s/dir/other.c", tmp, dsc(), tmp), 0,
+                 "%s", slurp("err"));
+    char *c = slurp("dir/other.c");
+    cr_expect(strstr(c, "#include \"other.h\"\n"), "%.300s", c);
+    free(c);
+    char *h = slurp("dir/other.h");
+    free(h);
+    char stray[600];
+    snprintf(stray, sizeof stray, "%s/dir/seed_encoder.h", tmp);
+    cr_expect_eq(access(stray, F_OK), -1, "a header under another name");
+    cr_assert_eq(run("cc -std=c11 -Wall -Wextra -Werror -Iruntime -c "
+                     "%s/dir/other.c -o %s/other.o", tmp, tmp), 0, "%s",
+                 slurp("err"));
+    /* A name the C could not #include is refused, and nothing written. */
+    cr_expect_eq(run("%s compile models/seed_encoder.lua -o '%s/we\"ird.c'",
+                     dsc(), tmp), 1);
+    char *err = slurp("err");
+    cr_expect(strstr(err, "dsc: error: -o"), "%s", err);
+    free(err);
+    cr_expect_eq(run("ls %s | grep -c ird", tmp), 1, "a file was written");
+}
+
+
+Test(emit_cli, run_of_a_hostile_model_runs_no_injected_code)
+{
+    /* The issue's attack, end to end: JIT and AOT run the model, and the
+     * file the injected command would write never appears. */
+    char model_path[600];
+    snprintf(model_path, sizeof model_path, "%s/m.lua", tmp);
+    FILE *fp = fopen(model_path, "w");
+    cr_assert_not_null(fp);
+    fprintf(fp,
+            "dsc.config{['*/ #include \"/etc/hostname\" /*'] = "
+            "'*/ __attribute__((constructor)) static void e(void) { "
+            "system(\"touch %s/pwned\"); } /*'}\n"
+            "local x = dsc.input('x', {2, 4})\n"
+            "local w = dsc.weight('k */\\nint system(const char *);\\n"
+            "#define rt_linear(...) system(\"touch %s/pwned\")\\n/*', {4, 4})\n"
+            "dsc.output('y', dsc.linear(x, w))\n", tmp, tmp);
+    fclose(fp);
+    cr_expect_eq(run("%s run %s", dsc(), model_path), 0, "%s", slurp("err"));
+    cr_expect_eq(run("%s run --aot %s", dsc(), model_path), 0, "%s", slurp("err"));
+    cr_expect_eq(run("%s compile %s -o %s/m.c && cc -std=c11 -Wall -Werror "
+                     "-Iruntime -c %s/m.c -o %s/m.o", dsc(), model_path, tmp, tmp,
+                     tmp), 0, "%s", slurp("err"));
+    char pwned[600];
+    snprintf(pwned, sizeof pwned, "%s/pwned", tmp);
+    cr_expect_eq(access(pwned, F_OK), -1, "the injected command ran");
+}
+
+
+Test(emit_cli, dot_labels_hold_hostile_names_as_text)
+{
+    char model_path[600];
+    snprintf(model_path, sizeof model_path, "%s/g.lua", tmp);
+    FILE *fp = fopen(model_path, "w");
+    cr_assert_not_null(fp);
+    fprintf(fp, "local x = dsc.input('x', {2, 4})\n"
+            "local w = dsc.weight('k\"];\\n evil [label=\"\\\\', {4, 4})\n"
+            "dsc.output('y', dsc.relu(dsc.linear(x, w)))\n");
+    fclose(fp);
+    cr_assert_eq(run("%s graph %s -o %s/g.dot", dsc(), model_path, tmp), 0);
+    char *dot = slurp("g.dot");
+    /* Every line's quotes pair up once \\ and \" are taken out. */
+    for (char *line = strtok(dot, "\n"); line; line = strtok(NULL, "\n")) {
+        int quotes = 0;
+        for (const char *p = line; *p; p++) {
+            if (*p == '\\' && p[1]) {
+                p++;
+                continue;
+            }
+            quotes += *p == '"';
+        }
+        cr_expect_eq(quotes % 2, 0, "unbalanced: %s", line);
+        cr_expect(!strstr(line, "evil [") || strstr(line, "label="), "%s",
+                  line);
+    }
+    free(dot);
+}
+
+
+/* ---- the helpers themselves ---- */
+
+Test(ctext, comments_hold_no_end_start_trigraph_or_splice)
+{
+    static const char *const texts[] = {
+        "*/", "/*", "**//", "a*/b", "a/*b", "?\?=", "?\??", "?", "*", "/",
+        "x\\", "\\\n", "a\nb", "\x01\x7f\xff\x80", "*/*/*/", "/**/",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        strbuf sb = {0};
+        sb_append(&sb, "/*");
+        ctext_comment(&sb, texts[i]);
+        sb_append(&sb, "*/");
+        char *out = sb_take(&sb);
+        const char *inner = out + 2;
+        size_t n = strlen(inner) - 2;
+        for (size_t k = 0; k + 1 < n; k++) {
+            cr_expect(!(inner[k] == '*' && inner[k + 1] == '/') &&
+                      !(inner[k] == '/' && inner[k + 1] == '*') &&
+                      !(inner[k] == '?' && inner[k + 1] == '?'),
+                      "'%s' -> '%s'", texts[i], out);
+        }
+        for (size_t k = 0; k < n; k++)
+            cr_expect(inner[k] >= 0x20 && inner[k] <= 0x7e && (inner[k] !=
+                      '\\' || inner[k + 1] == 'x'), "'%s' -> '%s'", texts[i],
+                      out);
+        /* Even against the comment's own ends. */
+        cr_expect(inner[0] != '*' && inner[n - 1] != '/' &&
+                  inner[n - 1] != '*', "'%s' -> '%s'", texts[i], out);
+        free(out);
+    }
+    strbuf sb = {0};
+    char long_text[1000];
+    memset(long_text, 'a', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = '\0';
+    ctext_comment(&sb, long_text);
+    char *out = sb_take(&sb);
+    cr_expect_eq(strlen(out), CTEXT_TEXT_MAX + 3, "long text is cut");
+    free(out);
+    /* Ordinary text reads as itself. */
+    ctext_comment(&sb, "models/seed_encoder.lua d_model=256 a.b-c");
+    out = sb_take(&sb);
+    cr_expect_str_eq(out, "models/seed_encoder.lua d_model=256 a.b-c");
+    free(out);
+}
+
+
+Test(ctext, model_names_are_safe_identifiers_and_stable)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        { "seed_encoder", "seed_encoder" }, { "seed-encoder", "seed_encoder" },
+        { "9lives", "m_9lives" }, { "", "m_" }, { "_x", "m__x" },
+        { "dsc_runtime", "m_dsc_runtime" }, { "DSC", "m_DSC" },
+        { "rt", "m_rt" }, { "Rt_linear", "m_Rt_linear" }, { "rtx", "rtx" },
+        { "dscnet", "dscnet" }, { "a*/b\n", "a__b_" }, { "int", "int" },
+    };
+    char out[CTEXT_MODEL_NAME_MAX + 1], again[CTEXT_MODEL_NAME_MAX + 1];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ctext_model_name(cases[i].in, strlen(cases[i].in), out);
+        cr_expect_str_eq(out, cases[i].out, "%s", cases[i].in);
+    }
+    uint64_t state = 15;
+    for (int i = 0; i < 2000; i++) {
+        char in[100];
+        size_t n = rng_next(&state) % sizeof in;
+        for (size_t k = 0; k < n; k++)
+            in[k] = (char)(rng_next(&state) % 256);
+        ctext_model_name(in, n, out);
+        cr_assert_leq(strlen(out), CTEXT_MODEL_NAME_MAX);
+        cr_assert((out[0] >= 'a' && out[0] <= 'z') ||
+                  (out[0] >= 'A' && out[0] <= 'Z'));
+        for (const char *p = out; *p; p++)
+            cr_assert(names_is_ident_char(*p));
+        ctext_model_name(out, strlen(out), again);
+        cr_assert_str_eq(out, again, "not stable");
+    }
+}
+
+
+Test(ctext, claimed_names_are_unique)
+{
+    ctext_names used = {0};
+    char first[64] = "W_A", second[64] = "W_A", third[64] = "W_A_2";
+    cr_assert_eq(ctext_names_claim(&used, first, sizeof first), 0);
+    cr_assert_eq(ctext_names_claim(&used, second, sizeof second), 0);
+    cr_assert_eq(ctext_names_claim(&used, third, sizeof third), 0);
+    cr_expect_str_eq(first, "W_A");
+    cr_expect_str_eq(second, "W_A_2");
+    cr_expect_str_eq(third, "W_A_2_2");
+    /* A full buffer is cut to make room for the suffix. */
+    char full[16] = "ABCDEFGHIJKLMNO", again[16] = "ABCDEFGHIJKLMNO";
+    ctext_names_claim(&used, full, sizeof full);
+    ctext_names_claim(&used, again, sizeof again);
+    cr_expect_str_eq(again, "ABCDEFGHIJKLM_2");
+    for (int i = 0; i < 3000; i++) {  /* grows */
+        char name[16] = "N";
+        cr_assert_eq(ctext_names_claim(&used, name, sizeof name), 0);
+    }
+    cr_expect(ctext_names_has(&used, "N_3000"));
+    cr_expect(!ctext_names_has(&used, "N_3001"));
+    ctext_names_free(&used);
+}
+
+
+/* ---- the fuzzer's property, on a fixed random sample ---- */
+
+/* Pieces a hostile string is made of (the fuzzer's dictionary). */
+static const char *const pieces[] = {
+    "*/", "/*", "\n", "\r", "\"", "'", "#", "\\", "\\\n", "?\?=", "?\?/", "?",
+    "#define ", "#include ", "\"/etc/hostname\"", "__attribute__((constructor))",
+    "static void f(void) { }", "int x;", "system(\"id\")", "rt_linear",
+    "w", "a", "n", "s", "int", "NULL", "main", "relu_3_", "_COUNT", "W_",
+    "\xff", "\xc3\x28", "\xe2\x80\x94", "\x01", ".", "_", "A", "z", "0", "9",
+    "1e300", "-1e39", "0x1p128", "1e-5", "d",
+};
+
+
+/* Pieces of a name that is an identifier, chosen to clash. */
+static const char *const ident_pieces[] = {
+    "w", "a", "n", "s", "int", "NULL", "main", "relu_3_", "_COUNT", "W_",
+    "A", "z", "_", "0", "in_", "out_", "x", "X", "DSC_OK", "token",
+};
+
+
+/* A random string for field f: mostly pieces of an identifier for input
+ * and output names (else the model is refused before the emitter runs),
+ * any pieces and bytes elsewhere. */
+static void random_field(uint64_t *state, int f, char *out, size_t cap)
+{
+    int io = f >= F_TOKENS && f <= F_OUT3;
+    int ident = io && rng_next(state) % 4 != 0;
+    size_t at = 0;
+    int parts = 1 + (int)(rng_next(state) % 5);
+    for (int i = 0; i < parts; i++) {
+        const char *p;
+        char byte[2] = { 0, 0 };
+        if (ident) {
+            p = ident_pieces[rng_next(state) % (sizeof ident_pieces /
+                                                sizeof ident_pieces[0])];
+            if (at == 0 && p[0] == '0')
+                p = "q";
+        } else if (rng_next(state) % 4 == 0) {
+            byte[0] = (char)(1 + rng_next(state) % 255);
+            p = byte;
+        } else {
+            p = pieces[rng_next(state) % (sizeof pieces / sizeof pieces[0])];
+        }
+        size_t n = strlen(p);
+        if (at + n + 1 > cap)
+            break;
+        memcpy(out + at, p, n);
+        at += n;
+    }
+    out[at] = '\0';
+}
+
+
+Test(emit_safety, random_strings_in_every_position, .timeout = 300)
+{
+    uint64_t state = 20260212;
+    int ok = 0, refused = 0;
+    for (int round = 0; round < 400; round++) {
+        char text[F_COUNT][120];
+        field_set set[F_COUNT + 1];
+        int n = 0;
+        for (int f = 0; f < F_COUNT; f++) {
+            /* Most fields keep their default, so that most models load. */
+            if (rng_next(&state) % 3)
+                continue;
+            random_field(&state, f, text[f], sizeof text[f]);
+            set[n++] = (field_set){ f, text[f] };
+        }
+        set[n] = (field_set){ -1, NULL };
+        emit_verdict v;
+        verify_fields(set, &v);
+        cr_assert_neq(v.status, VERDICT_BROKEN, "round %d: %s", round, v.why);
+        ok += v.status == VERDICT_OK;
+        refused += v.status == VERDICT_REFUSED;
+        verdict_free(&v);
+    }
+    /* The sample exercises the emitter, not only the frontend's refusals. */
+    cr_expect_gt(ok, 100, "only %d of 400 compiled", ok);
+    cr_expect_gt(refused, 10, "only %d of 400 refused", refused);
+}

@@ -406,19 +406,12 @@ Test(emit_cli, run_of_a_hostile_model_runs_no_injected_code)
 }
 
 
-Test(emit_cli, dot_labels_hold_hostile_names_as_text)
+/* Every line's quotes pair up once \\ and \" are taken out, and no
+ * line starts with the injected node. */
+static void expect_sound_dot(const char *text)
 {
-    char model_path[600];
-    snprintf(model_path, sizeof model_path, "%s/g.lua", tmp);
-    FILE *fp = fopen(model_path, "w");
-    cr_assert_not_null(fp);
-    fprintf(fp, "local x = dsc.input('x', {2, 4})\n"
-            "local w = dsc.weight('k\"];\\n evil [label=\"\\\\', {4, 4})\n"
-            "dsc.output('y', dsc.relu(dsc.linear(x, w)))\n");
-    fclose(fp);
-    cr_assert_eq(run("%s graph %s -o %s/g.dot", dsc(), model_path, tmp), 0);
-    char *dot = slurp("g.dot");
-    /* Every line's quotes pair up once \\ and \" are taken out. */
+    char *dot = strdup(text);
+    cr_assert_not_null(dot);
     for (char *line = strtok(dot, "\n"); line; line = strtok(NULL, "\n")) {
         int quotes = 0;
         for (const char *p = line; *p; p++) {
@@ -426,13 +419,77 @@ Test(emit_cli, dot_labels_hold_hostile_names_as_text)
                 p++;
                 continue;
             }
+            cr_expect(*p >= 0x20 && *p <= 0x7e, "a raw byte in: %s", line);
             quotes += *p == '"';
         }
         cr_expect_eq(quotes % 2, 0, "unbalanced: %s", line);
-        cr_expect(!strstr(line, "evil [") || strstr(line, "label="), "%s",
-                  line);
+        const char *first = line + strspn(line, " ");
+        cr_expect(strncmp(first, "evil", 4) != 0, "%s", line);
     }
     free(dot);
+}
+
+
+Test(emit_cli, dot_labels_hold_a_hostile_path_as_text)
+{
+    char model_path[600];
+    snprintf(model_path, sizeof model_path, "%s/g\"];\n evil [label=\"\\.lua",
+             tmp);
+    FILE *fp = fopen(model_path, "w");
+    cr_assert_not_null(fp);
+    fprintf(fp, "local x = dsc.input('x', {2, 4})\n"
+            "dsc.output('y', dsc.relu(x))\n");
+    fclose(fp);
+    cr_assert_eq(run("%s graph \"$(ls -d %s/g*)\" -o %s/g.dot", dsc(), tmp,
+                     tmp), 0, "%s", slurp("err"));
+    char *dot = slurp("g.dot");
+    cr_expect(strstr(dot, "\\\"];\\n"), "%s", dot);
+    expect_sound_dot(dot);
+    free(dot);
+}
+
+
+/* Names the graph would refuse, put straight into a loaded model: the
+ * emitter relies on no earlier check. */
+Test(emit_safety, the_emitter_does_not_rely_on_the_graph_checking_names)
+{
+    const char *lua =
+        "local x = dsc.input(\"x\", {2, 4})\n"
+        "dsc.output(\"y\", dsc.relu(x))\n";
+    static const char *const hostile[] = {
+        "*/ int evil; /*", "a\nb", "\"];\n evil [", "x\\", "?\?/", "",
+        "1x", "int", "\xff\xfe",
+    };
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        dsc_err err;
+        model *m = frontend_load_string("n.lua", lua, strlen(lua), NULL, 0,
+                                        NULL, &err);
+        cr_assert_not_null(m, "%s", err.msg);
+        for (int t = 0; t < m->graph->n_tensors; t++)
+            if (m->graph->tensors[t].kind == GRAPH_INPUT ||
+                m->graph->tensors[t].kind == GRAPH_OUTPUT)
+                m->graph->tensors[t].name = graph_intern(m->graph, hostile[i]);
+        char *dot = emit_dot(m, "");
+        expect_sound_dot(dot);
+        free(dot);
+        memory_plan plan = {0};
+        weight_layout layout = {0};
+        cr_assert_eq(pass_plan_memory(m->graph, 1, &plan, &err), 0);
+        cr_assert_eq(weights_plan(m->graph, &layout, &err), 0);
+        emit_options jit = { .inline_runtime_header = build_runtime_header() };
+        emit_verdict v = { .status = VERDICT_OK };
+        ctext_model_name(m->name, strlen(m->name), v.ident);
+        v.source = emit_c_source(m, &plan, &layout, NULL);
+        v.header = emit_c_header(m, &plan, &layout, NULL);
+        v.jit = emit_c_source(m, &plan, &layout, &jit);
+        names_check_texts(&v, NULL, NULL);
+        static const char *const words[] = { "int evil", "evil;", NULL };
+        expect_clean(&v, words);
+        verdict_free(&v);
+        weights_layout_free(&layout);
+        memory_plan_free(&plan);
+        model_free(m);
+    }
 }
 
 
@@ -480,6 +537,24 @@ Test(ctext, comments_hold_no_end_start_trigraph_or_splice)
     out = sb_take(&sb);
     cr_expect_str_eq(out, "models/seed_encoder.lua d_model=256 a.b-c");
     free(out);
+}
+
+
+Test(ctext, dot_strings_stay_strings)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        { "a\"b", "a\\\"b" }, { "a\\", "a\\\\" }, { "a\nb", "a\\nb" },
+        { "\x01\xff", "\\\\x01\\\\xff" }, { "models/m.lua", "models/m.lua" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        strbuf sb = {0};
+        ctext_dot(&sb, cases[i].in);
+        char *out = sb_take(&sb);
+        cr_expect_str_eq(out, cases[i].out);
+        free(out);
+    }
 }
 
 

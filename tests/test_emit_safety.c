@@ -617,7 +617,37 @@ Test(ctext, claimed_names_are_unique)
 }
 
 
-/* ---- the fuzzer's property, on a fixed random sample ---- */
+/* ---- the fuzzer's property: its seeds, then a fixed random sample ---- */
+
+Test(emit_safety, the_fuzzer_seeds_keep_their_purpose)
+{
+    static const struct {
+        const char *name;
+        int status;
+    } seeds[] = {
+        { "plain", VERDICT_OK }, { "decoder", VERDICT_OK },
+        { "injection", VERDICT_OK }, { "clashes", VERDICT_OK },
+        { "bytes", VERDICT_OK }, { "eps_inf", VERDICT_REFUSED },
+        { "scale_inf", VERDICT_REFUSED },
+    };
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char path[300];
+        snprintf(path, sizeof path, "tests/fuzz/corpus/names/%s",
+                 seeds[i].name);
+        size_t len;
+        dsc_err err;
+        char *bytes = file_read_all(path, &len, &err);
+        cr_assert_not_null(bytes, "%s", err.msg);
+        emit_verdict v;
+        fuzz_names_verdict((const uint8_t *)bytes, len, path, &v);
+        cr_expect_eq(v.status, seeds[i].status, "%s: %s%s", path, v.why,
+                     v.err.msg);
+        verdict_free(&v);
+        free(bytes);
+    }
+}
+
+
 
 /* Pieces a hostile string is made of (the fuzzer's dictionary). */
 static const char *const pieces[] = {

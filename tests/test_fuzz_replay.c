@@ -21,6 +21,7 @@
 
 #include "io/fileio.h"
 #include "fuzz/fuzz_entry.h"
+#include "fuzz/fuzz_names.h"
 
 #define REPLAY_SECONDS 60  /* per input; the fuzzers stop theirs at 10 */
 
@@ -34,6 +35,7 @@ static const struct {
     { "safetensors", fuzz_safetensors },
     { "npy", fuzz_npy },
     { "frontend", fuzz_frontend },
+    { "names", fuzz_names },
 };
 
 
@@ -148,6 +150,12 @@ Test(replay, npy, .timeout = 600)
 Test(replay, frontend, .timeout = 600)
 {
     replay("frontend");
+}
+
+
+Test(replay, names, .timeout = 600)
+{
+    replay("names");
 }
 
 

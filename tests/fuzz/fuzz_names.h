@@ -633,14 +633,14 @@ static inline char *names_model_text(const char *const *field,
 }
 
 
-/* Any bytes: the fields of the model above, built and checked; aborts on
- * a finding.  0 when the C was clean or the model cleanly refused. */
-static inline int fuzz_names(const uint8_t *data, size_t size,
-                             const char *path, dsc_err *err)
+/* Any bytes as the fields of the model above, built and checked: the
+ * verdict (path names the model when the first field is empty). */
+static inline void fuzz_names_verdict(const uint8_t *data, size_t size,
+                                      const char *path, emit_verdict *v)
 {
     char *copy = malloc(size + 1);
     if (!copy)
-        return err_set(err, "%s: error: out of memory", path);
+        abort();
     memcpy(copy, data, size);
     copy[size] = '\0';
     /* Fields in order; those the input does not reach keep a default. */
@@ -667,26 +667,36 @@ static inline int fuzz_names(const uint8_t *data, size_t size,
     const char *stem = field[F_FILE];
     snprintf(source, sizeof source, "%.200s.c", stem);
     snprintf(header, sizeof header, "%.200s.h", stem);
-    emit_verdict v;
     emit_verify(model_path, lua, strlen(lua), *stem ? source : NULL,
-                *stem ? header : NULL, &v);
-    if (v.status == VERDICT_BROKEN) {
+                *stem ? header : NULL, v);
+    if (v->status == VERDICT_OK && *stem &&
+        !(ctext_is_file_name(source) && ctext_is_file_name(header)))
+        verdict_broken(v, "a file name that cannot be #included", stem);
+    if (v->status == VERDICT_BROKEN)
         fprintf(stderr, "fuzz_names: %s\n--- model %s\n%s\n--- .c\n%s\n",
-                v.why, model_path, lua, v.source ? v.source : "");
+                v->why, model_path, lua, v->source ? v->source : "");
+    free(lua);
+    free(copy);
+}
+
+
+/* The libFuzzer entry: aborts on a finding, or on a refusal that is not
+ * an error message.  0 when the C was clean or the model cleanly refused
+ * (err is not used: the message names the fuzzed path). */
+static inline int fuzz_names(const uint8_t *data, size_t size,
+                             const char *path, dsc_err *err)
+{
+    emit_verdict v;
+    (void)err;
+    fuzz_names_verdict(data, size, path, &v);
+    if (v.status == VERDICT_BROKEN)
         abort();
-    }
     if (v.status == VERDICT_REFUSED && !strstr(v.err.msg, "error: ")) {
         fprintf(stderr, "fuzz_names: refused without an error: '%s'\n",
                 v.err.msg);
         abort();
     }
-    /* A file name that cannot be #included must be what was refused. */
-    if (*stem && v.status == VERDICT_OK &&
-        !(ctext_is_file_name(source) && ctext_is_file_name(header)))
-        abort();
     verdict_free(&v);
-    free(lua);
-    free(copy);
     return 0;
 }
 

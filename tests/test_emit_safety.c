@@ -617,6 +617,56 @@ Test(ctext, claimed_names_are_unique)
 }
 
 
+/* The checks themselves: each injection, spliced into clean C, is found. */
+Test(emit_safety, the_checks_find_each_kind_of_injection)
+{
+    static const struct {
+        const char *text;   /* put after the first weight #define line */
+        int header;         /* into the .h instead of the .c */
+    } injected[] = {
+        { "#define rt_linear(...) rt_add(0, 0, 0, 0, 0)\n", 0 },
+        { "#include \"/etc/hostname\"\n", 0 },
+        { "#include <stdlib.h>\n", 1 },
+        { "  #  define W_EVIL 1\n", 0 },
+        { "int evil(void) { return 0; }\n", 0 },
+        { "static int evil(void) { return 0; }\n", 0 },
+        { "int evil_global = 1;\n", 0 },
+        { "__attribute__((constructor)) static void e(void) { }\n", 0 },
+        { "static void e(void) <% %>\n", 0 },
+        { "%:define X 1\n", 0 },
+        { "int system(const char *);\n", 1 },
+        { "/* ?\?/\n */\n", 0 },
+        { "/* \\\n */\n", 0 },
+        { "/* \xff */\n", 0 },
+        { "static const char *s = \"x\";\n", 0 },
+        { "#define W_FC_WEIGHT 0\n", 0 },   /* defined twice */
+        { "#pragma once\n", 1 },
+    };
+    for (size_t i = 0; i < sizeof injected / sizeof injected[0]; i++) {
+        emit_verdict v;
+        verify_fields(NULL, &v);
+        cr_assert_eq(v.status, VERDICT_OK, "%s", v.why);
+        char **text = injected[i].header ? &v.header : &v.source;
+        const char *at = strstr(*text, injected[i].header ? "#define "
+                                : "#define W_");
+        cr_assert_not_null(at);
+        at = strchr(at, '\n') + 1;
+        strbuf sb = {0};
+        char *head = strndup(*text, (size_t)(at - *text));
+        sb_append(&sb, head);
+        sb_append(&sb, injected[i].text);
+        sb_append(&sb, at);
+        free(head);
+        free(*text);
+        *text = sb_take(&sb);
+        names_check_texts(&v, NULL, NULL);
+        cr_expect_eq(v.status, VERDICT_BROKEN, "not found: %s",
+                     injected[i].text);
+        verdict_free(&v);
+    }
+}
+
+
 /* ---- the fuzzer's property: its seeds, then a fixed random sample ---- */
 
 Test(emit_safety, the_fuzzer_seeds_keep_their_purpose)

@@ -7,8 +7,8 @@
  *   - every byte is printable ASCII or a newline (or the em dash of dsc's
  *     header line); no "??" (trigraphs), no backslash before a newline;
  *   - outside comments: no "//", no quote except in the #include/#line
- *     lines dsc writes, no character literal, no backslash, no identifier
- *     beginning with "__" and no asm or _Pragma;
+ *     lines dsc writes, no character literal, no backslash, no digraph,
+ *     no identifier beginning with "__" and no asm or _Pragma;
  *   - every preprocessor line is one dsc writes: #include of the runtime
  *     header and of the model's own header, #define of a W_ or MODEL_ macro
  *     to an integer (each macro once over the .c and the .h), the header
@@ -252,6 +252,10 @@ static inline int names_check_code(const char *text, const char *which,
             rc = verdict_broken(v, which, "\"//\" outside comments");
         else if (c == '"' || c == '\'' || c == '\\' || c == '#')
             rc = verdict_broken(v, which, "a quote, backslash or '#' in code");
+        else if ((c == '%' && (p[1] == ':' || p[1] == '>')) ||
+                 (c == '<' && (p[1] == '%' || p[1] == ':')) ||
+                 (c == ':' && p[1] == '>'))
+            rc = verdict_broken(v, which, "a digraph (%: is #, <% is {)");
         if (rc)
             break;
         if (names_is_ident_char(c) && !(c >= '0' && c <= '9')) {

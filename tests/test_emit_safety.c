@@ -158,6 +158,11 @@ Test(emit_safety, names_that_clash_with_dsc_or_c_still_compile)
           { -1, NULL } },
         { { F_MODE, "decoder" }, { F_TOKENS, "cache" }, { F_OUT1, "pos" },
           { -1, NULL } },
+        /* Model "in": the parameter in_step must not hide in_step(). */
+        { { F_MODE, "decoder" }, { F_PATH, "in.lua" }, { F_TOKENS, "step" },
+          { F_OUT1, "decode" }, { -1, NULL } },
+        { { F_PATH, "out.lua" }, { F_OUT1, "forward" }, { F_OUT2, "forward_io" },
+          { -1, NULL } },
     };
     static const char *const none[] = { NULL };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)

@@ -20,7 +20,8 @@
  *   input / output x              parameters in_x / out_x; macro
  *                                 UPPER(M)_X_COUNT in the header
  *   weight key k                  macro W_K (capitals)
- * against dsc's own: ctx, w, a, n, pos, token, cache, arena, s and the
+ * against dsc's own: ctx, w, a, n, pos, token, cache, arena, s, the
+ * model's functions and the
  * intermediates OP_T_ (lowercase, ending in '_'), the runtime's rt_*, RT_*
  * and DSC_*, and <stddef.h>/<stdint.h>.  One set of names covers the .c and
  * the .h, and every name made from outside text is claimed in it: one that
@@ -124,6 +125,12 @@ static int names_make(names *nm, const model *m, const weight_layout *w)
         "_H", "_ARENA_BYTES", "_WEIGHT_FLOATS", "_CONTEXT", "_CACHE_FLOATS",
         NULL
     };
+    /* Model "in" with an input "step": in_prefill's parameter in_step
+     * must not hide the function in_step it calls. */
+    static const char *const functions[] = {
+        "_forward", "_forward_io", "_step", "_step_io", "_prefill",
+        "_decode", NULL
+    };
     const graph *g = m->graph;
     ctext_names used = {0};
     int rc = -1;
@@ -144,6 +151,12 @@ static int names_make(names *nm, const model *m, const weight_layout *w)
     for (int i = 0; fixed_macros[i]; i++) {
         char name[NAME_LEN];
         snprintf(name, sizeof name, "%s%s", nm->upper, fixed_macros[i]);
+        if (ctext_names_claim(&used, name, sizeof name))
+            goto out;
+    }
+    for (int i = 0; functions[i]; i++) {
+        char name[NAME_LEN];
+        snprintf(name, sizeof name, "%s%s", nm->ident, functions[i]);
         if (ctext_names_claim(&used, name, sizeof name))
             goto out;
     }

@@ -681,6 +681,7 @@ Test(emit_safety, the_fuzzer_seeds_keep_their_purpose)
         int status;
     } seeds[] = {
         { "plain", VERDICT_OK }, { "decoder", VERDICT_OK },
+        { "decoder_clashes", VERDICT_OK },
         { "injection", VERDICT_OK }, { "clashes", VERDICT_OK },
         { "bytes", VERDICT_OK }, { "eps_inf", VERDICT_REFUSED },
         { "scale_inf", VERDICT_REFUSED },

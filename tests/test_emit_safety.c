@@ -44,13 +44,7 @@ static void verify_fields(const field_set *set, emit_verdict *v)
         field[set->field] = set->text;
     for (int i = 0; i < F_COUNT; i++)
         len[i] = strlen(field[i]);
-    char *lua = names_model_text(field, len);
-    char source[300], header[300];
-    snprintf(source, sizeof source, "%s.c", field[F_FILE]);
-    snprintf(header, sizeof header, "%s.h", field[F_FILE]);
-    emit_verify(field[F_PATH], lua, strlen(lua), *field[F_FILE] ? source
-                : NULL, *field[F_FILE] ? header : NULL, v);
-    free(lua);
+    names_verdict_of_fields(field, len, "fuzz.lua", v);
 }
 
 
@@ -114,9 +108,21 @@ Test(emit_safety, config_keys_and_values_cannot_end_the_header_comment)
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         field_set key[] = { { F_CONFIG_KEY, texts[i] }, { -1, NULL } };
         field_set value[] = { { F_CONFIG_VALUE, texts[i] }, { -1, NULL } };
+        field_set define[] = { { F_CONFIG_VALUE, "v" }, { F_DEFINE, texts[i] },
+                               { -1, NULL } };  /* -D d_model=TEXT */
         expect_clean_fields(key, words);
         expect_clean_fields(value, words);
+        expect_clean_fields(define, words);
     }
+    /* The -D value is the one the comment shows. */
+    field_set define[] = { { F_CONFIG_VALUE, "v" }, { F_DEFINE, "from-D" },
+                           { -1, NULL } };
+    emit_verdict v;
+    verify_fields(define, &v);
+    cr_assert_eq(v.status, VERDICT_OK, "%s%s", v.why, v.err.msg);
+    cr_expect(strstr(v.source, " * config: d_model=from-D\n"), "%s",
+              v.source);
+    verdict_free(&v);
 }
 
 
@@ -681,7 +687,7 @@ Test(emit_safety, the_fuzzer_seeds_keep_their_purpose)
         int status;
     } seeds[] = {
         { "plain", VERDICT_OK }, { "decoder", VERDICT_OK },
-        { "decoder_clashes", VERDICT_OK },
+        { "decoder_clashes", VERDICT_OK }, { "define", VERDICT_OK },
         { "injection", VERDICT_OK }, { "clashes", VERDICT_OK },
         { "bytes", VERDICT_OK }, { "eps_inf", VERDICT_REFUSED },
         { "scale_inf", VERDICT_REFUSED },

@@ -19,9 +19,9 @@
  *     global symbol but the model's functions (tcc_list_symbols), and the
  *     shippable .c with its .h compiles too.
  * fuzz_names (the libFuzzer entry) splits its bytes into the strings of a
- * small model (FIELDS below) — weight keys, input and output names, a
- * config key and value, eps and scale, the model's file name, the -o file
- * name — and aborts on any finding. */
+ * small model (F_* below) — weight keys, input and output names, a config
+ * key, its value and a -D override, eps and scale, the model's file name,
+ * the -o file name — and aborts on any finding. */
 #ifndef DSC_FUZZ_NAMES_H
 #define DSC_FUZZ_NAMES_H
 
@@ -481,10 +481,12 @@ static inline int names_check_texts(emit_verdict *v, const char *source_name,
 
 typedef int (*names_pass_fn)(graph *g, pass_report *report, dsc_err *err);
 
-/* Build the model text at path as build_model does, with the generated
+/* Build the model text at path as build_model does (with -D defines),
+ * with the generated
  * files named source_name and header_name (NULL: the defaults), and check
  * what it makes.  v->status says how it went. */
 static inline void emit_verify(const char *path, const char *lua, size_t len,
+                               const frontend_define *defines, int n_defines,
                                const char *source_name,
                                const char *header_name, emit_verdict *v)
 {
@@ -494,7 +496,8 @@ static inline void emit_verify(const char *path, const char *lua, size_t len,
     v->status = VERDICT_REFUSED;
     frontend_limits lim = { .instructions = NAMES_INSTRUCTIONS,
                             .memory_bytes = NAMES_MEMORY };
-    model *m = frontend_load_string(path, lua, len, NULL, 0, &lim, &v->err);
+    model *m = frontend_load_string(path, lua, len, defines, n_defines, &lim,
+                                    &v->err);
     if (!m)
         return;
     graph *g = m->graph;
@@ -538,13 +541,14 @@ out:
 enum {
     F_PATH, F_TOKENS, F_X, F_OUT1, F_OUT2, F_OUT3, F_EMB, F_W, F_B, F_G,
     F_BETA, F_CONFIG_KEY, F_CONFIG_VALUE, F_EPS, F_SCALE, F_FILE, F_MODE,
+    F_DEFINE,  /* non-empty: -D CONFIG_KEY=this */
     F_COUNT
 };
 
 static const char *const names_defaults[F_COUNT] = {
     "fuzz.lua", "tokens", "x", "y", "p", "att", "emb.weight", "fc.weight",
     "fc.bias", "norm.weight", "norm.bias", "d_model", "4", "1e-5", "0.5",
-    "", "",
+    "", "", "",
 };
 
 
@@ -637,6 +641,33 @@ static inline char *names_model_text(const char *const *field,
 }
 
 
+/* The model above with these fields, built and checked (fallback_path
+ * names it when the first field is empty): the verdict. */
+static inline void names_verdict_of_fields(const char *const *field,
+                                           const size_t *len,
+                                           const char *fallback_path,
+                                           emit_verdict *v)
+{
+    char *lua = names_model_text(field, len);
+    /* C strings from here: a NUL ends them, as it ends a C path. */
+    const char *model_path = *field[F_PATH] ? field[F_PATH] : fallback_path;
+    char source[300], header[300];
+    const char *stem = field[F_FILE];
+    snprintf(source, sizeof source, "%.200s.c", stem);
+    snprintf(header, sizeof header, "%.200s.h", stem);
+    frontend_define define = { field[F_CONFIG_KEY], field[F_DEFINE] };
+    emit_verify(model_path, lua, strlen(lua), &define, *field[F_DEFINE] != 0,
+                *stem ? source : NULL, *stem ? header : NULL, v);
+    if (v->status == VERDICT_OK && *stem &&
+        !(ctext_is_file_name(source) && ctext_is_file_name(header)))
+        verdict_broken(v, "a file name that cannot be #included", stem);
+    if (v->status == VERDICT_BROKEN)
+        fprintf(stderr, "fuzz_names: %s\n--- model %s\n%s\n--- .c\n%s\n",
+                v->why, model_path, lua, v->source ? v->source : "");
+    free(lua);
+}
+
+
 /* Any bytes as the fields of the model above, built and checked: the
  * verdict (path names the model when the first field is empty). */
 static inline void fuzz_names_verdict(const uint8_t *data, size_t size,
@@ -664,22 +695,7 @@ static inline void fuzz_names_verdict(const uint8_t *data, size_t size,
         field[i] = start;
         at += len[i] + 1;
     }
-    char *lua = names_model_text(field, len);
-    /* C strings from here: a NUL ends them, as it ends a C path. */
-    const char *model_path = *field[F_PATH] ? field[F_PATH] : path;
-    char source[300], header[300];
-    const char *stem = field[F_FILE];
-    snprintf(source, sizeof source, "%.200s.c", stem);
-    snprintf(header, sizeof header, "%.200s.h", stem);
-    emit_verify(model_path, lua, strlen(lua), *stem ? source : NULL,
-                *stem ? header : NULL, v);
-    if (v->status == VERDICT_OK && *stem &&
-        !(ctext_is_file_name(source) && ctext_is_file_name(header)))
-        verdict_broken(v, "a file name that cannot be #included", stem);
-    if (v->status == VERDICT_BROKEN)
-        fprintf(stderr, "fuzz_names: %s\n--- model %s\n%s\n--- .c\n%s\n",
-                v->why, model_path, lua, v->source ? v->source : "");
-    free(lua);
+    names_verdict_of_fields(field, len, path, v);
     free(copy);
 }
 

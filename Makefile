@@ -71,7 +71,8 @@ $(BUILD)/libdsc.a: $(DSC_OBJ)
 $(BUILD)/dsc: $(CLI_OBJ) $(BUILD)/libdsc.a $(BUILD)/libdscrt.a
 	$(CC) -rdynamic $^ $(LIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libdsc.a $(BUILD)/libdscrt.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libdsc.a \
+                  $(BUILD)/libdscrt.a
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) $(LUA_CFLAGS) -Icompiler -Iruntime -rdynamic \
 	    $< $(BUILD)/libdsc.a $(BUILD)/libdscrt.a -lcriterion $(LIBS) -o $@

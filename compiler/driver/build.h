@@ -19,6 +19,9 @@ typedef struct build_options {
     int no_fuse_qkv, no_fuse_epilogue, no_dce;
     int no_plan_memory;   /* every tensor its own region */
     FILE *verbose;        /* -v: each pass and what it changed, or NULL */
+    const char *text;     /* the model's text, already in memory (path only
+                           * names it), or NULL to read path */
+    size_t text_len;
 } build_options;
 
 /* What the pipeline did and made, for --stats-json. */

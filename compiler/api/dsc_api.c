@@ -236,11 +236,13 @@ static dsc_model *compile(const char *path, const char *text,
         p.build.text = text;
         p.build.text_len = text ? strlen(text) : 0;
         m->threads = p.run.threads;
-        /* Notes (unused weight keys, NaN warnings) are kept, not printed. */
-        if (!(notes_fp = open_memstream(&notes, &notes_len))) {
+        /* Notes (the model's print(), unused weight keys, NaN warnings)
+         * are kept, not printed. */
+        notes_fp = open_memstream(&notes, &notes_len);
+        p.build.print = p.run.notes = notes_fp;
+        if (!notes_fp) {
             err_set(&err, "dsc: error: out of memory");
         } else if (build_model(path, &p.build, &m->built, &err) == 0) {
-            p.run.notes = notes_fp;
             pthread_mutex_lock(&load_lock);
             ok = runner_load(&m->code, &m->built, &p.run, &err) == 0;
             pthread_mutex_unlock(&load_lock);

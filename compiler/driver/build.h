@@ -22,6 +22,7 @@ typedef struct build_options {
     const char *text;     /* the model's text, already in memory (path only
                            * names it), or NULL to read path */
     size_t text_len;
+    FILE *print;          /* the model's print(); NULL: stderr */
 } build_options;
 
 /* What the pipeline did and made, for --stats-json. */

@@ -192,12 +192,32 @@ uninstall:
 	done
 	-rmdir $(DESTDIR)$(includedir)/dsc
 
+# The Python package (pytest, against the fixtures) and make install with
+# the examples built against it (tests/test_install.sh), both part of make
+# test.  They load the libraries into a plain python3 and cc, so make check's
+# sanitizer build skips them.
+PYTHON3 ?= /usr/bin/python3
+ifeq ($(findstring -fsanitize,$(CC)),)
+API_TESTS := test-python test-install
+endif
+.PHONY: test-python test-install
+test-python: $(BUILD)/libdsc.so
+	@echo "== python/tests"
+	@PYTHONPATH=python DSC_LIBRARY=$(BUILD)/libdsc.so \
+	    $(PYTHON3) -m pytest -q -p no:cacheprovider python/tests
+
+test-install: all
+	@echo "== tests/test_install.sh"
+	@tests/test_install.sh $(PYTHON3)
+
 test: deps
 	@$(MAKE) --no-print-directory all $(TESTS) $(BUILD)/example_seed
 	@status=0; for t in $(TESTS); do \
 	    echo "== $$t"; DSC=$(BUILD)/dsc EXAMPLE=$(BUILD)/example_seed \
 	        $$t --jobs 2 || status=1; \
-	done; exit $$status
+	done; \
+	$(if $(API_TESTS),$(MAKE) --no-print-directory $(API_TESTS) || status=1;) \
+	exit $$status
 
 # dsc against PyTorch (and ONNX Runtime where installed): one table, a few
 # minutes; never part of test.  See tools/bench.sh for its knobs.

@@ -97,6 +97,18 @@ close jit.txt
     fail "jit_model --aot"
 close aot.txt
 
+echo "== the same, --static (libdsc.a; JIT only: --aot needs a dynamic host)"
+# shellcheck disable=SC2046
+cc -static -std=c11 "$root/examples/jit_model.c" \
+    $(pkg-config --static --cflags --libs dsc) -o jit_static 2> static.log ||
+    { cat static.log; fail "C API static link"; }
+ldd ./jit_static > /dev/null 2>&1 && fail "jit_static is not static"
+# shellcheck disable=SC2086
+./jit_static "$root/models/seed_encoder.lua" $config \
+    --weights "$fixture/weights.safetensors" < tokens.txt > static.txt \
+    2>/dev/null || fail "jit_static"
+close static.txt
+
 echo "== examples/run_model.py with the installed libdsc.so"
 # shellcheck disable=SC2086
 (cd / && PYTHONPATH="$root/python" DSC_LIBRARY="$stage/lib/libdsc.so" \

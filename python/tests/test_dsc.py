@@ -97,6 +97,14 @@ def test_compile_errors_are_the_command_lines():
         "dsc: error: unknown option '-fno-speed'"
     assert error_of(dsc.compile_string, "dsc.output('y', 1)\n",
                     name="bad.lua").startswith("bad.lua:1: error:")
+    assert "d_model" in error_of(dsc.compile, SEED, defines={"d_model": "x"})
+    assert error_of(dsc.compile, SEED, defines={"": 1}) == \
+        "dsc: error: -D expects KEY=VALUE, got '=1'"
+    assert error_of(dsc.compile, SEED, seed=-1) == \
+        "dsc: error: --seed expects a non-negative integer, got '-1'"
+    m = dsc.compile(SEED, defines={"layers": 1})
+    assert "need a decoder" in error_of(m.generate, [1, 2], n=2)
+    assert "need a decoder" in error_of(m.prefill, [1, 2])
 
 
 def test_input_errors_are_the_command_lines():
@@ -146,6 +154,9 @@ def test_decoder_matches_transformers():
     assert "exceed the model's context of 40" in \
         error_of(m.generate, prompt, n=40)
     assert "--top-p" in error_of(m.generate, prompt, n=4, top_p=2)
+    assert "--temperature" in error_of(m.generate, prompt, n=4,
+                                       temperature=-1)
+    assert "--top-k" in error_of(m.generate, prompt, n=4, top_k=-1)
     assert error_of(m.prefill, [1, 83]) == \
         "prompt: error: tokens[1] = 83 is not a token id in [0, 83)"
 

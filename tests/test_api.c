@@ -412,7 +412,8 @@ Test(api, decoder_prefills_decodes_and_generates_like_transformers)
 
 /* ---- threads ------------------------------------------------------------- */
 
-#define ROUNDS 6
+/* Enough rounds that the threads' forwards overlap many times over. */
+#define ROUNDS 100
 
 typedef struct job {
     const char *fixture;    /* compile this fixture's model (NULL: use m) */
@@ -420,6 +421,7 @@ typedef struct job {
     int32_t *tokens;        /* ROUNDS inputs, one after another */
     float *logits;          /* ROUNDS outputs */
     int64_t n_tokens, n_logits;
+    pthread_barrier_t *start;  /* concurrent runs start together */
     char error[DSC_ERROR_SIZE];
 } job;
 
@@ -439,6 +441,8 @@ static void *run_job(void *arg)
     }
     dsc_context *c = dsc_context_new(own ? own : j->m, j->error,
                                      sizeof j->error);
+    if (j->start)
+        pthread_barrier_wait(j->start);
     for (int r = 0; c && r < ROUNDS; r++) {
         const void *in[] = { j->tokens + r * j->n_tokens };
         void *out[] = { j->logits + r * j->n_logits };
@@ -468,7 +472,8 @@ static void make_job(job *j, const char *fixture, int64_t vocab)
     cr_assert(j->tokens && j->logits);
     for (int r = 0; r < ROUNDS; r++)
         for (int64_t i = 0; i < j->n_tokens; i++)
-            j->tokens[r * j->n_tokens + i] = (base[i] + r * 7) % vocab;
+            j->tokens[r * j->n_tokens + i] = (int32_t)((base[i] + r * 7) %
+                                                       vocab);
     free(base);
 }
 
@@ -493,10 +498,15 @@ static void sequential_vs_concurrent(job *jobs, int n)
         memset(jobs[k].logits, 0, bytes);
     }
     pthread_t threads[4];
-    for (int k = 0; k < n; k++)
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, (unsigned)n);
+    for (int k = 0; k < n; k++) {
+        jobs[k].start = &start;
         cr_assert_eq(pthread_create(&threads[k], NULL, run_job, &jobs[k]), 0);
+    }
     for (int k = 0; k < n; k++)
         pthread_join(threads[k], NULL);
+    pthread_barrier_destroy(&start);
     for (int k = 0; k < n; k++) {
         cr_assert_str_empty(jobs[k].error, "%s", jobs[k].error);
         size_t bytes = (size_t)(ROUNDS * jobs[k].n_logits) * sizeof(float);

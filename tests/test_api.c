@@ -394,6 +394,9 @@ Test(api, decoder_prefills_decodes_and_generates_like_transformers)
     cr_expect_eq(dsc_generate(c, prompt, n_prompt, context, NULL, out), -1);
     cr_expect(strstr(dsc_context_error(c), "exceed the model's context") !=
               NULL, "%s", dsc_context_error(c));
+    cr_expect_eq(dsc_generate(c, prompt, 0, 4, NULL, out), -1);
+    cr_expect(strstr(dsc_context_error(c), "a prompt of 1 or more") != NULL,
+              "%s", dsc_context_error(c));
     int32_t bad_prompt[2] = { 3, 83 };
     cr_expect_eq(dsc_prefill(c, bad_prompt, 2, logits), -1);
     cr_expect_str_eq(dsc_context_error(c), "prompt: error: tokens[1] = 83 is "

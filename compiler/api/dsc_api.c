@@ -479,7 +479,11 @@ int dsc_generate(dsc_context *c, const int32_t *prompt, int64_t n_prompt,
     if (check_decoder(c))
         return -1;
     int64_t context = c->model->code.context;
-    if (n_new < 0 || n_prompt < 1 || n_prompt + n_new > context) {
+    if (n_prompt < 1 || n_new < 0)
+        return fail(c, "%s: error: generate needs a prompt of 1 or more "
+                    "tokens and 0 or more new ones (got %lld and %lld)",
+                    "dsc", n_prompt, n_new);
+    if (n_prompt + n_new > context) {
         snprintf(c->error, sizeof c->error, "dsc: error: the prompt's %lld "
                  "tokens and -n %lld exceed the model's context of %lld",
                  (long long)n_prompt, (long long)n_new, (long long)context);

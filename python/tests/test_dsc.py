@@ -3,6 +3,7 @@ fixtures (tests/fixtures/, made by tools/export_torch.py and
 tools/export_gpt2.py), and every bad input the command line refuses."""
 
 import os
+import subprocess
 import threading
 
 import numpy as np
@@ -178,3 +179,19 @@ def test_threads_share_a_model_with_sequential_results():
         t.join()
     for s, r in zip(sequential, results):
         np.testing.assert_array_equal(s, r)
+
+
+def test_sampling_gives_the_command_lines_tokens():
+    """Same weights, prompt and options: the same tokens as dsc generate."""
+    exe = os.environ.get("DSC", os.path.join(ROOT, "build", "dsc"))
+    m, prompt, _, _, _ = gpt2()
+    defines, weights, _ = fixture("gpt2_small")
+    words = [w for k, v in defines.items() for w in ("-D", "%s=%s" % (k, v))]
+    cli = subprocess.run(
+        [exe, "generate", GPT2, *words, "--weights", weights, "--prompt",
+         ",".join(str(int(t)) for t in prompt), "-n", "12",
+         "--temperature", "0.9", "--top-k", "30", "--top-p", "0.95",
+         "--seed", "5"], capture_output=True, text=True, check=True)
+    ours = m.generate(prompt, n=12, temperature=0.9, top_k=30, top_p=0.95,
+                      seed=5)
+    assert cli.stdout.strip() == ",".join(str(t) for t in ours)

@@ -1,6 +1,6 @@
 # dsc — a graph compiler from Lua model descriptions to straight-line C.
 #
-#   make          build build/dsc and build/libdscrt.a
+#   make          build build/dsc, libdscrt and libdsc (.a and .so), dsc.1
 #   make test     install missing Debian packages, build, run the tests
 #   make deps     only install missing Debian packages
 #   make install  [PREFIX=/usr/local] [DESTDIR=]: dsc, the libraries, headers,

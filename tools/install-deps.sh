@@ -5,7 +5,7 @@
 set -eu
 
 packages="build-essential pkg-config liblua5.4-dev libtcc-dev tcc libxsmm-dev
-libcriterion-dev graphviz"
+libcriterion-dev graphviz python3-numpy python3-pytest"
 
 missing=""
 for p in $packages; do

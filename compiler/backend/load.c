@@ -5,8 +5,9 @@
  * C only calls into the runtime: the kernels tcc binds here are the ones
  * gcc optimized into this binary, and an AOT shared object resolves the
  * same ones from the running dsc. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE  /* dladdr */
 #include <errno.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,7 +158,7 @@ loaded_model *aot_load(const char *source, const char *header,
     snprintf(c_name, sizeof c_name, "%s.c", model_name);
     snprintf(h_name, sizeof h_name, "%s.h", model_name);
     const char *files[] = { c_name, h_name, "dsc_runtime.h", "model.so",
-                            NULL };
+                            "cc.log", NULL };
     snprintf(c_path, sizeof c_path, "%s/%s", dir, c_name);
     snprintf(so_path, sizeof so_path, "%s/model.so", dir);
     loaded_model *m = NULL;
@@ -176,8 +177,18 @@ loaded_model *aot_load(const char *source, const char *header,
         err_set(err, "error: --aot: CC is empty");
         goto done;
     }
+    /* The compiler's messages go to a file and into the error: dsc may be
+     * a library in someone else's process, which must not print. */
+    char log_path[8192];
+    snprintf(log_path, sizeof log_path, "%s/cc.log", dir);
+    posix_spawn_file_actions_t io;
+    posix_spawn_file_actions_init(&io);
+    posix_spawn_file_actions_addopen(&io, 1, log_path,
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2(&io, 1, 2);
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+    int rc = posix_spawnp(&pid, argv[0], &io, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&io);
     if (rc != 0) {
         err_set(err, "error: --aot: no C compiler found: cannot run '%s' "
                 "(%s); install gcc or set CC", argv[0], strerror(rc));
@@ -187,9 +198,23 @@ loaded_model *aot_load(const char *source, const char *header,
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        err_set(err, "error: --aot: '%s' failed to compile the generated C "
-                "(its messages are above)", argv[0]);
+        size_t len;
+        dsc_err ignored;
+        char *log = file_read_all(log_path, &len, &ignored);
+        err_set(err, "error: --aot: '%s' failed to compile the generated C:"
+                "\n%s", argv[0], log ? log : "");
+        free(log);
         goto done;
+    }
+    /* The model resolves the runtime's kernels from whatever holds them:
+     * the dsc program (linked -rdynamic) or libdsc.so, which a host such as
+     * Python may have loaded privately; make its symbols visible. */
+    Dl_info self;
+    if (dladdr((void *)rt_ctx_new, &self) && self.dli_fname) {
+        void *host = dlopen(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD |
+                            RTLD_GLOBAL);
+        if (host)
+            dlclose(host);  /* only the flag was wanted; it stays loaded */
     }
     void *dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "driver/runner.h"
 
 const char cli_usage_text[] =
 "usage: dsc <command> [options]\n"
@@ -278,43 +279,18 @@ int cli_thread_count(const cli *c)
 void cli_report_bad_token(const graph *g, const cli *c, void *const *io,
                              int64_t tokens, const char *source)
 {
+    const char **sources = calloc((size_t)g->n_tensors, sizeof *sources);
     int k = 0;
-    for (int t = 0; t < g->n_tensors; t++) {
-        const graph_tensor *x = &g->tensors[t];
-        if (x->kind != GRAPH_INPUT)
+    for (int t = 0; sources && t < g->n_tensors; t++) {
+        if (g->tensors[t].kind != GRAPH_INPUT)
             continue;
-        const int32_t *ids = io[k++];
-        int64_t vocab = graph_token_vocab(g, t);
-        if (x->dtype != GRAPH_I32 || !vocab)
-            continue;
-        int64_t count = graph_shape_count(&x->shape);
-        if (x->dynamic)  /* only the first `tokens` rows were given */
-            count = count / x->shape.dim[0] * tokens;
-        for (int64_t i = 0; i < count; i++) {
-            if (ids[i] >= 0 && ids[i] < vocab)
-                continue;
-            const char *path = source;
-            for (int j = 0; j < c->n_inputs; j++)
-                if (strcmp(c->inputs[j].name, x->name) == 0)
-                    path = c->inputs[j].path;
-            char pos[128];
-            int at = 0;
-            int64_t rest = i;
-            int64_t idx[GRAPH_MAX_RANK];
-            for (int d = x->shape.rank - 1; d >= 0; d--) {
-                idx[d] = rest % x->shape.dim[d];
-                rest /= x->shape.dim[d];
-            }
-            for (int d = 0; d < x->shape.rank; d++)
-                at += snprintf(pos + at, sizeof pos - (size_t)at, "%s%lld",
-                               d ? ", " : "", (long long)idx[d]);
-            fprintf(stderr, "%s: error: %s[%s] = %d is not a token id in "
-                    "[0, %lld)\n", path, x->name, pos, (int)ids[i],
-                    (long long)vocab);
-            return;
-        }
+        for (int j = 0; j < c->n_inputs; j++)
+            if (strcmp(c->inputs[j].name, g->tensors[t].name) == 0)
+                sources[k] = c->inputs[j].path;
+        k++;
     }
-    fprintf(stderr, "dsc: error: the model rejected a token id\n");
+    dsc_err err;
+    runner_bad_token(g, io, tokens, sources, source, &err);
+    cli_print_err(&err);
+    free(sources);
 }
-
-

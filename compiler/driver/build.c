@@ -45,8 +45,12 @@ int build_model(const char *path, const build_options *opts,
     if (!opts)
         opts = &none;
     memset(out, 0, sizeof *out);
-    out->model = frontend_load(path, opts->defines, opts->n_defines, NULL,
-                               err);
+    frontend_limits limits = frontend_default_limits();
+    limits.print = opts->print;
+    out->model = opts->text
+        ? frontend_load_string(path, opts->text, opts->text_len,
+                               opts->defines, opts->n_defines, &limits, err)
+        : frontend_load(path, opts->defines, opts->n_defines, &limits, err);
     if (!out->model)
         return -1;
     build_stats *st = &out->stats;

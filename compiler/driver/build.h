@@ -22,6 +22,10 @@ typedef struct build_options {
     /* The names the .c and .h will be written under (the .c #includes the
      * .h by its name), e.g. from -o; NULL: NAME.c and NAME.h. */
     const char *source_name, *header_name;
+    const char *text;     /* the model's text, already in memory (path only
+                           * names it), or NULL to read path */
+    size_t text_len;
+    FILE *print;          /* the model's print(); NULL: stderr */
 } build_options;
 
 /* What the pipeline did and made, for --stats-json. */

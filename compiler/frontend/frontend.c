@@ -41,6 +41,7 @@ typedef struct frontend {
     model_config_entry *config;
     int n_config;
     long long budget;          /* instructions left */
+    FILE *print;               /* print()'s output */
     size_t mem_used, mem_limit;
 } frontend;
 
@@ -929,9 +930,10 @@ static int l_config(lua_State *L)
 static int l_print(lua_State *L)
 {
     int n = lua_gettop(L);
+    FILE *out = ctx_of(L)->print;
     for (int i = 1; i <= n; i++)
-        fprintf(stderr, "%s%s", i > 1 ? "\t" : "", luaL_tolstring(L, i, NULL));
-    fputc('\n', stderr);
+        fprintf(out, "%s%s", i > 1 ? "\t" : "", luaL_tolstring(L, i, NULL));
+    fputc('\n', out);
     return 0;
 }
 
@@ -1113,7 +1115,8 @@ model *frontend_load_string(const char *path, const char *text, size_t len,
 {
     frontend_limits lim = limits ? *limits : frontend_default_limits();
     frontend f = { .defines = defines, .n_defines = n_defines,
-                   .budget = lim.instructions, .mem_limit = lim.memory_bytes };
+                   .budget = lim.instructions, .mem_limit = lim.memory_bytes,
+                   .print = lim.print ? lim.print : stderr };
     model *m = calloc(1, sizeof *m);
     if (!m || !(f.g = graph_new()) || !(m->path = dup_str(path)) ||
         !(m->name = model_name(path)) || !(f.path = graph_intern(f.g, path)) ||

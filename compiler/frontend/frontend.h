@@ -8,6 +8,7 @@
 #define DSC_FRONTEND_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "util/diag.h"
 #include "ir/graph.h"
@@ -22,6 +23,8 @@ typedef struct frontend_define {
 typedef struct frontend_limits {
     long long instructions;  /* Lua VM instructions the model may run */
     size_t memory_bytes;     /* bytes the Lua state may hold */
+    FILE *print;             /* where the model's print() writes; NULL:
+                              * stderr (dsc as a library keeps it) */
 } frontend_limits;
 
 /* Default limits: generous for any real model, small enough to stop a

@@ -13,6 +13,11 @@ Builds the seed's DeepSeekModel (tools/export_torch.py's copy of section
         target = input_data
         loss = criterion(output.view(-1, output_dim), target.view(-1))
         loss.backward()
+        if epoch == 0:
+            et.write_safetensors(os.path.join(args.out, "grads.safetensors"),
+                                 [(k, p.grad.detach().numpy())
+                                  for k, p in model.named_parameters()
+                                  if p.grad is not None])
         optimizer.step()
         print(f'Epoch {epoch+1}/{num_epochs}, Loss: {loss.item()}')
 
@@ -23,6 +28,8 @@ deterministic, so dsc can be held to it).  Writes
     DIR/tokens.npy            input_data, int64 [seq, batch]
     DIR/losses.npy            each epoch's loss.item(), float32 [epochs]
     DIR/trained.safetensors   the state_dict after the last step
+    DIR/grads.safetensors     the first step's gradients (.grad of every
+                              parameter that has one)
     DIR/config                dsc flags: "-D key=value ... -D dropout=P"
     DIR/train_args            dsc train flags: "--epochs N --lr LR"
 
@@ -95,6 +102,11 @@ def main(argv=None):
         target = input_data
         loss = criterion(output.view(-1, output_dim), target.view(-1))
         loss.backward()
+        if epoch == 0:
+            et.write_safetensors(os.path.join(args.out, "grads.safetensors"),
+                                 [(k, p.grad.detach().numpy())
+                                  for k, p in model.named_parameters()
+                                  if p.grad is not None])
         optimizer.step()
         print(f'Epoch {epoch+1}/{num_epochs}, Loss: {loss.item()}')
         losses.append(loss.item())

@@ -54,6 +54,7 @@ const char cli_usage_text[] =
 "  --save OUT          write the trained weights (safetensors; every key of\n"
 "                      --weights, untrained ones as they were)\n"
 "  --losses L.npy      write each epoch's loss (float32 [N])\n"
+"  --save-grads G      write the last step's gradients (safetensors)\n"
 "  --weights, --input, --seed (random weights, dropout masks), --threads,\n"
 "  --aot as for run; -D dropout=0 turns dropout off\n"
 "\n"
@@ -189,6 +190,8 @@ int cli_parse_args(int argc, char **argv, cli *c)
             c->save_path = next;
         } else if (strcmp(a, "--losses") == 0) {
             c->losses_path = next;
+        } else if (strcmp(a, "--save-grads") == 0) {
+            c->grads_path = next;
         } else if (strcmp(a, "--stats-json") == 0) {
             c->stats_path = next;
         } else if (strcmp(a, "--weights") == 0) {

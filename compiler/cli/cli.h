@@ -43,7 +43,7 @@ typedef struct cli {
     int after_passes;  /* graph: draw the graph the passes leave */
     long long epochs;  /* train */
     double lr;
-    const char *save_path, *losses_path;
+    const char *save_path, *losses_path, *grads_path;
     int train;         /* bench --train */
 } cli;
 

@@ -167,6 +167,11 @@ int cmd_train(const cli *c)
         cli_print_err(&err);
         goto done;
     }
+    if (c->grads_path &&
+        train_save(&b, rt_train_grad(state), NULL, c->grads_path, &err)) {
+        cli_print_err(&err);
+        goto done;
+    }
     fprintf(stderr, "dsc: %lld steps in %.1f ms (%.2f ms a step) on %d "
             "thread%s, %s\n", c->epochs, t1 - t0, (t1 - t0) / c->epochs,
             rt_ctx_threads(r.ctx), rt_ctx_threads(r.ctx) > 1 ? "s" : "",

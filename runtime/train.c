@@ -20,6 +20,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if RT_X86_DISPATCH
+#include <immintrin.h>
+#endif
 
 /* Must match gemm.c's packed layout (RT_PANEL output columns a panel). */
 #define RT_TRAIN_PANEL 64
@@ -130,13 +133,28 @@ void rt_dropout(rt_ctx *ctx, float *y, const float *x, int64_t n, float p,
 }
 
 
-static void relu_grad_range(void *arg, int64_t c0, int64_t c1)
+RT_INLINE void relu_grad_body(const ew_job *j, int64_t c0, int64_t c1)
 {
-    const ew_job *j = arg;
     int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    float *restrict y = j->y;
+    const float *restrict a = j->a, *restrict b = j->b;
     for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++)
-        j->y[i] = j->b[i] > 0.0f ? j->a[i] : 0.0f;
+        y[i] = rt_select(b[i] > 0.0f, a[i], 0.0f);
 }
+
+
+static void relu_grad_base(void *arg, int64_t c0, int64_t c1)
+{
+    relu_grad_body(arg, c0, c1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void relu_grad_avx2(void *arg, int64_t c0, int64_t c1)
+{
+    relu_grad_body(arg, c0, c1);
+}
+#endif
 
 
 void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
@@ -144,8 +162,12 @@ void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
 {
     ew_job j = { .y = dx, .a = dy, .b = y, .n = n };
     int64_t chunks = (n + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
-    rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN), chunks,
-                relu_grad_range, &j);
+    rt_task_fn fn = relu_grad_base;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = relu_grad_avx2;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN), chunks, fn, &j);
 }
 
 
@@ -244,20 +266,32 @@ typedef struct col_job {
 } col_job;
 
 
-/* Columns [c0, c1): sums over every row in row order. */
+/* Columns [c0, c1): sums over every row in row order (each column's sum
+ * in the same order whoever computes it), rows streamed contiguously. */
+#define RT_COL_BLOCK 256
 static void col_sum_range(void *arg, int64_t c0, int64_t c1)
 {
     const col_job *j = arg;
-    for (int64_t c = c0; c < c1; c++) {
-        double s = 0;
+    double s[RT_COL_BLOCK];
+    for (int64_t b0 = c0; b0 < c1; b0 += RT_COL_BLOCK) {
+        int64_t w = c1 - b0 < RT_COL_BLOCK ? c1 - b0 : RT_COL_BLOCK;
+        for (int64_t c = 0; c < w; c++)
+            s[c] = 0;
         for (int64_t r = 0; r < j->rows; r++) {
-            double v = j->dy[r * j->ld + c];
-            if (j->stats)
-                v *= (j->x[r * j->dim + c] - j->stats[2 * r]) *
-                     j->stats[2 * r + 1];
-            s += v;
+            const float *dy = j->dy + r * j->ld + b0;
+            if (j->stats) {
+                const float *x = j->x + r * j->dim + b0;
+                double mean = j->stats[2 * r], rstd = j->stats[2 * r + 1];
+                for (int64_t c = 0; c < w; c++)
+                    s[c] += (double)dy[c] * ((x[c] - mean) * rstd);
+            } else {
+                for (int64_t c = 0; c < w; c++)
+                    s[c] += dy[c];
+            }
         }
-        j->out[c] = (float)(j->accumulate ? j->out[c] + s : s);
+        for (int64_t c = 0; c < w; c++)
+            j->out[b0 + c] = (float)(j->accumulate ? j->out[b0 + c] + s[c]
+                                                   : s[c]);
     }
 }
 
@@ -290,27 +324,61 @@ void rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
 
 
 /* loss_r = logsumexp(z_r) - z_r[t_r], in double. */
-static void cross_entropy_rows(void *arg, int64_t r0, int64_t r1)
+RT_INLINE void cross_entropy_body(const row_job *j, int64_t r0, int64_t r1,
+                                  float *e)
 {
-    const row_job *j = arg;
     for (int64_t r = r0; r < r1; r++) {
         const float *z = j->x + r * j->dim;
         float mx = z[0];
         for (int64_t i = 1; i < j->dim; i++)
             mx = z[i] > mx ? z[i] : mx;
+        /* exp in float (rt_exp, vectorized), the sum in double. */
+        for (int64_t i = 0; i < j->dim; i++)
+            e[i] = rt_exp(z[i] - mx);
         double sum = 0;
         for (int64_t i = 0; i < j->dim; i++)
-            sum += exp((double)z[i] - mx);
-        double lse = mx + log(sum);
+            sum += e[i];
         if (j->out) {  /* the gradient of the mean */
             float *dz = j->out + r * j->dim;
+            float inv = (float)(1.0 / sum), scale = (float)(1.0 / j->rows);
             for (int64_t i = 0; i < j->dim; i++)
-                dz[i] = (float)((exp((double)z[i] - lse) -
-                                 (i == j->targets[r])) / (double)j->rows);
+                dz[i] = e[i] * inv * scale;
+            dz[j->targets[r]] -= scale;
         } else {
-            j->row_loss[r] = lse - z[j->targets[r]];
+            j->row_loss[r] = mx + log(sum) - z[j->targets[r]];
         }
     }
+}
+
+
+static void cross_entropy_base(void *arg, int64_t r0, int64_t r1, float *e)
+{
+    cross_entropy_body(arg, r0, r1, e);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void cross_entropy_avx2(void *arg, int64_t r0,
+                                              int64_t r1, float *e)
+{
+    cross_entropy_body(arg, r0, r1, e);
+}
+#endif
+
+
+static void cross_entropy_rows(void *arg, int64_t r0, int64_t r1)
+{
+    const row_job *j = arg;
+    float *e = malloc((size_t)(j->dim + 1) * sizeof *e);
+    if (!e)
+        abort();
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        cross_entropy_avx2(arg, r0, r1, e);
+    else
+#endif
+        cross_entropy_base(arg, r0, r1, e);
+    free(e);
 }
 
 
@@ -428,14 +496,20 @@ void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
 }
 
 
-/* xt[k][m] = x[m][k]: a = rows, b = n_in; task = a block of 64 k. */
+/* xt[k][m] = x[m][k]: a = rows, b = n_in; task = a block of 64 k, done
+ * in 16 x 16 tiles so both sides stay in cache. */
 static void transpose_range(void *arg, int64_t b0, int64_t b1)
 {
     const pack_job *j = arg;
     int64_t k1 = b1 * 64 < j->b ? b1 * 64 : j->b;
-    for (int64_t m = 0; m < j->a; m++)
-        for (int64_t k = b0 * 64; k < k1; k++)
-            j->dst[k * j->a + m] = j->src[m * j->ld + k];
+    for (int64_t m0 = 0; m0 < j->a; m0 += 16)
+        for (int64_t kk = b0 * 64; kk < k1; kk += 16) {
+            int64_t me = m0 + 16 < j->a ? m0 + 16 : j->a;
+            int64_t ke = kk + 16 < k1 ? kk + 16 : k1;
+            for (int64_t k = kk; k < ke; k++)
+                for (int64_t m = m0; m < me; m++)
+                    j->dst[k * j->a + m] = j->src[m * j->ld + k];
+        }
 }
 
 
@@ -730,20 +804,63 @@ typedef struct adam_job {
 /* torch.optim.Adam's single-tensor update, operation for operation in
  * float: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
  * w += -lr/bc1 * m / (sqrt(v) / sqrt(bc2) + eps). */
-static void adam_range(void *arg, int64_t c0, int64_t c1)
+
+/* Elements [i0, i1). */
+RT_INLINE void adam_body(const adam_job *j, int64_t i0, int64_t i1)
 {
-    const adam_job *j = arg;
-    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
-    for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++) {
-        float g = j->g[i];
-        float m = j->m[i] * j->b1 + g * j->one_b1;
-        float v = j->v[i] * j->b2 + j->one_b2 * g * g;
-        j->m[i] = m;
-        j->v[i] = v;
+    float *restrict w = j->w, *restrict mm = j->m, *restrict vv = j->v;
+    const float *restrict gg = j->g;
+    for (int64_t i = i0; i < i1; i++) {
+        float g = gg[i];
+        float m = mm[i] * j->b1 + g * j->one_b1;
+        float v = vv[i] * j->b2 + j->one_b2 * g * g;
+        mm[i] = m;
+        vv[i] = v;
         float denom = sqrtf(v) / j->bc2_sqrt + j->eps;
-        j->w[i] = j->w[i] + j->neg_step_size * (m / denom);
+        w[i] = w[i] + j->neg_step_size * (m / denom);
     }
 }
+
+
+static void adam_base(void *arg, int64_t c0, int64_t c1)
+{
+    const adam_job *j = arg;
+    adam_body(j, c0 * RT_TRAIN_CHUNK,
+              c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n);
+}
+
+
+#if RT_X86_DISPATCH
+/* The same operations, eight lanes at a time (gcc will not vectorize
+ * sqrtf, which may set errno); each rounds as the scalar code does. */
+RT_TARGET_AVX2 static void adam_avx2(void *arg, int64_t c0, int64_t c1)
+{
+    const adam_job *j = arg;
+    int64_t i = c0 * RT_TRAIN_CHUNK;
+    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    const __m256 b1 = _mm256_set1_ps(j->b1), b2 = _mm256_set1_ps(j->b2);
+    const __m256 ob1 = _mm256_set1_ps(j->one_b1);
+    const __m256 ob2 = _mm256_set1_ps(j->one_b2);
+    const __m256 bc2 = _mm256_set1_ps(j->bc2_sqrt);
+    const __m256 eps = _mm256_set1_ps(j->eps);
+    const __m256 nss = _mm256_set1_ps(j->neg_step_size);
+    for (; i + 8 <= end; i += 8) {
+        __m256 g = _mm256_loadu_ps(j->g + i);
+        __m256 m = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(j->m + i), b1),
+                                 _mm256_mul_ps(g, ob1));
+        __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(j->v + i), b2),
+                                 _mm256_mul_ps(_mm256_mul_ps(ob2, g), g));
+        _mm256_storeu_ps(j->m + i, m);
+        _mm256_storeu_ps(j->v + i, v);
+        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v), bc2),
+                                     eps);
+        __m256 w = _mm256_loadu_ps(j->w + i);
+        _mm256_storeu_ps(j->w + i, _mm256_add_ps(
+            w, _mm256_mul_ps(nss, _mm256_div_ps(m, denom))));
+    }
+    adam_body(j, i, end);  /* the tail, by element index */
+}
+#endif
 
 
 void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
@@ -766,6 +883,11 @@ void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
         .neg_step_size = (float)(-h->lr / bc1),
     };
     int64_t chunks = (count + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
-    rt_parallel(ctx, rt_threads_for(ctx, count, RT_TRAIN_GRAIN), chunks,
-                adam_range, &j);
+    rt_task_fn fn = adam_base;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = adam_avx2;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, count, RT_TRAIN_GRAIN), chunks, fn,
+                &j);
 }

@@ -834,3 +834,68 @@ Test(cli, refuses_bad_training)
     st_close(f);
     remove_tmp();
 }
+
+/* ------------------------------------------------------------------ */
+/* dsc compile --train: a product trains the model with the shipped C   */
+/* ------------------------------------------------------------------ */
+
+static const char train_product[] =
+    "#include <stdio.h>\n"
+    "#include <stdlib.h>\n"
+    "#include \"seed_encoder.h\"\n"
+    "int main(int argc, char **argv)\n"
+    "{\n"
+    "    (void)argc;\n"
+    "    size_t wbytes = SEED_ENCODER_WEIGHT_FLOATS * sizeof(float);\n"
+    "    float *w = aligned_alloc(DSC_ALIGN, wbytes);\n"
+    "    FILE *f = fopen(argv[1], \"rb\");\n"
+    "    if (!f || fread(w, 1, wbytes, f) != wbytes) return 2;\n"
+    "    fclose(f);\n"
+    "    float *state = aligned_alloc(DSC_ALIGN, (SEED_ENCODER_STATE_FLOATS * 4 + 63) / 64 * 64);\n"
+    "    void *arena = aligned_alloc(DSC_ALIGN, SEED_ENCODER_TRAIN_ARENA_BYTES);\n"
+    "    int32_t tokens[SEED_ENCODER_TOKENS_COUNT];\n"
+    "    for (int i = 0; i < SEED_ENCODER_TOKENS_COUNT; i++) tokens[i] = (i * 7) % 20;\n"
+    "    rt_ctx *ctx = rt_ctx_new(1);\n"
+    "    rt_train_init(state, SEED_ENCODER_WEIGHT_FLOATS, 0.01, 0);\n"
+    "    for (int e = 0; e < 5; e++) {\n"
+    "        float loss;\n"
+    "        if (seed_encoder_train_step(ctx, w, state, tokens, &loss, arena)) return 3;\n"
+    "        printf(\"%.6f\\n\", loss);\n"
+    "    }\n"
+    "    rt_ctx_free(ctx);\n"
+    "    return 0;\n"
+    "}\n";
+
+Test(compile, shipped_train_step_trains)
+{
+    make_tmp();
+    cr_assert_eq(run("%s compile --train models/seed_encoder.lua -D vocab=20 "
+                     "-D d_model=16 -D d_ff=32 -D seq=4 -D batch=3 "
+                     "-D dropout=0 --random-weights -o %s", dsc(),
+                     in_tmp("seed_encoder.c")), 0, "%s",
+                 slurp(in_tmp("stderr")));
+    FILE *f = fopen(in_tmp("main.c"), "w");
+    cr_assert_not_null(f);
+    fputs(train_product, f);
+    fclose(f);
+    const char *xsmm = access("/usr/include/libxsmm.h", F_OK) == 0
+        ? "-lxsmm -lxsmmnoblas -lpthread -lrt -ldl" : "";
+    const char *lib = getenv("DSC") ? getenv("DSC") : "build/dsc";
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", lib);
+    *strrchr(dir, '/') = '\0';  /* build/ */
+    cr_assert_eq(run("cc -std=c11 -O1 -Iruntime -I%s %s %s %s/libdscrt.a %s "
+                     "-lpthread -lm -o %s", tmp, in_tmp("main.c"),
+                     in_tmp("seed_encoder.c"), dir, xsmm, in_tmp("prog")), 0,
+                 "%s", slurp(in_tmp("stderr")));
+    cr_assert_eq(run("%s %s", in_tmp("prog"), in_tmp("seed_encoder.bin")), 0,
+                 "%s", slurp(in_tmp("stderr")));
+    char *out = slurp(in_tmp("stdout"));
+    float l[5];
+    cr_assert_eq(sscanf(out, "%f %f %f %f %f", &l[0], &l[1], &l[2], &l[3],
+                        &l[4]), 5, "%s", out);
+    for (int i = 1; i < 5; i++)
+        cr_expect_lt(l[i], l[i - 1], "%s", out);
+    free(out);
+    remove_tmp();
+}

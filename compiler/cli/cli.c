@@ -36,6 +36,7 @@ const char cli_usage_text[] =
 "                      safetensors file W\n"
 "  --random-weights    write FILE.bin with random weights (see --seed)\n"
 "  --stats-json FILE   write what the passes did and made as JSON\n"
+"  --train             also write NAME_train_step (the model's loss, Adam)\n"
 "\n"
 "  --argmax            print the most likely token per row of each output\n"
 "\n"

@@ -7,11 +7,13 @@
 #include "cli/cli.h"
 #include "io/fileio.h"
 #include "io/weights.h"
+#include "driver/train.h"
 
 int cmd_compile(const cli *c)
 {
     build_options opts = cli_build_options(c);
     built_model b;
+    built_train bt = {0};
     dsc_err err;
     if (c->n_inputs || c->n_outputs || c->aot)
         return cli_usage_error("%s", "compile takes no --input, --output or "
@@ -19,9 +21,16 @@ int cmd_compile(const cli *c)
     if (c->random_weights && c->weights_path)
         return cli_usage_error("%s", "--weights and --random-weights exclude "
                            "each other");
-    if (build_model(c->model_path, &opts, &b, &err)) {
+    /* --train: NAME_train_step beside NAME_forward (driver/train.h). */
+    if (c->train ? build_train(c->model_path, &opts, &bt, &err)
+                 : build_model(c->model_path, &opts, &b, &err)) {
         cli_print_err(&err);
         return 1;
+    }
+    if (c->train) {
+        b = bt.fwd;
+        b.source = bt.train.source;
+        b.header = bt.train.header;
     }
     char *c_path = c->out_path ? cli_with_extension(c->out_path, ".c")
                                : cli_with_extension(b.model->name, ".c");
@@ -59,6 +68,9 @@ int cmd_compile(const cli *c)
     free(c_path);
     free(h_path);
     free(bin_path);
-    built_model_free(&b);
+    if (c->train)
+        built_train_free(&bt);
+    else
+        built_model_free(&b);
     return rc;
 }

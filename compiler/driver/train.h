@@ -5,6 +5,7 @@
 #define DSC_DRIVER_TRAIN_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "driver/build.h"
 #include "io/safetensors.h"
@@ -35,5 +36,12 @@ void built_train_free(built_train *b);
  * it, those the model does not train copied as they were. */
 int train_save(const built_train *b, const float *blob, const st_file *original,
                const char *out_path, dsc_err *err);
+
+/* dsc bench --train (train_bench.c): one warm-up, then opts->runs timed
+ * steps on random inputs; one JSON line to out (median/min/max ms, GFLOP
+ * counted as 3x the forward's, peak_rss_kb). */
+struct bench_options;
+int bench_train(const built_train *b, const struct bench_options *opts,
+                FILE *out, dsc_err *err);
 
 #endif

@@ -93,12 +93,37 @@ uint64_t rt_dropout_key(const float *state, int stream)
 }
 
 
+/* The mask's random bits for element i: 32-bit mixing (murmur3's
+ * finalizer, twice), so the loops vectorize (AVX2 has no 64-bit
+ * multiply). */
+RT_INLINE uint32_t fmix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+RT_INLINE uint32_t mask_bits(uint64_t key, int64_t i)
+{
+    return fmix32(fmix32((uint32_t)i * 0x9e3779b9u + (uint32_t)key) ^
+                  (uint32_t)(key >> 32));
+}
+
+/* Bits below this drop the element: probability p (to 2^-32). */
+static uint32_t drop_threshold(float p)
+{
+    double t = (double)p * 4294967296.0;
+    return t >= 4294967295.0 ? 0xffffffffu : (uint32_t)t;
+}
+
 /* Element i of the mask keyed by key: 0 (dropped) with probability p,
  * else 1 / (1 - p), as torch's dropout scales. */
 static float keep_scale(uint64_t key, int64_t i, float p, float scale)
 {
-    uint64_t r = mix64(key + (uint64_t)i * 0x9e3779b97f4a7c15ULL) >> 40;
-    return (float)r < p * 16777216.0f ? 0.0f : scale;
+    return mask_bits(key, i) < drop_threshold(p) ? 0.0f : scale;
 }
 
 
@@ -113,14 +138,29 @@ typedef struct ew_job {
 } ew_job;
 
 
-static void dropout_range(void *arg, int64_t c0, int64_t c1)
+RT_INLINE void dropout_body(const ew_job *j, int64_t c0, int64_t c1)
 {
-    const ew_job *j = arg;
     float scale = 1.0f / (1.0f - j->p);
+    uint32_t thr = drop_threshold(j->p);
     int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
     for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++)
-        j->y[i] = j->a[i] * keep_scale(j->key, i, j->p, scale);
+        j->y[i] = j->a[i] * rt_select(mask_bits(j->key, i) < thr, 0.0f,
+                                      scale);
 }
+
+
+static void dropout_base(void *arg, int64_t c0, int64_t c1)
+{
+    dropout_body(arg, c0, c1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void dropout_avx2(void *arg, int64_t c0, int64_t c1)
+{
+    dropout_body(arg, c0, c1);
+}
+#endif
 
 
 void rt_dropout(rt_ctx *ctx, float *y, const float *x, int64_t n, float p,
@@ -128,8 +168,12 @@ void rt_dropout(rt_ctx *ctx, float *y, const float *x, int64_t n, float p,
 {
     ew_job j = { .y = y, .a = x, .n = n, .p = p, .key = key };
     int64_t chunks = (n + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
-    rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN), chunks,
-                dropout_range, &j);
+    rt_task_fn fn = dropout_base;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = dropout_avx2;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN), chunks, fn, &j);
 }
 
 

@@ -157,9 +157,11 @@ uint64_t rt_dropout_key(const float *state, int stream);
  * gives the backward.  y may alias x. */
 void rt_dropout(rt_ctx *ctx, float *y, const float *x, int64_t n, float p,
                 uint64_t key);
-/* dx = dy where y > 0, else 0. */
+/* dx = dy where y > residual (0 when residual is NULL), else 0: the
+ * backward of relu, or of a linear's relu epilogue followed by a residual
+ * add (y = relu(z) + residual). */
 void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
-                  int64_t n);
+                  const float *residual, int64_t n);
 /* Rows of a softmax's output y: dx = y * (dy - sum(dy * y)). */
 void rt_softmax_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
                      int64_t rows, int64_t dim);

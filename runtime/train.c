@@ -131,7 +131,7 @@ static float keep_scale(uint64_t key, int64_t i, float p, float scale)
 
 typedef struct ew_job {
     float *y;
-    const float *a, *b;
+    const float *a, *b, *r;
     int64_t n;
     float p;
     uint64_t key;
@@ -181,9 +181,13 @@ RT_INLINE void relu_grad_body(const ew_job *j, int64_t c0, int64_t c1)
 {
     int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
     float *restrict y = j->y;
-    const float *restrict a = j->a, *restrict b = j->b;
-    for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++)
-        y[i] = rt_select(b[i] > 0.0f, a[i], 0.0f);
+    const float *restrict a = j->a, *restrict b = j->b, *restrict r = j->r;
+    if (r)
+        for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++)
+            y[i] = rt_select(b[i] > r[i], a[i], 0.0f);
+    else
+        for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++)
+            y[i] = rt_select(b[i] > 0.0f, a[i], 0.0f);
 }
 
 
@@ -202,9 +206,9 @@ RT_TARGET_AVX2 static void relu_grad_avx2(void *arg, int64_t c0, int64_t c1)
 
 
 void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
-                  int64_t n)
+                  const float *residual, int64_t n)
 {
-    ew_job j = { .y = dx, .a = dy, .b = y, .n = n };
+    ew_job j = { .y = dx, .a = dy, .b = y, .r = residual, .n = n };
     int64_t chunks = (n + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
     rt_task_fn fn = relu_grad_base;
 #if RT_X86_DISPATCH

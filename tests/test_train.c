@@ -24,6 +24,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backend/emit_train.h"
+#include "driver/runner.h"
 #include "driver/train.h"
 #include "dsc_runtime.h"
 #include "io/fileio.h"
@@ -222,7 +224,7 @@ Test(kernels, row_ops_backward_against_finite_differences)
     for (int64_t i = 0; i < n; i++)  /* keep away from the kink */
         x[i] = fabsf(x[i]) < 1e-3f ? 0.5f : x[i];
     rt_activation(ctx, y, x, n, RT_ACT_RELU);
-    rt_relu_grad(ctx, dx, r, y, n);
+    rt_relu_grad(ctx, dx, r, y, NULL, n);
     g = numeric_grad(relu_fwd, &o, x, n, r, n);
     expect_close(dx, g, n, 1e-6, "relu dx");
     free(g);
@@ -539,6 +541,105 @@ Test(autodiff, refuses_what_it_cannot_train)
     cr_expect(strstr(err.msg, "dsc-train-gelu.lua:3"), "%s", err.msg);
     remove(path);
 }
+
+/* The whole backward of a graph that uses every rule (embedding, linear
+ * plain, with ReLU and with a residual, add, relu, softmax, layernorm,
+ * attention, cross-entropy): the train step's gradient of each weight
+ * element against central differences of the loss the same step computes
+ * (lr 0 leaves the weights alone).  In float, so a wiring check: a rule
+ * that drops a term or a sum shows as an O(1) relative error. */
+static const char every_rule_model[] =
+    "local ids = dsc.input('ids', {3, 2}, 'int32')\n"
+    "local x = nn.embedding(ids, 'emb', 11, 8)\n"
+    "local q = nn.linear(x, 'q', 8, 8)\n"
+    "local k = nn.linear(x, 'k', 8, 8)\n"
+    "local v = nn.linear(x, 'v', 8, 8)\n"
+    "local a = dsc.attention(q, k, v, {heads = 2})\n"
+    "local h = nn.layernorm(x + a, 'ln', 8)\n"
+    "local s = dsc.softmax(nn.linear(h, 's', 8, 8))\n"
+    "local r = dsc.relu(nn.linear(s, 'r', 8, 8))\n"
+    "local y = nn.linear(dsc.relu(r + h), 'out', 8, 11)\n"
+    "dsc.output('y', y)\n"
+    "dsc.loss(dsc.cross_entropy(y, ids))\n";
+
+static void check_whole_backward(const build_options *opts)
+{
+    const char *path = "/tmp/dsc-train-every-rule.lua";
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(every_rule_model, f);
+    fclose(f);
+    built_train b;
+    dsc_err err;
+    cr_assert_eq(build_train(path, opts, &b, &err), 0, "%s", err.msg);
+    runner r;
+    runner_options ro = { .seed = 5, .threads = 1 };
+    cr_assert_eq(runner_open(&r, &b.train, &ro, &err), 0, "%s", err.msg);
+    int32_t ids[6] = { 3, 10, 0, 7, 7, 1 };
+    void *io[2] = { ids, NULL };
+    float *state = aligned_alloc(DSC_ALIGN, ((size_t)b.state_floats * 4 + 63)
+                                 / 64 * 64);
+    int64_t wf = b.train.weights.total_floats;
+    rt_train_init(state, wf, 0.0, 0);
+    train_io_fn step = (train_io_fn)(void (*)(void))loaded_entry(r.code);
+    float loss;
+    cr_assert_eq(step(r.ctx, r.weights, state, io, &loss, r.arena), DSC_OK);
+    float *grad = malloc((size_t)wf * 4);
+    memcpy(grad, rt_train_grad(state), (size_t)wf * 4);
+    int64_t first[64], count[64];
+    int n = emit_train_ranges(b.train.model->graph, &b.train.weights, first,
+                              count, 64, &err);
+    cr_assert_gt(n, 0, "%s", err.msg);
+    int checked = 0, nonzero = 0, kinks = 0;
+    for (int k = 0; k < n; k++)
+        for (int64_t i = first[k]; i < first[k] + count[k]; i += 3) {
+            double fd[2];
+            for (int t = 0; t < 2; t++) {
+                float keep = r.weights[i], h = t ? 1e-3f : 2e-3f, lp, lm;
+                r.weights[i] = keep + h;
+                cr_assert_eq(step(r.ctx, r.weights, state, io, &lp, r.arena),
+                             0);
+                r.weights[i] = keep - h;
+                cr_assert_eq(step(r.ctx, r.weights, state, io, &lm, r.arena),
+                             0);
+                r.weights[i] = keep;
+                fd[t] = ((double)lp - lm) / (2.0 * h);
+            }
+            /* Two step sizes that disagree: a ReLU's kink in reach. */
+            if (fabs(fd[0] - fd[1]) > 3e-4 + 0.03 * fabs(fd[0])) {
+                kinks++;
+                continue;
+            }
+            cr_assert_leq(fabs(grad[i] - fd[0]), 3e-4 + 0.03 * fabs(fd[0]),
+                          "blob[%lld]: autodiff %.7g, finite differences "
+                          "%.7g", (long long)i, (double)grad[i], fd[0]);
+            checked++;
+            nonzero += fabs(fd[0]) > 1e-3;
+        }
+    cr_assert_leq(kinks, checked / 20);
+    cr_assert_gt(checked, 200);
+    /* (most of a packed 8-wide linear is its panel's zero padding) */
+    cr_assert_gt(nonzero, 80, "%d of %d", nonzero, checked);
+    free(grad);
+    free(state);
+    runner_close(&r);
+    built_train_free(&b);
+    remove(path);
+}
+
+Test(autodiff, whole_backward_against_finite_differences)
+{
+    check_whole_backward(&(build_options){0});
+}
+
+Test(autodiff, whole_backward_unfused)
+{
+    /* q, k and v apart: their gradients are column views of the attention
+     * backward's result; activations and residuals as their own ops. */
+    check_whole_backward(&(build_options){ .no_fuse_qkv = 1,
+                                           .no_fuse_epilogue = 1 });
+}
+
 
 /* ------------------------------------------------------------------ */
 /* dsc train against PyTorch                                            */

@@ -176,8 +176,10 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
                   (long long)(count_of(g, in[0]) / cols), cols);
         return 0;
     case GRAPH_OP_RELU_GRAD:
-        sb_printf(sb, "    rt_relu_grad(ctx, %s, %s, %s, %lld);\n", y,
-                  nm[in[0]], nm[in[1]], (long long)count_of(g, n->output));
+        sb_printf(sb, "    rt_relu_grad(ctx, %s, %s, %s, %s, %lld);\n", y,
+                  nm[in[0]], nm[in[1]],
+                  n->n_inputs > 2 && in[2] >= 0 ? nm[in[2]] : "NULL",
+                  (long long)count_of(g, n->output));
         return 0;
     case GRAPH_OP_SOFTMAX_GRAD:
         cols = last_dim(g, n->output);

@@ -27,14 +27,13 @@ int grad_linear(ad_ctx *c, const graph_node *n)
         return -1;
     int dz = dy;
     if (n->attrs.act == RT_ACT_RELU) {
-        if (r >= 0)
-            return ad_fail(c, n, "linear: a ReLU and a residual in one "
-                           "epilogue cannot be trained (-fno-fuse-epilogue)");
         if (g->tensors[dy].view_of >= 0)
             return ad_fail(c, n, "linear: the gradient of a ReLU epilogue "
                            "must not be a column view");
-        int in[2] = { dy, n->output };
-        if ((dz = ad_node(c, n, GRAPH_OP_RELU_GRAD, in, 2, NULL)) < 0)
+        /* y = relu(z) + r: relu(z) > 0 exactly where y > r. */
+        int in[3] = { dy, n->output, r };
+        if ((dz = ad_node(c, n, GRAPH_OP_RELU_GRAD, in, r >= 0 ? 3 : 2,
+                          NULL)) < 0)
             return -1;
     } else if (n->attrs.act != RT_ACT_NONE) {
         return ad_fail(c, n, "linear: a GELU epilogue has no gradient rule "

@@ -382,6 +382,48 @@ Test(kernels, attention_backward_against_finite_differences)
     check_attention(0, 1);
 }
 
+/* With dropout on the attention weights the mask is the kernel's own: the
+ * function differenced is rt_attention_train itself (float, so a wider
+ * step and tolerance), for a fixed key. */
+Test(kernels, attention_dropout_backward_against_finite_differences)
+{
+    const int64_t seq = 6, batch = 2, heads = 2, dh = 4, w = heads * dh;
+    rt_attention_shape s = {
+        .seq = seq, .batch = batch, .heads = heads, .head_dim_qk = dh,
+        .head_dim_v = dh, .seq_step = batch, .batch_step = 1, .ldq = 3 * w,
+        .ldk = 3 * w, .ldv = 3 * w, .ldo = w, .scale = 0.5f, .causal = 0 };
+    int64_t rows = seq * batch;
+    float *qkv = frand(rows * 3 * w, 1), *r = frand(rows * w, 1);
+    float *out = malloc((size_t)(rows * w) * 4);
+    float *d = malloc((size_t)(rows * 3 * w) * 4);
+    const float p = 0.3f;
+    const uint64_t key = 99;
+    rt_attention_grad(NULL, d, d + w, d + 2 * w, 3 * w, r, qkv, qkv + w,
+                      qkv + 2 * w, &s, p, key);
+    rt_attention_train(NULL, out, qkv, qkv + w, qkv + 2 * w, &s, p, key);
+    int zeros = 0;
+    for (int64_t i = 0; i < rows * 3 * w; i++) {
+        double sum[2];
+        float keep = qkv[i], h = 1e-2f;
+        for (int k = 0; k < 2; k++) {
+            qkv[i] = keep + (k ? -h : h);
+            rt_attention_train(NULL, out, qkv, qkv + w, qkv + 2 * w, &s, p,
+                               key);
+            sum[k] = 0;
+            for (int64_t j = 0; j < rows * w; j++)
+                sum[k] += (double)out[j] * r[j];
+        }
+        qkv[i] = keep;
+        double fd = (sum[0] - sum[1]) / (2.0 * h);
+        cr_assert_leq(fabs(d[i] - fd), 2e-3 + 2e-3 * fabs(fd),
+                      "qkv[%lld]: %.7g vs %.7g", (long long)i, (double)d[i],
+                      fd);
+        zeros += d[i] == 0;
+    }
+    cr_assert_lt(zeros, rows * w / 4);
+    free(qkv), free(r), free(out), free(d);
+}
+
 /* ---- embedding, dropout, Adam ---------------------------------------------- */
 
 Test(kernels, embedding_gradient_scatters_and_sums)

@@ -317,13 +317,14 @@ int emit_train_ranges(const graph *g, const weight_layout *w,
         const graph_tensor *t = &g->tensors[we->tensor];
         int64_t row = graph_shape_count(&t->shape) / t->shape.dim[0];
         int64_t at = we->offset;
-        for (int k = 0; k < t->weight.n_parts; k++) {
-            const graph_weight_part *p = &t->weight.part[k];
-            int64_t len = we->packed_linear ? we->floats : p->rows * row;
-            if (!p->key && we->packed_linear)
+        for (int k = 0; we->packed_linear && k < t->weight.n_parts; k++)
+            if (!t->weight.part[k].key)
                 return err_set(err, "error: weight '%s': a stacked linear "
                                "weight with rows of zeros cannot be trained",
                                t->name);
+        for (int k = 0; k < t->weight.n_parts; k++) {
+            const graph_weight_part *p = &t->weight.part[k];
+            int64_t len = we->packed_linear ? we->floats : p->rows * row;
             if (p->key) {
                 if (n > 0 && first[n - 1] + count[n - 1] == at)
                     count[n - 1] += len;

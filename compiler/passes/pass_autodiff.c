@@ -23,6 +23,7 @@ struct ad_ctx {
     char *needs;     /* per tensor: depends on a weight */
     int cap;         /* entries in grad and needs */
     int *done_w;     /* weights given a gradient so far */
+    char *done_linear;  /* ... as a linear's weight (packed), or not */
     int n_done_w;
     dsc_err *err;
 };
@@ -128,23 +129,30 @@ int ad_weight_node(ad_ctx *c, const graph_node *fwd, graph_op op,
 {
     graph *g = c->g;
     int w = in[n_in - 1];
+    int as_linear = op == GRAPH_OP_LINEAR_GRAD_W;
     graph_attrs a = attrs ? *attrs : (graph_attrs){0};
     a.accumulate = 0;
+    /* One place in the blob per weight and layout (weights.c): a second
+     * gradient for the same place adds to the first; the same rows in two
+     * layouts (tied embedding and output weights) would train two copies. */
     for (int i = 0; i < c->n_done_w; i++) {
         const graph_tensor *o = &g->tensors[c->done_w[i]];
         int overlap;
         int same = same_key_rows(&o->weight, &g->tensors[w].weight, &overlap);
-        if (same && o->shape.rank == g->tensors[w].shape.rank)
+        if (same && o->shape.rank == g->tensors[w].shape.rank &&
+            c->done_linear[i] == as_linear)
             a.accumulate = 1;
         else if (overlap)
-            return ad_fail(c, fwd, "a weight shares rows with another of a "
-                           "different shape (tied weights of two layouts)");
+            return ad_fail(c, fwd, "a weight shares rows with another read "
+                           "in another layout (tied weights): not supported "
+                           "yet");
     }
     int t = graph_add_node(g, op, in, n_in, &a, fwd->loc, fwd->user_loc,
                            c->err);
     if (t < 0 || fit(c))
         return -1;
     g->tensors[t].kind = GRAPH_GRAD;
+    c->done_linear[c->n_done_w] = (char)as_linear;
     c->done_w[c->n_done_w++] = w;
     return t;
 }
@@ -180,8 +188,11 @@ int pass_autodiff(graph *g, pass_report *report, dsc_err *err)
     int loss = g->loss_plus1 - 1;
     ad_ctx c = { .g = g, .err = err };
     int n_forward = g->n_nodes, rc = -1;
-    c.done_w = malloc(((size_t)g->n_tensors + 1) * sizeof(int));
-    if (!c.done_w || fit(&c)) {
+    /* At most one weight gradient per node input. */
+    size_t max_w = (size_t)g->n_nodes * GRAPH_MAX_INPUTS + 1;
+    c.done_w = malloc(max_w * sizeof(int));
+    c.done_linear = malloc(max_w);
+    if (!c.done_w || !c.done_linear || fit(&c)) {
         err_set(err, "error: out of memory in autodiff");
         goto done;
     }
@@ -242,5 +253,6 @@ done:
     free(c.grad);
     free(c.needs);
     free(c.done_w);
+    free(c.done_linear);
     return rc;
 }

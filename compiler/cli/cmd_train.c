@@ -110,10 +110,6 @@ int cmd_train(const cli *c)
     }
     if (check_targets(&b, c, io))
         goto done;
-    if (c->weights_path && !(orig = st_open(c->weights_path, &err))) {
-        cli_print_err(&err);
-        goto done;
-    }
     runner_options ro = { .weights_path = c->weights_path, .seed = c->seed,
                           .threads = threads, .aot = c->aot,
                           .notes = stderr };
@@ -159,6 +155,12 @@ int cmd_train(const cli *c)
     int64_t n_losses = c->epochs;
     if (c->losses_path &&
         npy_write(c->losses_path, NPY_F32, 1, &n_losses, losses, &err)) {
+        cli_print_err(&err);
+        goto done;
+    }
+    /* Reopened only now: its bytes need not stay in memory meanwhile. */
+    if (c->save_path && c->weights_path &&
+        !(orig = st_open(c->weights_path, &err))) {
         cli_print_err(&err);
         goto done;
     }

@@ -15,8 +15,8 @@ int grad_embedding(ad_ctx *c, const graph_node *n)
 }
 
 
-/* y = act(x Wᵀ + b) + r: r gets dy; dz = dy * act'(..); x gets dz W; W
- * gets dzᵀ x; b gets the column sums of dz. */
+/* y = act(x Wᵀ + b) + r: r gets dy; dz = dy * act'(..); W gets dzᵀ x; b
+ * gets the column sums of dz; x gets dz W. */
 int grad_linear(ad_ctx *c, const graph_node *n)
 {
     graph *g = ad_graph(c);
@@ -39,20 +39,32 @@ int grad_linear(ad_ctx *c, const graph_node *n)
         return ad_fail(c, n, "linear: a GELU epilogue has no gradient rule "
                        "yet");
     }
-    if (ad_needs(c, x)) {
-        int in[2] = { dz, w };
-        int dx = ad_node(c, n, GRAPH_OP_LINEAR_GRAD_X, in, 2, NULL);
-        if (dx < 0 || ad_accumulate(c, n, x, dx))
-            return -1;
-    }
     if (g->tensors[w].kind != GRAPH_WEIGHT)
         return ad_fail(c, n, "linear: only a weight can be trained");
-    int iw[3] = { dz, x, w };
+    /* A dropout's result is recomputed here (the same mask: same stream,
+     * same step) rather than kept from the forward: its input is kept
+     * anyway, and the forward's copy can go as soon as it is read. */
+    int xw = x, xp = g->tensors[x].producer;
+    if (xp >= 0 && g->nodes[xp].op == GRAPH_OP_DROPOUT) {
+        graph_node d = g->nodes[xp];
+        int in[1] = { d.inputs[0] };
+        if ((xw = ad_node(c, &d, GRAPH_OP_DROPOUT, in, 1, &d.attrs)) < 0)
+            return -1;
+    }
+    int iw[3] = { dz, xw, w };
     if (ad_weight_node(c, n, GRAPH_OP_LINEAR_GRAD_W, iw, 3, NULL) < 0)
         return -1;
     if (b >= 0) {
         int ib[2] = { dz, b };
         if (ad_weight_node(c, n, GRAPH_OP_BIAS_GRAD, ib, 2, NULL) < 0)
+            return -1;
+    }
+    /* dx last: the recomputed x above is gone before dx needs memory.
+     * (dW goes to the gradient blob, so W is still intact here.) */
+    if (ad_needs(c, x)) {
+        int in[2] = { dz, w };
+        int dx = ad_node(c, n, GRAPH_OP_LINEAR_GRAD_X, in, 2, NULL);
+        if (dx < 0 || ad_accumulate(c, n, x, dx))
             return -1;
     }
     return 0;

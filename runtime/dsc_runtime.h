@@ -162,6 +162,9 @@ void rt_dropout(rt_ctx *ctx, float *y, const float *x, int64_t n, float p,
  * add (y = relu(z) + residual). */
 void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
                   const float *residual, int64_t n);
+/* dx = dy * gelu'(x), act RT_ACT_GELU (erf) or RT_ACT_GELU_TANH. */
+void rt_gelu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *x,
+                  int64_t n, rt_act act);
 /* Rows of a softmax's output y: dx = y * (dy - sum(dy * y)). */
 void rt_softmax_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
                      int64_t rows, int64_t dim);
@@ -238,6 +241,7 @@ void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
     X(rt_dropout_key)          \
     X(rt_dropout)              \
     X(rt_relu_grad)            \
+    X(rt_gelu_grad)            \
     X(rt_softmax_grad)         \
     X(rt_cross_entropy)        \
     X(rt_cross_entropy_grad)   \

@@ -219,6 +219,48 @@ void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
 }
 
 
+typedef struct gelu_job {
+    float *dx;
+    const float *dy, *x;
+    int64_t n;
+    int tanh_form;
+} gelu_job;
+
+
+/* d/dx of 0.5 x (1 + erf(x / sqrt 2)) = Phi(x) + x phi(x); of the tanh
+ * form 0.5 x (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3):
+ * 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 0.044715 x^2).
+ * In double: few elements, and no vector exp/erf to match. */
+static void gelu_grad_range(void *arg, int64_t c0, int64_t c1)
+{
+    const gelu_job *j = arg;
+    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++) {
+        double x = j->x[i], d;
+        if (j->tanh_form) {
+            double k = 0.79788456080286535588, t = tanh(k * (x + 0.044715 *
+                                                            x * x * x));
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k *
+                (1 + 3 * 0.044715 * x * x);
+        } else {
+            d = 0.5 * (1 + erf(x * 0.70710678118654752440)) +
+                x * exp(-0.5 * x * x) * 0.39894228040143267794;
+        }
+        j->dx[i] = (float)(j->dy[i] * d);
+    }
+}
+
+
+void rt_gelu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *x,
+                  int64_t n, rt_act act)
+{
+    gelu_job j = { dx, dy, x, n, act == RT_ACT_GELU_TANH };
+    int64_t chunks = (n + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
+    rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN / 8), chunks,
+                gelu_grad_range, &j);
+}
+
+
 /* ---- row-wise: softmax, layernorm, cross-entropy ----------------------- */
 
 typedef struct row_job {

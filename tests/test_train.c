@@ -242,6 +242,34 @@ Test(kernels, row_ops_backward_against_finite_differences)
     free(x), free(r), free(gamma), free(y), free(dx), free(dg);
 }
 
+/* ---- gelu ------------------------------------------------------------------ */
+
+static void gelu_fwd(const void *c, const double *v, double *out)
+{
+    const rowop *o = c;
+    for (int64_t i = 0; i < o->rows * o->dim; i++) {
+        double x = v[i];
+        out[i] = o->which
+            ? 0.5 * x * (1 + tanh(0.79788456080286535588 *
+                                  (x + 0.044715 * x * x * x)))
+            : 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    }
+}
+
+Test(kernels, gelu_backward_against_finite_differences)
+{
+    const int64_t n = 300;
+    float *x = frand(n, 4), *r = frand(n, 1), *dx = malloc((size_t)n * 4);
+    for (int form = 0; form < 2; form++) {
+        rowop o = { 1, n, NULL, NULL, 0, form };
+        rt_gelu_grad(NULL, dx, r, x, n, form ? RT_ACT_GELU_TANH : RT_ACT_GELU);
+        double *g = numeric_grad(gelu_fwd, &o, x, n, r, n);
+        expect_close(dx, g, n, 1e-6, form ? "gelu tanh dx" : "gelu dx");
+        free(g);
+    }
+    free(x), free(r), free(dx);
+}
+
 /* ---- cross-entropy ------------------------------------------------------ */
 
 typedef struct ce { int64_t rows, classes; const int32_t *t; } ce;
@@ -566,27 +594,29 @@ Test(autodiff, seed_training_graph)
 
 Test(autodiff, refuses_what_it_cannot_train)
 {
-    const char *path = "/tmp/dsc-train-gelu.lua";
+    const char *path = "/tmp/dsc-train-last.lua";
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
-    fputs("local x = dsc.input('x', {4, 8}, 'int32')\n"
+    fputs("local x = dsc.input('x', {4}, 'int32')\n"
+          "local t = dsc.input('t', {1}, 'int32')\n"
           "local e = nn.embedding(x, 'e', 10, 6)\n"
-          "local h = dsc.gelu(nn.linear(e, 'a', 6, 6))\n"
+          "local h = dsc.last(e)\n"
           "local y = nn.linear(h, 'b', 6, 10)\n"
           "dsc.output('y', y)\n"
-          "dsc.loss(dsc.cross_entropy(y, x))\n", f);
+          "dsc.loss(dsc.cross_entropy(y, t))\n", f);
     fclose(f);
     built_train b;
     dsc_err err;
     cr_assert_neq(build_train(path, NULL, &b, &err), 0);
-    cr_expect(strstr(err.msg, "gelu") || strstr(err.msg, "GELU"), "%s", err.msg);
-    cr_expect(strstr(err.msg, "dsc-train-gelu.lua:3"), "%s", err.msg);
+    cr_expect(strstr(err.msg, "cannot train through last: the op has no "
+                     "gradient rule"), "%s", err.msg);
+    cr_expect(strstr(err.msg, "dsc-train-last.lua:4"), "%s", err.msg);
     remove(path);
 }
 
 /* The whole backward of a graph that uses every rule (embedding, linear
- * plain, with ReLU and with a residual, add, relu, softmax, layernorm,
- * attention, cross-entropy): the train step's gradient of each weight
+ * plain, with a ReLU or GELU epilogue and with a residual, add, relu, gelu,
+ * softmax, layernorm, attention, cross-entropy): the train step's gradient of each weight
  * element against central differences of the loss the same step computes
  * (lr 0 leaves the weights alone).  In float, so a wiring check: a rule
  * that drops a term or a sum shows as an O(1) relative error. */
@@ -600,7 +630,8 @@ static const char every_rule_model[] =
     "local h = nn.layernorm(x + a, 'ln', 8)\n"
     "local s = dsc.softmax(nn.linear(h, 's', 8, 8))\n"
     "local r = dsc.relu(nn.linear(s, 'r', 8, 8))\n"
-    "local y = nn.linear(dsc.relu(r + h), 'out', 8, 11)\n"
+    "local e = dsc.gelu(nn.linear(h, 'g', 8, 8), {approximate = 'tanh'})\n"
+    "local y = nn.linear(dsc.relu(r + h) + e, 'out', 8, 11)\n"
     "dsc.output('y', y)\n"
     "dsc.loss(dsc.cross_entropy(y, ids))\n";
 

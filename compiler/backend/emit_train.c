@@ -181,6 +181,12 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
                   n->n_inputs > 2 && in[2] >= 0 ? nm[in[2]] : "NULL",
                   (long long)count_of(g, n->output));
         return 0;
+    case GRAPH_OP_GELU_GRAD:
+        sb_printf(sb, "    rt_gelu_grad(ctx, %s, %s, %s, %lld, %s);\n", y,
+                  nm[in[0]], nm[in[1]], (long long)count_of(g, n->output),
+                  n->attrs.act == RT_ACT_GELU_TANH ? "RT_ACT_GELU_TANH"
+                                                   : "RT_ACT_GELU");
+        return 0;
     case GRAPH_OP_SOFTMAX_GRAD:
         cols = last_dim(g, n->output);
         sb_printf(sb, "    rt_softmax_grad(ctx, %s, %s, %s, %lld, %lld);\n",
@@ -273,7 +279,7 @@ static int train_op(graph_op op)
     case GRAPH_OP_DROPOUT: case GRAPH_OP_CROSS_ENTROPY:
     case GRAPH_OP_CROSS_ENTROPY_GRAD: case GRAPH_OP_DROPOUT_GRAD:
     case GRAPH_OP_RELU_GRAD: case GRAPH_OP_SOFTMAX_GRAD:
-    case GRAPH_OP_LINEAR_GRAD_X: case GRAPH_OP_LINEAR_GRAD_W:
+    case GRAPH_OP_GELU_GRAD: case GRAPH_OP_LINEAR_GRAD_X: case GRAPH_OP_LINEAR_GRAD_W:
     case GRAPH_OP_BIAS_GRAD: case GRAPH_OP_LAYERNORM_GRAD_X:
     case GRAPH_OP_LAYERNORM_GRAD_GAMMA: case GRAPH_OP_ATTENTION_GRAD:
     case GRAPH_OP_EMBEDDING_GRAD:

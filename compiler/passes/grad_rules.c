@@ -26,18 +26,26 @@ int grad_linear(ad_ctx *c, const graph_node *n)
     if (r >= 0 && ad_accumulate(c, n, r, dy))
         return -1;
     int dz = dy;
+    if (n->attrs.act != RT_ACT_NONE && g->tensors[dy].view_of >= 0)
+        return ad_fail(c, n, "linear: the gradient of an activation "
+                       "epilogue must not be a column view");
     if (n->attrs.act == RT_ACT_RELU) {
-        if (g->tensors[dy].view_of >= 0)
-            return ad_fail(c, n, "linear: the gradient of a ReLU epilogue "
-                           "must not be a column view");
         /* y = relu(z) + r: relu(z) > 0 exactly where y > r. */
         int in[3] = { dy, n->output, r };
         if ((dz = ad_node(c, n, GRAPH_OP_RELU_GRAD, in, r >= 0 ? 3 : 2,
                           NULL)) < 0)
             return -1;
     } else if (n->attrs.act != RT_ACT_NONE) {
-        return ad_fail(c, n, "linear: a GELU epilogue has no gradient rule "
-                       "yet");
+        /* y = gelu(z) + r: gelu' needs z, which the epilogue did not keep:
+         * recompute it (one more GEMM) with the same linear, unfused. */
+        graph_attrs plain = n->attrs;
+        plain.act = RT_ACT_NONE;
+        int iz[3] = { x, w, b };
+        int z = ad_node(c, n, GRAPH_OP_LINEAR, iz, b >= 0 ? 3 : 2, &plain);
+        int ig[2] = { dy, z };
+        if (z < 0 || (dz = ad_node(c, n, GRAPH_OP_GELU_GRAD, ig, 2,
+                                   &n->attrs)) < 0)
+            return -1;
     }
     if (g->tensors[w].kind != GRAPH_WEIGHT)
         return ad_fail(c, n, "linear: only a weight can be trained");
@@ -83,6 +91,14 @@ int grad_relu(ad_ctx *c, const graph_node *n)
 {
     int in[2] = { ad_grad(c, n->output), n->output };
     int dx = ad_node(c, n, GRAPH_OP_RELU_GRAD, in, 2, NULL);
+    return dx < 0 || ad_accumulate(c, n, n->inputs[0], dx);
+}
+
+
+int grad_gelu(ad_ctx *c, const graph_node *n)
+{
+    int in[2] = { ad_grad(c, n->output), n->inputs[0] };
+    int dx = ad_node(c, n, GRAPH_OP_GELU_GRAD, in, 2, &n->attrs);
     return dx < 0 || ad_accumulate(c, n, n->inputs[0], dx);
 }
 

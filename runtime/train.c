@@ -717,9 +717,26 @@ typedef struct attn_job {
 } attn_job;
 
 
+/* sum a[c] b[c] in 8 independent lanes (so it vectorizes), then in order. */
+RT_INLINE float dot8(const float *a, const float *b, int64_t n)
+{
+    float lane[8] = {0};
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int l = 0; l < 8; l++)
+            lane[l] += a[c + l] * b[c + l];
+    float s = 0;
+    for (int l = 0; l < 8; l++)
+        s += lane[l];
+    for (; c < n; c++)
+        s += a[c] * b[c];
+    return s;
+}
+
+
 /* P = softmax(scale q kᵀ) for (b, h) into pr (seq x seq), and the dropped
  * and scaled Pd into pd. */
-static void attn_probs(const attn_job *j, int64_t b, int64_t h, float *pr,
+RT_INLINE void attn_probs(const attn_job *j, int64_t b, int64_t h, float *pr,
                        float *pd)
 {
     const rt_attention_shape *s = j->s;
@@ -733,10 +750,7 @@ static void attn_probs(const attn_job *j, int64_t b, int64_t h, float *pr,
         for (int64_t t = 0; t < last; t++) {
             const float *kt = j->k + (t * s->seq_step + b * s->batch_step) *
                               s->ldk + h * s->head_dim_qk;
-            float dot = 0;
-            for (int64_t c = 0; c < s->head_dim_qk; c++)
-                dot += qi[c] * kt[c];
-            pr[i * S + t] = dot * s->scale;
+            pr[i * S + t] = dot8(qi, kt, s->head_dim_qk) * s->scale;
             mx = pr[i * S + t] > mx ? pr[i * S + t] : mx;
         }
         double sum = 0;
@@ -755,7 +769,7 @@ static void attn_probs(const attn_job *j, int64_t b, int64_t h, float *pr,
 }
 
 
-static void attn_train_range(void *arg, int64_t t0, int64_t t1)
+RT_INLINE void attn_train_body(void *arg, int64_t t0, int64_t t1)
 {
     const attn_job *j = arg;
     const rt_attention_shape *s = j->s;
@@ -785,6 +799,23 @@ static void attn_train_range(void *arg, int64_t t0, int64_t t1)
 }
 
 
+static void attn_train_base(void *arg, int64_t t0, int64_t t1)
+{
+    attn_train_body(arg, t0, t1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void attn_train_avx2(void *arg, int64_t t0, int64_t t1)
+{
+    attn_train_body(arg, t0, t1);
+}
+#define attn_train_fast attn_train_avx2
+#else
+#define attn_train_fast attn_train_base
+#endif
+
+
 void rt_attention_train(rt_ctx *ctx, float *out, const float *q,
                         const float *k, const float *v,
                         const rt_attention_shape *shape, float p,
@@ -795,11 +826,12 @@ void rt_attention_train(rt_ctx *ctx, float *out, const float *q,
     int64_t tasks = shape->batch * shape->heads;
     rt_parallel(ctx, rt_threads_for(ctx, tasks * shape->seq * shape->seq *
                                     shape->head_dim_qk, RT_TRAIN_GRAIN),
-                tasks, attn_train_range, &j);
+                tasks, rt_cpu_has_avx2() ? attn_train_fast : attn_train_base,
+                &j);
 }
 
 
-static void attn_grad_range(void *arg, int64_t t0, int64_t t1)
+RT_INLINE void attn_grad_body(void *arg, int64_t t0, int64_t t1)
 {
     const attn_job *j = arg;
     const rt_attention_shape *s = j->s;
@@ -818,9 +850,7 @@ static void attn_grad_range(void *arg, int64_t t0, int64_t t1)
             double rowdot = 0;
             for (int64_t t = 0; t < S; t++) {
                 const float *vt = ROW(j->v, s->ldv, t) + h * dv;
-                float dpd = 0;
-                for (int64_t c = 0; c < dv; c++)
-                    dpd += go[c] * vt[c];
+                float dpd = dot8(go, vt, dv);
                 int64_t idx = ((b * s->heads + h) * S + i) * S + t;
                 float dp = j->p > 0
                     ? dpd * keep_scale(j->key, idx, j->p, scale_keep) : dpd;
@@ -867,6 +897,23 @@ static void attn_grad_range(void *arg, int64_t t0, int64_t t1)
 }
 
 
+static void attn_grad_base(void *arg, int64_t t0, int64_t t1)
+{
+    attn_grad_body(arg, t0, t1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void attn_grad_avx2(void *arg, int64_t t0, int64_t t1)
+{
+    attn_grad_body(arg, t0, t1);
+}
+#define attn_grad_fast attn_grad_avx2
+#else
+#define attn_grad_fast attn_grad_base
+#endif
+
+
 void rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
                        int64_t ldd, const float *dout, const float *q,
                        const float *k, const float *v,
@@ -877,7 +924,8 @@ void rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
     int64_t tasks = shape->batch * shape->heads;
     rt_parallel(ctx, rt_threads_for(ctx, 3 * tasks * shape->seq * shape->seq *
                                     shape->head_dim_qk, RT_TRAIN_GRAIN),
-                tasks, attn_grad_range, &j);
+                tasks, rt_cpu_has_avx2() ? attn_grad_fast : attn_grad_base,
+                &j);
 }
 
 

@@ -936,6 +936,7 @@ typedef struct adam_job {
     const float *g;
     int64_t n;
     float b1, b2, one_b1, one_b2, eps, bc2_sqrt, neg_step_size;
+    float wd;  /* weight decay: L2, added to the gradient (not AdamW) */
 } adam_job;
 
 
@@ -949,7 +950,7 @@ RT_INLINE void adam_body(const adam_job *j, int64_t i0, int64_t i1)
     float *restrict w = j->w, *restrict mm = j->m, *restrict vv = j->v;
     const float *restrict gg = j->g;
     for (int64_t i = i0; i < i1; i++) {
-        float g = gg[i];
+        float g = j->wd != 0.0f ? gg[i] + j->wd * w[i] : gg[i];
         float m = mm[i] * j->b1 + g * j->one_b1;
         float v = vv[i] * j->b2 + j->one_b2 * g * g;
         mm[i] = m;
@@ -982,8 +983,12 @@ RT_TARGET_AVX2 static void adam_avx2(void *arg, int64_t c0, int64_t c1)
     const __m256 bc2 = _mm256_set1_ps(j->bc2_sqrt);
     const __m256 eps = _mm256_set1_ps(j->eps);
     const __m256 nss = _mm256_set1_ps(j->neg_step_size);
+    const __m256 wd = _mm256_set1_ps(j->wd);
     for (; i + 8 <= end; i += 8) {
         __m256 g = _mm256_loadu_ps(j->g + i);
+        if (j->wd != 0.0f)  /* grad.add(param, alpha=weight_decay) */
+            g = _mm256_add_ps(g, _mm256_mul_ps(wd,
+                                               _mm256_loadu_ps(j->w + i)));
         __m256 m = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(j->m + i), b1),
                                  _mm256_mul_ps(g, ob1));
         __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(j->v + i), b2),
@@ -1018,7 +1023,7 @@ void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
         .n = count, .b1 = (float)h->beta1, .b2 = (float)h->beta2,
         .one_b1 = (float)(1.0 - h->beta1), .one_b2 = (float)(1.0 - h->beta2),
         .eps = (float)h->eps, .bc2_sqrt = (float)sqrt(bc2),
-        .neg_step_size = (float)(-h->lr / bc1),
+        .neg_step_size = (float)(-h->lr / bc1), .wd = (float)h->weight_decay,
     };
     int64_t chunks = (count + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
     rt_task_fn fn = adam_base;

@@ -924,6 +924,7 @@ Test(pytorch, small_jit_one_thread) { train_against_pytorch("train_small", "--th
 Test(pytorch, small_jit_two_threads) { train_against_pytorch("train_small", "--threads 2"); }
 Test(pytorch, odd_jit) { train_against_pytorch("train_odd", "--threads 2"); }
 Test(pytorch, odd_aot) { train_against_pytorch("train_odd", "--aot --threads 1"); }
+Test(pytorch, weight_decay) { train_against_pytorch("train_decay", "--threads 1"); }
 
 Test(pytorch, first_step_gradients)
 {

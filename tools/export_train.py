@@ -31,7 +31,7 @@ deterministic, so dsc can be held to it).  Writes
     DIR/grads.safetensors     the first step's gradients (.grad of every
                               parameter that has one)
     DIR/config                dsc flags: "-D key=value ... -D dropout=P"
-    DIR/train_args            dsc train flags: "--epochs N --lr LR"
+    DIR/train_args            dsc train flags: "--epochs N --lr LR [--weight-decay WD]"
 
 Usage: /usr/bin/python3 tools/export_train.py -D d_model=32 ... --out DIR
 """
@@ -50,6 +50,7 @@ def main(argv=None):
                     metavar="KEY=VALUE")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -93,7 +94,8 @@ def main(argv=None):
     output_dim = cfg["vocab"]
     num_epochs = args.epochs
     criterion = nn.CrossEntropyLoss()
-    optimizer = optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = optim.Adam(model.parameters(), lr=args.lr,
+                           weight_decay=args.weight_decay)
     model.train()
     losses = []
     for epoch in range(num_epochs):
@@ -120,7 +122,9 @@ def main(argv=None):
         f.write("%s -D dropout=%g\n" % (et.config_line("seed_encoder", cfg),
                                          args.dropout))
     with open(os.path.join(args.out, "train_args"), "w") as f:
-        f.write("--epochs %d --lr %r\n" % (args.epochs, args.lr))
+        f.write("--epochs %d --lr %r%s\n" % (
+            args.epochs, args.lr, " --weight-decay %r" % args.weight_decay
+            if args.weight_decay else ""))
     return 0
 
 

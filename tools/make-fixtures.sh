@@ -95,3 +95,5 @@ gen_train train_small --seed 1 -D vocab=40 -D d_model=16 -D heads=4 \
     -D d_ff=32 -D seq=6 -D batch=5
 gen_train train_odd --seed 2 --epochs 6 --lr 0.003 -D vocab=37 -D d_model=12 \
     -D heads=2 -D layers=3 -D d_ff=20 -D seq=7 -D batch=3
+gen_train train_decay --seed 3 --epochs 5 --lr 0.01 --weight-decay 0.1 \
+    -D vocab=20 -D d_model=8 -D heads=2 -D layers=1 -D d_ff=16 -D seq=4 -D batch=3

@@ -52,6 +52,7 @@ const char cli_usage_text[] =
 "train options:\n"
 "  --epochs N          steps over the input batch (default 10)\n"
 "  --lr LR             Adam's learning rate (default 0.001)\n"
+"  --weight-decay WD   Adam's L2 penalty, as torch.optim.Adam's (default 0)\n"
 "  --save OUT          write the trained weights (safetensors; every key of\n"
 "                      --weights, untrained ones as they were)\n"
 "  --losses L.npy      write each epoch's loss (float32 [N])\n"
@@ -187,6 +188,13 @@ int cli_parse_args(int argc, char **argv, cli *c)
                 return cli_usage_error("--lr expects a number > 0, got '%s'",
                                        next ? next : "");
             c->lr = v;
+        } else if (strcmp(a, "--weight-decay") == 0) {
+            char *end;
+            double v = next ? strtod(next, &end) : -1;
+            if (!next || !*next || *end || !(v >= 0) || v > 1e6)
+                return cli_usage_error("--weight-decay expects a number >= 0, "
+                                       "got '%s'", next ? next : "");
+            c->weight_decay = v;
         } else if (strcmp(a, "--save") == 0) {
             c->save_path = next;
         } else if (strcmp(a, "--losses") == 0) {

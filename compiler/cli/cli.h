@@ -42,7 +42,7 @@ typedef struct cli {
     const char *stats_path;
     int after_passes;  /* graph: draw the graph the passes leave */
     long long epochs;  /* train */
-    double lr;
+    double lr, weight_decay;
     const char *save_path, *losses_path, *grads_path;
     int train;         /* bench --train */
 } cli;

@@ -126,6 +126,7 @@ int cmd_train(const cli *c)
         goto done;
     }
     rt_train_init(state, b.train.weights.total_floats, c->lr, c->seed);
+    ((rt_train_header *)(void *)state)->weight_decay = c->weight_decay;
     train_io_fn step = (train_io_fn)(void (*)(void))loaded_entry(r.code);
     double t0 = timing_now_ms();
     for (long long e = 0; e < c->epochs; e++) {

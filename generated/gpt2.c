@@ -165,89 +165,89 @@ int gpt2_step(rt_ctx *ctx, const float *w, const int32_t *in_tokens, int64_t n, 
     float *positions_4_ = (float *)(a + 0);  /* [1024, 768] models/gpt2.lua:21 */
     float *add_5_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:21 */
     float *layernorm_8_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_374_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_20_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_24_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_374_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_20_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_24_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_27_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_31_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_35_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_31_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_35_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_38_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_377_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_50_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_54_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_377_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_50_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_54_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_57_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_61_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_65_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_61_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_65_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_68_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_380_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_80_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_84_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_380_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_80_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_84_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_87_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_91_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_95_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_91_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_95_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_98_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_383_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_110_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_114_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_383_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_110_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_114_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_117_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_121_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_125_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_121_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_125_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_128_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_386_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_140_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_144_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_386_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_140_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_144_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_147_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_151_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_155_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_151_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_155_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_158_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_389_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_170_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_174_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_389_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_170_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_174_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_177_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_181_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_185_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_181_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_185_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_188_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_392_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_200_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_204_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_392_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_200_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_204_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_207_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_211_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_215_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_211_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_215_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_218_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_395_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_230_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_234_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_395_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_230_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_234_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_237_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_241_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_245_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_241_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_245_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_248_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_398_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_260_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_264_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_398_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_260_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_264_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_267_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_271_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_275_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_271_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_275_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_278_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_401_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_290_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_294_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_401_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_290_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_294_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_297_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_301_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_305_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_301_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_305_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_308_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_404_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_320_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_324_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_404_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_320_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_324_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_327_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_331_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_335_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_331_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_335_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_338_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_407_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:82) */
-    float *kv_attention_350_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:93) */
-    float *linear_354_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_407_ = (float *)(a + 0);  /* [1024, 2304] models/gpt2.lua:23 (nn.lua:86) */
+    float *kv_attention_350_ = (float *)(a + 9437184);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:97) */
+    float *linear_354_ = (float *)(a + 15728640);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *layernorm_357_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:30) */
-    float *linear_361_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:82) */
-    float *linear_365_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:82) */
+    float *linear_361_ = (float *)(a + 0);  /* [1024, 3072] models/gpt2.lua:23 (nn.lua:86) */
+    float *linear_365_ = (float *)(a + 12582912);  /* [1024, 768] models/gpt2.lua:23 (nn.lua:86) */
     float *last_366_ = (float *)(a + 0);  /* [1, 768] models/gpt2.lua:27 */
     float *layernorm_369_ = (float *)(a + 0);  /* [1, 768] models/gpt2.lua:27 (nn.lua:30) */
     (void)a;
@@ -261,278 +261,278 @@ int gpt2_step(rt_ctx *ctx, const float *w, const int32_t *in_tokens, int64_t n, 
     rt_add(ctx, add_5_, embedding_3_, positions_4_, n * 768);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_8_, add_5_, (w + W_TRANSFORMER_H_0_LN_1_WEIGHT), (w + W_TRANSFORMER_H_0_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_374_, 2304, layernorm_8_, 768, (w + W_TRANSFORMER_H_0_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_0_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_20_, (linear_374_ + 0), (linear_374_ + 768), (linear_374_ + 1536), (cache + 0), (cache + 786432), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_24_, 768, kv_attention_20_, 768, (w + W_TRANSFORMER_H_0_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_0_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, add_5_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_27_, linear_24_, (w + W_TRANSFORMER_H_0_LN_2_WEIGHT), (w + W_TRANSFORMER_H_0_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_31_, 3072, layernorm_27_, 768, (w + W_TRANSFORMER_H_0_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_0_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_35_, 768, linear_31_, 3072, (w + W_TRANSFORMER_H_0_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_0_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_24_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_38_, linear_35_, (w + W_TRANSFORMER_H_1_LN_1_WEIGHT), (w + W_TRANSFORMER_H_1_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_377_, 2304, layernorm_38_, 768, (w + W_TRANSFORMER_H_1_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_1_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_50_, (linear_377_ + 0), (linear_377_ + 768), (linear_377_ + 1536), (cache + 1572864), (cache + 2359296), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_54_, 768, kv_attention_50_, 768, (w + W_TRANSFORMER_H_1_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_1_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_35_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_57_, linear_54_, (w + W_TRANSFORMER_H_1_LN_2_WEIGHT), (w + W_TRANSFORMER_H_1_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_61_, 3072, layernorm_57_, 768, (w + W_TRANSFORMER_H_1_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_1_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_65_, 768, linear_61_, 3072, (w + W_TRANSFORMER_H_1_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_1_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_54_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_68_, linear_65_, (w + W_TRANSFORMER_H_2_LN_1_WEIGHT), (w + W_TRANSFORMER_H_2_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_380_, 2304, layernorm_68_, 768, (w + W_TRANSFORMER_H_2_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_2_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_80_, (linear_380_ + 0), (linear_380_ + 768), (linear_380_ + 1536), (cache + 3145728), (cache + 3932160), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_84_, 768, kv_attention_80_, 768, (w + W_TRANSFORMER_H_2_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_2_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_65_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_87_, linear_84_, (w + W_TRANSFORMER_H_2_LN_2_WEIGHT), (w + W_TRANSFORMER_H_2_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_91_, 3072, layernorm_87_, 768, (w + W_TRANSFORMER_H_2_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_2_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_95_, 768, linear_91_, 3072, (w + W_TRANSFORMER_H_2_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_2_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_84_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_98_, linear_95_, (w + W_TRANSFORMER_H_3_LN_1_WEIGHT), (w + W_TRANSFORMER_H_3_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_383_, 2304, layernorm_98_, 768, (w + W_TRANSFORMER_H_3_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_3_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_110_, (linear_383_ + 0), (linear_383_ + 768), (linear_383_ + 1536), (cache + 4718592), (cache + 5505024), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_114_, 768, kv_attention_110_, 768, (w + W_TRANSFORMER_H_3_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_3_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_95_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_117_, linear_114_, (w + W_TRANSFORMER_H_3_LN_2_WEIGHT), (w + W_TRANSFORMER_H_3_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_121_, 3072, layernorm_117_, 768, (w + W_TRANSFORMER_H_3_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_3_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_125_, 768, linear_121_, 3072, (w + W_TRANSFORMER_H_3_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_3_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_114_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_128_, linear_125_, (w + W_TRANSFORMER_H_4_LN_1_WEIGHT), (w + W_TRANSFORMER_H_4_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_386_, 2304, layernorm_128_, 768, (w + W_TRANSFORMER_H_4_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_4_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_140_, (linear_386_ + 0), (linear_386_ + 768), (linear_386_ + 1536), (cache + 6291456), (cache + 7077888), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_144_, 768, kv_attention_140_, 768, (w + W_TRANSFORMER_H_4_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_4_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_125_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_147_, linear_144_, (w + W_TRANSFORMER_H_4_LN_2_WEIGHT), (w + W_TRANSFORMER_H_4_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_151_, 3072, layernorm_147_, 768, (w + W_TRANSFORMER_H_4_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_4_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_155_, 768, linear_151_, 3072, (w + W_TRANSFORMER_H_4_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_4_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_144_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_158_, linear_155_, (w + W_TRANSFORMER_H_5_LN_1_WEIGHT), (w + W_TRANSFORMER_H_5_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_389_, 2304, layernorm_158_, 768, (w + W_TRANSFORMER_H_5_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_5_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_170_, (linear_389_ + 0), (linear_389_ + 768), (linear_389_ + 1536), (cache + 7864320), (cache + 8650752), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_174_, 768, kv_attention_170_, 768, (w + W_TRANSFORMER_H_5_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_5_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_155_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_177_, linear_174_, (w + W_TRANSFORMER_H_5_LN_2_WEIGHT), (w + W_TRANSFORMER_H_5_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_181_, 3072, layernorm_177_, 768, (w + W_TRANSFORMER_H_5_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_5_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_185_, 768, linear_181_, 3072, (w + W_TRANSFORMER_H_5_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_5_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_174_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_188_, linear_185_, (w + W_TRANSFORMER_H_6_LN_1_WEIGHT), (w + W_TRANSFORMER_H_6_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_392_, 2304, layernorm_188_, 768, (w + W_TRANSFORMER_H_6_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_6_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_200_, (linear_392_ + 0), (linear_392_ + 768), (linear_392_ + 1536), (cache + 9437184), (cache + 10223616), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_204_, 768, kv_attention_200_, 768, (w + W_TRANSFORMER_H_6_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_6_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_185_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_207_, linear_204_, (w + W_TRANSFORMER_H_6_LN_2_WEIGHT), (w + W_TRANSFORMER_H_6_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_211_, 3072, layernorm_207_, 768, (w + W_TRANSFORMER_H_6_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_6_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_215_, 768, linear_211_, 3072, (w + W_TRANSFORMER_H_6_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_6_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_204_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_218_, linear_215_, (w + W_TRANSFORMER_H_7_LN_1_WEIGHT), (w + W_TRANSFORMER_H_7_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_395_, 2304, layernorm_218_, 768, (w + W_TRANSFORMER_H_7_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_7_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_230_, (linear_395_ + 0), (linear_395_ + 768), (linear_395_ + 1536), (cache + 11010048), (cache + 11796480), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_234_, 768, kv_attention_230_, 768, (w + W_TRANSFORMER_H_7_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_7_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_215_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_237_, linear_234_, (w + W_TRANSFORMER_H_7_LN_2_WEIGHT), (w + W_TRANSFORMER_H_7_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_241_, 3072, layernorm_237_, 768, (w + W_TRANSFORMER_H_7_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_7_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_245_, 768, linear_241_, 3072, (w + W_TRANSFORMER_H_7_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_7_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_234_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_248_, linear_245_, (w + W_TRANSFORMER_H_8_LN_1_WEIGHT), (w + W_TRANSFORMER_H_8_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_398_, 2304, layernorm_248_, 768, (w + W_TRANSFORMER_H_8_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_8_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_260_, (linear_398_ + 0), (linear_398_ + 768), (linear_398_ + 1536), (cache + 12582912), (cache + 13369344), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_264_, 768, kv_attention_260_, 768, (w + W_TRANSFORMER_H_8_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_8_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_245_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_267_, linear_264_, (w + W_TRANSFORMER_H_8_LN_2_WEIGHT), (w + W_TRANSFORMER_H_8_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_271_, 3072, layernorm_267_, 768, (w + W_TRANSFORMER_H_8_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_8_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_275_, 768, linear_271_, 3072, (w + W_TRANSFORMER_H_8_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_8_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_264_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_278_, linear_275_, (w + W_TRANSFORMER_H_9_LN_1_WEIGHT), (w + W_TRANSFORMER_H_9_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_401_, 2304, layernorm_278_, 768, (w + W_TRANSFORMER_H_9_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_9_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_290_, (linear_401_ + 0), (linear_401_ + 768), (linear_401_ + 1536), (cache + 14155776), (cache + 14942208), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_294_, 768, kv_attention_290_, 768, (w + W_TRANSFORMER_H_9_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_9_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_275_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_297_, linear_294_, (w + W_TRANSFORMER_H_9_LN_2_WEIGHT), (w + W_TRANSFORMER_H_9_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_301_, 3072, layernorm_297_, 768, (w + W_TRANSFORMER_H_9_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_9_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_305_, 768, linear_301_, 3072, (w + W_TRANSFORMER_H_9_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_9_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_294_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_308_, linear_305_, (w + W_TRANSFORMER_H_10_LN_1_WEIGHT), (w + W_TRANSFORMER_H_10_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_404_, 2304, layernorm_308_, 768, (w + W_TRANSFORMER_H_10_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_10_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_320_, (linear_404_ + 0), (linear_404_ + 768), (linear_404_ + 1536), (cache + 15728640), (cache + 16515072), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_324_, 768, kv_attention_320_, 768, (w + W_TRANSFORMER_H_10_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_10_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_305_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_327_, linear_324_, (w + W_TRANSFORMER_H_10_LN_2_WEIGHT), (w + W_TRANSFORMER_H_10_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_331_, 3072, layernorm_327_, 768, (w + W_TRANSFORMER_H_10_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_10_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_335_, 768, linear_331_, 3072, (w + W_TRANSFORMER_H_10_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_10_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_324_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_338_, linear_335_, (w + W_TRANSFORMER_H_11_LN_1_WEIGHT), (w + W_TRANSFORMER_H_11_LN_1_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_407_, 2304, layernorm_338_, 768, (w + W_TRANSFORMER_H_11_ATTN_C_ATTN_WEIGHT), (w + W_TRANSFORMER_H_11_ATTN_C_ATTN_BIAS),
               n, 2304, 768, RT_ACT_NONE, NULL);
-    /* models/gpt2.lua:23 (nn.lua:93) */
+    /* models/gpt2.lua:23 (nn.lua:97) */
     {
         static const rt_kv_shape s = {
             .heads = 12, .head_dim_qk = 64, .head_dim_v = 64,
             .ldq = 2304, .ldk = 2304, .ldv = 2304, .ldo = 768, .scale = 0.125f };
         rt_kv_attention(ctx, kv_attention_350_, (linear_407_ + 0), (linear_407_ + 768), (linear_407_ + 1536), (cache + 17301504), (cache + 18087936), n, pos, &s);
     }
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_354_, 768, kv_attention_350_, 768, (w + W_TRANSFORMER_H_11_ATTN_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_11_ATTN_C_PROJ_BIAS),
               n, 768, 768, RT_ACT_NONE, linear_335_);
     /* models/gpt2.lua:23 (nn.lua:30) */
     rt_layernorm(ctx, layernorm_357_, linear_354_, (w + W_TRANSFORMER_H_11_LN_2_WEIGHT), (w + W_TRANSFORMER_H_11_LN_2_BIAS), n, 768, 1e-05f);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_361_, 3072, layernorm_357_, 768, (w + W_TRANSFORMER_H_11_MLP_C_FC_WEIGHT), (w + W_TRANSFORMER_H_11_MLP_C_FC_BIAS),
               n, 3072, 768, RT_ACT_GELU_TANH, NULL);
-    /* models/gpt2.lua:23 (nn.lua:82) */
+    /* models/gpt2.lua:23 (nn.lua:86) */
     rt_linear(ctx, linear_365_, 768, linear_361_, 3072, (w + W_TRANSFORMER_H_11_MLP_C_PROJ_WEIGHT), (w + W_TRANSFORMER_H_11_MLP_C_PROJ_BIAS),
               n, 768, 3072, RT_ACT_NONE, linear_354_);
     /* models/gpt2.lua:27 */

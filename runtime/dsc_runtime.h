@@ -126,6 +126,100 @@ void rt_kv_attention(rt_ctx *ctx, float *out, const float *q, const float *k,
 /* dst = src over count floats. */
 void rt_copy(rt_ctx *ctx, float *dst, const float *src, int64_t count);
 
+/* ---- training (train.c) ------------------------------------------------
+ * A train step's state is one float array: this header, then Adam's m and
+ * v and the gradients, each the size of the weight blob (its layout: a
+ * weight's gradient sits at the weight's offset, packed alike). */
+
+#define RT_TRAIN_HEADER_FLOATS 16
+
+typedef struct rt_train_header {
+    int64_t step;           /* optimizer steps taken (the next is step + 1) */
+    uint64_t seed;          /* dropout masks: hash of seed, step, node, index */
+    int64_t weight_floats;  /* m, v and the gradients: this many floats each */
+    double lr, beta1, beta2, eps, weight_decay;  /* as torch.optim.Adam's */
+} rt_train_header;
+
+/* Floats of state for a blob of weight_floats floats. */
+int64_t rt_train_state_floats(int64_t weight_floats);
+/* Zero the state; Adam with lr and PyTorch's defaults (0.9, 0.999, 1e-8). */
+void rt_train_init(float *state, int64_t weight_floats, double lr,
+                   uint64_t seed);
+/* The gradient blob inside the state. */
+float *rt_train_grad(float *state);
+/* Count one more step (a train step calls it first). */
+void rt_train_begin(float *state);
+/* The dropout mask key of node `stream` at the current step. */
+uint64_t rt_dropout_key(const float *state, int stream);
+
+/* y = x * mask / (1 - p), the mask dropping each element with probability
+ * p, a function of key and the element's index; the same call with dy
+ * gives the backward.  y may alias x. */
+void rt_dropout(rt_ctx *ctx, float *y, const float *x, int64_t n, float p,
+                uint64_t key);
+/* dx = dy where y > residual (0 when residual is NULL), else 0: the
+ * backward of relu, or of a linear's relu epilogue followed by a residual
+ * add (y = relu(z) + residual). */
+void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
+                  const float *residual, int64_t n);
+/* dx = dy * gelu'(x), act RT_ACT_GELU (erf) or RT_ACT_GELU_TANH. */
+void rt_gelu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *x,
+                  int64_t n, rt_act act);
+/* Rows of a softmax's output y: dx = y * (dy - sum(dy * y)). */
+void rt_softmax_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
+                     int64_t rows, int64_t dim);
+/* The mean over rows of logsumexp(logits) - logits[target] (as
+ * nn.CrossEntropyLoss()), and its gradient; DSC_EBADTOKEN for a target
+ * outside [0, classes). */
+int rt_cross_entropy(rt_ctx *ctx, float *loss, const float *logits,
+                     const int32_t *targets, int64_t rows, int64_t classes);
+int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
+                          const int32_t *targets, int64_t rows,
+                          int64_t classes);
+/* The inverse of rt_linear_pack (to save trained weights). */
+void rt_linear_unpack(float *w, const float *packed, int64_t n_out,
+                      int64_t n_in);
+/* Scratch floats rt_linear_grad_x and rt_linear_grad_w need. */
+int64_t rt_linear_grad_scratch_floats(int64_t rows, int64_t n_out,
+                                      int64_t n_in);
+/* dx[rows, n_in] = dy · W for a packed W[n_out, n_in]. */
+void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
+                      const float *packed_w, int64_t rows, int64_t n_out,
+                      int64_t n_in, float *scratch);
+/* dW = dyᵀ · x, written (or added, accumulate) in the packed layout. */
+void rt_linear_grad_w(rt_ctx *ctx, float *packed_dw, const float *dy,
+                      int64_t lddy, const float *x, int64_t ldx, int64_t rows,
+                      int64_t n_out, int64_t n_in, int accumulate,
+                      float *scratch);
+/* db[n] = sum over rows of dy (a bias's, or a layernorm beta's, gradient). */
+void rt_bias_grad(rt_ctx *ctx, float *db, const float *dy, int64_t lddy,
+                  int64_t rows, int64_t n, int accumulate);
+void rt_layernorm_grad_x(rt_ctx *ctx, float *dx, const float *dy,
+                         const float *x, const float *gamma, int64_t rows,
+                         int64_t dim, float eps);
+void rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
+                             const float *x, int64_t rows, int64_t dim,
+                             float eps, int accumulate);
+/* rt_attention with dropout p on the attention weights (training). */
+void rt_attention_train(rt_ctx *ctx, float *out, const float *q,
+                        const float *k, const float *v,
+                        const rt_attention_shape *shape, float p,
+                        uint64_t key);
+/* The gradients of q, k and v (row stride ldd) from that of out (row stride
+ * shape->ldo), recomputing the attention weights. */
+void rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
+                       int64_t ldd, const float *dout, const float *q,
+                       const float *k, const float *v,
+                       const rt_attention_shape *shape, float p, uint64_t key);
+/* dtable[ids[i]] += dy[i] (zeroed first unless accumulate). */
+int rt_embedding_grad(rt_ctx *ctx, float *dtable, const float *dy,
+                      const int32_t *ids, int64_t n, int64_t vocab,
+                      int64_t dim, int accumulate);
+/* torch.optim.Adam's step on w[first, first + count), from the state's
+ * gradients, m and v at the same offsets. */
+void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
+             int64_t count);
+
 /* Every runtime function the generated code may call; the JIT binds each
  * into the TinyCC state from this list. */
 #define DSC_RUNTIME_SYMBOLS(X) \
@@ -138,6 +232,27 @@ void rt_copy(rt_ctx *ctx, float *dst, const float *src, int64_t count);
     X(rt_attention)            \
     X(rt_positions)            \
     X(rt_kv_attention)         \
-    X(rt_copy)
+    X(rt_copy)                 \
+    DSC_TRAIN_SYMBOLS(X)
+
+#define DSC_TRAIN_SYMBOLS(X)   \
+    X(rt_train_grad)           \
+    X(rt_train_begin)          \
+    X(rt_dropout_key)          \
+    X(rt_dropout)              \
+    X(rt_relu_grad)            \
+    X(rt_gelu_grad)            \
+    X(rt_softmax_grad)         \
+    X(rt_cross_entropy)        \
+    X(rt_cross_entropy_grad)   \
+    X(rt_linear_grad_x)        \
+    X(rt_linear_grad_w)        \
+    X(rt_bias_grad)            \
+    X(rt_layernorm_grad_x)     \
+    X(rt_layernorm_grad_gamma) \
+    X(rt_attention_train)      \
+    X(rt_attention_grad)       \
+    X(rt_embedding_grad)       \
+    X(rt_adam)
 
 #endif

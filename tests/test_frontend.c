@@ -421,7 +421,11 @@ Test(seed, encoder_defaults)
     cr_assert_eq(count_op(g, GRAPH_OP_RELU), 2);
     cr_assert_eq(count_op(g, GRAPH_OP_GELU), 0);
     cr_assert_eq(count_op(g, GRAPH_OP_SOFTMAX), 0);
-    cr_assert_eq(g->n_nodes, 26);
+    /* Training: PyTorch's three dropouts a layer, and the seed's loss. */
+    cr_assert_eq(count_op(g, GRAPH_OP_DROPOUT), 6);
+    cr_assert_eq(count_op(g, GRAPH_OP_CROSS_ENTROPY), 1);
+    cr_assert_eq(g->n_nodes, 26 + 6 + 1);
+    cr_assert_eq(g->loss_plus1 - 1, g->nodes[g->n_nodes - 1].output);
 
     int tokens = find_tensor(g, GRAPH_INPUT, "tokens");
     cr_assert_geq(tokens, 0);
@@ -430,7 +434,7 @@ Test(seed, encoder_defaults)
     int logits = find_tensor(g, GRAPH_OUTPUT, "logits");
     cr_assert_geq(logits, 0);
     SHAPE3(&g->tensors[logits].shape, 16, 20, 1000);
-    cr_assert_eq(g->tensors[logits].producer, g->n_nodes - 1);
+    cr_assert_eq(g->tensors[logits].producer, g->n_nodes - 2);
     cr_assert_eq(graph_count_kind(g, GRAPH_INPUT), 1);
     cr_assert_eq(graph_count_kind(g, GRAPH_OUTPUT), 1);
 
@@ -443,9 +447,9 @@ Test(seed, encoder_defaults)
     cr_assert_eq(g->nodes[0].op, GRAPH_OP_EMBEDDING);
     cr_assert_eq(g->nodes[0].user_loc.line, l_emb);
     cr_assert_str_eq(g->nodes[0].loc.file, "nn.lua");
-    cr_assert_eq(g->nodes[g->n_nodes - 1].op, GRAPH_OP_LINEAR);
-    cr_assert_eq(g->nodes[g->n_nodes - 1].user_loc.line, l_fc);
-    for (int i = 1; i < g->n_nodes - 1; i++) {
+    cr_assert_eq(g->nodes[g->n_nodes - 2].op, GRAPH_OP_LINEAR);
+    cr_assert_eq(g->nodes[g->n_nodes - 2].user_loc.line, l_fc);
+    for (int i = 1; i < g->n_nodes - 2; i++) {
         const graph_node *n = &g->nodes[i];
         cr_assert_str_eq(n->user_loc.file, ENCODER);
         cr_assert_eq(n->user_loc.line, l_layer, "node %d (%s) line %d", i,
@@ -457,7 +461,10 @@ Test(seed, encoder_defaults)
             cr_assert_eq(n->attrs.batch_first, 0);
             cr_assert_float_eq(n->attrs.scale, 0.125f, 1e-7);
             SHAPE3(&g->tensors[n->output].shape, 16, 20, 256);
+            cr_assert_float_eq(n->attrs.p, 0.1f, 1e-7);
         }
+        if (n->op == GRAPH_OP_DROPOUT)
+            cr_assert_float_eq(n->attrs.p, 0.1f, 1e-7);
     }
     /* The q, k and v weights are row slices of in_proj_weight. */
     int n_slices = 0;
@@ -474,7 +481,7 @@ Test(seed, encoder_defaults)
         }
     }
     cr_assert_eq(n_slices, 3);
-    cr_assert_eq(m->n_config, 7);
+    cr_assert_eq(m->n_config, 8);
     cr_assert_str_eq(config_value(m, "layers"), "2");
     cr_assert_str_eq(m->name, "seed_encoder");
     model_free(m);
@@ -496,7 +503,8 @@ Test(seed, encoder_with_defines)
     cr_assert_eq(count_op(g, GRAPH_OP_LAYERNORM), 6);
     cr_assert_eq(count_op(g, GRAPH_OP_ADD), 6);
     cr_assert_eq(count_op(g, GRAPH_OP_RELU), 3);
-    cr_assert_eq(g->n_nodes, 1 + 19 + 3 + 6 + 6 + 3);
+    cr_assert_eq(count_op(g, GRAPH_OP_DROPOUT), 3 * 3);
+    cr_assert_eq(g->n_nodes, 1 + 19 + 3 + 6 + 6 + 3 + 9 + 1);
     int tokens = find_tensor(g, GRAPH_INPUT, "tokens");
     cr_assert_geq(tokens, 0);
     cr_assert_eq(g->tensors[tokens].dtype, GRAPH_I32);

@@ -178,4 +178,5 @@ while IFS='|' read -r name defs args; do
     }'
 done <<<"$DECODERS"
 rm -f "$OUT/peer.err"
+tools/bench_train.sh "$DSC" || failed=1  # one training step: see that script
 exit $failed

@@ -77,3 +77,23 @@ gen_gpt2 gpt2_small --seed 8 --prompt-len 5 --new-tokens 34 \
     -D vocab=83 -D ctx=40 -D d_model=32 -D heads=4 -D layers=2 -D eps=1e-5
 gen_gpt2 gpt2_wide --seed 18 --prompt-len 7 --new-tokens 32 \
     -D vocab=67 -D ctx=40 -D d_model=30 -D heads=3 -D layers=2 -D eps=1e-5
+
+# dsc train against the seed's training loop (tools/export_train.py):
+# initial weights, tokens, every epoch's loss and the trained weights.
+gen_train() {  # gen_train NAME ARGS...
+    name=$1; shift
+    rm -rf "$fx/$name"
+    "$py" "$here/export_train.py" "$@" --out "$fx/$name" >/dev/null
+    sz=$(cat "$fx/$name"/* | wc -c | tr -d ' ')
+    echo "make-fixtures.sh: $name $sz bytes"
+    if [ "$sz" -ge 153600 ]; then
+        echo "make-fixtures.sh: error: $name exceeds 150 KB" >&2
+        exit 1
+    fi
+}
+gen_train train_small --seed 1 -D vocab=40 -D d_model=16 -D heads=4 \
+    -D d_ff=32 -D seq=6 -D batch=5
+gen_train train_odd --seed 2 --epochs 6 --lr 0.003 -D vocab=37 -D d_model=12 \
+    -D heads=2 -D layers=3 -D d_ff=20 -D seq=7 -D batch=3
+gen_train train_decay --seed 3 --epochs 5 --lr 0.01 --weight-decay 0.1 \
+    -D vocab=20 -D d_model=8 -D heads=2 -D layers=1 -D d_ff=16 -D seq=4 -D batch=3

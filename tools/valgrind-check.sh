@@ -1,5 +1,5 @@
 #!/bin/sh
-# valgrind-check.sh — dsc compile and dsc run (JIT) of the seed model under
+# valgrind-check.sh — dsc compile, run (JIT) and train of the seed model under
 # valgrind's memcheck: any invalid access, use of uninitialized memory, or
 # definite/indirect leak makes this exit non-zero.
 #
@@ -42,4 +42,6 @@ check() {
 
 check "$dsc" compile models/seed_encoder.lua -o "$tmp/gen/seed_encoder.c"
 check "$dsc" run models/seed_encoder.lua -D layers=1
+check "$dsc" train models/seed_encoder.lua -D layers=1 -D vocab=50 \
+    -D d_model=32 -D d_ff=64 --epochs 2 --threads 1
 exit $status

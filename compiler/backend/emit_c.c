@@ -505,9 +505,25 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                       (long long)(x->shape.dim[0] - 1) * row, row);
         break;
     }
+    /* Training only: emit_train.c writes these. */
+    case GRAPH_OP_DROPOUT: case GRAPH_OP_CROSS_ENTROPY:
+    case GRAPH_OP_CROSS_ENTROPY_GRAD: case GRAPH_OP_DROPOUT_GRAD:
+    case GRAPH_OP_RELU_GRAD: case GRAPH_OP_SOFTMAX_GRAD:
+    case GRAPH_OP_GELU_GRAD: case GRAPH_OP_LINEAR_GRAD_X: case GRAPH_OP_LINEAR_GRAD_W:
+    case GRAPH_OP_BIAS_GRAD: case GRAPH_OP_LAYERNORM_GRAD_X:
+    case GRAPH_OP_LAYERNORM_GRAD_GAMMA: case GRAPH_OP_ATTENTION_GRAD:
+    case GRAPH_OP_EMBEDDING_GRAD:
     case GRAPH_OP_COUNT:
         break;
     }
+}
+
+
+void emit_c_node(strbuf *sb, const graph *g, const graph_node *n,
+                 char *const *tensor_names)
+{
+    names nm = { .tensor = (char **)tensor_names };
+    emit_node(sb, g, n, &nm);
 }
 
 

@@ -9,6 +9,7 @@
 #include "ir/model.h"
 #include "passes/passes.h"
 #include "io/weights.h"
+#include "util/strbuf.h"
 
 #define DSC_VERSION "0.1"
 
@@ -52,5 +53,11 @@ int64_t emit_cache_floats(const graph *g);
 /* The name of the uniform entry point (NAME_forward_io, or NAME_step_io for
  * a decoder) into buf. */
 const char *emit_entry_name(const model *m, char *buf, int len);
+
+/* One forward node's runtime call, tensors named by tensor_names (a C
+ * expression per tensor): emit_train.c writes a train step's forward
+ * half through this. */
+void emit_c_node(strbuf *sb, const graph *g, const graph_node *n,
+                 char *const *tensor_names);
 
 #endif

@@ -19,6 +19,7 @@ const char cli_usage_text[] =
 "  graph MODEL.lua     draw the op graph for Graphviz (dot -Tsvg)\n"
 "  bench MODEL.lua     time the forward; one JSON line of figures\n"
 "  generate MODEL.lua  continue a prompt with a decoder (models/gpt2.lua)\n"
+"  train MODEL.lua     train with the model's loss and Adam, as the seed\n"
 "  help [COMMAND]      show help for a command\n"
 "\n"
 "options for all:\n"
@@ -36,6 +37,7 @@ const char cli_usage_text[] =
 "                      safetensors file W\n"
 "  --random-weights    write FILE.bin with random weights (see --seed)\n"
 "  --stats-json FILE   write what the passes did and made as JSON\n"
+"  --train             also write NAME_train_step (the model's loss, Adam)\n"
 "\n"
 "  --argmax            print the most likely token per row of each output\n"
 "\n"
@@ -48,7 +50,19 @@ const char cli_usage_text[] =
 "  --weights, --seed, --threads, --aot as for run; ids go to stdout,\n"
 "  prefill and decode speed to stderr\n"
 "\n"
+"train options:\n"
+"  --epochs N          steps over the input batch (default 10)\n"
+"  --lr LR             Adam's learning rate (default 0.001)\n"
+"  --weight-decay WD   Adam's L2 penalty, as torch.optim.Adam's (default 0)\n"
+"  --save OUT          write the trained weights (safetensors; every key of\n"
+"                      --weights, untrained ones as they were)\n"
+"  --losses L.npy      write each epoch's loss (float32 [N])\n"
+"  --save-grads G      write the last step's gradients (safetensors)\n"
+"  --weights, --input, --seed (random weights, dropout masks), --threads,\n"
+"  --aot as for run; -D dropout=0 turns dropout off\n"
+"\n"
 "bench options:\n"
+"  --train             time one training step (forward, backward, Adam)\n"
 "  --runs N            timed forwards after a warm-up (default 20)\n"
 "  -n N                a decoder: one-token steps after an 8-token prompt\n"
 "                      (default 64); reports tokens/s and the bandwidth bound\n"
@@ -113,6 +127,8 @@ static int parse_count(const char *opt, const char *text, long long lo,
 int cli_parse_args(int argc, char **argv, cli *c)
 {
     memset(c, 0, sizeof *c);
+    c->epochs = 10;    /* the seed's num_epochs and lr */
+    c->lr = 0.001;
     c->new_tokens = 32;
     c->top_p = 1.0;
     c->command = argv[1];
@@ -163,6 +179,29 @@ int cli_parse_args(int argc, char **argv, cli *c)
                                    "expects a number >= 0, got '%s'",
                                    next ? next : "");
             *(top_p ? &c->top_p : &c->temperature) = v;
+        } else if (strcmp(a, "--epochs") == 0) {
+            if (parse_count(a, next, 1, 100000000, &c->epochs))
+                return 1;
+        } else if (strcmp(a, "--lr") == 0) {
+            char *end;
+            double v = next ? strtod(next, &end) : -1;
+            if (!next || !*next || *end || !(v > 0) || v > 1e6)
+                return cli_usage_error("--lr expects a number > 0, got '%s'",
+                                       next ? next : "");
+            c->lr = v;
+        } else if (strcmp(a, "--weight-decay") == 0) {
+            char *end;
+            double v = next ? strtod(next, &end) : -1;
+            if (!next || !*next || *end || !(v >= 0) || v > 1e6)
+                return cli_usage_error("--weight-decay expects a number >= 0, "
+                                       "got '%s'", next ? next : "");
+            c->weight_decay = v;
+        } else if (strcmp(a, "--save") == 0) {
+            c->save_path = next;
+        } else if (strcmp(a, "--losses") == 0) {
+            c->losses_path = next;
+        } else if (strcmp(a, "--save-grads") == 0) {
+            c->grads_path = next;
         } else if (strcmp(a, "--stats-json") == 0) {
             c->stats_path = next;
         } else if (strcmp(a, "--weights") == 0) {
@@ -206,6 +245,8 @@ int cli_parse_args(int argc, char **argv, cli *c)
                 c->after_passes = 1;
             else if (strcmp(a, "--argmax") == 0)
                 c->argmax = 1;
+            else if (strcmp(a, "--train") == 0)
+                c->train = 1;
             else if (a[0] == '-' && a[1])
                 return cli_usage_error("unknown option '%s'", a);
             else if (c->model_path)

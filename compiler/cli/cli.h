@@ -41,6 +41,10 @@ typedef struct cli {
     int runs;          /* bench */
     const char *stats_path;
     int after_passes;  /* graph: draw the graph the passes leave */
+    long long epochs;  /* train */
+    double lr, weight_decay;
+    const char *save_path, *losses_path, *grads_path;
+    int train;         /* bench --train */
 } cli;
 
 /* The help text, printed by --help. */
@@ -67,6 +71,12 @@ int cli_thread_count(const cli *c);
 void cli_report_bad_token(const graph *g, const cli *c, void *const *io,
                           int64_t tokens, const char *source);
 
+/* Graph input t from its --input file (checked against the graph's shape
+ * and dtype) or random; *tokens gets a decoder's token count. */
+void *cli_make_input(const graph *g, int t, const cli *c, uint64_t *rng,
+                     int64_t *tokens, dsc_err *err);
+
+int cmd_train(const cli *c);
 int cmd_compile(const cli *c);
 int cmd_run(const cli *c);
 int cmd_generate(const cli *c);

@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "driver/bench.h"
+#include "driver/train.h"
 #include "util/timing.h"
 
 int cmd_bench(const cli *c)
@@ -16,6 +17,21 @@ int cmd_bench(const cli *c)
     if (threads < 0)
         return 1;
     double t0 = timing_now_ms();
+    if (c->train) {  /* one training step: driver/train_bench.c */
+        built_train bt;
+        if (build_train(c->model_path, &opts, &bt, &err)) {
+            cli_print_err(&err);
+            return 1;
+        }
+        bench_options bo = { .weights_path = c->weights_path, .seed = c->seed,
+                             .runs = c->runs ? c->runs : 10,
+                             .threads = threads, .aot = c->aot };
+        int rc = bench_train(&bt, &bo, stdout, &err);
+        if (rc)
+            cli_print_err(&err);
+        built_train_free(&bt);
+        return rc ? 1 : 0;
+    }
     if (build_model(c->model_path, &opts, &b, &err)) {
         cli_print_err(&err);
         return 1;

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "io/fileio.h"
 #include "io/weights.h"
+#include "driver/train.h"
 #include "util/ctext.h"
 
 static const char *base_name(const char *path)
@@ -21,6 +22,7 @@ int cmd_compile(const cli *c)
 {
     build_options opts = cli_build_options(c);
     built_model b;
+    built_train bt = {0};
     dsc_err err;
     if (c->n_inputs || c->n_outputs || c->aot)
         return cli_usage_error("%s", "compile takes no --input, --output or "
@@ -51,11 +53,18 @@ int cmd_compile(const cli *c)
                                    c->out_path);
         }
     }
-    if (build_model(c->model_path, &opts, &b, &err)) {
+    /* --train: NAME_train_step beside NAME_forward (driver/train.h). */
+    if (c->train ? build_train(c->model_path, &opts, &bt, &err)
+                 : build_model(c->model_path, &opts, &b, &err)) {
         cli_print_err(&err);
         free(c_path);
         free(h_path);
         return 1;
+    }
+    if (c->train) {
+        b = bt.fwd;
+        b.source = bt.train.source;
+        b.header = bt.train.header;
     }
     if (!c_path) {
         c_path = cli_with_extension(b.model->name, ".c");
@@ -94,6 +103,9 @@ int cmd_compile(const cli *c)
     free(c_path);
     free(h_path);
     free(bin_path);
-    built_model_free(&b);
+    if (c->train)
+        built_train_free(&bt);
+    else
+        built_model_free(&b);
     return rc;
 }

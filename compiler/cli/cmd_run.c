@@ -39,8 +39,8 @@ static void convert_input(void *buf, const npy_array *a)
 /* Fill one graph input: from its --input file (checked against the graph's
  * shape and dtype), or random.  For a decoder's token input the file may
  * hold 1..context tokens; *tokens gets how many (random: up to 16). */
-static void *make_input(const graph *g, int t, const cli *c, uint64_t *rng,
-                        int64_t *tokens, dsc_err *err)
+void *cli_make_input(const graph *g, int t, const cli *c, uint64_t *rng,
+                     int64_t *tokens, dsc_err *err)
 {
     const graph_tensor *x = &g->tensors[t];
     int64_t n = graph_shape_count(&x->shape);
@@ -202,7 +202,7 @@ int cmd_run(const cli *c)
     uint64_t rng = c->seed ^ 0x5eedULL;
     for (int t = 0; t < g->n_tensors; t++)
         if (g->tensors[t].kind == GRAPH_INPUT &&
-            !(io[n_io++] = make_input(g, t, c, &rng, &tokens, &err))) {
+            !(io[n_io++] = cli_make_input(g, t, c, &rng, &tokens, &err))) {
             cli_print_err(&err);
             goto done;
         }

@@ -14,6 +14,7 @@ static const struct {
     { "generate", cmd_generate },
     { "bench", cmd_bench },
     { "graph", cmd_graph },
+    { "train", cmd_train },
 };
 
 int main(int argc, char **argv)

@@ -107,6 +107,14 @@ double bench_graph_flop(const graph *g)
         case GRAPH_OP_EMBEDDING:
         case GRAPH_OP_POSITIONS:
         case GRAPH_OP_LAST:
+        case GRAPH_OP_DROPOUT: case GRAPH_OP_CROSS_ENTROPY:  /* training: */
+        case GRAPH_OP_CROSS_ENTROPY_GRAD: case GRAPH_OP_DROPOUT_GRAD:
+        case GRAPH_OP_RELU_GRAD: case GRAPH_OP_SOFTMAX_GRAD:  /* see */
+        case GRAPH_OP_GELU_GRAD:
+        case GRAPH_OP_LINEAR_GRAD_X: case GRAPH_OP_LINEAR_GRAD_W:  /* train_flop */
+        case GRAPH_OP_BIAS_GRAD: case GRAPH_OP_LAYERNORM_GRAD_X:
+        case GRAPH_OP_LAYERNORM_GRAD_GAMMA: case GRAPH_OP_ATTENTION_GRAD:
+        case GRAPH_OP_EMBEDDING_GRAD:
         case GRAPH_OP_COUNT:
             break;
         }

@@ -55,6 +55,11 @@ int build_model(const char *path, const build_options *opts,
         return -1;
     build_stats *st = &out->stats;
     graph *g = out->model->graph;
+    pass_report eval_mode;
+    if (pass_eval_mode(g, &eval_mode, err)) {
+        built_model_free(out);
+        return -1;
+    }
     st->nodes_before = g->n_nodes;
     if ((!opts->no_fuse_qkv &&
          run_pass(out, opts, "fuse-qkv", pass_fuse_qkv, &st->fused_qkv,

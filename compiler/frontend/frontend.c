@@ -709,7 +709,7 @@ static int l_softmax(lua_State *L)
 static int l_attention(lua_State *L)
 {
     static const char *const known[] = { "heads", "scale", "causal",
-                                         "batch_first", NULL };
+                                         "batch_first", "dropout", NULL };
     int in[3] = { check_tensor(L, 1, "attention"),
                   check_tensor(L, 2, "attention"),
                   check_tensor(L, 3, "attention") };
@@ -726,7 +726,12 @@ static int l_attention(lua_State *L)
                                    1 / sqrt(head_dim)),
         .causal = opt_bool(L, 4, "attention", "causal", 0),
         .batch_first = opt_bool(L, 4, "attention", "batch_first", 0),
+        /* On the attention weights, in training only (as PyTorch's). */
+        .p = (float)opt_number(L, 4, "attention", "dropout", 0),
+        .stream = f->g->n_nodes,
     };
+    if (!(a.p >= 0 && a.p < 1))
+        return fail(L, "attention: dropout must be in [0, 1)");
     return add_node(L, GRAPH_OP_ATTENTION, in, 3, &a);
 }
 
@@ -775,6 +780,55 @@ static int l_last(lua_State *L)
 {
     int in[1] = { check_tensor(L, 1, "last") };
     return add_node(L, GRAPH_OP_LAST, in, 1, NULL);
+}
+
+
+/* ---- training ----------------------------------------------------------
+ * dropout is an identity outside `dsc train`; cross_entropy and loss declare
+ * the objective, which only `dsc train` computes. */
+
+/* Each dropout draws its own mask: the stream is the node's index, fixed
+ * for a given model and configuration. */
+static int l_dropout(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    int in[1] = { check_tensor(L, 1, "dropout") };
+    double p = luaL_checknumber(L, 2);
+    if (lua_gettop(L) > 2)
+        return fail(L, "dropout takes (x, p), got %d arguments",
+                    lua_gettop(L));
+    if (!(p >= 0 && p < 1))
+        return fail(L, "dropout: p must be in [0, 1), got %g", p);
+    graph_attrs a = { .p = (float)p, .stream = f->g->n_nodes };
+    return add_node(L, GRAPH_OP_DROPOUT, in, 1, &a);
+}
+
+
+/* nn.CrossEntropyLoss(): the mean over every position of
+ * logsumexp(logits) - logits[target]. */
+static int l_cross_entropy(lua_State *L)
+{
+    int in[2] = { check_tensor(L, 1, "cross_entropy"),
+                  check_tensor(L, 2, "cross_entropy") };
+    if (lua_gettop(L) > 2)
+        return fail(L, "cross_entropy takes (logits, targets), got %d "
+                    "arguments", lua_gettop(L));
+    return add_node(L, GRAPH_OP_CROSS_ENTROPY, in, 2, NULL);
+}
+
+
+static int l_loss(lua_State *L)
+{
+    frontend *f = ctx_of(L);
+    int t = check_tensor(L, 1, "loss");
+    const graph_tensor *x = &f->g->tensors[t];
+    if (f->g->loss_plus1)
+        return fail(L, "loss: the model already declared its loss");
+    if (x->producer < 0 || f->g->nodes[x->producer].op !=
+        GRAPH_OP_CROSS_ENTROPY)
+        return fail(L, "loss: expected the result of dsc.cross_entropy");
+    f->g->loss_plus1 = t + 1;
+    return 0;
 }
 
 
@@ -956,6 +1010,8 @@ static const luaL_Reg builder_api[] = {
     { "attention", l_attention }, { "output", l_output },
     { "positions", l_positions }, { "kv_attention", l_kv_attention },
     { "last", l_last },
+    { "dropout", l_dropout },     { "cross_entropy", l_cross_entropy },
+    { "loss", l_loss },
     { NULL, NULL }
 };
 

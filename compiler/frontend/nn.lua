@@ -49,24 +49,28 @@ function nn.multihead_attention(x, prefix, d_model, heads, opts)
     heads = heads,
     causal = opts and opts.causal or false,
     batch_first = opts and opts.batch_first or false,
+    dropout = opts and opts.dropout or 0,
   })
   return nn.linear(a, prefix .. ".out_proj", d, d)
 end
 
--- nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward) with
--- PyTorch's defaults: post-norm, ReLU, LayerNorm eps 1e-5, dropout an
--- identity in eval mode.
---   x = norm1(x + self_attn(x))
---   x = norm2(x + linear2(relu(linear1(x))))
--- cfg: d_model, heads, d_ff (2048), eps (1e-5), batch_first (false).
+-- nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout)
+-- with PyTorch's defaults: post-norm, ReLU, LayerNorm eps 1e-5, dropout
+-- 0.1 where PyTorch has it (on the attention weights, after self_attn,
+-- after the ReLU, after linear2) -- active in `dsc train` only.
+--   x = norm1(x + dropout1(self_attn(x)))
+--   x = norm2(x + dropout2(linear2(dropout(relu(linear1(x))))))
+-- cfg: d_model, heads, d_ff (2048), eps (1e-5), batch_first (false),
+-- dropout (0.1).
 function nn.transformer_encoder_layer(x, prefix, cfg)
   local d, eps = cfg.d_model, cfg.eps or 1e-5
   local d_ff = cfg.d_ff or 2048
+  local p = cfg.dropout or 0.1
   local a = nn.multihead_attention(x, prefix .. ".self_attn", d, cfg.heads,
-                                   {batch_first = cfg.batch_first})
-  x = nn.layernorm(x + a, prefix .. ".norm1", d, eps)
-  local h = dsc.relu(nn.linear(x, prefix .. ".linear1", d, d_ff))
-  local f = nn.linear(h, prefix .. ".linear2", d_ff, d)
+                                   {batch_first = cfg.batch_first, dropout = p})
+  x = nn.layernorm(x + dsc.dropout(a, p), prefix .. ".norm1", d, eps)
+  local h = dsc.dropout(dsc.relu(nn.linear(x, prefix .. ".linear1", d, d_ff)), p)
+  local f = dsc.dropout(nn.linear(h, prefix .. ".linear2", d_ff, d), p)
   return nn.layernorm(x + f, prefix .. ".norm2", d, eps)
 end
 

@@ -55,4 +55,17 @@ const char *st_dtype_name(st_dtype dtype);        /* "F32", ... */
 int64_t st_read_f32(const st_file *f, const st_tensor *t, int64_t first,
                     int64_t count, float *dst, dsc_err *err);
 
+/* A tensor to write: nbytes of data in dtype, little-endian. */
+typedef struct st_out_tensor {
+    const char *name;
+    st_dtype dtype;
+    int rank;
+    int64_t shape[ST_MAX_RANK];
+    const void *data;
+    size_t nbytes;
+} st_out_tensor;
+
+/* Write n tensors to path atomically (safetensors_write.c). */
+int st_write(const char *path, const st_out_tensor *t, int n, dsc_err *err);
+
 #endif

@@ -19,7 +19,9 @@ static void uses(const graph *g, int t, int *as_linear, int *as_other)
         for (int j = 0; j < n->n_inputs; j++) {
             if (n->inputs[j] != t)
                 continue;
-            if (n->op == GRAPH_OP_LINEAR && j == 1)
+            if ((n->op == GRAPH_OP_LINEAR && j == 1) ||
+                (n->op == GRAPH_OP_LINEAR_GRAD_X && j == 1) ||  /* training */
+                (n->op == GRAPH_OP_LINEAR_GRAD_W && j == 2))
                 *as_linear = 1;
             else
                 *as_other = 1;

@@ -29,7 +29,9 @@ typedef enum graph_kind {
     GRAPH_WEIGHT,       /* constant, bound to a key of the weight file */
     GRAPH_INTERMEDIATE, /* lives in the arena */
     GRAPH_OUTPUT,       /* caller-provided, written by the forward */
-    GRAPH_STATE         /* caller-provided, kept across calls (KV cache) */
+    GRAPH_STATE,        /* caller-provided, kept across calls (KV cache) */
+    GRAPH_GRAD          /* a weight's gradient, in the training state's
+                           gradient blob at that weight's place */
 } graph_kind;
 
 /* How a weight is first filled when no weight file is given. */
@@ -97,6 +99,9 @@ typedef struct graph_attrs {
     int causal;       /* attention */
     int batch_first;  /* attention: [batch, seq, .] instead of [seq, batch, .] */
     int act;          /* linear epilogue, gelu form: an rt_act value */
+    float p;          /* dropout, attention: probability of dropping */
+    int stream;       /* dropout, attention: which mask (of the RNG) */
+    int accumulate;   /* weight gradients: add to the blob, not overwrite */
 } graph_attrs;
 
 typedef struct graph_node {
@@ -116,6 +121,8 @@ typedef struct graph {
     int n_nodes, cap_nodes;
     char **strings;      /* interned names, keys and file names */
     int n_strings, cap_strings;
+    /* The training objective (dsc.loss): a tensor index + 1, 0 if none. */
+    int loss_plus1;
 } graph;
 
 graph *graph_new(void);

@@ -36,8 +36,12 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
 
     /* Every op but embedding reads float32 tensors only. */
     int reads_ids = op == GRAPH_OP_EMBEDDING || op == GRAPH_OP_POSITIONS;
+    int ids_at = reads_ids ? 0 : op == GRAPH_OP_CROSS_ENTROPY ||
+                 op == GRAPH_OP_CROSS_ENTROPY_GRAD ||
+                 op == GRAPH_OP_EMBEDDING_GRAD ? 1 : -1;
     for (int i = reads_ids ? 1 : 0; i < n_in; i++)
-        if (in[i] >= 0 && g->tensors[in[i]].dtype != GRAPH_F32)
+        if (i != ids_at && in[i] >= 0 &&
+            g->tensors[in[i]].dtype != GRAPH_F32)
             return why_set(why, why_len, "%s: input %d (%s) is %s, expected "
                            "float32", name, i + 1, g->tensors[in[i]].name,
                            graph_dtype_name(g->tensors[in[i]].dtype));
@@ -204,6 +208,63 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
             return why_set(why, why_len, "last: input is a scalar");
         out->dim[0] = 1;
         return 0;
+    case GRAPH_OP_DROPOUT:
+        if (!(attrs->p >= 0 && attrs->p < 1))
+            return why_set(why, why_len, "dropout: p must be in [0, 1), got "
+                           "%g", (double)attrs->p);
+        return 0;
+    case GRAPH_OP_CROSS_ENTROPY:
+    case GRAPH_OP_CROSS_ENTROPY_GRAD: {
+        const graph_tensor *t = &g->tensors[in[1]];
+        graph_shape rows = *x;
+        rows.rank = x->rank - 1;
+        if (x->rank < 1 || t->dtype != GRAPH_I32 ||
+            !graph_shape_equal(&rows, &t->shape))
+            return why_set(why, why_len, "cross_entropy: logits %s need "
+                           "int32 targets of shape %s (all but the last "
+                           "dimension), got %s %s",
+                           graph_shape_str(x, s0, sizeof s0),
+                           graph_shape_str(&rows, s1, sizeof s1),
+                           graph_dtype_name(t->dtype),
+                           graph_shape_str(&t->shape, s2, sizeof s2));
+        if (op == GRAPH_OP_CROSS_ENTROPY)
+            *out = (graph_shape){ 1, { 1 } };
+        return 0;
+    }
+    case GRAPH_OP_DROPOUT_GRAD:
+        return 0;
+    case GRAPH_OP_RELU_GRAD:
+    case GRAPH_OP_SOFTMAX_GRAD:
+    case GRAPH_OP_GELU_GRAD:
+        if (!graph_shape_equal(x, &g->tensors[in[1]].shape))
+            return why_set(why, why_len, "%s: shapes differ", name);
+        return 0;
+    case GRAPH_OP_LINEAR_GRAD_X: {
+        const graph_shape *w = &g->tensors[in[1]].shape;
+        if (x->rank < 1 || w->rank != 2 || x->dim[x->rank - 1] != w->dim[0])
+            return why_set(why, why_len, "linear_grad_x: dy %s, weight %s",
+                           graph_shape_str(x, s0, sizeof s0),
+                           graph_shape_str(w, s1, sizeof s1));
+        out->dim[out->rank - 1] = w->dim[1];
+        return 0;
+    }
+    case GRAPH_OP_LINEAR_GRAD_W:
+    case GRAPH_OP_BIAS_GRAD:
+    case GRAPH_OP_LAYERNORM_GRAD_GAMMA:
+    case GRAPH_OP_EMBEDDING_GRAD:
+        *out = g->tensors[in[n_in - 1]].shape;
+        return 0;
+    case GRAPH_OP_LAYERNORM_GRAD_X:
+        if (!graph_shape_equal(x, &g->tensors[in[1]].shape))
+            return why_set(why, why_len, "layernorm_grad_x: shapes differ");
+        return 0;
+    case GRAPH_OP_ATTENTION_GRAD: {
+        const graph_shape *q = &g->tensors[in[1]].shape;
+        *out = *q;
+        out->dim[2] = q->dim[2] + g->tensors[in[2]].shape.dim[2] +
+                      g->tensors[in[3]].shape.dim[2];
+        return 0;
+    }
     case GRAPH_OP_COUNT:
         break;
     }

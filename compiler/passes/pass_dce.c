@@ -18,7 +18,8 @@ int pass_dce(graph *g, pass_report *report, dsc_err *err)
         return err_set(err, "error: out of memory in dce");
     }
     for (int t = 0; t < g->n_tensors; t++)
-        needed[t] = g->tensors[t].kind == GRAPH_OUTPUT;
+        needed[t] = g->tensors[t].kind == GRAPH_OUTPUT ||
+                    g->tensors[t].kind == GRAPH_GRAD;
     /* Nodes come in topological order: one backward sweep suffices. */
     int removed = 0;
     for (int i = g->n_nodes - 1; i >= 0; i--) {

@@ -112,7 +112,14 @@ static int in_arena(const graph_tensor *t)
 static int elementwise(graph_op op)
 {
     return op == GRAPH_OP_ADD || op == GRAPH_OP_RELU || op == GRAPH_OP_GELU ||
-           op == GRAPH_OP_LAYERNORM || op == GRAPH_OP_SOFTMAX;
+           op == GRAPH_OP_LAYERNORM || op == GRAPH_OP_SOFTMAX ||
+           /* training: each reads an element (or its whole row) before it
+            * writes it (runtime/train.c) */
+           op == GRAPH_OP_DROPOUT || op == GRAPH_OP_DROPOUT_GRAD ||
+           op == GRAPH_OP_RELU_GRAD || op == GRAPH_OP_SOFTMAX_GRAD ||
+           op == GRAPH_OP_GELU_GRAD ||
+           op == GRAPH_OP_LAYERNORM_GRAD_X ||
+           op == GRAPH_OP_CROSS_ENTROPY_GRAD;
 }
 
 

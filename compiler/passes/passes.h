@@ -24,6 +24,17 @@ int pass_fuse_qkv(graph *g, pass_report *report, dsc_err *err);
 /* Fold relu/gelu and a residual add into the linear before them. */
 int pass_fuse_epilogue(graph *g, pass_report *report, dsc_err *err);
 
+/* PyTorch's eval mode: dropout becomes the identity and the loss goes,
+ * tensors and all (the forward's graph is the one without them). */
+int pass_eval_mode(graph *g, pass_report *report, dsc_err *err);
+
+/* Reverse-mode autodiff (pass_autodiff.c): append to a graph whose loss is
+ * declared (dsc.loss) the nodes computing the gradient of the loss for
+ * every weight, each by its op's rule (ops.def's GRAD lines).  Weight
+ * gradients become GRAPH_GRAD tensors; the loss becomes the graph's only
+ * output, "loss"; the forward's outputs become intermediates. */
+int pass_autodiff(graph *g, pass_report *report, dsc_err *err);
+
 /* Remove nodes no output needs. */
 int pass_dce(graph *g, pass_report *report, dsc_err *err);
 

@@ -86,7 +86,7 @@ def test_compile_errors_are_the_command_lines():
     _, weights, _ = fixture("seed_encoder_small")
     assert error_of(dsc.compile, SEED, defines={"colour": 1}).endswith(
         "unknown config key 'colour' (this model's keys: batch, d_ff, "
-        "d_model, heads, layers, seq, vocab)")
+        "d_model, dropout, heads, layers, seq, vocab)")
     assert error_of(dsc.compile, "/no/such.lua").startswith("/no/such.lua")
     assert error_of(dsc.compile, SEED, weights="/no/w.safetensors") \
         .startswith("/no/w.safetensors: error:")

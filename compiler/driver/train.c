@@ -1,0 +1,264 @@
+/* train.c — build a model's train step beside its forward; save the
+ * trained weights.
+ *
+ * The training graph comes from its own run of the model file: dropout
+ * stays (those with p = 0 go, as identities), fuse-qkv and fuse-epilogue
+ * run on the forward as for inference, then autodiff appends the backward,
+ * dce and plan-memory run on the whole, and the weight layout is checked
+ * against the forward's so one blob serves both entry points. */
+#include "driver/train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/emit_c.h"
+#include "backend/emit_train.h"
+#include "dsc_runtime.h"
+#include "frontend/frontend.h"
+
+extern const char embedded_runtime_h[];
+
+
+/* Dropout with p = 0 is the identity: its readers read its input. */
+static void drop_identity_dropout(graph *g)
+{
+    char *dead = calloc((size_t)g->n_nodes + 1, 1);
+    if (!dead)
+        return;  /* keeping them is correct, only slower */
+    for (int i = 0; i < g->n_nodes; i++) {
+        graph_node *n = &g->nodes[i];
+        if (n->op != GRAPH_OP_DROPOUT || n->attrs.p > 0 ||
+            g->tensors[n->output].kind == GRAPH_OUTPUT)
+            continue;
+        for (int k = i + 1; k < g->n_nodes; k++)
+            for (int j = 0; j < g->nodes[k].n_inputs; j++)
+                if (g->nodes[k].inputs[j] == n->output)
+                    g->nodes[k].inputs[j] = n->inputs[0];
+        dead[i] = 1;
+    }
+    dsc_err ignored;
+    graph_remove_nodes(g, dead, &ignored);
+    free(dead);
+}
+
+
+static int same_layout(const weight_layout *a, const weight_layout *b)
+{
+    if (a->n_entries != b->n_entries || a->total_floats != b->total_floats)
+        return 0;
+    for (int e = 0; e < a->n_entries; e++)
+        if (a->entries[e].offset != b->entries[e].offset ||
+            a->entries[e].floats != b->entries[e].floats ||
+            a->entries[e].packed_linear != b->entries[e].packed_linear)
+            return 0;
+    return 1;
+}
+
+
+static char *concat(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    char *p = malloc(na + nb + 1);
+    if (p) {
+        memcpy(p, a, na);
+        memcpy(p + na, b, nb + 1);
+    }
+    return p;
+}
+
+
+int build_train(const char *path, const build_options *opts, built_train *out,
+                dsc_err *err)
+{
+    build_options none = {0};
+    if (!opts)
+        opts = &none;
+    memset(out, 0, sizeof *out);
+    if (build_model(path, opts, &out->fwd, err))
+        return -1;
+    built_model *t = &out->train;
+    pass_report r;
+    char *src = NULL, *hdr = NULL;
+    if (!(t->model = frontend_load(path, opts->defines, opts->n_defines, NULL,
+                                   err)))
+        goto fail;
+    graph *g = t->model->graph;
+    if (!g->loss_plus1) {
+        err_set(err, "%s: error: the model declares no loss to train (add "
+                "dsc.loss(dsc.cross_entropy(logits, targets)))", path);
+        goto fail;
+    }
+    drop_identity_dropout(g);
+    const graph_node *ce = &g->nodes[g->tensors[g->loss_plus1 - 1].producer];
+    out->targets = ce->inputs[1];
+    const graph_shape *ls = &g->tensors[ce->inputs[0]].shape;
+    out->classes = ls->dim[ls->rank - 1];
+    if ((!opts->no_fuse_qkv && pass_fuse_qkv(g, &r, err)) ||
+        (!opts->no_fuse_epilogue && pass_fuse_epilogue(g, &r, err)) ||
+        pass_autodiff(g, &r, err) || graph_verify(g, path, err) ||
+        (!opts->no_dce && pass_dce(g, &r, err)) ||
+        pass_plan_memory(g, !opts->no_plan_memory, &t->plan, err) ||
+        weights_plan(g, &t->weights, err))
+        goto fail;
+    if (opts->verbose)
+        fprintf(opts->verbose, "dsc: train step: %d nodes, arena %lld bytes "
+                "(lower bound %lld, without reuse %lld)\n", g->n_nodes,
+                (long long)t->plan.arena_bytes,
+                (long long)t->plan.lower_bound_bytes,
+                (long long)t->plan.no_reuse_bytes);
+    if (!same_layout(&out->fwd.weights, &t->weights)) {
+        err_set(err, "%s: error: the train step reads weights the forward "
+                "does not (or the reverse); dsc trains models whose every "
+                "weight reaches both the outputs and the loss", path);
+        goto fail;
+    }
+    if (!(src = emit_train_source(t->model, &t->plan, &t->weights, err)))
+        goto fail;
+    if (!(hdr = emit_train_header(t->model, &t->plan, &t->weights))) {
+        err_set(err, "%s: error: out of memory", path);
+        goto fail;
+    }
+    /* The header's #endif stays last. */
+    const char *fh = out->fwd.header;
+    const char *endif = strstr(fh, "\n#endif");
+    size_t cut = endif ? (size_t)(endif - fh) + 1 : strlen(fh);
+    char *head = malloc(cut + 1);
+    if (head) {
+        memcpy(head, fh, cut);
+        head[cut] = '\0';
+    }
+    char *h1 = head ? concat(head, hdr) : NULL;
+    free(head);
+    t->source = concat(out->fwd.source, src);
+    t->jit_source = concat(out->fwd.jit_source, src);
+    t->header = h1 ? concat(h1, "\n#endif\n") : NULL;
+    free(h1);
+    if (!t->source || !t->jit_source || !t->header) {
+        err_set(err, "%s: error: out of memory", path);
+        goto fail;
+    }
+    snprintf(t->entry, sizeof t->entry, "%s_train_step_io", t->model->name);
+    snprintf(t->passes, sizeof t->passes, "%.100s autodiff", out->fwd.passes);
+    t->plan.arena_bytes = emit_train_arena_bytes(g, &t->plan);
+    out->state_floats = rt_train_state_floats(t->weights.total_floats);
+    free(src);
+    free(hdr);
+    return 0;
+fail:
+    free(src);
+    free(hdr);
+    built_train_free(out);
+    return -1;
+}
+
+
+void built_train_free(built_train *b)
+{
+    built_model_free(&b->fwd);
+    built_model_free(&b->train);
+    memset(b, 0, sizeof *b);
+}
+
+
+/* ---- saving ------------------------------------------------------------- */
+
+typedef struct saved_key {
+    const char *key;
+    graph_shape shape;
+    float *data;
+} saved_key;
+
+
+static saved_key *find_key(saved_key *keys, int n, const char *key)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(keys[i].key, key) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+
+int train_save(const built_train *b, const float *blob, const st_file *orig,
+               const char *out_path, dsc_err *err)
+{
+    const graph *g = b->train.model->graph;
+    const weight_layout *w = &b->train.weights;
+    int cap = 16 * (w->n_entries + 1), n = 0, rc = -1;
+    saved_key *keys = calloc((size_t)cap, sizeof *keys);
+    float *rows = NULL;
+    st_out_tensor *out = NULL;
+    if (!keys)
+        goto oom;
+    for (int e = 0; e < w->n_entries; e++) {
+        const weight_entry *we = &w->entries[e];
+        const graph_tensor *t = &g->tensors[we->tensor];
+        int64_t count = graph_shape_count(&t->shape);
+        int64_t row = count / t->shape.dim[0];
+        free(rows);
+        if (!(rows = malloc((size_t)count * sizeof *rows)))
+            goto oom;
+        if (we->packed_linear)
+            rt_linear_unpack(rows, blob + we->offset, t->shape.dim[0],
+                             t->shape.dim[1]);
+        else
+            memcpy(rows, blob + we->offset, (size_t)count * sizeof *rows);
+        const float *at = rows;
+        for (int k = 0; k < t->weight.n_parts; k++) {
+            const graph_weight_part *p = &t->weight.part[k];
+            if (p->key) {
+                saved_key *s = find_key(keys, n, p->key);
+                if (!s) {
+                    if (n == cap)
+                        goto oom;
+                    s = &keys[n++];
+                    s->key = p->key;
+                    s->shape = p->key_shape;
+                    if (!(s->data = calloc((size_t)graph_shape_count(
+                              &p->key_shape), sizeof(float))))
+                        goto oom;
+                }
+                if (p->transposed) {  /* the file's [in, out] */
+                    int64_t in = p->key_shape.dim[0], o = p->key_shape.dim[1];
+                    for (int64_t r = 0; r < p->rows; r++)
+                        for (int64_t c = 0; c < in; c++)
+                            s->data[c * o + p->row_first + r] = at[r * in + c];
+                } else {
+                    memcpy(s->data + p->row_first * row, at,
+                           (size_t)(p->rows * row) * sizeof(float));
+                }
+            }
+            at += p->rows * row;
+        }
+    }
+    int n_out = orig ? st_count(orig) : n;
+    if (!(out = calloc((size_t)n_out + 1, sizeof *out)))
+        goto oom;
+    for (int i = 0; i < n_out; i++) {
+        const st_tensor *o = orig ? st_at(orig, i) : NULL;
+        saved_key *s = find_key(keys, n, o ? o->name : keys[i].key);
+        if (s) {
+            out[i] = (st_out_tensor){ .name = s->key, .dtype = ST_F32,
+                                      .rank = s->shape.rank, .data = s->data,
+                                      .nbytes = (size_t)graph_shape_count(
+                                          &s->shape) * sizeof(float) };
+            for (int d = 0; d < s->shape.rank; d++)
+                out[i].shape[d] = s->shape.dim[d];
+        } else {  /* a key the model does not train: as it was */
+            out[i] = (st_out_tensor){ .name = o->name, .dtype = o->dtype,
+                                      .rank = o->rank, .data = o->data,
+                                      .nbytes = o->nbytes };
+            memcpy(out[i].shape, o->shape, sizeof o->shape);
+        }
+    }
+    rc = st_write(out_path, out, n_out, err);
+    goto done;
+oom:
+    err_set(err, "%s: error: out of memory", out_path);
+done:
+    for (int i = 0; i < n; i++)
+        free(keys[i].data);
+    free(keys);
+    free(rows);
+    free(out);
+    return rc;
+}

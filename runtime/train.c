@@ -1,0 +1,1036 @@
+/* train.c — the kernels of a training step: dropout, cross-entropy, the
+ * backward of linear, layernorm, softmax, attention and embedding, and
+ * torch.optim.Adam.
+ *
+ * The GEMMs of a linear's backward go through rt_linear (gemm.c) on
+ * operands repacked here into its packed layout, so they run on the same
+ * fast kernels as the forward.  Weight gradients are written in the layout
+ * of the weight blob (packed for linear weights), so the optimizer is one
+ * element-wise pass over the blob.
+ *
+ * Determinism: every output element is computed by one thread in a fixed
+ * order; reductions over rows (bias, gamma, the loss) run per column or in
+ * one fixed order, never split by thread.  Results depend on the thread
+ * count only through rt_linear's own partition (none: it splits tiles, not
+ * sums).  Dropout masks are a hash of (seed, step, node, element): the
+ * backward regenerates them instead of storing them.
+ */
+#include "rt_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#if RT_X86_DISPATCH
+#include <immintrin.h>
+#endif
+
+/* Must match gemm.c's packed layout (RT_PANEL output columns a panel). */
+#define RT_TRAIN_PANEL 64
+#define RT_TRAIN_GRAIN (1 << 15)
+#define RT_TRAIN_CHUNK 4096
+
+_Static_assert(sizeof(rt_train_header) <= RT_TRAIN_HEADER_FLOATS * 4,
+               "the header fits its floats");
+
+
+static int64_t round_up(int64_t n, int64_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+
+/* ---- state ----------------------------------------------------------- */
+
+int64_t rt_train_state_floats(int64_t weight_floats)
+{
+    return RT_TRAIN_HEADER_FLOATS + 3 * round_up(weight_floats, 16);
+}
+
+
+void rt_train_init(float *state, int64_t weight_floats, double lr,
+                   uint64_t seed)
+{
+    memset(state, 0, (size_t)rt_train_state_floats(weight_floats) *
+           sizeof(float));
+    rt_train_header *h = (rt_train_header *)(void *)state;
+    h->step = 0;
+    h->seed = seed;
+    h->weight_floats = round_up(weight_floats, 16);
+    h->lr = lr;
+    h->beta1 = 0.9;
+    h->beta2 = 0.999;
+    h->eps = 1e-8;
+    h->weight_decay = 0.0;
+}
+
+
+float *rt_train_grad(float *state)
+{
+    const rt_train_header *h = (const rt_train_header *)(void *)state;
+    return state + RT_TRAIN_HEADER_FLOATS + 2 * h->weight_floats;
+}
+
+
+void rt_train_begin(float *state)
+{
+    ((rt_train_header *)(void *)state)->step++;
+}
+
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+
+uint64_t rt_dropout_key(const float *state, int stream)
+{
+    const rt_train_header *h = (const rt_train_header *)(const void *)state;
+    return mix64(h->seed ^ mix64((uint64_t)h->step * 0x9e3779b97f4a7c15ULL +
+                                 (uint64_t)(uint32_t)stream));
+}
+
+
+/* The mask's random bits for element i: 32-bit mixing (murmur3's
+ * finalizer, twice), so the loops vectorize (AVX2 has no 64-bit
+ * multiply). */
+RT_INLINE uint32_t fmix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+RT_INLINE uint32_t mask_bits(uint64_t key, int64_t i)
+{
+    return fmix32(fmix32((uint32_t)i * 0x9e3779b9u + (uint32_t)key) ^
+                  (uint32_t)(key >> 32));
+}
+
+/* Bits below this drop the element: probability p (to 2^-32). */
+static uint32_t drop_threshold(float p)
+{
+    double t = (double)p * 4294967296.0;
+    return t >= 4294967295.0 ? 0xffffffffu : (uint32_t)t;
+}
+
+/* Element i of the mask keyed by key: 0 (dropped) with probability p,
+ * else 1 / (1 - p), as torch's dropout scales. */
+static float keep_scale(uint64_t key, int64_t i, float p, float scale)
+{
+    return mask_bits(key, i) < drop_threshold(p) ? 0.0f : scale;
+}
+
+
+/* ---- dropout, relu ---------------------------------------------------- */
+
+typedef struct ew_job {
+    float *y;
+    const float *a, *b, *r;
+    int64_t n;
+    float p;
+    uint64_t key;
+} ew_job;
+
+
+RT_INLINE void dropout_body(const ew_job *j, int64_t c0, int64_t c1)
+{
+    float scale = 1.0f / (1.0f - j->p);
+    uint32_t thr = drop_threshold(j->p);
+    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++)
+        j->y[i] = j->a[i] * rt_select(mask_bits(j->key, i) < thr, 0.0f,
+                                      scale);
+}
+
+
+static void dropout_base(void *arg, int64_t c0, int64_t c1)
+{
+    dropout_body(arg, c0, c1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void dropout_avx2(void *arg, int64_t c0, int64_t c1)
+{
+    dropout_body(arg, c0, c1);
+}
+#endif
+
+
+void rt_dropout(rt_ctx *ctx, float *y, const float *x, int64_t n, float p,
+                uint64_t key)
+{
+    ew_job j = { .y = y, .a = x, .n = n, .p = p, .key = key };
+    int64_t chunks = (n + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
+    rt_task_fn fn = dropout_base;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = dropout_avx2;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN), chunks, fn, &j);
+}
+
+
+RT_INLINE void relu_grad_body(const ew_job *j, int64_t c0, int64_t c1)
+{
+    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    float *restrict y = j->y;
+    const float *restrict a = j->a, *restrict b = j->b, *restrict r = j->r;
+    if (r)
+        for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++)
+            y[i] = rt_select(b[i] > r[i], a[i], 0.0f);
+    else
+        for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++)
+            y[i] = rt_select(b[i] > 0.0f, a[i], 0.0f);
+}
+
+
+static void relu_grad_base(void *arg, int64_t c0, int64_t c1)
+{
+    relu_grad_body(arg, c0, c1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void relu_grad_avx2(void *arg, int64_t c0, int64_t c1)
+{
+    relu_grad_body(arg, c0, c1);
+}
+#endif
+
+
+void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
+                  const float *residual, int64_t n)
+{
+    ew_job j = { .y = dx, .a = dy, .b = y, .r = residual, .n = n };
+    int64_t chunks = (n + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
+    rt_task_fn fn = relu_grad_base;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = relu_grad_avx2;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN), chunks, fn, &j);
+}
+
+
+typedef struct gelu_job {
+    float *dx;
+    const float *dy, *x;
+    int64_t n;
+    int tanh_form;
+} gelu_job;
+
+
+/* d/dx of 0.5 x (1 + erf(x / sqrt 2)) = Phi(x) + x phi(x); of the tanh
+ * form 0.5 x (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3):
+ * 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 0.044715 x^2).
+ * In double: few elements, and no vector exp/erf to match. */
+static void gelu_grad_range(void *arg, int64_t c0, int64_t c1)
+{
+    const gelu_job *j = arg;
+    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++) {
+        double x = j->x[i], d;
+        if (j->tanh_form) {
+            double k = 0.79788456080286535588, t = tanh(k * (x + 0.044715 *
+                                                            x * x * x));
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k *
+                (1 + 3 * 0.044715 * x * x);
+        } else {
+            d = 0.5 * (1 + erf(x * 0.70710678118654752440)) +
+                x * exp(-0.5 * x * x) * 0.39894228040143267794;
+        }
+        j->dx[i] = (float)(j->dy[i] * d);
+    }
+}
+
+
+void rt_gelu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *x,
+                  int64_t n, rt_act act)
+{
+    gelu_job j = { dx, dy, x, n, act == RT_ACT_GELU_TANH };
+    int64_t chunks = (n + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
+    rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN / 8), chunks,
+                gelu_grad_range, &j);
+}
+
+
+/* ---- row-wise: softmax, layernorm, cross-entropy ----------------------- */
+
+typedef struct row_job {
+    float *out;
+    const float *dy, *x, *gamma;
+    const int32_t *targets;
+    int64_t rows, dim;
+    float eps;
+    double *row_loss;
+} row_job;
+
+
+static void softmax_grad_rows(void *arg, int64_t r0, int64_t r1)
+{
+    const row_job *j = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *dy = j->dy + r * j->dim, *y = j->x + r * j->dim;
+        float *dx = j->out + r * j->dim;
+        double dot = 0;
+        for (int64_t i = 0; i < j->dim; i++)
+            dot += (double)dy[i] * y[i];
+        for (int64_t i = 0; i < j->dim; i++)
+            dx[i] = (float)(y[i] * (dy[i] - dot));
+    }
+}
+
+
+void rt_softmax_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
+                     int64_t rows, int64_t dim)
+{
+    row_job j = { .out = dx, .dy = dy, .x = y, .rows = rows, .dim = dim };
+    rt_parallel(ctx, rt_threads_for(ctx, rows * dim, RT_TRAIN_GRAIN), rows,
+                softmax_grad_rows, &j);
+}
+
+
+/* Mean and 1/sqrt(var + eps) of a row, in double. */
+static void row_stats(const float *x, int64_t dim, float eps, double *mean,
+                      double *rstd)
+{
+    double s = 0, sq = 0;
+    for (int64_t i = 0; i < dim; i++)
+        s += x[i];
+    *mean = s / (double)dim;
+    for (int64_t i = 0; i < dim; i++)
+        sq += (x[i] - *mean) * (x[i] - *mean);
+    *rstd = 1.0 / sqrt(sq / (double)dim + (double)eps);
+}
+
+
+/* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma. */
+static void layernorm_grad_rows(void *arg, int64_t r0, int64_t r1)
+{
+    const row_job *j = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *dy = j->dy + r * j->dim, *x = j->x + r * j->dim;
+        float *dx = j->out + r * j->dim;
+        double mean, rstd, sg = 0, sgx = 0;
+        row_stats(x, j->dim, j->eps, &mean, &rstd);
+        for (int64_t i = 0; i < j->dim; i++) {
+            double g = (double)dy[i] * (j->gamma ? j->gamma[i] : 1.0f);
+            sg += g;
+            sgx += g * (x[i] - mean) * rstd;
+        }
+        sg /= (double)j->dim;
+        sgx /= (double)j->dim;
+        for (int64_t i = 0; i < j->dim; i++) {
+            double g = (double)dy[i] * (j->gamma ? j->gamma[i] : 1.0f);
+            double xhat = (x[i] - mean) * rstd;
+            dx[i] = (float)(rstd * (g - sg - xhat * sgx));
+        }
+    }
+}
+
+
+void rt_layernorm_grad_x(rt_ctx *ctx, float *dx, const float *dy,
+                         const float *x, const float *gamma, int64_t rows,
+                         int64_t dim, float eps)
+{
+    row_job j = { .out = dx, .dy = dy, .x = x, .gamma = gamma, .rows = rows,
+                  .dim = dim, .eps = eps };
+    rt_parallel(ctx, rt_threads_for(ctx, rows * dim, RT_TRAIN_GRAIN / 4),
+                rows, layernorm_grad_rows, &j);
+}
+
+
+typedef struct col_job {
+    float *out;
+    const float *dy, *x;
+    int64_t ld, rows, dim;
+    const double *stats;  /* layernorm: mean, rstd per row */
+    int accumulate;
+} col_job;
+
+
+/* Columns [c0, c1): sums over every row in row order (each column's sum
+ * in the same order whoever computes it), rows streamed contiguously. */
+#define RT_COL_BLOCK 256
+static void col_sum_range(void *arg, int64_t c0, int64_t c1)
+{
+    const col_job *j = arg;
+    double s[RT_COL_BLOCK];
+    for (int64_t b0 = c0; b0 < c1; b0 += RT_COL_BLOCK) {
+        int64_t w = c1 - b0 < RT_COL_BLOCK ? c1 - b0 : RT_COL_BLOCK;
+        for (int64_t c = 0; c < w; c++)
+            s[c] = 0;
+        for (int64_t r = 0; r < j->rows; r++) {
+            const float *dy = j->dy + r * j->ld + b0;
+            if (j->stats) {
+                const float *x = j->x + r * j->dim + b0;
+                double mean = j->stats[2 * r], rstd = j->stats[2 * r + 1];
+                for (int64_t c = 0; c < w; c++)
+                    s[c] += (double)dy[c] * ((x[c] - mean) * rstd);
+            } else {
+                for (int64_t c = 0; c < w; c++)
+                    s[c] += dy[c];
+            }
+        }
+        for (int64_t c = 0; c < w; c++)
+            j->out[b0 + c] = (float)(j->accumulate ? j->out[b0 + c] + s[c]
+                                                   : s[c]);
+    }
+}
+
+
+void rt_bias_grad(rt_ctx *ctx, float *db, const float *dy, int64_t lddy,
+                  int64_t rows, int64_t n, int accumulate)
+{
+    col_job j = { .out = db, .dy = dy, .ld = lddy, .rows = rows, .dim = n,
+                  .accumulate = accumulate };
+    rt_parallel(ctx, rt_threads_for(ctx, rows * n, RT_TRAIN_GRAIN), n,
+                col_sum_range, &j);
+}
+
+
+void rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
+                             const float *x, int64_t rows, int64_t dim,
+                             float eps, int accumulate)
+{
+    double *stats = malloc((size_t)(2 * rows + 2) * sizeof *stats);
+    if (!stats)
+        abort();  /* a few KB; nothing sensible to return from a step */
+    for (int64_t r = 0; r < rows; r++)
+        row_stats(x + r * dim, dim, eps, &stats[2 * r], &stats[2 * r + 1]);
+    col_job j = { .out = dgamma, .dy = dy, .x = x, .ld = dim, .rows = rows,
+                  .dim = dim, .stats = stats, .accumulate = accumulate };
+    rt_parallel(ctx, rt_threads_for(ctx, rows * dim, RT_TRAIN_GRAIN), dim,
+                col_sum_range, &j);
+    free(stats);
+}
+
+
+/* loss_r = logsumexp(z_r) - z_r[t_r], in double. */
+RT_INLINE void cross_entropy_body(const row_job *j, int64_t r0, int64_t r1,
+                                  float *e)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const float *z = j->x + r * j->dim;
+        float mx = z[0];
+        for (int64_t i = 1; i < j->dim; i++)
+            mx = z[i] > mx ? z[i] : mx;
+        /* exp in float (rt_exp, vectorized), the sum in double. */
+        for (int64_t i = 0; i < j->dim; i++)
+            e[i] = rt_exp(z[i] - mx);
+        double sum = 0;
+        for (int64_t i = 0; i < j->dim; i++)
+            sum += e[i];
+        if (j->out) {  /* the gradient of the mean */
+            float *dz = j->out + r * j->dim;
+            float inv = (float)(1.0 / sum), scale = (float)(1.0 / j->rows);
+            for (int64_t i = 0; i < j->dim; i++)
+                dz[i] = e[i] * inv * scale;
+            dz[j->targets[r]] -= scale;
+        } else {
+            j->row_loss[r] = mx + log(sum) - z[j->targets[r]];
+        }
+    }
+}
+
+
+static void cross_entropy_base(void *arg, int64_t r0, int64_t r1, float *e)
+{
+    cross_entropy_body(arg, r0, r1, e);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void cross_entropy_avx2(void *arg, int64_t r0,
+                                              int64_t r1, float *e)
+{
+    cross_entropy_body(arg, r0, r1, e);
+}
+#endif
+
+
+static void cross_entropy_rows(void *arg, int64_t r0, int64_t r1)
+{
+    const row_job *j = arg;
+    float *e = malloc((size_t)(j->dim + 1) * sizeof *e);
+    if (!e)
+        abort();
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        cross_entropy_avx2(arg, r0, r1, e);
+    else
+#endif
+        cross_entropy_base(arg, r0, r1, e);
+    free(e);
+}
+
+
+static int check_targets(const int32_t *t, int64_t rows, int64_t classes)
+{
+    for (int64_t r = 0; r < rows; r++)
+        if (t[r] < 0 || t[r] >= classes)
+            return DSC_EBADTOKEN;
+    return DSC_OK;
+}
+
+
+int rt_cross_entropy(rt_ctx *ctx, float *loss, const float *logits,
+                     const int32_t *targets, int64_t rows, int64_t classes)
+{
+    if (check_targets(targets, rows, classes))
+        return DSC_EBADTOKEN;
+    double *row_loss = malloc((size_t)(rows + 1) * sizeof *row_loss);
+    if (!row_loss)
+        abort();
+    row_job j = { .x = logits, .targets = targets, .rows = rows,
+                  .dim = classes, .row_loss = row_loss };
+    rt_parallel(ctx, rt_threads_for(ctx, rows * classes, RT_TRAIN_GRAIN / 8),
+                rows, cross_entropy_rows, &j);
+    double s = 0;
+    for (int64_t r = 0; r < rows; r++)
+        s += row_loss[r];
+    free(row_loss);
+    *loss = (float)(s / (double)rows);
+    return DSC_OK;
+}
+
+
+int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
+                          const int32_t *targets, int64_t rows,
+                          int64_t classes)
+{
+    if (check_targets(targets, rows, classes))
+        return DSC_EBADTOKEN;
+    row_job j = { .out = dlogits, .x = logits, .targets = targets,
+                  .rows = rows, .dim = classes };
+    rt_parallel(ctx, rt_threads_for(ctx, rows * classes, RT_TRAIN_GRAIN / 8),
+                rows, cross_entropy_rows, &j);
+    return DSC_OK;
+}
+
+
+/* ---- linear backward: repack, then rt_linear ------------------------- */
+
+static int64_t panels(int64_t n)
+{
+    return (n + RT_TRAIN_PANEL - 1) / RT_TRAIN_PANEL;
+}
+
+
+int64_t rt_linear_grad_scratch_floats(int64_t rows, int64_t n_out,
+                                      int64_t n_in)
+{
+    int64_t for_x = panels(n_in) * RT_TRAIN_PANEL * n_out;
+    int64_t for_w = round_up(n_in * rows, 16) +
+                    round_up(panels(n_out) * RT_TRAIN_PANEL * rows, 16) +
+                    round_up(n_in * n_out, 16);
+    return for_x > for_w ? for_x : for_w;
+}
+
+
+typedef struct pack_job {
+    float *dst;
+    const float *src;
+    int64_t a, b, ld;
+    int accumulate;
+} pack_job;
+
+
+/* Wᵀ packed from W packed: dst panel p (columns k of W), row n holds
+ * W[n][p*64 + j] = src[((n / 64) * K + k) * 64 + n % 64].  Task = one
+ * destination panel.  a = N (n_out), b = K (n_in). */
+static void pack_wt_range(void *arg, int64_t p0, int64_t p1)
+{
+    const pack_job *j = arg;
+    const int64_t N = j->a, K = j->b, P = RT_TRAIN_PANEL;
+    for (int64_t p = p0; p < p1; p++) {
+        float *panel = j->dst + p * N * P;
+        for (int64_t n = 0; n < N; n++) {
+            const float *s = j->src + ((n / P) * K) * P + n % P;
+            for (int64_t jj = 0; jj < P; jj++) {
+                int64_t k = p * P + jj;
+                panel[n * P + jj] = k < K ? s[k * P] : 0.0f;
+            }
+        }
+    }
+}
+
+
+void rt_linear_unpack(float *w, const float *packed, int64_t n_out,
+                      int64_t n_in)
+{
+    for (int64_t n = 0; n < n_out; n++)
+        for (int64_t k = 0; k < n_in; k++)
+            w[n * n_in + k] = packed[((n / RT_TRAIN_PANEL) * n_in + k) *
+                                     RT_TRAIN_PANEL + n % RT_TRAIN_PANEL];
+}
+
+
+void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
+                      const float *packed_w, int64_t rows, int64_t n_out,
+                      int64_t n_in, float *scratch)
+{
+    pack_job j = { .dst = scratch, .src = packed_w, .a = n_out, .b = n_in };
+    rt_parallel(ctx, rt_threads_for(ctx, n_out * n_in, RT_TRAIN_GRAIN),
+                panels(n_in), pack_wt_range, &j);
+    /* dx[m, k] = sum_n dy[m, n] W[n, k] = dy · (Wᵀ)ᵀ. */
+    rt_linear(ctx, dx, n_in, dy, lddy, scratch, NULL, rows, n_in, n_out,
+              RT_ACT_NONE, NULL);
+}
+
+
+/* xt[k][m] = x[m][k]: a = rows, b = n_in; task = a block of 64 k, done
+ * in 16 x 16 tiles so both sides stay in cache. */
+static void transpose_range(void *arg, int64_t b0, int64_t b1)
+{
+    const pack_job *j = arg;
+    int64_t k1 = b1 * 64 < j->b ? b1 * 64 : j->b;
+    for (int64_t m0 = 0; m0 < j->a; m0 += 16)
+        for (int64_t kk = b0 * 64; kk < k1; kk += 16) {
+            int64_t me = m0 + 16 < j->a ? m0 + 16 : j->a;
+            int64_t ke = kk + 16 < k1 ? kk + 16 : k1;
+            for (int64_t k = kk; k < ke; k++)
+                for (int64_t m = m0; m < me; m++)
+                    j->dst[k * j->a + m] = j->src[m * j->ld + k];
+        }
+}
+
+
+/* dyᵀ packed as an [n_out, rows] weight: panel p, row m holds
+ * dy[m][p*64 .. p*64+63].  a = rows, b = n_out. */
+static void pack_dyt_range(void *arg, int64_t p0, int64_t p1)
+{
+    const pack_job *j = arg;
+    const int64_t P = RT_TRAIN_PANEL;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t m = 0; m < j->a; m++) {
+            float *d = j->dst + (p * j->a + m) * P;
+            const float *s = j->src + m * j->ld + p * P;
+            int64_t w = j->b - p * P < P ? j->b - p * P : P;
+            memcpy(d, s, (size_t)w * sizeof *d);
+            memset(d + w, 0, (size_t)(P - w) * sizeof *d);
+        }
+}
+
+
+/* The blob's packed dW from dWᵀ [n_in, n_out] (src): panel p, row k holds
+ * dW[p*64 + j][k] = src[k][p*64 + j].  a = n_out, b = n_in. */
+static void pack_dw_range(void *arg, int64_t p0, int64_t p1)
+{
+    const pack_job *j = arg;
+    const int64_t P = RT_TRAIN_PANEL;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t w = j->a - p * P < P ? j->a - p * P : P;
+        for (int64_t k = 0; k < j->b; k++) {
+            float *d = j->dst + (p * j->b + k) * P;
+            const float *s = j->src + k * j->a + p * P;
+            for (int64_t c = 0; c < w; c++)
+                d[c] = j->accumulate ? d[c] + s[c] : s[c];
+        }
+    }
+}
+
+
+void rt_linear_grad_w(rt_ctx *ctx, float *packed_dw, const float *dy,
+                      int64_t lddy, const float *x, int64_t ldx, int64_t rows,
+                      int64_t n_out, int64_t n_in, int accumulate,
+                      float *scratch)
+{
+    float *xt = scratch;
+    float *dyt = xt + round_up(n_in * rows, 16);
+    float *dwt = dyt + round_up(panels(n_out) * RT_TRAIN_PANEL * rows, 16);
+    int t = rt_threads_for(ctx, rows * (n_in + n_out), RT_TRAIN_GRAIN);
+    pack_job a = { .dst = xt, .src = x, .a = rows, .b = n_in, .ld = ldx };
+    rt_parallel(ctx, t, (n_in + 63) / 64, transpose_range, &a);
+    pack_job b = { .dst = dyt, .src = dy, .a = rows, .b = n_out, .ld = lddy };
+    rt_parallel(ctx, t, panels(n_out), pack_dyt_range, &b);
+    /* dwt[k][n] = sum_m xt[k][m] dy[m][n]. */
+    rt_linear(ctx, dwt, n_out, xt, rows, dyt, NULL, n_in, n_out, rows,
+              RT_ACT_NONE, NULL);
+    pack_job c = { .dst = packed_dw, .src = dwt, .a = n_out, .b = n_in,
+                   .accumulate = accumulate };
+    rt_parallel(ctx, rt_threads_for(ctx, n_in * n_out, RT_TRAIN_GRAIN),
+                panels(n_out), pack_dw_range, &c);
+}
+
+
+/* ---- embedding ---------------------------------------------------------- */
+
+typedef struct embed_grad_job {
+    float *dtable;
+    const float *dy;
+    const int32_t *ids;
+    int64_t n, vocab, dim;
+    int accumulate;
+} embed_grad_job;
+
+
+/* Columns [c0, c1) of every row, ids in order: each table element is one
+ * thread's, summed in one order. */
+static void embed_grad_range(void *arg, int64_t c0, int64_t c1)
+{
+    const embed_grad_job *j = arg;
+    if (!j->accumulate)
+        for (int64_t v = 0; v < j->vocab; v++)
+            memset(j->dtable + v * j->dim + c0, 0,
+                   (size_t)(c1 - c0) * sizeof(float));
+    for (int64_t i = 0; i < j->n; i++) {
+        float *d = j->dtable + (int64_t)j->ids[i] * j->dim;
+        const float *s = j->dy + i * j->dim;
+        for (int64_t c = c0; c < c1; c++)
+            d[c] += s[c];
+    }
+}
+
+
+int rt_embedding_grad(rt_ctx *ctx, float *dtable, const float *dy,
+                      const int32_t *ids, int64_t n, int64_t vocab,
+                      int64_t dim, int accumulate)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return DSC_EBADTOKEN;
+    embed_grad_job j = { dtable, dy, ids, n, vocab, dim, accumulate };
+    rt_parallel(ctx, rt_threads_for(ctx, (n + vocab) * dim, RT_TRAIN_GRAIN),
+                dim, embed_grad_range, &j);
+    return DSC_OK;
+}
+
+
+/* ---- attention ------------------------------------------------------------ */
+
+typedef struct attn_job {
+    const rt_attention_shape *s;
+    float *out;                   /* forward: the output */
+    float *dq, *dk, *dv;          /* backward: with row stride ldd */
+    int64_t ldd;
+    const float *dout, *q, *k, *v;
+    float p;
+    uint64_t key;
+} attn_job;
+
+
+/* sum a[c] b[c] in 8 independent lanes (so it vectorizes), then in order. */
+RT_INLINE float dot8(const float *a, const float *b, int64_t n)
+{
+    float lane[8] = {0};
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int l = 0; l < 8; l++)
+            lane[l] += a[c + l] * b[c + l];
+    float s = 0;
+    for (int l = 0; l < 8; l++)
+        s += lane[l];
+    for (; c < n; c++)
+        s += a[c] * b[c];
+    return s;
+}
+
+
+/* P = softmax(scale q kᵀ) for (b, h) into pr (seq x seq), and the dropped
+ * and scaled Pd into pd. */
+RT_INLINE void attn_probs(const attn_job *j, int64_t b, int64_t h, float *pr,
+                       float *pd)
+{
+    const rt_attention_shape *s = j->s;
+    const int64_t S = s->seq;
+    float scale_keep = 1.0f / (1.0f - j->p);
+    for (int64_t i = 0; i < S; i++) {
+        const float *qi = j->q + (i * s->seq_step + b * s->batch_step) *
+                          s->ldq + h * s->head_dim_qk;
+        int64_t last = s->causal ? i + 1 : S;
+        float mx = -INFINITY;
+        for (int64_t t = 0; t < last; t++) {
+            const float *kt = j->k + (t * s->seq_step + b * s->batch_step) *
+                              s->ldk + h * s->head_dim_qk;
+            pr[i * S + t] = dot8(qi, kt, s->head_dim_qk) * s->scale;
+            mx = pr[i * S + t] > mx ? pr[i * S + t] : mx;
+        }
+        double sum = 0;
+        for (int64_t t = 0; t < last; t++) {
+            pr[i * S + t] = expf(pr[i * S + t] - mx);
+            sum += pr[i * S + t];
+        }
+        for (int64_t t = 0; t < S; t++) {
+            pr[i * S + t] = t < last ? (float)(pr[i * S + t] / sum) : 0.0f;
+            int64_t idx = ((b * s->heads + h) * S + i) * S + t;
+            pd[i * S + t] = j->p > 0
+                ? pr[i * S + t] * keep_scale(j->key, idx, j->p, scale_keep)
+                : pr[i * S + t];
+        }
+    }
+}
+
+
+RT_INLINE void attn_train_body(void *arg, int64_t t0, int64_t t1)
+{
+    const attn_job *j = arg;
+    const rt_attention_shape *s = j->s;
+    const int64_t S = s->seq, dv = s->head_dim_v;
+    float *pr = malloc((size_t)(2 * S * S + 1) * sizeof *pr);
+    if (!pr)
+        abort();
+    float *pd = pr + S * S;
+    for (int64_t task = t0; task < t1; task++) {
+        int64_t b = task / s->heads, h = task % s->heads;
+        attn_probs(j, b, h, pr, pd);
+        for (int64_t i = 0; i < S; i++) {
+            float *o = j->out + (i * s->seq_step + b * s->batch_step) *
+                       s->ldo + h * dv;
+            for (int64_t c = 0; c < dv; c++)
+                o[c] = 0;
+            for (int64_t t = 0; t < S; t++) {
+                const float *vt = j->v + (t * s->seq_step +
+                                          b * s->batch_step) * s->ldv + h * dv;
+                float w = pd[i * S + t];
+                for (int64_t c = 0; c < dv; c++)
+                    o[c] += w * vt[c];
+            }
+        }
+    }
+    free(pr);
+}
+
+
+static void attn_train_base(void *arg, int64_t t0, int64_t t1)
+{
+    attn_train_body(arg, t0, t1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void attn_train_avx2(void *arg, int64_t t0, int64_t t1)
+{
+    attn_train_body(arg, t0, t1);
+}
+#define attn_train_fast attn_train_avx2
+#else
+#define attn_train_fast attn_train_base
+#endif
+
+
+void rt_attention_train(rt_ctx *ctx, float *out, const float *q,
+                        const float *k, const float *v,
+                        const rt_attention_shape *shape, float p,
+                        uint64_t key)
+{
+    attn_job j = { .s = shape, .out = out, .q = q, .k = k, .v = v, .p = p,
+                   .key = key };
+    int64_t tasks = shape->batch * shape->heads;
+    rt_parallel(ctx, rt_threads_for(ctx, tasks * shape->seq * shape->seq *
+                                    shape->head_dim_qk, RT_TRAIN_GRAIN),
+                tasks, rt_cpu_has_avx2() ? attn_train_fast : attn_train_base,
+                &j);
+}
+
+
+RT_INLINE void attn_grad_body(void *arg, int64_t t0, int64_t t1)
+{
+    const attn_job *j = arg;
+    const rt_attention_shape *s = j->s;
+    const int64_t S = s->seq, dk = s->head_dim_qk, dv = s->head_dim_v;
+    float *pr = malloc((size_t)(3 * S * S + 1) * sizeof *pr);
+    if (!pr)
+        abort();
+    float *pd = pr + S * S, *ds = pd + S * S;
+    float scale_keep = 1.0f / (1.0f - j->p);
+#define ROW(base, ld, t) ((base) + ((t) * s->seq_step + b * s->batch_step) * (ld))
+    for (int64_t task = t0; task < t1; task++) {
+        int64_t b = task / s->heads, h = task % s->heads;
+        attn_probs(j, b, h, pr, pd);
+        for (int64_t i = 0; i < S; i++) {
+            const float *go = ROW(j->dout, s->ldo, i) + h * dv;
+            double rowdot = 0;
+            for (int64_t t = 0; t < S; t++) {
+                const float *vt = ROW(j->v, s->ldv, t) + h * dv;
+                float dpd = dot8(go, vt, dv);
+                int64_t idx = ((b * s->heads + h) * S + i) * S + t;
+                float dp = j->p > 0
+                    ? dpd * keep_scale(j->key, idx, j->p, scale_keep) : dpd;
+                ds[i * S + t] = dp;
+                rowdot += (double)dp * pr[i * S + t];
+            }
+            for (int64_t t = 0; t < S; t++)
+                ds[i * S + t] = pr[i * S + t] *
+                                (float)(ds[i * S + t] - rowdot) * s->scale;
+        }
+        /* dv_t = sum_i pd[i][t] go_i; dk_t = sum_i ds[i][t] q_i;
+         * dq_i = sum_t ds[i][t] k_t. */
+        for (int64_t t = 0; t < S; t++) {
+            float *gv = ROW(j->dv, j->ldd, t) + h * dv;
+            float *gk = ROW(j->dk, j->ldd, t) + h * dk;
+            for (int64_t c = 0; c < dv; c++)
+                gv[c] = 0;
+            for (int64_t c = 0; c < dk; c++)
+                gk[c] = 0;
+            for (int64_t i = 0; i < S; i++) {
+                const float *go = ROW(j->dout, s->ldo, i) + h * dv;
+                const float *qi = ROW(j->q, s->ldq, i) + h * dk;
+                float wp = pd[i * S + t], ws = ds[i * S + t];
+                for (int64_t c = 0; c < dv; c++)
+                    gv[c] += wp * go[c];
+                for (int64_t c = 0; c < dk; c++)
+                    gk[c] += ws * qi[c];
+            }
+        }
+        for (int64_t i = 0; i < S; i++) {
+            float *gq = ROW(j->dq, j->ldd, i) + h * dk;
+            for (int64_t c = 0; c < dk; c++)
+                gq[c] = 0;
+            for (int64_t t = 0; t < S; t++) {
+                const float *kt = ROW(j->k, s->ldk, t) + h * dk;
+                float ws = ds[i * S + t];
+                for (int64_t c = 0; c < dk; c++)
+                    gq[c] += ws * kt[c];
+            }
+        }
+    }
+#undef ROW
+    free(pr);
+}
+
+
+static void attn_grad_base(void *arg, int64_t t0, int64_t t1)
+{
+    attn_grad_body(arg, t0, t1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void attn_grad_avx2(void *arg, int64_t t0, int64_t t1)
+{
+    attn_grad_body(arg, t0, t1);
+}
+#define attn_grad_fast attn_grad_avx2
+#else
+#define attn_grad_fast attn_grad_base
+#endif
+
+
+void rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
+                       int64_t ldd, const float *dout, const float *q,
+                       const float *k, const float *v,
+                       const rt_attention_shape *shape, float p, uint64_t key)
+{
+    attn_job j = { .s = shape, .dq = dq, .dk = dk, .dv = dv, .ldd = ldd,
+                   .dout = dout, .q = q, .k = k, .v = v, .p = p, .key = key };
+    int64_t tasks = shape->batch * shape->heads;
+    rt_parallel(ctx, rt_threads_for(ctx, 3 * tasks * shape->seq * shape->seq *
+                                    shape->head_dim_qk, RT_TRAIN_GRAIN),
+                tasks, rt_cpu_has_avx2() ? attn_grad_fast : attn_grad_base,
+                &j);
+}
+
+
+/* ---- Adam ------------------------------------------------------------------ */
+
+typedef struct adam_job {
+    float *w, *m, *v;
+    const float *g;
+    int64_t n;
+    float b1, b2, one_b1, one_b2, eps, bc2_sqrt, neg_step_size;
+    float wd;  /* weight decay: L2, added to the gradient (not AdamW) */
+} adam_job;
+
+
+/* torch.optim.Adam's single-tensor update, operation for operation in
+ * float: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
+ * w += -lr/bc1 * m / (sqrt(v) / sqrt(bc2) + eps). */
+
+/* Elements [i0, i1). */
+RT_INLINE void adam_body(const adam_job *j, int64_t i0, int64_t i1)
+{
+    float *restrict w = j->w, *restrict mm = j->m, *restrict vv = j->v;
+    const float *restrict gg = j->g;
+    for (int64_t i = i0; i < i1; i++) {
+        float g = j->wd != 0.0f ? gg[i] + j->wd * w[i] : gg[i];
+        float m = mm[i] * j->b1 + g * j->one_b1;
+        float v = vv[i] * j->b2 + j->one_b2 * g * g;
+        mm[i] = m;
+        vv[i] = v;
+        float denom = sqrtf(v) / j->bc2_sqrt + j->eps;
+        w[i] = w[i] + j->neg_step_size * (m / denom);
+    }
+}
+
+
+static void adam_base(void *arg, int64_t c0, int64_t c1)
+{
+    const adam_job *j = arg;
+    adam_body(j, c0 * RT_TRAIN_CHUNK,
+              c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n);
+}
+
+
+#if RT_X86_DISPATCH
+/* The same operations, eight lanes at a time (gcc will not vectorize
+ * sqrtf, which may set errno); each rounds as the scalar code does. */
+RT_TARGET_AVX2 static void adam_avx2(void *arg, int64_t c0, int64_t c1)
+{
+    const adam_job *j = arg;
+    int64_t i = c0 * RT_TRAIN_CHUNK;
+    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    const __m256 b1 = _mm256_set1_ps(j->b1), b2 = _mm256_set1_ps(j->b2);
+    const __m256 ob1 = _mm256_set1_ps(j->one_b1);
+    const __m256 ob2 = _mm256_set1_ps(j->one_b2);
+    const __m256 bc2 = _mm256_set1_ps(j->bc2_sqrt);
+    const __m256 eps = _mm256_set1_ps(j->eps);
+    const __m256 nss = _mm256_set1_ps(j->neg_step_size);
+    const __m256 wd = _mm256_set1_ps(j->wd);
+    for (; i + 8 <= end; i += 8) {
+        __m256 g = _mm256_loadu_ps(j->g + i);
+        if (j->wd != 0.0f)  /* grad.add(param, alpha=weight_decay) */
+            g = _mm256_add_ps(g, _mm256_mul_ps(wd,
+                                               _mm256_loadu_ps(j->w + i)));
+        __m256 m = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(j->m + i), b1),
+                                 _mm256_mul_ps(g, ob1));
+        __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(j->v + i), b2),
+                                 _mm256_mul_ps(_mm256_mul_ps(ob2, g), g));
+        _mm256_storeu_ps(j->m + i, m);
+        _mm256_storeu_ps(j->v + i, v);
+        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v), bc2),
+                                     eps);
+        __m256 w = _mm256_loadu_ps(j->w + i);
+        _mm256_storeu_ps(j->w + i, _mm256_add_ps(
+            w, _mm256_mul_ps(nss, _mm256_div_ps(m, denom))));
+    }
+    adam_body(j, i, end);  /* the tail, by element index */
+}
+#endif
+
+
+void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
+             int64_t count)
+{
+    const rt_train_header *h = (const rt_train_header *)(void *)state;
+    float *m = state + RT_TRAIN_HEADER_FLOATS;
+    float *v = m + h->weight_floats;
+    float *g = v + h->weight_floats;
+    double t = (double)h->step;
+    /* The scalars in double, as Python computes them; torch's kernels
+     * then round each to float. */
+    double bc1 = 1.0 - pow(h->beta1, t);
+    double bc2 = 1.0 - pow(h->beta2, t);
+    adam_job j = {
+        .w = w + first, .m = m + first, .v = v + first, .g = g + first,
+        .n = count, .b1 = (float)h->beta1, .b2 = (float)h->beta2,
+        .one_b1 = (float)(1.0 - h->beta1), .one_b2 = (float)(1.0 - h->beta2),
+        .eps = (float)h->eps, .bc2_sqrt = (float)sqrt(bc2),
+        .neg_step_size = (float)(-h->lr / bc1), .wd = (float)h->weight_decay,
+    };
+    int64_t chunks = (count + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
+    rt_task_fn fn = adam_base;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = adam_avx2;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, count, RT_TRAIN_GRAIN), chunks, fn,
+                &j);
+}

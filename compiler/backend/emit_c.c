@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dsc_runtime.h"
+#include "backend/emit_deepseek.h"
 #include "util/strbuf.h"
 
 /* Names the generated code uses for tensors, weights and the model. */
@@ -393,6 +394,13 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                       (long long)(x->shape.dim[0] - 1) * row, row);
         break;
     }
+    case GRAPH_OP_RMSNORM:
+    case GRAPH_OP_SILU_MUL:
+    case GRAPH_OP_MLA_ATTENTION:
+    case GRAPH_OP_MOE_ROUTE:
+    case GRAPH_OP_MOE_EXPERT:
+        emit_c_deepseek(sb, g, n, in_name, rows);
+        break;
     case GRAPH_OP_COUNT:
         break;
     }

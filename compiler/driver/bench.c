@@ -104,6 +104,11 @@ double bench_graph_flop(const graph *g)
         case GRAPH_OP_KV_ATTENTION:
             /* A decoder step's work depends on the runtime token count and
              * position; not counted yet. */
+        case GRAPH_OP_RMSNORM:       /* DeepSeek-V3: not counted yet */
+        case GRAPH_OP_SILU_MUL:
+        case GRAPH_OP_MLA_ATTENTION:
+        case GRAPH_OP_MOE_ROUTE:
+        case GRAPH_OP_MOE_EXPERT:
         case GRAPH_OP_EMBEDDING:
         case GRAPH_OP_POSITIONS:
         case GRAPH_OP_LAST:

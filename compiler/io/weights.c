@@ -19,7 +19,8 @@ static void uses(const graph *g, int t, int *as_linear, int *as_other)
         for (int j = 0; j < n->n_inputs; j++) {
             if (n->inputs[j] != t)
                 continue;
-            if (n->op == GRAPH_OP_LINEAR && j == 1)
+            if ((n->op == GRAPH_OP_LINEAR && j == 1) ||
+                (n->op == GRAPH_OP_MOE_EXPERT && j >= 3))
                 *as_linear = 1;
             else
                 *as_other = 1;

@@ -97,6 +97,12 @@ typedef struct graph_attrs {
     int causal;       /* attention */
     int batch_first;  /* attention: [batch, seq, .] instead of [seq, batch, .] */
     int act;          /* linear epilogue, gelu form: an rt_act value */
+    /* DeepSeek-V3: mla_attention's RoPE (as rt_mla_shape), moe_route's
+     * grouping, moe_expert's index. */
+    float rope_theta, rope_factor, rope_low, rope_high, rope_attn;
+    int rope_yarn, rope_interleave;
+    int experts_per_tok, n_group, topk_group, norm_topk, expert;
+    float routed_scale;
 } graph_attrs;
 
 typedef struct graph_node {

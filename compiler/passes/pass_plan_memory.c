@@ -112,7 +112,8 @@ static int in_arena(const graph_tensor *t)
 static int elementwise(graph_op op)
 {
     return op == GRAPH_OP_ADD || op == GRAPH_OP_RELU || op == GRAPH_OP_GELU ||
-           op == GRAPH_OP_LAYERNORM || op == GRAPH_OP_SOFTMAX;
+           op == GRAPH_OP_LAYERNORM || op == GRAPH_OP_SOFTMAX ||
+           op == GRAPH_OP_RMSNORM || op == GRAPH_OP_MOE_EXPERT;
 }
 
 

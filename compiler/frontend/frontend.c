@@ -966,6 +966,52 @@ static void push_define(lua_State *L, const char *key, const char *value)
 }
 
 
+/* A --config setting, checked against the type of the default at the top
+ * of the stack and pushed; null is 0, false or "".  The error names the
+ * JSON file, its line and the key. */
+static void push_json_define(lua_State *L, const frontend_define *d)
+{
+    int type = lua_type(L, -1), integer = lua_isinteger(L, -1);
+    const char *want = type == LUA_TBOOLEAN ? "true or false"
+                     : type == LUA_TSTRING ? "a string"
+                     : integer ? "an integer" : "a number";
+    const char *got = d->kind == 'i' ? "an integer" : d->kind == 'f'
+                      ? "a number" : d->kind == 'b' ? "a boolean"
+                      : d->kind == 's' ? "a string" : "an array";
+    if (d->kind == 'z') {
+        if (type == LUA_TBOOLEAN)
+            lua_pushboolean(L, 0);
+        else if (type == LUA_TSTRING)
+            lua_pushstring(L, "");
+        else if (integer)
+            lua_pushinteger(L, 0);
+        else
+            lua_pushnumber(L, 0);
+        return;
+    }
+    double v = d->kind == 'i' || d->kind == 'f' ? strtod(d->value, NULL) : 0;
+    int ok = type == LUA_TBOOLEAN ? d->kind == 'b'
+           : type == LUA_TSTRING ? d->kind == 's'
+           : integer ? (d->kind == 'i' || d->kind == 'f') && v == floor(v) &&
+                       fabs(v) < 9e15
+           : d->kind == 'i' || d->kind == 'f';
+    if (!ok || (type == LUA_TNUMBER && !isfinite(v))) {
+        lua_pushfstring(L, "%s:%d: error: config key '%s' must be %s, got %s "
+                        "(%s)", d->source, d->line, d->key, want, got,
+                        d->value);
+        lua_error(L);
+    }
+    if (type == LUA_TBOOLEAN)
+        lua_pushboolean(L, d->value[0] == 't');
+    else if (type == LUA_TSTRING)
+        lua_pushstring(L, d->value);
+    else if (integer)
+        lua_pushinteger(L, (lua_Integer)v);
+    else
+        lua_pushnumber(L, v);
+}
+
+
 static char *dup_str(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -1004,6 +1050,8 @@ static int l_config(lua_State *L)
         const char *key = f->defines[i].key;
         if (lua_getfield(L, 1, key) == LUA_TNIL) {
             lua_pop(L, 1);
+            if (f->defines[i].source)  /* --config: not this model's key */
+                continue;
             /* The model's keys, sorted, for the message.  The strings
              * live in the config table, which outlives this list. */
             const char **keys = lua_newuserdatauv(L, (size_t)(n + 1) *
@@ -1025,7 +1073,10 @@ static int l_config(lua_State *L)
             return fail(L, "-D %s: unknown config key '%s' (this model's "
                         "keys: %s)", key, key, lua_tostring(L, -1));
         }
-        push_define(L, key, f->defines[i].value);
+        if (f->defines[i].source)
+            push_json_define(L, &f->defines[i]);
+        else
+            push_define(L, key, f->defines[i].value);
         lua_setfield(L, 1, key);
         lua_pop(L, 1);
     }

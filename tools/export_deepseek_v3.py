@@ -111,15 +111,18 @@ def published_config(p):
     return c
 
 
-def perturb(model, gen):
+def perturb(model, gen, tied):
     """Every parameter and the correction bias away from its init, then
-    rounded to bfloat16."""
+    rounded to bfloat16.  A tied embedding is kept small: as the LM head
+    too, a large one only ever predicts the token it just read."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
                 v = 1 + 0.2 * torch.randn(p.shape, generator=gen)
             elif name.endswith("embed_tokens.weight"):
                 v = torch.randn(p.shape, generator=gen)
+                if tied:
+                    v = v * 2 / math.sqrt(p.shape[-1])
             else:
                 v = torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[-1])
             p.copy_(v.to(torch.bfloat16).float())
@@ -182,7 +185,7 @@ def export(name, out, seed, min_gap, min_route_gap, write):
         config = AutoConfig.from_pretrained(tmp)
         torch.manual_seed(seed)
         model = DeepseekV3ForCausalLM(config).eval()
-        perturb(model, gen)
+        perturb(model, gen, p["tie_word_embeddings"])
         model.save_pretrained(tmp + "/hf")
         from safetensors import safe_open
         tensors = {}

@@ -189,7 +189,9 @@ end
 -- q: q_a_proj -> q_a_layernorm -> q_b_proj, or q_proj when q_lora_rank is
 -- 0 (null); kv_a_proj_with_mqa -> the latent (kv_a_layernorm) and the
 -- shared rope key, cached; kv_b_proj folded into the query and output
--- sides (the absorbed form); o_proj.
+-- sides (the absorbed form); o_proj.  The two latent norms keep RMSNorm's
+-- default eps, 1e-6, whatever rms_norm_eps says (as in transformers and
+-- DeepSeek's inference/model.py).
 function nn.deepseek_mla(x, prefix, cfg)
   local d, h = cfg.hidden_size, cfg.num_attention_heads
   local qk = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
@@ -200,8 +202,7 @@ function nn.deepseek_mla(x, prefix, cfg)
     q = nn.linear(x, prefix .. ".q_proj", d, h * qk, {bias = false})
   else
     q = nn.linear(x, prefix .. ".q_a_proj", d, cfg.q_lora_rank, bias)
-    q = nn.rmsnorm(q, prefix .. ".q_a_layernorm", cfg.q_lora_rank,
-                   cfg.rms_norm_eps)
+    q = nn.rmsnorm(q, prefix .. ".q_a_layernorm", cfg.q_lora_rank, 1e-6)
     q = nn.linear(q, prefix .. ".q_b_proj", cfg.q_lora_rank, h * qk,
                   {bias = false})
   end
@@ -211,7 +212,7 @@ function nn.deepseek_mla(x, prefix, cfg)
   local kv_b = dsc.weight(prefix .. ".kv_b_proj.weight",
                           {h * (cfg.qk_nope_head_dim + cfg.v_head_dim), r})
   local o = nn.deepseek_rope(cfg)
-  o.heads, o.eps = h, cfg.rms_norm_eps
+  o.heads, o.eps = h, 1e-6
   local a = dsc.mla_attention(q, kv, norm, kv_b, o)
   return nn.linear(a, prefix .. ".o_proj", h * cfg.v_head_dim, d, bias)
 end

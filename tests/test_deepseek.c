@@ -1,0 +1,216 @@
+/* test_deepseek.c — DeepSeek-V3 (models/deepseek_v3.lua) against Hugging
+ * Face transformers' DeepseekV3ForCausalLM (fixtures from
+ * tools/export_deepseek_v3.py, configured by their config.json and read
+ * under the published weight names): every prompt position's logits, the
+ * prefill and every decode step's logits, the greedy continuation token
+ * for token, JIT and AOT; the latent cache's size; dsc generate
+ * --config/--prompt-logits as a user runs it. */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "driver/build.h"
+#include "driver/runner.h"
+#include "driver/sample.h"
+#include "dsc_runtime.h"
+#include "io/config_json.h"
+#include "io/npy.h"
+
+/* The issue asks for 1e-4; measured: 8.1e-6 at worst (logits up to 6),
+ * so 2.5e-5 — tight enough to catch the latent norms' eps taken from
+ * rms_norm_eps (6e-5 off). */
+#define TOL 2.5e-5
+
+typedef struct fixture {
+    char dir[128];
+    frontend_define *defs;
+    int n_defs;
+    npy_array prompt, prompt_logits, decode, greedy;
+    built_model built;
+    runner run;
+    int64_t vocab;
+} fixture;
+
+
+static void load_npy(const fixture *f, const char *name, npy_array *a)
+{
+    char path[256];
+    dsc_err err;
+    snprintf(path, sizeof path, "%s/%s.npy", f->dir, name);
+    cr_assert_eq(npy_read(path, a, &err), 0, "%s", err.msg);
+}
+
+
+static void open_fixture(fixture *f, const char *name, int aot)
+{
+    char path[256];
+    dsc_err err;
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "tests/fixtures/%s", name);
+    snprintf(path, sizeof path, "%s/config.json", f->dir);
+    cr_assert_eq(config_json_read(path, &f->defs, &f->n_defs, &err), 0, "%s",
+                 err.msg);
+    load_npy(f, "prompt", &f->prompt);
+    load_npy(f, "prompt_logits", &f->prompt_logits);
+    load_npy(f, "decode_logits", &f->decode);
+    load_npy(f, "greedy", &f->greedy);
+    cr_assert_eq(f->prompt.dtype, NPY_I32);
+    cr_assert_eq(f->greedy.dtype, NPY_I32);
+    f->vocab = f->decode.shape[1];
+    build_options opts = { .defines = f->defs, .n_defines = f->n_defs };
+    cr_assert_eq(build_model("models/deepseek_v3.lua", &opts, &f->built, &err),
+                 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/model.safetensors", f->dir);
+    runner_options ro = { .weights_path = path, .threads = 1, .aot = aot };
+    cr_assert_eq(runner_open(&f->run, &f->built, &ro, &err), 0, "%s", err.msg);
+    cr_assert(f->run.decoder);
+}
+
+
+static void close_fixture(fixture *f)
+{
+    runner_close(&f->run);
+    built_model_free(&f->built);
+    npy_free(&f->prompt);
+    npy_free(&f->prompt_logits);
+    npy_free(&f->decode);
+    npy_free(&f->greedy);
+    config_json_free(f->defs, f->n_defs);
+}
+
+
+static int step(fixture *f, const int32_t *tokens, int64_t n, int64_t pos,
+                float *out)
+{
+    void *io[3] = { (void *)tokens, out, NULL };
+    return runner_call(&f->run, io, 2, n, pos);
+}
+
+
+static double max_diff(const float *a, const float *b, int64_t n)
+{
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (isnan(d))
+            return INFINITY;
+        worst = d > worst ? d : worst;
+    }
+    return worst;
+}
+
+
+/* Prompt logits one position at a time; then prefill and greedy decode,
+ * every step's logits and token. */
+static void check_fixture(const char *name, int aot)
+{
+    fixture f;
+    open_fixture(&f, name, aot);
+    const int32_t *prompt = f.prompt.data, *greedy = f.greedy.data;
+    int64_t n = f.prompt.count, g = f.greedy.count;
+    float *logits = malloc((size_t)f.vocab * sizeof(float));
+    cr_assert_not_null(logits);
+    for (int64_t i = 0; i < n; i++) {
+        cr_assert_eq(step(&f, &prompt[i], 1, i, logits), DSC_OK);
+        double d = max_diff(logits, (float *)f.prompt_logits.data + i * f.vocab,
+                            f.vocab);
+        cr_expect_leq(d, TOL, "%s prompt position %lld: max |dsc - hf| = %g",
+                      name, (long long)i, d);
+    }
+    runner_reset(&f.run);
+    cr_assert_eq(step(&f, prompt, n, 0, logits), DSC_OK);
+    for (int64_t j = 0; j < g; j++) {
+        if (j > 0)
+            cr_assert_eq(step(&f, &greedy[j - 1], 1, n + j - 1, logits), DSC_OK);
+        double d = max_diff(logits, (float *)f.decode.data + j * f.vocab,
+                            f.vocab);
+        cr_expect_leq(d, TOL, "%s step %lld: max |dsc - hf| = %g", name,
+                      (long long)j, d);
+        int64_t token = sample_argmax(logits, f.vocab);
+        cr_assert_eq(token, greedy[j], "%s step %lld: dsc picks %lld, "
+                     "transformers %d", name, (long long)j, (long long)token,
+                     greedy[j]);
+    }
+    free(logits);
+    close_fixture(&f);
+}
+
+
+Test(deepseek, yarn_groups_qlora_matches_transformers_jit)
+{
+    check_fixture("deepseek_yarn", 0);
+}
+
+Test(deepseek, plain_qproj_tied_matches_transformers_jit)
+{
+    check_fixture("deepseek_plain", 0);
+}
+
+Test(deepseek, matches_transformers_aot)
+{
+    check_fixture("deepseek_yarn", 1);
+    check_fixture("deepseek_plain", 1);
+}
+
+
+/* The cache holds kv_lora_rank + qk_rope_head_dim floats per token and
+ * layer (each layer's block rounded up to DSC_ALIGN), not 2 x heads x
+ * head_dim. */
+Test(deepseek, latent_cache_size)
+{
+    fixture f;
+    open_fixture(&f, "deepseek_yarn", 0);
+    int64_t ctx = 64, layers = 3, per = 16 + 8;  /* its config.json */
+    int64_t block = (ctx * per + DSC_ALIGN / 4 - 1) / (DSC_ALIGN / 4) *
+                    (DSC_ALIGN / 4);
+    cr_assert_eq(f.run.cache_floats, layers * block,
+                 "cache %lld floats, expected %lld",
+                 (long long)f.run.cache_floats, (long long)(layers * block));
+    close_fixture(&f);
+}
+
+
+static int run_cmd(const char *cmd)
+{
+    int status = system(cmd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+
+/* As a user runs it: --config, the published weights, --prompt-logits. */
+Test(deepseek, cli_generate_prompt_logits)
+{
+    const char *dir = "tests/fixtures/deepseek_yarn";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "build/dsc generate models/deepseek_v3.lua "
+             "--config %s/config.json --weights %s/model.safetensors "
+             "--prompt 5,17,3 -n 2 --threads 1 --prompt-logits "
+             "build/ds_prompt_logits.npy > build/ds_ids.txt 2>/dev/null", dir,
+             dir);
+    cr_assert_eq(run_cmd(cmd), 0);
+    npy_array a;
+    dsc_err err;
+    cr_assert_eq(npy_read("build/ds_prompt_logits.npy", &a, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(a.dtype, NPY_F32);
+    cr_assert_eq(a.rank, 2);
+    cr_assert_eq(a.shape[0], 3);
+    cr_assert_eq(a.shape[1], 96);
+    npy_free(&a);
+    /* A declared key of the wrong type is an error naming it. */
+    FILE *fp = fopen("build/ds_bad_config.json", "w");
+    cr_assert_not_null(fp);
+    fputs("{\n  \"architectures\": [\"x\"],\n  \"hidden_size\": \"big\"\n}\n",
+          fp);
+    fclose(fp);
+    cr_assert_eq(run_cmd("build/dsc compile models/deepseek_v3.lua --config "
+                         "build/ds_bad_config.json -o build/ds_bad.c 2> "
+                         "build/ds_bad.txt"), 1);
+    cr_assert_eq(run_cmd("grep -q \"build/ds_bad_config.json:3: error: config "
+                         "key 'hidden_size' must be an integer\" "
+                         "build/ds_bad.txt"), 0);
+}

@@ -279,13 +279,39 @@ def router_ties(out):
             idx = torch.topk(x, k, sorted=False)[1]
             cases.append((x.numpy().astype(np.float32),
                           idx.numpy().astype(np.int64)))
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     xs = np.concatenate([c[0] for c in cases]).astype(np.float32)
     ks = np.concatenate([c[1] for c in cases]).astype(np.int64)
     ns = np.array([[len(c[0]), len(c[1])] for c in cases], dtype=np.int64)
     np.save(out + "_x.npy", xs)
     np.save(out + "_idx.npy", ks.astype(np.int32))
     np.save(out + "_nk.npy", ns.astype(np.int32))
-    print("wrote %d tie cases to %s_{x,idx,nk}.npy" % (len(cases), out))
+    # The whole router (DeepseekV3TopkRouter) on logits full of equal
+    # values: 16 experts in 4 groups, 2 kept, 4 chosen; the router's weight
+    # the identity, so its input is its logits.
+    from transformers import DeepseekV3Config
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import \
+        DeepseekV3TopkRouter
+    cfg = DeepseekV3Config(hidden_size=16, n_routed_experts=16, n_group=4,
+                           topk_group=2, num_experts_per_tok=4,
+                           routed_scaling_factor=2.5, norm_topk_prob=True)
+    router = DeepseekV3TopkRouter(cfg)
+    with torch.no_grad():
+        router.weight.copy_(torch.eye(16))
+        router.e_score_correction_bias.copy_(
+            torch.tensor([0.0, 0.5] * 8))
+    levels = torch.tensor([-1.0, 0.0, 0.5, 2.0])
+    logits = levels[torch.randint(0, 4, (64, 16), generator=gen)]
+    logits[:8] = 0.0
+    with torch.no_grad():
+        _, w, idx = router(logits)
+    np.save(out + "_router_logits.npy", logits.numpy().astype(np.float32))
+    np.save(out + "_router_bias.npy",
+            router.e_score_correction_bias.numpy().astype(np.float32))
+    np.save(out + "_router_idx.npy", idx.numpy().astype(np.int32))
+    np.save(out + "_router_w.npy", w.numpy().astype(np.float32))
+    print("wrote %d tie cases and 64 router rows to %s_*.npy" % (len(cases),
+                                                                 out))
 
 
 def main():

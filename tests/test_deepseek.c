@@ -3,8 +3,9 @@
  * tools/export_deepseek_v3.py, configured by their config.json and read
  * under the published weight names): every prompt position's logits, the
  * prefill and every decode step's logits, the greedy continuation token
- * for token, JIT and AOT; the latent cache's size; dsc generate
- * --config/--prompt-logits as a user runs it. */
+ * for token, JIT and AOT, from one file and from shards; the latent
+ * cache's size; dsc generate --config/--prompt-logits as a user runs it;
+ * FP8 checkpoints refused. */
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "driver/build.h"
 #include "driver/runner.h"
@@ -64,7 +66,10 @@ static void open_fixture(fixture *f, const char *name, int aot)
     build_options opts = { .defines = f->defs, .n_defines = f->n_defs };
     cr_assert_eq(build_model("models/deepseek_v3.lua", &opts, &f->built, &err),
                  0, "%s", err.msg);
-    snprintf(path, sizeof path, "%s/model.safetensors", f->dir);
+    /* deepseek_plain is sharded: its index names two files. */
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", f->dir);
+    if (access(path, R_OK) != 0)
+        snprintf(path, sizeof path, "%s/model.safetensors", f->dir);
     runner_options ro = { .weights_path = path, .threads = 1, .aot = aot };
     cr_assert_eq(runner_open(&f->run, &f->built, &ro, &err), 0, "%s", err.msg);
     cr_assert(f->run.decoder);
@@ -213,4 +218,31 @@ Test(deepseek, cli_generate_prompt_logits)
     cr_assert_eq(run_cmd("grep -q \"build/ds_bad_config.json:3: error: config "
                          "key 'hidden_size' must be an integer\" "
                          "build/ds_bad.txt"), 0);
+}
+
+
+/* An FP8 checkpoint (F8_E4M3 weights with weight_scale_inv) is refused
+ * with an error saying so, not read as garbage. */
+Test(deepseek, fp8_checkpoint_refused)
+{
+    const char *header = "{\"w.weight\":{\"dtype\":\"F8_E4M3\",\"shape\":"
+                         "[2,2],\"data_offsets\":[0,4]},\"w.weight_scale_inv"
+                         "\":{\"dtype\":\"F32\",\"shape\":[1],"
+                         "\"data_offsets\":[4,8]}}";
+    uint64_t len = strlen(header);
+    FILE *fp = fopen("build/ds_fp8.safetensors", "wb");
+    cr_assert_not_null(fp);
+    unsigned char n[8];
+    for (int i = 0; i < 8; i++)
+        n[i] = (unsigned char)(len >> (8 * i));
+    fwrite(n, 1, 8, fp);
+    fwrite(header, 1, len, fp);
+    fwrite("\1\2\3\4\0\0\200\77", 1, 8, fp);
+    fclose(fp);
+    cr_assert_eq(run_cmd("build/dsc generate models/deepseek_v3.lua "
+                         "--weights build/ds_fp8.safetensors --prompt 1 -n 1 "
+                         "2> build/ds_fp8.txt"), 1);
+    cr_assert_eq(run_cmd("grep -q \"build/ds_fp8.safetensors: error: .*FP8 "
+                         "checkpoints (with weight_scale_inv) are not "
+                         "supported\" build/ds_fp8.txt"), 0);
 }

@@ -14,7 +14,9 @@ values), and writes:
     DIR/config.json          the configuration as the published checkpoints
                              write it (rope_theta and a nested rope_scaling,
                              q_lora_rank null when absent)
-    DIR/model.safetensors    BF16 weights under the published names: one
+    DIR/model.safetensors    (or, with --shards N, N model-0000i-of-0000N
+                             files and model.safetensors.index.json)
+                             BF16 weights under the published names: one
                              model.layers.N.mlp.experts.E.{gate,up,down}_proj
                              per expert (what transformers 5 saves), plus a
                              multi-token-prediction layer
@@ -172,7 +174,7 @@ class RouteWatch:
             self.excluded += free != chosen
 
 
-def export(name, out, seed, min_gap, min_route_gap, write):
+def export(name, out, seed, min_gap, min_route_gap, write, shards=1):
     from transformers import AutoConfig, DeepseekV3ForCausalLM
     from safetensors.torch import save_file
     p = PRESETS[name]
@@ -201,10 +203,27 @@ def export(name, out, seed, min_gap, min_route_gap, write):
         with open(tmp + "/fx/config.json", "w") as f:
             json.dump(cfg_json, f, indent=2)
             f.write("\n")
-        save_file(tensors, tmp + "/fx/model.safetensors",
-                  metadata={"format": "pt", "seed": str(seed),
-                            "transformers": __import__("transformers").__version__,
-                            "torch": torch.__version__})
+        meta = {"format": "pt", "seed": str(seed),
+                "transformers": __import__("transformers").__version__,
+                "torch": torch.__version__}
+        files = ["model.safetensors"]
+        if shards > 1:
+            keys = sorted(tensors)
+            files = ["model-%05d-of-%05d.safetensors" % (i + 1, shards)
+                     for i in range(shards)]
+            weight_map = {k: files[i * shards // len(keys)]
+                          for i, k in enumerate(keys)}
+            for f in files:
+                save_file({k: tensors[k] for k in keys if weight_map[k] == f},
+                          tmp + "/fx/" + f, metadata=meta)
+            with open(tmp + "/fx/model.safetensors.index.json", "w") as f:
+                json.dump({"metadata": {"total_size": sum(
+                    v.numel() * 2 for v in tensors.values())},
+                    "weight_map": weight_map}, f, indent=2)
+                f.write("\n")
+            files.append("model.safetensors.index.json")
+        else:
+            save_file(tensors, tmp + "/fx/model.safetensors", metadata=meta)
         # The reference: what transformers loads back from the fixture.
         ref = DeepseekV3ForCausalLM.from_pretrained(
             tmp + "/fx", dtype=torch.float32).eval()
@@ -250,7 +269,7 @@ def export(name, out, seed, min_gap, min_route_gap, write):
                   watch.excluded))
         if write:
             os.makedirs(out, exist_ok=True)
-            for f in ("config.json", "model.safetensors"):
+            for f in ["config.json"] + files:
                 shutil.copy(tmp + "/fx/" + f, os.path.join(out, f))
             np.save(os.path.join(out, "prompt.npy"),
                     prompt[0].numpy().astype(np.int32))
@@ -324,6 +343,8 @@ def main():
     ap.add_argument("--min-gap", type=float, default=2e-3)
     ap.add_argument("--min-route-gap", type=float, default=1e-4)
     ap.add_argument("--router-ties", metavar="PREFIX")
+    ap.add_argument("--shards", type=int, default=1,
+                    help="write N shards and model.safetensors.index.json")
     a = ap.parse_args()
     torch.set_num_threads(1)
     if a.router_ties:
@@ -332,7 +353,8 @@ def main():
     if not a.preset or not a.out:
         die("--preset and --out are required")
     for seed in range(a.seed, a.seed + a.tries):
-        why = export(a.preset, a.out, seed, a.min_gap, a.min_route_gap, True)
+        why = export(a.preset, a.out, seed, a.min_gap, a.min_route_gap, True,
+                     a.shards)
         if why is None:
             return
         print("%s seed %d refused: %s" % (a.preset, seed, why))

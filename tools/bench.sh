@@ -178,4 +178,5 @@ while IFS='|' read -r name defs args; do
     }'
 done <<<"$DECODERS"
 rm -f "$OUT/peer.err"
+[ -n "${NO_DEEPSEEK:-}" ] || DSC="$DSC" tools/bench_deepseek.sh || failed=1
 exit $failed

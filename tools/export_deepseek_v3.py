@@ -3,7 +3,8 @@
 transformers >= 5 with DeepseekV3ForCausalLM, e.g. a venv with
 `pip install torch transformers safetensors numpy`).
 
-    export_deepseek_v3.py --preset NAME --out DIR [--seed N] [--check-only]
+    export_deepseek_v3.py --preset NAME --out DIR [--seed N] [--set KEY=JSON]
+                          [--shards N] [--check-dsc build/dsc]
     export_deepseek_v3.py --router-ties OUT.npz
 
 Builds a small random DeepseekV3ForCausalLM, moves every parameter and the
@@ -333,6 +334,42 @@ def router_ties(out):
                                                                  out))
 
 
+def check_dsc(dsc, out):
+    """Run dsc generate on the fixture in out as a user would (--config,
+    the published weights, --prompt-logits), JIT and AOT: prompt logits
+    within 1e-4, the greedy continuation identical."""
+    import subprocess
+    prompt = np.load(os.path.join(out, "prompt.npy"))
+    greedy = np.load(os.path.join(out, "greedy.npy"))
+    ref = np.load(os.path.join(out, "prompt_logits.npy"))
+    weights = os.path.join(out, "model.safetensors.index.json")
+    if not os.path.exists(weights):
+        weights = os.path.join(out, "model.safetensors")
+    worst = 0.0
+    for aot in (False, True):
+        got_path = os.path.join(out, "dsc_prompt_logits.npy")
+        cmd = [dsc, "generate", "models/deepseek_v3.lua", "--config",
+               os.path.join(out, "config.json"), "--weights", weights,
+               "--prompt", ",".join(map(str, prompt)), "-n", str(len(greedy)),
+               "--threads", "1", "--prompt-logits", got_path] + \
+              (["--aot"] if aot else [])
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            die("dsc failed: %s" % r.stderr.strip())
+        ids = [int(t) for t in r.stdout.strip().split(",")]
+        got = np.load(got_path)
+        os.remove(got_path)
+        d = float(np.abs(got - ref).max())
+        worst = max(worst, d)
+        mode = "aot" if aot else "jit"
+        print("dsc %s: prompt logits max |dsc - transformers| = %.3g; greedy "
+              "%s" % (mode, d, "identical" if ids == greedy.tolist()
+                      else "DIFFERS: %s" % ids))
+        if ids != greedy.tolist() or d > 1e-4:
+            die("dsc does not match transformers on %s" % out)
+    return worst
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=sorted(PRESETS))
@@ -343,6 +380,12 @@ def main():
     ap.add_argument("--min-gap", type=float, default=2e-3)
     ap.add_argument("--min-route-gap", type=float, default=1e-4)
     ap.add_argument("--router-ties", metavar="PREFIX")
+    ap.add_argument("--set", action="append", default=[],
+                    metavar="KEY=JSON", help="change a key of the preset "
+                    "(a held-out configuration), e.g. --set hidden_size=48")
+    ap.add_argument("--check-dsc", metavar="DSC",
+                    help="then run this dsc on the result (JIT and AOT) and "
+                    "fail unless it matches")
     ap.add_argument("--shards", type=int, default=1,
                     help="write N shards and model.safetensors.index.json")
     a = ap.parse_args()
@@ -352,10 +395,18 @@ def main():
         return
     if not a.preset or not a.out:
         die("--preset and --out are required")
+    for kv in a.set:
+        key, _, value = kv.partition("=")
+        if key not in PRESETS[a.preset] or key.startswith("_"):
+            if key != "rope_scaling":
+                die("--set %s: not a key of preset %s" % (kv, a.preset))
+        PRESETS[a.preset][key] = json.loads(value)
     for seed in range(a.seed, a.seed + a.tries):
         why = export(a.preset, a.out, seed, a.min_gap, a.min_route_gap, True,
                      a.shards)
         if why is None:
+            if a.check_dsc:
+                check_dsc(a.check_dsc, a.out)
             return
         print("%s seed %d refused: %s" % (a.preset, seed, why))
     die("no seed in %d tries passed; try another --seed" % a.tries)

@@ -21,6 +21,7 @@
 #include "dsc_runtime.h"
 #include "io/config_json.h"
 #include "io/npy.h"
+#include "io/st_index.h"
 
 /* The issue asks for 1e-4; measured: 8.1e-6 at worst (logits up to 6),
  * so 2.5e-5 — tight enough to catch the latent norms' eps taken from
@@ -245,4 +246,70 @@ Test(deepseek, fp8_checkpoint_refused)
     cr_assert_eq(run_cmd("grep -q \"build/ds_fp8.safetensors: error: .*FP8 "
                          "checkpoints (with weight_scale_inv) are not "
                          "supported\" build/ds_fp8.txt"), 0);
+}
+
+
+/* config.json: nested objects flatten to KEY.SUB, each value keeps its JSON
+ * type; duplicate keys and trailing text are errors naming the line. */
+Test(deepseek, config_json_reader)
+{
+    const char *text = "{\n \"a\": 1,\n \"rope_scaling\": {\"type\": \"yarn\", "
+                       "\"factor\": 40.0, \"deep\": {\"x\": null}},\n"
+                       " \"l\": [1, {\"y\": 2}], \"t\": true\n}\n";
+    frontend_define *d;
+    int n;
+    dsc_err err;
+    cr_assert_eq(config_json_read_memory(text, strlen(text), "c.json", &d, &n,
+                                         &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 6);
+    const char *keys[] = { "a", "rope_scaling.type", "rope_scaling.factor",
+                           "rope_scaling.deep.x", "l", "t" };
+    const char kinds[] = "isfzxb";
+    for (int i = 0; i < n; i++) {
+        cr_expect_str_eq(d[i].key, keys[i]);
+        cr_expect_eq(d[i].kind, kinds[i], "%s", keys[i]);
+        cr_expect_str_eq(d[i].source, "c.json");
+    }
+    cr_expect_str_eq(d[2].value, "40.0");
+    cr_expect_eq(d[2].line, 3);
+    config_json_free(d, n);
+    const char *dup = "{\"a\": 1,\n \"a\": 2}";
+    cr_assert_eq(config_json_read_memory(dup, strlen(dup), "c.json", &d, &n,
+                                         &err), -1);
+    cr_expect(strstr(err.msg, "c.json: error: key 'a' appears twice"), "%s",
+              err.msg);
+    const char *trail = "{}\n{}";
+    cr_assert_eq(config_json_read_memory(trail, strlen(trail), "c.json", &d,
+                                         &n, &err), -1);
+    cr_expect(strstr(err.msg, "c.json:2: error: text after"), "%s", err.msg);
+}
+
+
+/* A sharded checkpoint's index: distinct shards beside the index, in
+ * order; a shard outside its directory refused. */
+Test(deepseek, st_index_reader)
+{
+    const char *text = "{\"metadata\": {\"total_size\": 8}, \"weight_map\": "
+                       "{\"a\": \"m-1.safetensors\", \"b\": \"m-2.safetensors\","
+                       " \"c\": \"m-1.safetensors\"}}";
+    char **paths;
+    int n;
+    dsc_err err;
+    cr_assert_eq(st_index_shards_memory(text, strlen(text), "dir/x.index.json",
+                                        &paths, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(paths[0], "dir/m-1.safetensors");
+    cr_expect_str_eq(paths[1], "dir/m-2.safetensors");
+    for (int i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+    const char *bad = "{\"weight_map\": {\"a\": \"../secret.safetensors\"}}";
+    cr_assert_eq(st_index_shards_memory(bad, strlen(bad), "x.json", &paths, &n,
+                                        &err), -1);
+    cr_expect(strstr(err.msg, "must be a file name beside the index"), "%s",
+              err.msg);
+    const char *none = "{\"metadata\": {}}";
+    cr_assert_eq(st_index_shards_memory(none, strlen(none), "x.json", &paths,
+                                        &n, &err), -1);
+    cr_expect(strstr(err.msg, "weight_map"), "%s", err.msg);
 }

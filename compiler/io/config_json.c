@@ -128,6 +128,17 @@ int config_json_read(const char *path, frontend_define **defs, int *n,
     *n = 0;
     if (!text)
         return -1;
+    int rc = config_json_read_memory(text, len, path, defs, n, err);
+    free(text);
+    return rc;
+}
+
+
+int config_json_read_memory(const char *text, size_t len, const char *path,
+                            frontend_define **defs, int *n, dsc_err *err)
+{
+    *defs = NULL;
+    *n = 0;
     reader r = { .jp = { .s = text, .len = len, .path = path, .err = err,
                          .lines = 1 } };
     int rc = read_object(&r, "", 1);
@@ -136,7 +147,6 @@ int config_json_read(const char *path, frontend_define **defs, int *n,
         if (jp_peek(&r.jp) != -1)
             rc = jp_syntax(&r.jp, "text after the top-level object");
     }
-    free(text);
     if (rc) {
         config_json_free(r.defs, r.n);
         return -1;

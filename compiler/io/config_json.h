@@ -13,6 +13,10 @@
  * strings are malloc'd; config_json_free releases them and the array. */
 int config_json_read(const char *path, frontend_define **defs, int *n,
                      dsc_err *err);
+/* The same for text already in memory (len bytes; tests, fuzzing).  The
+ * settings' source is path, which must outlive them. */
+int config_json_read_memory(const char *text, size_t len, const char *path,
+                            frontend_define **defs, int *n, dsc_err *err);
 void config_json_free(frontend_define *defs, int n);
 
 #endif

@@ -66,16 +66,26 @@ int st_index_shards(const char *index_path, char ***paths, int *n,
     *n = 0;
     if (!text)
         return -1;
+    int rc = st_index_shards_memory(text, len, index_path, paths, n, err);
+    free(text);
+    return rc;
+}
+
+
+int st_index_shards_memory(const char *text, size_t len,
+                           const char *index_path, char ***paths, int *n,
+                           dsc_err *err)
+{
+    *paths = NULL;
+    *n = 0;
     jparser jp = { .s = text, .len = len, .path = index_path, .err = err,
                    .lines = 1 };
     const char *slash = strrchr(index_path, '/');
     size_t dir_len = slash ? (size_t)(slash - index_path) + 1 : 0;
     char **list = NULL, *key = NULL;
     int count = 0, cap = 0, first = 1, more = 0, maps = 0, rc = 0;
-    if (jp_open(&jp, '{', 1)) {
-        free(text);
+    if (jp_open(&jp, '{', 1))
         return -1;
-    }
     while (rc == 0 && (more = jp_next(&jp, '}', &first, &key)) == 1) {
         if (strcmp(key, "weight_map") != 0) {
             rc = jp_skip(&jp, 2);
@@ -110,7 +120,11 @@ int st_index_shards(const char *index_path, char ***paths, int *n,
     else if (rc == 0 && count == 0)
         rc = err_set(err, "%s: error: the weight_map names no shard",
                      index_path);
-    free(text);
+    if (rc == 0) {
+        jp_ws(&jp);
+        if (jp_peek(&jp) != -1)
+            rc = jp_syntax(&jp, "text after the top-level object");
+    }
     if (rc) {
         free_list(list, count);
         return -1;

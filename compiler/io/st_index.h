@@ -10,5 +10,9 @@
  * name must be a plain file name (no '/', not "." or ".."). */
 int st_index_shards(const char *index_path, char ***paths, int *n,
                     dsc_err *err);
+/* The same for text in memory (tests, fuzzing). */
+int st_index_shards_memory(const char *text, size_t len,
+                           const char *index_path, char ***paths, int *n,
+                           dsc_err *err);
 
 #endif

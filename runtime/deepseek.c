@@ -133,7 +133,7 @@ typedef struct mla_job {
 } mla_job;
 
 
-static float dot(const float *a, const float *b, int64_t n)
+RT_INLINE float dot(const float *a, const float *b, int64_t n)
 {
     float acc[8] = {0};
     int64_t i = 0;
@@ -151,7 +151,7 @@ static float dot(const float *a, const float *b, int64_t n)
 /* One (token i, head h): the absorbed form.  With W_UK, W_UV head h's rows
  * of kv_b_proj, q_nope·(W_UK c_t) = (W_UKᵀ q_nope)·c_t, and the output
  * W_UV Σ p_t c_t: the latent cache is never expanded. */
-static void mla_tasks(void *arg, int64_t begin, int64_t end)
+RT_INLINE void mla_body(void *arg, int64_t begin, int64_t end)
 {
     const mla_job *j = arg;
     const rt_mla_shape *s = j->s;
@@ -208,6 +208,21 @@ static void mla_tasks(void *arg, int64_t begin, int64_t end)
 }
 
 
+static void mla_tasks(void *arg, int64_t begin, int64_t end)
+{
+    mla_body(arg, begin, end);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void mla_tasks_avx2(void *arg, int64_t begin,
+                                          int64_t end)
+{
+    mla_body(arg, begin, end);
+}
+#endif
+
+
 void rt_mla_attention(rt_ctx *ctx, float *out, const float *q, const float *kv,
                       const float *kv_norm, const float *kv_b, float *cache,
                       int64_t n, int64_t pos, const rt_mla_shape *s)
@@ -228,7 +243,12 @@ void rt_mla_attention(rt_ctx *ctx, float *out, const float *q, const float *kv,
     int64_t tasks = n * s->heads;
     int64_t work = tasks * ((pos + n) * 2 * w +
                             (s->d_nope + s->d_v) * s->rank);
-    rt_parallel(ctx, rt_threads_for(ctx, work, 1 << 16), tasks, mla_tasks, &j);
+    rt_task_fn fn = mla_tasks;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = mla_tasks_avx2;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, work, 1 << 16), tasks, fn, &j);
 }
 
 

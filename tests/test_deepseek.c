@@ -187,38 +187,65 @@ static int run_cmd(const char *cmd)
 }
 
 
+/* The dsc under test ($DSC: make check's sanitized build). */
+static const char *dsc(void)
+{
+    const char *path = getenv("DSC");
+    return path && *path ? path : "build/dsc";
+}
+
+
+/* A fresh directory for a test's files, in tmp[64]. */
+static void make_tmp(char *tmp)
+{
+    strcpy(tmp, "/tmp/dsc_deepseek_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp));
+}
+
+
+static void remove_tmp(const char *tmp)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_assert_eq(system(cmd), 0);
+}
+
+
 /* As a user runs it: --config, the published weights, --prompt-logits. */
 Test(deepseek, cli_generate_prompt_logits)
 {
     const char *dir = "tests/fixtures/deepseek_yarn";
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "build/dsc generate models/deepseek_v3.lua "
+    char tmp[64], cmd[1024], path[128];
+    make_tmp(tmp);
+    snprintf(cmd, sizeof cmd, "%s generate models/deepseek_v3.lua "
              "--config %s/config.json --weights %s/model.safetensors "
              "--prompt 5,17,3 -n 2 --threads 1 --prompt-logits "
-             "build/ds_prompt_logits.npy > build/ds_ids.txt 2>/dev/null", dir,
-             dir);
+             "%s/logits.npy > %s/ids.txt 2>/dev/null", dsc(), dir, dir, tmp,
+             tmp);
     cr_assert_eq(run_cmd(cmd), 0);
     npy_array a;
     dsc_err err;
-    cr_assert_eq(npy_read("build/ds_prompt_logits.npy", &a, &err), 0, "%s",
-                 err.msg);
+    snprintf(path, sizeof path, "%s/logits.npy", tmp);
+    cr_assert_eq(npy_read(path, &a, &err), 0, "%s", err.msg);
     cr_assert_eq(a.dtype, NPY_F32);
     cr_assert_eq(a.rank, 2);
     cr_assert_eq(a.shape[0], 3);
     cr_assert_eq(a.shape[1], 96);
     npy_free(&a);
     /* A declared key of the wrong type is an error naming it. */
-    FILE *fp = fopen("build/ds_bad_config.json", "w");
+    snprintf(path, sizeof path, "%s/bad.json", tmp);
+    FILE *fp = fopen(path, "w");
     cr_assert_not_null(fp);
     fputs("{\n  \"architectures\": [\"x\"],\n  \"hidden_size\": \"big\"\n}\n",
           fp);
     fclose(fp);
-    cr_assert_eq(run_cmd("build/dsc compile models/deepseek_v3.lua --config "
-                         "build/ds_bad_config.json -o build/ds_bad.c 2> "
-                         "build/ds_bad.txt"), 1);
-    cr_assert_eq(run_cmd("grep -q \"build/ds_bad_config.json:3: error: config "
-                         "key 'hidden_size' must be an integer\" "
-                         "build/ds_bad.txt"), 0);
+    snprintf(cmd, sizeof cmd, "%s compile models/deepseek_v3.lua --config %s "
+             "-o %s/bad.c 2> %s/err.txt", dsc(), path, tmp, tmp);
+    cr_assert_eq(run_cmd(cmd), 1);
+    snprintf(cmd, sizeof cmd, "grep -q \"%s:3: error: config key "
+             "'hidden_size' must be an integer\" %s/err.txt", path, tmp);
+    cr_assert_eq(run_cmd(cmd), 0);
+    remove_tmp(tmp);
 }
 
 
@@ -231,7 +258,10 @@ Test(deepseek, fp8_checkpoint_refused)
                          "\":{\"dtype\":\"F32\",\"shape\":[1],"
                          "\"data_offsets\":[4,8]}}";
     uint64_t len = strlen(header);
-    FILE *fp = fopen("build/ds_fp8.safetensors", "wb");
+    char tmp[64], path[128], cmd[512];
+    make_tmp(tmp);
+    snprintf(path, sizeof path, "%s/fp8.safetensors", tmp);
+    FILE *fp = fopen(path, "wb");
     cr_assert_not_null(fp);
     unsigned char n[8];
     for (int i = 0; i < 8; i++)
@@ -240,12 +270,13 @@ Test(deepseek, fp8_checkpoint_refused)
     fwrite(header, 1, len, fp);
     fwrite("\1\2\3\4\0\0\200\77", 1, 8, fp);
     fclose(fp);
-    cr_assert_eq(run_cmd("build/dsc generate models/deepseek_v3.lua "
-                         "--weights build/ds_fp8.safetensors --prompt 1 -n 1 "
-                         "2> build/ds_fp8.txt"), 1);
-    cr_assert_eq(run_cmd("grep -q \"build/ds_fp8.safetensors: error: .*FP8 "
-                         "checkpoints (with weight_scale_inv) are not "
-                         "supported\" build/ds_fp8.txt"), 0);
+    snprintf(cmd, sizeof cmd, "%s generate models/deepseek_v3.lua --weights "
+             "%s --prompt 1 -n 1 2> %s/err.txt", dsc(), path, tmp);
+    cr_assert_eq(run_cmd(cmd), 1);
+    snprintf(cmd, sizeof cmd, "grep -q \"%s: error: .*FP8 checkpoints (with "
+             "weight_scale_inv) are not supported\" %s/err.txt", path, tmp);
+    cr_assert_eq(run_cmd(cmd), 0);
+    remove_tmp(tmp);
 }
 
 

@@ -435,16 +435,16 @@ int rt_moe_route(rt_ctx *ctx, float *route, const float *logits,
 {
     (void)ctx;
     int64_t e = s->experts, per = e / s->n_group;
-    float *buf = malloc((size_t)(3 * e + s->n_group) * sizeof(float) +
-                        rt_topk_scratch_bytes(e) +
-                        (size_t)(e + s->n_group) * sizeof(int64_t));
-    if (!buf)
+    /* The 8-byte-aligned parts first: the top-k scratch and indices. */
+    void *scratch = malloc(rt_topk_scratch_bytes(e) +
+                           (size_t)(e + s->n_group) * sizeof(int64_t) +
+                           (size_t)(3 * e + s->n_group) * sizeof(float));
+    if (!scratch)
         return DSC_ENOMEM;
-    float *scores = buf, *choice = buf + e, *masked = buf + 2 * e;
-    float *group = buf + 3 * e;
-    void *scratch = group + s->n_group;
     int64_t *idx = (int64_t *)((char *)scratch + rt_topk_scratch_bytes(e));
     int64_t *gidx = idx + e;
+    float *scores = (float *)(gidx + s->n_group), *choice = scores + e;
+    float *masked = scores + 2 * e, *group = scores + 3 * e;
     for (int64_t r = 0; r < rows; r++) {
         const float *l = logits + r * e;
         float *out = route + r * 2 * s->top_k;
@@ -486,7 +486,7 @@ int rt_moe_route(rt_ctx *ctx, float *route, const float *logits,
             out[s->top_k + k] = wk * s->scale;
         }
     }
-    free(buf);
+    free(scratch);
     return DSC_OK;
 }
 
@@ -506,13 +506,14 @@ int rt_moe_expert(rt_ctx *ctx, float *y, const float *acc, const float *x,
             count += route[i * 2 * top_k + k] == (float)expert;
     if (count == 0)
         return DSC_OK;  /* no token chose it: its weights are not read */
-    float *buf = malloc((size_t)(count * (2 * dim + 3 * inter + 1)) *
-                        sizeof(float) + (size_t)count * sizeof(int64_t));
-    if (!buf)
+    int64_t *tok = malloc((size_t)count * sizeof(int64_t) +
+                          (size_t)(count * (2 * dim + 3 * inter + 1)) *
+                          sizeof(float));
+    if (!tok)
         return DSC_ENOMEM;
-    float *xs = buf, *h = xs + count * dim, *a = h + count * 2 * inter;
-    float *o = a + count * inter, *wt = o + count * dim;
-    int64_t *tok = (int64_t *)(wt + count);
+    float *xs = (float *)(tok + count), *h = xs + count * dim;
+    float *a = h + count * 2 * inter, *o = a + count * inter;
+    float *wt = o + count * dim;
     int64_t c = 0;
     for (int64_t i = 0; i < rows; i++)
         for (int64_t k = 0; k < top_k; k++)
@@ -529,6 +530,6 @@ int rt_moe_expert(rt_ctx *ctx, float *y, const float *acc, const float *x,
     for (int64_t t = 0; t < count; t++)
         for (int64_t d = 0; d < dim; d++)
             y[tok[t] * dim + d] += o[t * dim + d] * wt[t];
-    free(buf);
+    free(tok);
     return DSC_OK;
 }

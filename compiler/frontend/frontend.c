@@ -1334,10 +1334,12 @@ model *frontend_load_string(const char *path, const char *text, size_t len,
                   "nn", err) ||
         run_chunk(&f, text, len, path, NULL, err))
         goto fail;
-    if (n_defines > 0 && !f.config_called) {
+    for (int i = 0; i < n_defines && !f.config_called; i++) {
+        if (defines[i].source)  /* --config: not this model's key */
+            continue;
         err_set(err, "%s: error: -D %s: unknown config key (the model takes "
                 "no configuration: it never calls dsc.config)", path,
-                defines[0].key);
+                defines[i].key);
         goto fail;
     }
     if (graph_verify(f.g, path, err))

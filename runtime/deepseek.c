@@ -123,7 +123,7 @@ static void rope_apply(float *x, const float *inv, int64_t p,
 
 /* ---- multi-head latent attention -------------------------------------- */
 
-#define MLA_KEY_BLOCK 256
+#define MLA_KEY_BLOCK 32
 
 typedef struct mla_job {
     float *out;

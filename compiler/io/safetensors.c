@@ -140,10 +140,10 @@ static int parse_dtype(jparser *jp, const char *name, st_dtype *dtype)
         d++;
     int r = 0;
     if (d == ST_NDTYPES && strncmp(s, "F8_", 3) == 0)
-        r = tensor_fail(jp, name, "dtype '%s': FP8 checkpoints (with "
-                        "weight_scale_inv) are not supported; convert them to "
-                        "BF16 first (DeepSeek-V3's inference/fp8_cast_bf16.py)",
-                        json_show(s, buf));
+        r = tensor_fail(jp, name, "unsupported dtype '%s': FP8 checkpoints "
+                        "(with weight_scale_inv) are not supported; convert "
+                        "them to BF16 first (DeepSeek-V3's "
+                        "inference/fp8_cast_bf16.py)", json_show(s, buf));
     else if (d == ST_NDTYPES)
         r = tensor_fail(jp, name, "unsupported dtype '%s'", json_show(s, buf));
     else

@@ -42,6 +42,19 @@ local cfg = dsc.config {
   ["rope_scaling.attention_factor"] = 0.0,
   ["rope_scaling.original_max_position_embeddings"] = 0,
   ["rope_scaling.truncate"] = true,
+  -- transformers 5 saves rope_parameters (rope_theta inside) instead;
+  -- when it names a rope_type, its keys are used.
+  ["rope_parameters.rope_type"] = "",
+  ["rope_parameters.type"] = "",
+  ["rope_parameters.rope_theta"] = 0.0,
+  ["rope_parameters.factor"] = 1.0,
+  ["rope_parameters.beta_fast"] = 32.0,
+  ["rope_parameters.beta_slow"] = 1.0,
+  ["rope_parameters.mscale"] = 0.0,
+  ["rope_parameters.mscale_all_dim"] = 0.0,
+  ["rope_parameters.attention_factor"] = 0.0,
+  ["rope_parameters.original_max_position_embeddings"] = 0,
+  ["rope_parameters.truncate"] = true,
   context = 0,  -- tokens the cache holds; 0: max_position_embeddings
 }
 local d = cfg.hidden_size

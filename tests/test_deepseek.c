@@ -48,13 +48,14 @@ static void load_npy(const fixture *f, const char *name, npy_array *a)
 }
 
 
-static void open_fixture(fixture *f, const char *name, int aot)
+static void open_fixture(fixture *f, const char *name, int aot,
+                         const char *config)
 {
     char path[256];
     dsc_err err;
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "tests/fixtures/%s", name);
-    snprintf(path, sizeof path, "%s/config.json", f->dir);
+    snprintf(path, sizeof path, "%s/%s", f->dir, config);
     cr_assert_eq(config_json_read(path, &f->defs, &f->n_defs, &err), 0, "%s",
                  err.msg);
     load_npy(f, "prompt", &f->prompt);
@@ -112,10 +113,10 @@ static double max_diff(const float *a, const float *b, int64_t n)
 
 /* Prompt logits one position at a time; then prefill and greedy decode,
  * every step's logits and token. */
-static void check_fixture(const char *name, int aot)
+static void check_fixture(const char *name, int aot, const char *config)
 {
     fixture f;
-    open_fixture(&f, name, aot);
+    open_fixture(&f, name, aot, config);
     const int32_t *prompt = f.prompt.data, *greedy = f.greedy.data;
     int64_t n = f.prompt.count, g = f.greedy.count;
     float *logits = malloc((size_t)f.vocab * sizeof(float));
@@ -148,18 +149,27 @@ static void check_fixture(const char *name, int aot)
 
 Test(deepseek, yarn_groups_qlora_matches_transformers_jit)
 {
-    check_fixture("deepseek_yarn", 0);
+    check_fixture("deepseek_yarn", 0, "config.json");
 }
 
 Test(deepseek, plain_qproj_tied_matches_transformers_jit)
 {
-    check_fixture("deepseek_plain", 0);
+    check_fixture("deepseek_plain", 0, "config.json");
 }
 
 Test(deepseek, matches_transformers_aot)
 {
-    check_fixture("deepseek_yarn", 1);
-    check_fixture("deepseek_plain", 1);
+    check_fixture("deepseek_yarn", 1, "config.json");
+    check_fixture("deepseek_plain", 1, "config.json");
+}
+
+
+/* The config.json transformers 5 saves (rope_parameters with rope_theta
+ * inside, no rope_scaling) configures the same model. */
+Test(deepseek, transformers5_config_reads_alike)
+{
+    check_fixture("deepseek_yarn", 0, "config_transformers5.json");
+    check_fixture("deepseek_plain", 0, "config_transformers5.json");
 }
 
 
@@ -169,7 +179,7 @@ Test(deepseek, matches_transformers_aot)
 Test(deepseek, latent_cache_size)
 {
     fixture f;
-    open_fixture(&f, "deepseek_yarn", 0);
+    open_fixture(&f, "deepseek_yarn", 0, "config.json");
     int64_t ctx = 64, layers = 3, per = 16 + 8;  /* its config.json */
     int64_t block = (ctx * per + DSC_ALIGN / 4 - 1) / (DSC_ALIGN / 4) *
                     (DSC_ALIGN / 4);

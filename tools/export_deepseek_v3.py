@@ -23,6 +23,8 @@ values), and writes:
                              multi-token-prediction layer
                              model.layers.<num_hidden_layers>.* that dsc
                              must list and ignore
+    DIR/config_transformers5.json  the same as transformers 5 saves it
+                             (rope_parameters, rope_theta inside)
     DIR/prompt.npy           int32 (n,)      the prompt
     DIR/prompt_logits.npy    float32 (n, V)  logits of every prompt position
                              (one forward over the prompt)
@@ -272,6 +274,7 @@ def export(name, out, seed, min_gap, min_route_gap, write, shards=1):
             os.makedirs(out, exist_ok=True)
             for f in ["config.json"] + files:
                 shutil.copy(tmp + "/fx/" + f, os.path.join(out, f))
+            save_config_v5(out)
             np.save(os.path.join(out, "prompt.npy"),
                     prompt[0].numpy().astype(np.int32))
             np.save(os.path.join(out, "prompt_logits.npy"),
@@ -332,6 +335,20 @@ def router_ties(out):
     np.save(out + "_router_w.npy", w.numpy().astype(np.float32))
     print("wrote %d tie cases and 64 router rows to %s_*.npy" % (len(cases),
                                                                  out))
+
+
+def save_config_v5(out):
+    """config_transformers5.json: the same configuration as transformers 5's
+    save_pretrained writes it (rope_parameters with rope_theta inside, not
+    rope_scaling), which dsc --config must read alike."""
+    from transformers import AutoConfig
+    tmp = tempfile.mkdtemp()
+    try:
+        AutoConfig.from_pretrained(out).save_pretrained(tmp)
+        shutil.copy(os.path.join(tmp, "config.json"),
+                    os.path.join(out, "config_transformers5.json"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_dsc(dsc, out):

@@ -141,19 +141,32 @@ end
 -- RoPE options of mla_attention from an HF config (rope_theta and the
 -- rope_scaling.* keys), as modeling_rope_utils' _compute_yarn_parameters
 -- and DeepseekV3Attention's softmax scale compute them.
+-- transformers 5's rope_parameters (rope_theta inside) take the place of
+-- rope_theta and rope_scaling when they name a rope_type.
 function nn.deepseek_rope(cfg)
   local qk = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
-  local o = {rope_theta = cfg.rope_theta, rope_interleave = cfg.rope_interleave,
+  local group = "rope_scaling."
+  local base = cfg.rope_theta
+  local v5 = cfg["rope_parameters.rope_type"]
+  if v5 == "" then v5 = cfg["rope_parameters.type"] end
+  if v5 ~= "" then
+    group = "rope_parameters."
+    if cfg["rope_parameters.rope_theta"] ~= 0 then
+      base = cfg["rope_parameters.rope_theta"]
+    end
+  end
+  local function rs(key) return cfg[group .. key] end
+  local o = {rope_theta = base, rope_interleave = cfg.rope_interleave,
              scale = qk ^ -0.5}
-  local kind = cfg["rope_scaling.type"]
-  if kind == "" then kind = cfg["rope_scaling.rope_type"] end
+  local kind = rs("type")
+  if kind == "" then kind = rs("rope_type") end
   if kind == "" or kind == "default" then return o end
   if kind ~= "yarn" then
-    error("rope_scaling type '" .. kind .. "' is not supported (only yarn)")
+    error(group .. "type '" .. kind .. "' is not supported (only yarn)")
   end
-  local f = cfg["rope_scaling.factor"]
-  local m, m_all = cfg["rope_scaling.mscale"], cfg["rope_scaling.mscale_all_dim"]
-  local attn = cfg["rope_scaling.attention_factor"]
+  local f = rs("factor")
+  local m, m_all = rs("mscale"), rs("mscale_all_dim")
+  local attn = rs("attention_factor")
   if attn == 0 then
     if m ~= 0 and m_all ~= 0 then
       attn = yarn_mscale(f, m) / yarn_mscale(f, m_all)
@@ -161,18 +174,17 @@ function nn.deepseek_rope(cfg)
       attn = yarn_mscale(f, 1)
     end
   end
-  local fast = cfg["rope_scaling.beta_fast"]
-  local slow = cfg["rope_scaling.beta_slow"]
+  local fast, slow = rs("beta_fast"), rs("beta_slow")
   if fast == 0 then fast = 32 end
   if slow == 0 then slow = 1 end
-  local orig = cfg["rope_scaling.original_max_position_embeddings"]
+  local orig = rs("original_max_position_embeddings")
   if orig == 0 then orig = cfg.max_position_embeddings end
-  local dim, base = cfg.qk_rope_head_dim, cfg.rope_theta
+  local dim = cfg.qk_rope_head_dim
   local function correction_dim(rot)
     return (dim * math.log(orig / (rot * 2 * math.pi))) / (2 * math.log(base))
   end
   local low, high = correction_dim(fast), correction_dim(slow)
-  if cfg["rope_scaling.truncate"] then
+  if rs("truncate") then
     low, high = math.floor(low), math.ceil(high)
   end
   o.yarn, o.yarn_factor = true, f

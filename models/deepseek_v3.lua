@@ -56,6 +56,9 @@ local cfg = dsc.config {
   ["rope_parameters.original_max_position_embeddings"] = 0,
   ["rope_parameters.truncate"] = true,
   context = 0,  -- tokens the cache holds; 0: max_position_embeddings
+  -- Routed experts' weights kept in bfloat16, as published: exact for a
+  -- BF16 checkpoint, half the bytes a token reads (false: float32).
+  moe_bf16 = true,
 }
 local d = cfg.hidden_size
 local ctx = cfg.context > 0 and cfg.context or cfg.max_position_embeddings

@@ -14,6 +14,10 @@
 #include "dsc_runtime.h"
 #include "rt_internal.h"
 
+#if RT_X86_DISPATCH
+#include <immintrin.h>
+#endif
+
 
 /* ---- RMSNorm and SwiGLU --------------------------------------------- */
 
@@ -493,10 +497,143 @@ int rt_moe_route(rt_ctx *ctx, float *route, const float *logits,
 
 /* ---- one routed expert ------------------------------------------------- */
 
+void rt_to_bf16(uint16_t *dst, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        if ((u & 0x7fffffffu) > 0x7f800000u)
+            dst[i] = (uint16_t)((u >> 16) | 0x40);  /* a quiet NaN */
+        else
+            dst[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}
+
+
+typedef struct bf16_job {
+    float *y;
+    const float *x;
+    const uint16_t *w;
+    int64_t rows, n_out, n_in;
+} bf16_job;
+
+
+RT_INLINE float bf16_float(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;  /* bfloat16 is a float's top half */
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+
+/* Tasks [begin, end): output features 4 begin .. 4 end, four at a time:
+ * each x row is read once
+ * for four weight rows, and 4 x 8 partial sums keep the adds independent.
+ * Streaming half the bytes of float weights is the point: a token reads
+ * each routed expert's weights once.  The sums run in a fixed order, so
+ * results do not depend on the thread count. */
+RT_INLINE void bf16_body(void *arg, int64_t begin, int64_t end)
+{
+    const bf16_job *j = arg;
+    int64_t n = j->n_in;
+    int64_t last = end * 4 < j->n_out ? end * 4 : j->n_out;
+    for (int64_t o = begin * 4; o < last; o += 4) {
+        int64_t nq = last - o < 4 ? last - o : 4;
+        const uint16_t *w[4];
+        for (int64_t q = 0; q < 4; q++)  /* missing rows repeat the last */
+            w[q] = j->w + (o + (q < nq ? q : nq - 1)) * n;
+        for (int64_t r = 0; r < j->rows; r++) {
+            const float *x = j->x + r * n;
+            float acc[4][8] = {{0}};
+            int64_t k = 0;
+            for (; k + 8 <= n; k += 8)
+                for (int q = 0; q < 4; q++)
+                    for (int l = 0; l < 8; l++)
+                        acc[q][l] += x[k + l] * bf16_float(w[q][k + l]);
+            for (int64_t q = 0; q < nq; q++) {
+                float tail = 0;
+                for (int64_t t = k; t < n; t++)
+                    tail += x[t] * bf16_float(w[q][t]);
+                const float *a = acc[q];
+                j->y[r * j->n_out + o + q] = tail +
+                    (((a[0] + a[4]) + (a[1] + a[5])) +
+                     ((a[2] + a[6]) + (a[3] + a[7])));
+            }
+        }
+    }
+}
+
+
+static void bf16_rows(void *arg, int64_t begin, int64_t end)
+{
+    bf16_body(arg, begin, end);
+}
+
+
+#if RT_X86_DISPATCH
+/* bf16_body with AVX2 spelled out (gcc does not vectorize the widening
+ * loads through the row pointers): the same lanes, the same order of
+ * multiplies and adds, so the same bits. */
+RT_TARGET_AVX2 static void bf16_rows_avx2(void *arg, int64_t begin,
+                                          int64_t end)
+{
+    const bf16_job *j = arg;
+    int64_t n = j->n_in;
+    int64_t last = end * 4 < j->n_out ? end * 4 : j->n_out;
+    for (int64_t o = begin * 4; o < last; o += 4) {
+        int64_t nq = last - o < 4 ? last - o : 4;
+        const uint16_t *w[4];
+        for (int64_t q = 0; q < 4; q++)
+            w[q] = j->w + (o + (q < nq ? q : nq - 1)) * n;
+        for (int64_t r = 0; r < j->rows; r++) {
+            const float *x = j->x + r * n;
+            __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(),
+                              _mm256_setzero_ps(), _mm256_setzero_ps() };
+            int64_t k = 0;
+            for (; k + 8 <= n; k += 8) {
+                __m256 xv = _mm256_loadu_ps(x + k);
+                for (int q = 0; q < 4; q++) {
+                    __m256i wi = _mm256_cvtepu16_epi32(
+                        _mm_loadu_si128((const __m128i *)(w[q] + k)));
+                    __m256 wf = _mm256_castsi256_ps(_mm256_slli_epi32(wi, 16));
+                    acc[q] = _mm256_add_ps(acc[q], _mm256_mul_ps(xv, wf));
+                }
+            }
+            for (int64_t q = 0; q < nq; q++) {
+                float tail = 0, a[8];
+                for (int64_t t = k; t < n; t++)
+                    tail += x[t] * bf16_float(w[q][t]);
+                _mm256_storeu_ps(a, acc[q]);
+                j->y[r * j->n_out + o + q] = tail +
+                    (((a[0] + a[4]) + (a[1] + a[5])) +
+                     ((a[2] + a[6]) + (a[3] + a[7])));
+            }
+        }
+    }
+}
+#endif
+
+
+void rt_linear_bf16(rt_ctx *ctx, float *y, const float *x, const uint16_t *w,
+                    int64_t rows, int64_t n_out, int64_t n_in)
+{
+    bf16_job j = { y, x, w, rows, n_out, n_in };
+    rt_task_fn fn = bf16_rows;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        fn = bf16_rows_avx2;
+#endif
+    /* Tasks of four output features (the last may have fewer). */
+    rt_parallel(ctx, rt_threads_for(ctx, rows * n_out * n_in, 1 << 18),
+                (n_out + 3) / 4, fn, &j);
+}
+
+
 int rt_moe_expert(rt_ctx *ctx, float *y, const float *acc, const float *x,
                   const float *route, const float *gate_up, const float *down,
                   int64_t rows, int64_t dim, int64_t inter, int64_t top_k,
-                  int64_t expert)
+                  int64_t expert, int bf16)
 {
     if (y != acc)
         memmove(y, acc, (size_t)(rows * dim) * sizeof(float));
@@ -522,11 +659,18 @@ int rt_moe_expert(rt_ctx *ctx, float *y, const float *acc, const float *x,
                 wt[c] = route[i * 2 * top_k + top_k + k];
                 tok[c++] = i;
             }
-    rt_linear(ctx, h, 2 * inter, xs, dim, gate_up, NULL, count, 2 * inter, dim,
-              RT_ACT_NONE, NULL);
+    if (bf16)
+        rt_linear_bf16(ctx, h, xs, (const uint16_t *)gate_up, count,
+                       2 * inter, dim);
+    else
+        rt_linear(ctx, h, 2 * inter, xs, dim, gate_up, NULL, count, 2 * inter,
+                  dim, RT_ACT_NONE, NULL);
     rt_silu_mul(ctx, a, h, 2 * inter, h + inter, 2 * inter, count, inter);
-    rt_linear(ctx, o, dim, a, inter, down, NULL, count, dim, inter,
-              RT_ACT_NONE, NULL);
+    if (bf16)
+        rt_linear_bf16(ctx, o, a, (const uint16_t *)down, count, dim, inter);
+    else
+        rt_linear(ctx, o, dim, a, inter, down, NULL, count, dim, inter,
+                  RT_ACT_NONE, NULL);
     for (int64_t t = 0; t < count; t++)
         for (int64_t d = 0; d < dim; d++)
             y[tok[t] * dim + d] += o[t * dim + d] * wt[t];

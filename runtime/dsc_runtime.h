@@ -194,12 +194,22 @@ size_t rt_topk_scratch_bytes(int64_t n);
 
 /* y = acc + Σ over the rows i that chose `expert` of weight · down(silu(
  * gate(x_i)) * up(x_i)); gate_up (rows gate then up, [2 inter, dim]) and
- * down ([dim, inter]) packed by rt_linear_pack, read only when some row
- * chose the expert.  y may alias acc.  DSC_OK or DSC_ENOMEM. */
+ * down ([dim, inter]) packed by rt_linear_pack, or with bf16 row-major
+ * bfloat16 (rt_to_bf16), read only when some row chose the expert.  y may
+ * alias acc.  DSC_OK or DSC_ENOMEM. */
 int rt_moe_expert(rt_ctx *ctx, float *y, const float *acc, const float *x,
                   const float *route, const float *gate_up, const float *down,
                   int64_t rows, int64_t dim, int64_t inter, int64_t top_k,
-                  int64_t expert);
+                  int64_t expert, int bf16);
+
+/* dst[i] = x[i] rounded to bfloat16 (to nearest, ties to even; NaN kept
+ * NaN): exact for values that came from bfloat16. */
+void rt_to_bf16(uint16_t *dst, const float *x, int64_t n);
+
+/* y[r, o] = Σ_k x[r, k] · w[o, k] for a row-major bfloat16 w [n_out, n_in];
+ * x and y contiguous. */
+void rt_linear_bf16(rt_ctx *ctx, float *y, const float *x, const uint16_t *w,
+                    int64_t rows, int64_t n_out, int64_t n_in);
 
 #define DSC_DEEPSEEK_SYMBOLS(X) \
     X(rt_rmsnorm)               \

@@ -456,6 +456,37 @@ Test(deepseek_kernels, router_ties_as_transformers)
 }
 
 
+/* x rounded to the nearest bfloat16 (ties to even), in double. */
+static float bf16_round(float x)
+{
+    double m = fabs((double)x);
+    if (m == 0)
+        return x;
+    int e;
+    frexp(m, &e);
+    double ulp = ldexp(1, e - 8);  /* 8 significant bits */
+    double q = m / ulp, r = floor(q);
+    if (q - r > 0.5 || (q - r == 0.5 && fmod(r, 2) != 0))
+        r += 1;
+    return (float)(x < 0 ? -r * ulp : r * ulp);
+}
+
+
+Test(deepseek_kernels, bf16_rounding)
+{
+    float x[6] = { 1.0f, 1.00390625f, 1.01171875f, -3.14159f, 1e-30f, 65504.3f };
+    uint16_t b[6];
+    rt_to_bf16(b, x, 6);
+    for (int i = 0; i < 6; i++) {
+        uint32_t u = (uint32_t)b[i] << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        cr_expect_eq(f, bf16_round(x[i]), "%.9g -> %.9g, expected %.9g",
+                     (double)x[i], (double)f, (double)bf16_round(x[i]));
+    }
+}
+
+
 /* One expert against double; an expert no token chose reads no weights
  * (NULL here) and leaves acc as it was. */
 Test(deepseek_kernels, expert_reads_only_when_chosen)
@@ -496,13 +527,47 @@ Test(deepseek_kernels, expert_reads_only_when_chosen)
         }
     }
     cr_assert_eq(rt_moe_expert(NULL, y, acc, x, route, gu_p, dn_p, rows, dim,
-                               inter, top_k, 5), DSC_OK);
+                               inter, top_k, 5, 0), DSC_OK);
     expect_close(y, ref, rows * dim, 2e-6, "moe_expert");
     /* Expert 4: nobody chose it; in place over acc. */
     memcpy(y, acc, (size_t)(rows * dim) * sizeof *y);
     cr_assert_eq(rt_moe_expert(NULL, y, y, x, route, NULL, NULL, rows, dim,
-                               inter, top_k, 4), DSC_OK);
+                               inter, top_k, 4, 0), DSC_OK);
     cr_expect_arr_eq(y, acc, (size_t)(rows * dim) * sizeof *y);
+    /* Weights stored as bfloat16: with weights that are bfloat16 values
+     * already, the same result. */
+    for (int64_t i = 0; i < 2 * inter * dim; i++)
+        gu[i] = bf16_round(gu[i]);
+    for (int64_t i = 0; i < dim * inter; i++)
+        dn[i] = bf16_round(dn[i]);
+    for (int64_t i = 0; i < rows; i++) {
+        double wt = i == 0 ? 0.75 : i == 2 ? 1.5 : 0;
+        double a[16];
+        for (int64_t j = 0; j < inter; j++) {
+            double g = 0, u = 0;
+            for (int64_t k = 0; k < dim; k++) {
+                g += (double)gu[j * dim + k] * x[i * dim + k];
+                u += (double)gu[(inter + j) * dim + k] * x[i * dim + k];
+            }
+            a[j] = g / (1 + exp(-g)) * u;
+        }
+        for (int64_t d = 0; d < dim; d++) {
+            double o = 0;
+            for (int64_t j = 0; j < inter; j++)
+                o += (double)dn[d * inter + j] * a[j];
+            ref[i * dim + d] = acc[i * dim + d] + wt * o;
+        }
+    }
+    uint16_t *gu16 = malloc((size_t)(2 * inter * dim) * sizeof *gu16);
+    uint16_t *dn16 = malloc((size_t)(dim * inter) * sizeof *dn16);
+    rt_to_bf16(gu16, gu, 2 * inter * dim);
+    rt_to_bf16(dn16, dn, dim * inter);
+    cr_assert_eq(rt_moe_expert(NULL, y, acc, x, route, (const float *)gu16,
+                               (const float *)dn16, rows, dim, inter, top_k, 5,
+                               1), DSC_OK);
+    expect_close(y, ref, rows * dim, 2e-6, "moe_expert bf16");
+    free(gu16);
+    free(dn16);
     free(x);
     free(acc);
     free(gu);

@@ -482,7 +482,8 @@ char *emit_c_source(const model *m, const memory_plan *plan,
             if (p->transposed)
                 sb_append(&sb, " (stored transposed)");
         }
-        sb_printf(&sb, "%s */\n", we->packed_linear ? ", packed" : "");
+        sb_printf(&sb, "%s */\n", we->packed_linear ? ", packed"
+                                  : we->bf16 ? ", bfloat16" : "");
     }
 
     sb_append(&sb, "\n");

@@ -872,7 +872,7 @@ static int l_moe_route(lua_State *L)
  * are stacked into one weight (one GEMM), as fuse-qkv would. */
 static int l_moe_expert(lua_State *L)
 {
-    static const char *const known[] = { "expert", "top_k", NULL };
+    static const char *const known[] = { "expert", "top_k", "bf16", NULL };
     const char *op = "moe_expert";
     frontend *f = ctx_of(L);
     int in[5] = { check_tensor(L, 1, op), check_tensor(L, 2, op),
@@ -882,6 +882,7 @@ static int l_moe_expert(lua_State *L)
     graph_attrs a = {
         .expert = opt_int(L, 7, op, "expert", 0, 0, 1 << 20),
         .experts_per_tok = opt_int(L, 7, op, "top_k", 1, 1, 1 << 16),
+        .expert_bf16 = opt_bool(L, 7, op, "bf16", 0),
     };
     const graph_tensor *gt = &f->g->tensors[gate], *ut = &f->g->tensors[up];
     if (gt->kind != GRAPH_WEIGHT || ut->kind != GRAPH_WEIGHT ||

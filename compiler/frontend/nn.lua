@@ -252,7 +252,7 @@ function nn.deepseek_moe(x, prefix, cfg, residual)
       dsc.weight(p .. ".gate_proj.weight", {inter, d}),
       dsc.weight(p .. ".up_proj.weight", {inter, d}),
       dsc.weight(p .. ".down_proj.weight", {d, inter}),
-      {expert = i, top_k = cfg.num_experts_per_tok})
+      {expert = i, top_k = cfg.num_experts_per_tok, bf16 = cfg.moe_bf16})
   end
   return acc
 end

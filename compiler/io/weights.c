@@ -11,17 +11,22 @@
 #define ALIGN_FLOATS (DSC_ALIGN / 4)
 
 
-/* Does any node read tensor t as a linear's weight?  As anything else? */
-static void uses(const graph *g, int t, int *as_linear, int *as_other)
+/* Does any node read tensor t as a linear's weight?  As anything else?
+ * (A routed expert's weights count as a linear's, or as bfloat16 when the
+ * expert says so.) */
+static void uses(const graph *g, int t, int *as_linear, int *as_other,
+                 int *as_bf16)
 {
-    *as_linear = *as_other = 0;
+    *as_linear = *as_other = *as_bf16 = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const graph_node *n = &g->nodes[i];
         for (int j = 0; j < n->n_inputs; j++) {
             if (n->inputs[j] != t)
                 continue;
-            if ((n->op == GRAPH_OP_LINEAR && j == 1) ||
-                (n->op == GRAPH_OP_MOE_EXPERT && j >= 3))
+            if (n->op == GRAPH_OP_MOE_EXPERT && j >= 3 && n->attrs.expert_bf16)
+                *as_bf16 = 1;
+            else if ((n->op == GRAPH_OP_LINEAR && j == 1) ||
+                     (n->op == GRAPH_OP_MOE_EXPERT && j >= 3))
                 *as_linear = 1;
             else
                 *as_other = 1;
@@ -59,11 +64,11 @@ int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
         layout->entry_of[t] = -1;
         if (w->kind != GRAPH_WEIGHT)
             continue;
-        int as_linear, as_other;
-        uses(g, t, &as_linear, &as_other);
-        if (!as_linear && !as_other)
+        int as_linear, as_other, as_bf16;
+        uses(g, t, &as_linear, &as_other, &as_bf16);
+        if (!as_linear && !as_other && !as_bf16)
             continue;
-        if (as_linear && as_other) {
+        if (as_linear + as_other + as_bf16 > 1) {
             weights_layout_free(layout);
             return err_set(err, "%s:%d: error: weight '%s' is read both as a "
                            "linear weight and by another op; declare it "
@@ -75,7 +80,8 @@ int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
             const graph_tensor *o = &g->tensors[layout->entries[e].tensor];
             if (same_parts(&o->weight, &w->weight) &&
                 graph_shape_equal(&o->shape, &w->shape) &&
-                layout->entries[e].packed_linear == as_linear)
+                layout->entries[e].packed_linear == as_linear &&
+                layout->entries[e].bf16 == as_bf16)
                 share = e;
         }
         if (share >= 0) {
@@ -86,8 +92,10 @@ int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
         e->tensor = t;
         e->offset = at;
         e->packed_linear = as_linear;
+        e->bf16 = as_bf16;
         e->floats = as_linear
             ? rt_linear_packed_floats(w->shape.dim[0], w->shape.dim[1])
+            : as_bf16 ? (graph_shape_count(&w->shape) + 1) / 2
             : graph_shape_count(&w->shape);
         at += (e->floats + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
         layout->entry_of[t] = layout->n_entries++;
@@ -112,6 +120,9 @@ static int store(const graph_tensor *w, const weight_entry *e,
     if (e->packed_linear)
         rt_linear_pack(blob + e->offset, rows, w->shape.dim[0],
                        w->shape.dim[1]);
+    else if (e->bf16)
+        rt_to_bf16((uint16_t *)(blob + e->offset), rows,
+                   graph_shape_count(&w->shape));
     else
         memcpy(blob + e->offset, rows,
                (size_t)graph_shape_count(&w->shape) * sizeof(float));

@@ -19,6 +19,8 @@ typedef struct weight_entry {
     int64_t offset;      /* in floats from the blob's start */
     int64_t floats;      /* as stored (packed size for linear weights) */
     int packed_linear;   /* stored by rt_linear_pack */
+    int bf16;            /* stored as bfloat16 (a routed expert's weights;
+                            floats counts the floats they occupy) */
 } weight_entry;
 
 typedef struct weight_layout {

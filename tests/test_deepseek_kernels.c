@@ -558,10 +558,13 @@ Test(deepseek_kernels, expert_reads_only_when_chosen)
             ref[i * dim + d] = acc[i * dim + d] + wt * o;
         }
     }
-    uint16_t *gu16 = malloc((size_t)(2 * inter * dim) * sizeof *gu16);
-    uint16_t *dn16 = malloc((size_t)(dim * inter) * sizeof *dn16);
-    rt_to_bf16(gu16, gu, 2 * inter * dim);
-    rt_to_bf16(dn16, dn, dim * inter);
+    /* Odd sizes: padded rows (9 = 2 x 4 + 1) and columns (13, 9). */
+    uint16_t *gu16 = malloc((size_t)rt_bf16_packed_floats(2 * inter, dim) *
+                            sizeof(float));
+    uint16_t *dn16 = malloc((size_t)rt_bf16_packed_floats(dim, inter) *
+                            sizeof(float));
+    rt_bf16_pack(gu16, gu, 2 * inter, dim);
+    rt_bf16_pack(dn16, dn, dim, inter);
     cr_assert_eq(rt_moe_expert(NULL, y, acc, x, route, (const float *)gu16,
                                (const float *)dn16, rows, dim, inter, top_k, 5,
                                1), DSC_OK);

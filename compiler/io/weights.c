@@ -95,7 +95,7 @@ int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
         e->bf16 = as_bf16;
         e->floats = as_linear
             ? rt_linear_packed_floats(w->shape.dim[0], w->shape.dim[1])
-            : as_bf16 ? (graph_shape_count(&w->shape) + 1) / 2
+            : as_bf16 ? rt_bf16_packed_floats(w->shape.dim[0], w->shape.dim[1])
             : graph_shape_count(&w->shape);
         at += (e->floats + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
         layout->entry_of[t] = layout->n_entries++;
@@ -121,8 +121,8 @@ static int store(const graph_tensor *w, const weight_entry *e,
         rt_linear_pack(blob + e->offset, rows, w->shape.dim[0],
                        w->shape.dim[1]);
     else if (e->bf16)
-        rt_to_bf16((uint16_t *)(blob + e->offset), rows,
-                   graph_shape_count(&w->shape));
+        rt_bf16_pack((uint16_t *)(blob + e->offset), rows, w->shape.dim[0],
+                     w->shape.dim[1]);
     else
         memcpy(blob + e->offset, rows,
                (size_t)graph_shape_count(&w->shape) * sizeof(float));

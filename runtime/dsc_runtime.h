@@ -220,6 +220,103 @@ int rt_embedding_grad(rt_ctx *ctx, float *dtable, const float *dy,
 void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
              int64_t count);
 
+/* ---- DeepSeek-V3 (deepseek.c) -----------------------------------------
+ * transformers' DeepseekV3ForCausalLM: RMSNorm, SwiGLU, multi-head latent
+ * attention (MLA) over a compressed cache, the sigmoid-routed experts. */
+
+#define DSC_ENOMEM (-3)  /* a kernel could not allocate its scratch */
+
+/* Per row: y = w * x / sqrt(mean(x²) + eps).  x has row stride ldx; y is
+ * contiguous and may alias x when ldx == dim. */
+void rt_rmsnorm(rt_ctx *ctx, float *y, const float *x, int64_t ldx,
+                const float *w, int64_t rows, int64_t dim, float eps);
+
+/* y[i, k] = silu(a[i, k]) * b[i, k] (SwiGLU), a and b with row strides. */
+void rt_silu_mul(rt_ctx *ctx, float *y, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, int64_t rows, int64_t dim);
+
+#define RT_MLA_MAX_RANK 4096  /* kv_lora_rank */
+#define RT_MLA_MAX_ROPE 256   /* qk_rope_head_dim */
+
+/* One MLA layer.  q rows: heads x (d_nope | d_rope); kv rows (from
+ * kv_a_proj_with_mqa): the latent (rank) | the shared rope key (d_rope).
+ * RoPE: rope_theta; with rope_yarn, YaRN's blend of 1/(factor·θ^(2j/d))
+ * and 1/θ^(2j/d) over the ramp [rope_low, rope_high]; cos and sin times
+ * rope_attn; pairs interleaved (x[2j], x[2j+1]) or halves (x[j],
+ * x[j+d/2]). */
+typedef struct rt_mla_shape {
+    int64_t heads, d_nope, d_rope, d_v, rank;
+    int64_t ldq, ldkv, ldo;
+    float scale, eps;    /* softmax scale; kv_a_layernorm's eps */
+    float rope_theta, rope_factor, rope_low, rope_high, rope_attn;
+    int rope_yarn, rope_interleave;
+} rt_mla_shape;
+
+/* The d_rope / 2 inverse frequencies the shape describes. */
+void rt_rope_inv_freq(float *inv, const rt_mla_shape *s);
+
+/* Append n tokens at positions pos.. to the cache ([context, rank +
+ * d_rope]: the RMS-normalized latent, the rotated rope key), then for each
+ * new token and head attend causally over cache rows 0..pos+i in the
+ * absorbed form: the query folded through kv_b's key rows, the output
+ * through its value rows (kv_b: [heads * (d_nope + d_v), rank]), so the
+ * cache is never expanded.  out: [n, heads * d_v] with row stride ldo. */
+void rt_mla_attention(rt_ctx *ctx, float *out, const float *q, const float *kv,
+                      const float *kv_norm, const float *kv_b, float *cache,
+                      int64_t n, int64_t pos, const rt_mla_shape *s);
+
+/* The router: scores = sigmoid(logits); choice = scores + bias; groups of
+ * experts / n_group scored by the sum of their two best choices; the best
+ * topk_group groups kept; the top_k best choices among them; weights the
+ * unbiased scores (normalized over the k when norm), times scale. */
+typedef struct rt_moe_shape {
+    int64_t experts, n_group, topk_group, top_k;
+    int norm;
+    float scale;
+} rt_moe_shape;
+
+/* route[i] = top_k expert ids (as floats), then their top_k weights.
+ * DSC_OK or DSC_ENOMEM. */
+int rt_moe_route(rt_ctx *ctx, float *route, const float *logits,
+                 const float *bias, int64_t rows, const rt_moe_shape *s);
+
+/* torch.topk(x, k, sorted=False).indices on the CPU, ties as torch breaks
+ * them; scratch: rt_topk_scratch_bytes(n). */
+void rt_topk_indices(int64_t *idx, const float *x, int64_t n, int64_t k,
+                     void *scratch);
+size_t rt_topk_scratch_bytes(int64_t n);
+
+/* y = acc + Σ over the rows i that chose `expert` of weight · down(silu(
+ * gate(x_i)) * up(x_i)); gate_up (rows gate then up, [2 inter, dim]) and
+ * down ([dim, inter]) packed by rt_linear_pack, or with bf16 by
+ * rt_bf16_pack, read only when some row chose the expert.  y may
+ * alias acc.  DSC_OK or DSC_ENOMEM. */
+int rt_moe_expert(rt_ctx *ctx, float *y, const float *acc, const float *x,
+                  const float *route, const float *gate_up, const float *down,
+                  int64_t rows, int64_t dim, int64_t inter, int64_t top_k,
+                  int64_t expert, int bf16);
+
+/* dst[i] = x[i] rounded to bfloat16 (to nearest, ties to even; NaN kept
+ * NaN): exact for values that came from bfloat16. */
+void rt_to_bf16(uint16_t *dst, const float *x, int64_t n);
+
+/* Floats rt_bf16_pack writes for an [n_out, n_in] weight (bfloat16
+ * values, two a float, in groups of 4 rows x 8 columns, zero-padded). */
+int64_t rt_bf16_packed_floats(int64_t n_out, int64_t n_in);
+void rt_bf16_pack(uint16_t *dst, const float *w, int64_t n_out, int64_t n_in);
+
+/* y[r, o] = Σ_k x[r, k] · w[o, k], w packed by rt_bf16_pack; x and y
+ * contiguous. */
+void rt_linear_bf16(rt_ctx *ctx, float *y, const float *x, const uint16_t *w,
+                    int64_t rows, int64_t n_out, int64_t n_in);
+
+#define DSC_DEEPSEEK_SYMBOLS(X) \
+    X(rt_rmsnorm)               \
+    X(rt_silu_mul)              \
+    X(rt_mla_attention)         \
+    X(rt_moe_route)             \
+    X(rt_moe_expert)
+
 /* Every runtime function the generated code may call; the JIT binds each
  * into the TinyCC state from this list. */
 #define DSC_RUNTIME_SYMBOLS(X) \
@@ -233,7 +330,8 @@ void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
     X(rt_positions)            \
     X(rt_kv_attention)         \
     X(rt_copy)                 \
-    DSC_TRAIN_SYMBOLS(X)
+    DSC_TRAIN_SYMBOLS(X)       \
+    DSC_DEEPSEEK_SYMBOLS(X)
 
 #define DSC_TRAIN_SYMBOLS(X)   \
     X(rt_train_grad)           \

@@ -36,6 +36,7 @@ static const struct {
     { "npy", fuzz_npy },
     { "frontend", fuzz_frontend },
     { "names", fuzz_names },
+    { "hf_json", fuzz_hf_json },
 };
 
 

@@ -179,4 +179,5 @@ while IFS='|' read -r name defs args; do
 done <<<"$DECODERS"
 rm -f "$OUT/peer.err"
 tools/bench_train.sh "$DSC" || failed=1  # one training step: see that script
+[ -n "${NO_DEEPSEEK:-}" ] || DSC="$DSC" tools/bench_deepseek.sh || failed=1
 exit $failed

@@ -97,3 +97,34 @@ gen_train train_odd --seed 2 --epochs 6 --lr 0.003 -D vocab=37 -D d_model=12 \
     -D heads=2 -D layers=3 -D d_ff=20 -D seq=7 -D batch=3
 gen_train train_decay --seed 3 --epochs 5 --lr 0.01 --weight-decay 0.1 \
     -D vocab=20 -D d_model=8 -D heads=2 -D layers=1 -D d_ff=16 -D seq=4 -D batch=3
+
+# --- DeepSeek-V3 fixtures (tools/export_deepseek_v3.py) ----------------------
+# Need torch and transformers >= 5 ($DS_PYTHON, then /work/venv-ds/bin/python);
+# skipped (kept as committed) without them.  Each must stay < 300 KB.
+dspy=""
+for cand in ${DS_PYTHON:-} /work/venv-ds/bin/python; do
+    if command -v "$cand" >/dev/null 2>&1 &&
+       "$cand" -c 'import torch, transformers; from transformers import DeepseekV3ForCausalLM' \
+           >/dev/null 2>&1; then
+        dspy=$cand
+        break
+    fi
+done
+if [ -z "$dspy" ]; then
+    echo "make-fixtures.sh: note: no python with transformers >= 5; DeepSeek fixtures kept" >&2
+else
+    gen_ds() {  # gen_ds NAME ARGS...
+        name=$1; shift
+        rm -rf "$fx/$name"
+        "$dspy" "$here/export_deepseek_v3.py" --preset "$name" --out "$fx/$name" "$@"
+        sz=$(cat "$fx/$name"/* | wc -c | tr -d ' ')
+        echo "make-fixtures.sh: $name $sz bytes"
+        if [ "$sz" -ge 307200 ]; then
+            echo "make-fixtures.sh: error: $name exceeds 300 KB" >&2
+            exit 1
+        fi
+    }
+    gen_ds deepseek_yarn --seed 0
+    gen_ds deepseek_plain --seed 1 --shards 2
+    "$dspy" "$here/export_deepseek_v3.py" --router-ties "$fx/deepseek_router/ties"
+fi

@@ -8,6 +8,7 @@
 
 #include "dsc_runtime.h"
 #include "util/ctext.h"
+#include "backend/emit_deepseek.h"
 #include "util/strbuf.h"
 
 /* Names the generated code uses for tensors, weights and the model.
@@ -505,6 +506,13 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                       (long long)(x->shape.dim[0] - 1) * row, row);
         break;
     }
+    case GRAPH_OP_RMSNORM:
+    case GRAPH_OP_SILU_MUL:
+    case GRAPH_OP_MLA_ATTENTION:
+    case GRAPH_OP_MOE_ROUTE:
+    case GRAPH_OP_MOE_EXPERT:
+        emit_c_deepseek(sb, g, n, in_name, rows);
+        break;
     /* Training only: emit_train.c writes these. */
     case GRAPH_OP_DROPOUT: case GRAPH_OP_CROSS_ENTROPY:
     case GRAPH_OP_CROSS_ENTROPY_GRAD: case GRAPH_OP_DROPOUT_GRAD:
@@ -659,7 +667,8 @@ char *emit_c_source(const model *m, const memory_plan *plan,
             if (p->transposed)
                 sb_append(&sb, " (stored transposed)");
         }
-        sb_printf(&sb, "%s */\n", we->packed_linear ? ", packed" : "");
+        sb_printf(&sb, "%s */\n", we->packed_linear ? ", packed"
+                                  : we->bf16 ? ", bfloat16" : "");
     }
 
     sb_append(&sb, "\n");

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "driver/runner.h"
+#include "io/config_json.h"
 
 const char cli_usage_text[] =
 "usage: dsc <command> [options]\n"
@@ -24,6 +25,9 @@ const char cli_usage_text[] =
 "\n"
 "options for all:\n"
 "  -D KEY=VALUE        override a config default of the model (repeatable)\n"
+"  --config FILE.json  set the model's config keys from a Hugging Face\n"
+"                      config.json (nested objects as KEY.SUB; keys the\n"
+"                      model does not declare ignored; -D still overrides)\n"
 "  -fno-fuse-qkv       keep linears that read one tensor apart\n"
 "  -fno-fuse-epilogue  keep activations and residual adds as their own ops\n"
 "  -fno-dce            keep nodes no output needs\n"
@@ -44,6 +48,8 @@ const char cli_usage_text[] =
 "generate options:\n"
 "  --prompt IDS        the prompt's token ids: 464,2068,318\n"
 "  -n N                tokens to generate (default 32)\n"
+"  --prompt-logits F.npy  write the float32 [n_prompt, vocab] logits of\n"
+"                      every prompt position\n"
 "  --temperature T     sample at temperature T (default 0: greedy argmax)\n"
 "  --top-k K           sample among the K most likely tokens only\n"
 "  --top-p P           sample among the smallest set with mass P\n"
@@ -124,6 +130,9 @@ static int parse_count(const char *opt, const char *text, long long lo,
 }
 
 
+static int merge_config_json(cli *c);
+
+
 int cli_parse_args(int argc, char **argv, cli *c)
 {
     memset(c, 0, sizeof *c);
@@ -167,6 +176,10 @@ int cli_parse_args(int argc, char **argv, cli *c)
                 return 1;
         } else if (strcmp(a, "--prompt") == 0) {
             c->prompt = next;
+        } else if (strcmp(a, "--prompt-logits") == 0) {
+            c->prompt_logits_path = next;
+        } else if (strcmp(a, "--config") == 0) {
+            c->config_json = next;
         } else if (strcmp(a, "--temperature") == 0 ||
                    strcmp(a, "--top-p") == 0) {
             char *end;
@@ -263,14 +276,48 @@ int cli_parse_args(int argc, char **argv, cli *c)
     }
     if (!c->model_path)
         return cli_usage_error("%s: no model file given", c->command);
+    return c->config_json ? merge_config_json(c) : 0;
+}
+
+
+/* --config: the file's settings first, so -D overrides them. */
+static int merge_config_json(cli *c)
+{
+    dsc_err err;
+    frontend_define *json;
+    int n;
+    if (config_json_read(c->config_json, &json, &n, &err)) {
+        cli_print_err(&err);
+        return 1;
+    }
+    c->json_defines = json;
+    c->n_json = n;
+    c->all_defines = malloc(((size_t)n + (size_t)c->n_defines + 1) *
+                            sizeof *c->all_defines);
+    if (!c->all_defines) {
+        fprintf(stderr, "dsc: error: out of memory\n");
+        return 1;
+    }
+    memcpy(c->all_defines, json, (size_t)n * sizeof *json);
+    memcpy(c->all_defines + n, c->defines,
+           (size_t)c->n_defines * sizeof *c->defines);
     return 0;
+}
+
+
+void cli_free(cli *c)
+{
+    config_json_free(c->json_defines, c->n_json);
+    free(c->all_defines);
+    c->json_defines = c->all_defines = NULL;
 }
 
 
 build_options cli_build_options(const cli *c)
 {
     return (build_options){
-        .defines = c->defines, .n_defines = c->n_defines,
+        .defines = c->all_defines ? c->all_defines : c->defines,
+        .n_defines = c->n_defines + c->n_json,
         .no_fuse_qkv = c->no_fuse_qkv, .no_fuse_epilogue = c->no_fuse_epilogue,
         .no_dce = c->no_dce, .no_plan_memory = c->no_plan_memory,
         .verbose = c->verbose ? stderr : NULL,

@@ -34,6 +34,11 @@ typedef struct cli {
     int threads;       /* run: 0 = DSC_NUM_THREADS, else one per core */
     int argmax;        /* run: print the argmax of each output row */
     const char *prompt;       /* generate */
+    const char *prompt_logits_path;  /* generate: every prompt position's */
+    const char *config_json;  /* --config: an HF config.json */
+    frontend_define *json_defines;  /* its settings (n_json) */
+    int n_json;
+    frontend_define *all_defines;   /* those, then the -D ones */
     long long new_tokens;
     int new_tokens_given;
     double temperature, top_p;
@@ -55,6 +60,9 @@ int cli_parse_args(int argc, char **argv, cli *c);
 
 /* Print "dsc: error: " fmt (with arg) and a pointer to --help; returns 1. */
 int cli_usage_error(const char *fmt, const char *arg);
+
+/* Free what cli_parse_args allocated (--config's settings). */
+void cli_free(cli *c);
 
 /* The pipeline options the command line asked for. */
 build_options cli_build_options(const cli *c);

@@ -9,6 +9,7 @@
 #include "backend/emit_c.h"
 #include "driver/runner.h"
 #include "driver/sample.h"
+#include "io/npy.h"
 #include "dsc_runtime.h"
 #include "util/timing.h"
 
@@ -38,6 +39,42 @@ static int parse_prompt(const char *text, int32_t **ids, int64_t *n)
     }
     *n = count;
     return 0;
+}
+
+
+/* --prompt-logits: the logits of every prompt position, the prompt fed one
+ * token at a time (the decode entry point), into [n_prompt, vocab]; the
+ * cache is cleared again for the generation that follows. */
+static int write_prompt_logits(runner *r, const graph *g, const cli *c,
+                               int32_t *prompt, int64_t n_prompt,
+                               int64_t vocab)
+{
+    float *all = malloc((size_t)(n_prompt * vocab) * sizeof(float));
+    dsc_err err;
+    int status = DSC_OK;
+    if (!all) {
+        fprintf(stderr, "dsc: error: out of memory\n");
+        return -1;
+    }
+    for (int64_t i = 0; i < n_prompt && status == DSC_OK; i++) {
+        void *io[3] = { prompt + i, all + i * vocab, NULL };
+        status = runner_call(r, io, 2, 1, i);
+    }
+    runner_reset(r);
+    if (status == DSC_EBADTOKEN) {
+        void *io[1] = { prompt };
+        cli_report_bad_token(g, c, io, n_prompt, "--prompt");
+    } else if (status != DSC_OK) {
+        fprintf(stderr, "dsc: error: the model returned status %d\n", status);
+    } else {
+        int64_t shape[2] = { n_prompt, vocab };
+        if (npy_write(c->prompt_logits_path, NPY_F32, 2, shape, all, &err)) {
+            cli_print_err(&err);
+            status = -1;
+        }
+    }
+    free(all);
+    return status == DSC_OK ? 0 : -1;
 }
 
 
@@ -99,6 +136,9 @@ int cmd_generate(const cli *c)
     sample_options so = { .temperature = c->temperature, .top_k = c->top_k,
                           .top_p = c->top_p };
     uint64_t rng = c->seed;
+    if (c->prompt_logits_path &&
+        write_prompt_logits(&r, g, c, prompt, n_prompt, vocab))
+        goto done;
     void *io[3] = { prompt, logits, NULL };
     double t0 = timing_now_ms();
     int status = runner_call(&r, io, 2, n_prompt, 0);

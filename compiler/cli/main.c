@@ -39,7 +39,9 @@ int main(int argc, char **argv)
         cli c;
         if (cli_parse_args(argc, argv, &c))
             return 1;
-        return commands[k].run(&c);
+        int rc = commands[k].run(&c);
+        cli_free(&c);
+        return rc;
     }
     return cli_usage_error("unknown command '%s'", argv[1]);
 }

@@ -104,6 +104,11 @@ double bench_graph_flop(const graph *g)
         case GRAPH_OP_KV_ATTENTION:
             /* A decoder step's work depends on the runtime token count and
              * position; not counted yet. */
+        case GRAPH_OP_RMSNORM:       /* DeepSeek-V3: not counted yet */
+        case GRAPH_OP_SILU_MUL:
+        case GRAPH_OP_MLA_ATTENTION:
+        case GRAPH_OP_MOE_ROUTE:
+        case GRAPH_OP_MOE_EXPERT:
         case GRAPH_OP_EMBEDDING:
         case GRAPH_OP_POSITIONS:
         case GRAPH_OP_LAST:
@@ -386,8 +391,31 @@ double bench_copy_gbps(int threads)
 }
 
 
+/* The share of weight entry e one token reads: for a routed expert's
+ * weights, top_k of its layer's experts (a token reads top_k experts'
+ * weights per layer); 1 for the rest. */
+static double expert_share(const graph *g, const weight_layout *w, int e)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        if (n->op != GRAPH_OP_MOE_EXPERT ||
+            (w->entry_of[n->inputs[3]] != e && w->entry_of[n->inputs[4]] != e))
+            continue;
+        int route = g->tensors[n->inputs[2]].producer;
+        if (route < 0)
+            return 1;
+        const graph_shape *logits =
+            &g->tensors[g->nodes[route].inputs[0]].shape;
+        return (double)n->attrs.experts_per_tok /
+               (double)logits->dim[logits->rank - 1];
+    }
+    return 1;
+}
+
+
 /* Bytes of weights one decode step reads: every weight whole, except the
- * tables a step only gathers one row from (embedding, positions). */
+ * tables a step only gathers one row from (embedding, positions) and the
+ * routed experts (top_k of each layer's). */
 double bench_decode_weight_bytes(const graph *g, const weight_layout *w)
 {
     double bytes = 0;
@@ -401,7 +429,8 @@ double bench_decode_weight_bytes(const graph *g, const weight_layout *w)
                         w->entry_of[g->nodes[i].inputs[1]] == e;
         const graph_shape *s = &g->tensors[t].shape;
         bytes += 4.0 * (gathered ? (double)s->dim[s->rank - 1]
-                                 : (double)w->entries[e].floats);
+                                 : (double)w->entries[e].floats *
+                                   expert_share(g, w, e));
     }
     return bytes;
 }

@@ -832,6 +832,140 @@ static int l_loss(lua_State *L)
 }
 
 
+/* ---- DeepSeek-V3 blocks' ops ------------------------------------------ */
+
+static int l_rmsnorm(lua_State *L)
+{
+    static const char *const known[] = { "eps", NULL };
+    int in[2] = { check_tensor(L, 1, "rmsnorm"), check_tensor(L, 2, "rmsnorm") };
+    check_options(L, 3, "rmsnorm", known);
+    graph_attrs a = { .eps = (float)opt_number(L, 3, "rmsnorm", "eps", 1e-6) };
+    return add_node(L, GRAPH_OP_RMSNORM, in, 2, &a);
+}
+
+
+static int l_silu_mul(lua_State *L)
+{
+    int in[2] = { check_tensor(L, 1, "silu_mul"),
+                  check_tensor(L, 2, "silu_mul") };
+    return add_node(L, GRAPH_OP_SILU_MUL, in, 2, NULL);
+}
+
+
+/* opts[key] as an integer in [lo, hi] (def when absent). */
+static int opt_int(lua_State *L, int arg, const char *op, const char *key,
+                   int def, int lo, int hi)
+{
+    double v = opt_number(L, arg, op, key, def);
+    if (v != floor(v) || v < lo || v > hi)
+        return fail(L, "%s: option '%s' must be a whole number from %d to %d",
+                    op, key, lo, hi);
+    return (int)v;
+}
+
+
+/* Multi-head latent attention over a latent cache of (rank + rope) floats
+ * per token, which this call adds as state. */
+static int l_mla_attention(lua_State *L)
+{
+    static const char *const known[] = {
+        "heads", "scale", "eps", "rope_theta", "rope_interleave", "yarn",
+        "yarn_factor", "yarn_low", "yarn_high", "rope_attn", NULL };
+    const char *op = "mla_attention";
+    frontend *f = ctx_of(L);
+    int in[5] = { check_tensor(L, 1, op), check_tensor(L, 2, op),
+                  check_tensor(L, 3, op), check_tensor(L, 4, op), -1 };
+    check_options(L, 5, op, known);
+    graph_attrs a = {
+        .heads = opt_int(L, 5, op, "heads", 1, 1, 1 << 20),
+        .eps = (float)opt_number(L, 5, op, "eps", 1e-6),
+        .rope_theta = (float)opt_number(L, 5, op, "rope_theta", 10000),
+        .rope_interleave = opt_bool(L, 5, op, "rope_interleave", 1),
+        .rope_yarn = opt_bool(L, 5, op, "yarn", 0),
+        .rope_factor = (float)opt_number(L, 5, op, "yarn_factor", 1),
+        .rope_low = (float)opt_number(L, 5, op, "yarn_low", 0),
+        .rope_high = (float)opt_number(L, 5, op, "yarn_high", 0),
+        .rope_attn = (float)opt_number(L, 5, op, "rope_attn", 1),
+    };
+    const graph_shape *q = &f->g->tensors[in[0]].shape;
+    const graph_shape *kv = &f->g->tensors[in[1]].shape;
+    const graph_shape *nw = &f->g->tensors[in[2]].shape;
+    if (q->rank != 2 || kv->rank != 2 || nw->rank != 1)
+        return fail(L, "%s: q and kv must be [tokens, width], kv_norm [rank]",
+                    op);
+    double dqk = (double)q->dim[1] / a.heads;
+    a.scale = (float)opt_number(L, 5, op, "scale", 1 / sqrt(dqk));
+    graph_shape cache = { 2, { q->dim[0], kv->dim[1] } };
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    charge_graph(L, 0);
+    if ((in[4] = graph_add_state(f->g, "mla_cache", &cache, user, &err)) < 0)
+        return fail_err(L, &err);
+    return add_node(L, GRAPH_OP_MLA_ATTENTION, in, 5, &a);
+}
+
+
+static int l_moe_route(lua_State *L)
+{
+    static const char *const known[] = { "top_k", "n_group", "topk_group",
+                                         "norm", "scale", NULL };
+    const char *op = "moe_route";
+    int in[2] = { check_tensor(L, 1, op), check_tensor(L, 2, op) };
+    check_options(L, 3, op, known);
+    graph_attrs a = {
+        .experts_per_tok = opt_int(L, 3, op, "top_k", 1, 1, 1 << 16),
+        .n_group = opt_int(L, 3, op, "n_group", 1, 1, 1 << 16),
+        .topk_group = opt_int(L, 3, op, "topk_group", 1, 1, 1 << 16),
+        .norm_topk = opt_bool(L, 3, op, "norm", 1),
+        .routed_scale = (float)opt_number(L, 3, op, "scale", 1),
+    };
+    return add_node(L, GRAPH_OP_MOE_ROUTE, in, 2, &a);
+}
+
+
+/* acc + expert e's weighted SwiGLU of the rows that chose it; gate and up
+ * are stacked into one weight (one GEMM), as fuse-qkv would. */
+static int l_moe_expert(lua_State *L)
+{
+    static const char *const known[] = { "expert", "top_k", "bf16", NULL };
+    const char *op = "moe_expert";
+    frontend *f = ctx_of(L);
+    int in[5] = { check_tensor(L, 1, op), check_tensor(L, 2, op),
+                  check_tensor(L, 3, op), -1, check_tensor(L, 6, op) };
+    int gate = check_tensor(L, 4, op), up = check_tensor(L, 5, op);
+    check_options(L, 7, op, known);
+    graph_attrs a = {
+        .expert = opt_int(L, 7, op, "expert", 0, 0, 1 << 20),
+        .experts_per_tok = opt_int(L, 7, op, "top_k", 1, 1, 1 << 16),
+        .expert_bf16 = opt_bool(L, 7, op, "bf16", 0),
+    };
+    const graph_tensor *gt = &f->g->tensors[gate], *ut = &f->g->tensors[up];
+    if (gt->kind != GRAPH_WEIGHT || ut->kind != GRAPH_WEIGHT ||
+        gt->weight.n_parts != 1 || ut->weight.n_parts != 1 ||
+        gt->weight.part[0].transposed || ut->weight.part[0].transposed ||
+        !graph_shape_equal(&gt->shape, &ut->shape) || gt->shape.rank != 2)
+        return fail(L, "%s: gate and up must be plain weights of one "
+                    "[inter, dim] shape", op);
+    graph_loc loc, user;
+    dsc_err err;
+    where(L, &loc, &user);
+    charge_graph(L, 0);
+    graph_weight_part gp = gt->weight.part[0], upp = ut->weight.part[0];
+    graph_shape one = gt->shape;
+    int t = graph_add_weight(f->g, gp.key, &gp.key_shape, gp.row_first, &one,
+                             gp.init, user, &err);
+    if (t < 0)
+        return fail_err(L, &err);
+    graph_tensor *w = &f->g->tensors[t];
+    w->shape.dim[0] *= 2;
+    w->weight.part[1] = upp;
+    w->weight.n_parts = 2;
+    in[3] = t;
+    return add_node(L, GRAPH_OP_MOE_EXPERT, in, 5, &a);
+}
+
+
 static int l_output(lua_State *L)
 {
     frontend *f = ctx_of(L);
@@ -889,6 +1023,52 @@ static void push_define(lua_State *L, const char *key, const char *value)
 }
 
 
+/* A --config setting, checked against the type of the default at the top
+ * of the stack and pushed; null is 0, false or "".  The error names the
+ * JSON file, its line and the key. */
+static void push_json_define(lua_State *L, const frontend_define *d)
+{
+    int type = lua_type(L, -1), integer = lua_isinteger(L, -1);
+    const char *want = type == LUA_TBOOLEAN ? "true or false"
+                     : type == LUA_TSTRING ? "a string"
+                     : integer ? "an integer" : "a number";
+    const char *got = d->kind == 'i' ? "an integer" : d->kind == 'f'
+                      ? "a number" : d->kind == 'b' ? "a boolean"
+                      : d->kind == 's' ? "a string" : "an array";
+    if (d->kind == 'z') {
+        if (type == LUA_TBOOLEAN)
+            lua_pushboolean(L, 0);
+        else if (type == LUA_TSTRING)
+            lua_pushstring(L, "");
+        else if (integer)
+            lua_pushinteger(L, 0);
+        else
+            lua_pushnumber(L, 0);
+        return;
+    }
+    double v = d->kind == 'i' || d->kind == 'f' ? strtod(d->value, NULL) : 0;
+    int ok = type == LUA_TBOOLEAN ? d->kind == 'b'
+           : type == LUA_TSTRING ? d->kind == 's'
+           : integer ? (d->kind == 'i' || d->kind == 'f') && v == floor(v) &&
+                       fabs(v) < 9e15
+           : d->kind == 'i' || d->kind == 'f';
+    if (!ok || (type == LUA_TNUMBER && !isfinite(v))) {
+        lua_pushfstring(L, "%s:%d: error: config key '%s' must be %s, got %s "
+                        "(%s)", d->source, d->line, d->key, want, got,
+                        d->value);
+        lua_error(L);
+    }
+    if (type == LUA_TBOOLEAN)
+        lua_pushboolean(L, d->value[0] == 't');
+    else if (type == LUA_TSTRING)
+        lua_pushstring(L, d->value);
+    else if (integer)
+        lua_pushinteger(L, (lua_Integer)v);
+    else
+        lua_pushnumber(L, v);
+}
+
+
 static char *dup_str(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -927,6 +1107,8 @@ static int l_config(lua_State *L)
         const char *key = f->defines[i].key;
         if (lua_getfield(L, 1, key) == LUA_TNIL) {
             lua_pop(L, 1);
+            if (f->defines[i].source)  /* --config: not this model's key */
+                continue;
             /* The model's keys, sorted, for the message.  The strings
              * live in the config table, which outlives this list. */
             const char **keys = lua_newuserdatauv(L, (size_t)(n + 1) *
@@ -948,7 +1130,10 @@ static int l_config(lua_State *L)
             return fail(L, "-D %s: unknown config key '%s' (this model's "
                         "keys: %s)", key, key, lua_tostring(L, -1));
         }
-        push_define(L, key, f->defines[i].value);
+        if (f->defines[i].source)
+            push_json_define(L, &f->defines[i]);
+        else
+            push_define(L, key, f->defines[i].value);
         lua_setfield(L, 1, key);
         lua_pop(L, 1);
     }
@@ -1012,6 +1197,9 @@ static const luaL_Reg builder_api[] = {
     { "last", l_last },
     { "dropout", l_dropout },     { "cross_entropy", l_cross_entropy },
     { "loss", l_loss },
+    { "rmsnorm", l_rmsnorm },     { "silu_mul", l_silu_mul },
+    { "mla_attention", l_mla_attention },
+    { "moe_route", l_moe_route }, { "moe_expert", l_moe_expert },
     { NULL, NULL }
 };
 
@@ -1200,10 +1388,12 @@ model *frontend_load_string(const char *path, const char *text, size_t len,
                   "nn", err) ||
         run_chunk(&f, text, len, path, NULL, err))
         goto fail;
-    if (n_defines > 0 && !f.config_called) {
+    for (int i = 0; i < n_defines && !f.config_called; i++) {
+        if (defines[i].source)  /* --config: not this model's key */
+            continue;
         err_set(err, "%s: error: -D %s: unknown config key (the model takes "
                 "no configuration: it never calls dsc.config)", path,
-                defines[0].key);
+                defines[i].key);
         goto fail;
     }
     if (graph_verify(f.g, path, err))

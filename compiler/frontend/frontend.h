@@ -14,10 +14,17 @@
 #include "ir/graph.h"
 #include "ir/model.h"
 
-/* One `-D key=value` from the command line. */
+/* One `-D key=value` from the command line, or one setting of a
+ * config.json (--config): source names that file, whose keys the model
+ * does not declare are ignored and whose JSON types (kind: 'i' integer,
+ * 'f' number, 'b' boolean, 's' string, 'z' null, 'x' array) are checked
+ * against the declared defaults. */
 typedef struct frontend_define {
     const char *key;
     const char *value;
+    const char *source;  /* NULL for -D */
+    char kind;
+    int line;            /* of source */
 } frontend_define;
 
 typedef struct frontend_limits {

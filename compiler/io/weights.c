@@ -1,4 +1,5 @@
 #include "io/weights.h"
+#include "io/st_index.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -10,18 +11,24 @@
 #define ALIGN_FLOATS (DSC_ALIGN / 4)
 
 
-/* Does any node read tensor t as a linear's weight?  As anything else? */
-static void uses(const graph *g, int t, int *as_linear, int *as_other)
+/* Does any node read tensor t as a linear's weight?  As anything else?
+ * (A routed expert's weights count as a linear's, or as bfloat16 when the
+ * expert says so.) */
+static void uses(const graph *g, int t, int *as_linear, int *as_other,
+                 int *as_bf16)
 {
-    *as_linear = *as_other = 0;
+    *as_linear = *as_other = *as_bf16 = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const graph_node *n = &g->nodes[i];
         for (int j = 0; j < n->n_inputs; j++) {
             if (n->inputs[j] != t)
                 continue;
-            if ((n->op == GRAPH_OP_LINEAR && j == 1) ||
-                (n->op == GRAPH_OP_LINEAR_GRAD_X && j == 1) ||  /* training */
-                (n->op == GRAPH_OP_LINEAR_GRAD_W && j == 2))
+            if (n->op == GRAPH_OP_MOE_EXPERT && j >= 3 && n->attrs.expert_bf16)
+                *as_bf16 = 1;
+            else if ((n->op == GRAPH_OP_LINEAR && j == 1) ||
+                     (n->op == GRAPH_OP_MOE_EXPERT && j >= 3) ||
+                     (n->op == GRAPH_OP_LINEAR_GRAD_X && j == 1) ||  /* training */
+                     (n->op == GRAPH_OP_LINEAR_GRAD_W && j == 2))
                 *as_linear = 1;
             else
                 *as_other = 1;
@@ -59,11 +66,11 @@ int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
         layout->entry_of[t] = -1;
         if (w->kind != GRAPH_WEIGHT)
             continue;
-        int as_linear, as_other;
-        uses(g, t, &as_linear, &as_other);
-        if (!as_linear && !as_other)
+        int as_linear, as_other, as_bf16;
+        uses(g, t, &as_linear, &as_other, &as_bf16);
+        if (!as_linear && !as_other && !as_bf16)
             continue;
-        if (as_linear && as_other) {
+        if (as_linear + as_other + as_bf16 > 1) {
             weights_layout_free(layout);
             return err_set(err, "%s:%d: error: weight '%s' is read both as a "
                            "linear weight and by another op; declare it "
@@ -75,7 +82,8 @@ int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
             const graph_tensor *o = &g->tensors[layout->entries[e].tensor];
             if (same_parts(&o->weight, &w->weight) &&
                 graph_shape_equal(&o->shape, &w->shape) &&
-                layout->entries[e].packed_linear == as_linear)
+                layout->entries[e].packed_linear == as_linear &&
+                layout->entries[e].bf16 == as_bf16)
                 share = e;
         }
         if (share >= 0) {
@@ -86,8 +94,10 @@ int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
         e->tensor = t;
         e->offset = at;
         e->packed_linear = as_linear;
+        e->bf16 = as_bf16;
         e->floats = as_linear
             ? rt_linear_packed_floats(w->shape.dim[0], w->shape.dim[1])
+            : as_bf16 ? rt_bf16_packed_floats(w->shape.dim[0], w->shape.dim[1])
             : graph_shape_count(&w->shape);
         at += (e->floats + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
         layout->entry_of[t] = layout->n_entries++;
@@ -112,6 +122,9 @@ static int store(const graph_tensor *w, const weight_entry *e,
     if (e->packed_linear)
         rt_linear_pack(blob + e->offset, rows, w->shape.dim[0],
                        w->shape.dim[1]);
+    else if (e->bf16)
+        rt_bf16_pack((uint16_t *)(blob + e->offset), rows, w->shape.dim[0],
+                     w->shape.dim[1]);
     else
         memcpy(blob + e->offset, rows,
                (size_t)graph_shape_count(&w->shape) * sizeof(float));
@@ -138,14 +151,21 @@ static void take_columns(float *dst, const float *full,
 }
 
 
-/* Read one part's rows from f into dst. */
-static int read_part(const st_file *f, const graph_tensor *w,
-                     const graph_weight_part *p, float *dst, FILE *notes,
-                     dsc_err *err)
+/* Read one part's rows from the first of the n files holding its key
+ * into dst. */
+static int read_part(const st_file *const *files, int n, const char *source,
+                     const graph_tensor *w, const graph_weight_part *p,
+                     float *dst, FILE *notes, dsc_err *err)
 {
-    const char *path = st_path(f);
+    const st_file *f = files[0];
+    const char *path = source;
     char a[96], b[96];
-    const st_tensor *s = st_find(f, p->key);
+    const st_tensor *s = NULL;
+    for (int i = 0; i < n && !s; i++)
+        if ((s = st_find(files[i], p->key)))
+            f = files[i];
+    if (s)
+        path = st_path(f);
     if (!s)
         return err_set(err, "%s: error: missing key '%s' (the model expects "
                        "%s, %s:%d)", path, p->key,
@@ -189,6 +209,27 @@ int weights_fill_from_file(const graph *g, const weight_layout *layout,
                            const st_file *f, float *blob, FILE *notes,
                            dsc_err *err)
 {
+    return weights_fill_from_files(g, layout, &f, 1, st_path(f), blob, notes,
+                                   err);
+}
+
+
+int weights_fill_from_files(const graph *g, const weight_layout *layout,
+                            const st_file *const *files, int n_files,
+                            const char *source, float *blob, FILE *notes,
+                            dsc_err *err)
+{
+    for (int j = 0; j < n_files; j++)
+        for (int i = 0; i < st_count(files[j]); i++) {
+            const char *key = st_at(files[j], i)->name;
+            size_t len = strlen(key);
+            if (len >= 16 && strcmp(key + len - 16, "weight_scale_inv") == 0)
+                return err_set(err, "%s: error: key '%s': an FP8 checkpoint "
+                               "(weights with weight_scale_inv) is not "
+                               "supported; convert it to BF16 first "
+                               "(DeepSeek-V3's inference/fp8_cast_bf16.py)",
+                               st_path(files[j]), key);
+        }
     memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
     for (int i = 0; i < layout->n_entries; i++) {
         const weight_entry *e = &layout->entries[i];
@@ -196,11 +237,12 @@ int weights_fill_from_file(const graph *g, const weight_layout *layout,
         float *rows = calloc((size_t)graph_shape_count(&w->shape),
                              sizeof(float));
         if (!rows)
-            return err_set(err, "%s: error: out of memory", st_path(f));
+            return err_set(err, "%s: error: out of memory", source);
         float *at = rows;
         for (int k = 0; k < w->weight.n_parts; k++) {
             const graph_weight_part *p = &w->weight.part[k];
-            if (p->key && read_part(f, w, p, at, notes, err)) {
+            if (p->key && read_part(files, n_files, source, w, p, at, notes,
+                                    err)) {
                 free(rows);
                 return -1;
             }
@@ -209,23 +251,26 @@ int weights_fill_from_file(const graph *g, const weight_layout *layout,
         store(w, e, rows, blob);
         free(rows);
     }
-    int extra = 0;
-    for (int i = 0; i < st_count(f); i++) {
-        const char *key = st_at(f, i)->name;
-        int used = 0;
-        for (int t = 0; t < g->n_tensors && !used; t++) {
-            const graph_tensor *w = &g->tensors[t];
-            if (w->kind != GRAPH_WEIGHT || layout->entry_of[t] < 0)
-                continue;
-            for (int k = 0; k < w->weight.n_parts && !used; k++)
-                used = w->weight.part[k].key &&
-                       strcmp(w->weight.part[k].key, key) == 0;
-        }
-        if (!used && notes) {
-            if (!extra++)
-                fprintf(notes, "%s: note: keys the model does not use "
-                        "(ignored):\n", st_path(f));
-            fprintf(notes, "  %s\n", key);
+    for (int j = 0; j < n_files; j++) {
+        const st_file *f = files[j];
+        int extra = 0;
+        for (int i = 0; i < st_count(f); i++) {
+            const char *key = st_at(f, i)->name;
+            int used = 0;
+            for (int t = 0; t < g->n_tensors && !used; t++) {
+                const graph_tensor *w = &g->tensors[t];
+                if (w->kind != GRAPH_WEIGHT || layout->entry_of[t] < 0)
+                    continue;
+                for (int k = 0; k < w->weight.n_parts && !used; k++)
+                    used = w->weight.part[k].key &&
+                           strcmp(w->weight.part[k].key, key) == 0;
+            }
+            if (!used && notes) {
+                if (!extra++)
+                    fprintf(notes, "%s: note: keys the model does not use "
+                            "(ignored):\n", st_path(f));
+                fprintf(notes, "  %s\n", key);
+            }
         }
     }
     return 0;
@@ -305,6 +350,39 @@ void weights_fill_random(const graph *g, const weight_layout *layout,
 }
 
 
+/* A sharded checkpoint: model.safetensors.index.json's weight_map names
+ * the file (beside the index) of every key; each file is opened once. */
+static int fill_from_index(const graph *g, const weight_layout *layout,
+                           const char *index, float *blob, FILE *notes,
+                           dsc_err *err)
+{
+    char **shards = NULL;
+    int n = 0, rc = -1;
+    st_file **files = NULL;
+    if (st_index_shards(index, &shards, &n, err))
+        return -1;
+    files = calloc((size_t)n + 1, sizeof *files);
+    if (!files) {
+        err_set(err, "%s: error: out of memory", index);
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        if (!(files[i] = st_open(shards[i], err)))
+            goto done;
+    rc = weights_fill_from_files(g, layout, (const st_file *const *)files, n,
+                                 index, blob, notes, err);
+done:
+    for (int i = 0; i < n; i++) {
+        if (files)
+            st_close(files[i]);
+        free(shards[i]);
+    }
+    free(files);
+    free(shards);
+    return rc;
+}
+
+
 float *weights_make_blob(const graph *g, const weight_layout *layout,
                          const char *path, uint64_t seed, FILE *notes,
                          dsc_err *err)
@@ -317,6 +395,14 @@ float *weights_make_blob(const graph *g, const weight_layout *layout,
     }
     if (!path) {
         weights_fill_random(g, layout, seed, blob);
+        return blob;
+    }
+    size_t len = strlen(path);
+    if (len > 5 && strcmp(path + len - 5, ".json") == 0) {
+        if (fill_from_index(g, layout, path, blob, notes, err)) {
+            free(blob);
+            return NULL;
+        }
         return blob;
     }
     st_file *f = st_open(path, err);

@@ -19,6 +19,8 @@ typedef struct weight_entry {
     int64_t offset;      /* in floats from the blob's start */
     int64_t floats;      /* as stored (packed size for linear weights) */
     int packed_linear;   /* stored by rt_linear_pack */
+    int bf16;            /* stored as bfloat16 (a routed expert's weights;
+                            floats counts the floats they occupy) */
 } weight_entry;
 
 typedef struct weight_layout {
@@ -41,13 +43,22 @@ int weights_fill_from_file(const graph *g, const weight_layout *layout,
                            const st_file *f, float *blob, FILE *notes,
                            dsc_err *err);
 
+/* The same from n_files files (the shards of one checkpoint; source, the
+ * index, names it in messages): each key from the first file holding it.
+ * A checkpoint with FP8 scales (weight_scale_inv) is refused. */
+int weights_fill_from_files(const graph *g, const weight_layout *layout,
+                            const st_file *const *files, int n_files,
+                            const char *source, float *blob, FILE *notes,
+                            dsc_err *err);
+
 /* Fill blob with values drawn from a generator seeded by seed, per key (so
  * slices of one key agree), following each tensor's init rule. */
 void weights_fill_random(const graph *g, const weight_layout *layout,
                          uint64_t seed, float *blob);
 
-/* A blob for layout: from the safetensors file at path, or random from
- * seed when path is NULL.  NULL with an error naming the file or key. */
+/* A blob for layout: from the safetensors file at path (or, for a path
+ * ending in .json, the shards a model.safetensors.index.json lists), or
+ * random from seed when path is NULL.  NULL with an error naming the file or key. */
 float *weights_make_blob(const graph *g, const weight_layout *layout,
                          const char *path, uint64_t seed, FILE *notes,
                          dsc_err *err);

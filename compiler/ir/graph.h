@@ -102,6 +102,13 @@ typedef struct graph_attrs {
     float p;          /* dropout, attention: probability of dropping */
     int stream;       /* dropout, attention: which mask (of the RNG) */
     int accumulate;   /* weight gradients: add to the blob, not overwrite */
+    /* DeepSeek-V3: mla_attention's RoPE (as rt_mla_shape), moe_route's
+     * grouping, moe_expert's index. */
+    float rope_theta, rope_factor, rope_low, rope_high, rope_attn;
+    int rope_yarn, rope_interleave;
+    int experts_per_tok, n_group, topk_group, norm_topk, expert;
+    int expert_bf16;  /* moe_expert: its weights stored as bfloat16 */
+    float routed_scale;
 } graph_attrs;
 
 typedef struct graph_node {

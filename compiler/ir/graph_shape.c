@@ -6,6 +6,7 @@
 
 #include "dsc_runtime.h"
 #include "ir/graph.h"
+#include "ir/graph_deepseek.h"
 
 /* Name a tensor in a message: a weight by its key, else its role. */
 static const char *label(const graph *g, int t, const char *role)
@@ -265,6 +266,12 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
                       g->tensors[in[3]].shape.dim[2];
         return 0;
     }
+    case GRAPH_OP_RMSNORM:
+    case GRAPH_OP_SILU_MUL:
+    case GRAPH_OP_MLA_ATTENTION:
+    case GRAPH_OP_MOE_ROUTE:
+    case GRAPH_OP_MOE_EXPERT:
+        return graph_infer_shape_deepseek(g, op, in, attrs, out, why, why_len);
     case GRAPH_OP_COUNT:
         break;
     }

@@ -24,7 +24,10 @@ static int readers_take_views(const graph *g, int t)
             if (n->inputs[j] == t &&
                 !(n->op == GRAPH_OP_ATTENTION ||
                   (n->op == GRAPH_OP_KV_ATTENTION && j < 3) ||
-                  (n->op == GRAPH_OP_LINEAR && j == 0)))
+                  (n->op == GRAPH_OP_LINEAR && j == 0) ||
+                  (n->op == GRAPH_OP_RMSNORM && j == 0) ||
+                  n->op == GRAPH_OP_SILU_MUL ||
+                  (n->op == GRAPH_OP_MLA_ATTENTION && j < 2)))
                 return 0;
     }
     return 1;

@@ -119,7 +119,8 @@ static int elementwise(graph_op op)
            op == GRAPH_OP_RELU_GRAD || op == GRAPH_OP_SOFTMAX_GRAD ||
            op == GRAPH_OP_GELU_GRAD ||
            op == GRAPH_OP_LAYERNORM_GRAD_X ||
-           op == GRAPH_OP_CROSS_ENTROPY_GRAD;
+           op == GRAPH_OP_CROSS_ENTROPY_GRAD ||
+           op == GRAPH_OP_RMSNORM || op == GRAPH_OP_MOE_EXPERT;
 }
 
 

@@ -16,7 +16,9 @@
 #include "frontend/frontend.h"
 #include "ir/graph.h"
 #include "ir/model.h"
+#include "io/config_json.h"
 #include "io/npy.h"
+#include "io/st_index.h"
 #include "passes/passes.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
@@ -71,6 +73,36 @@ static inline int fuzz_npy(const uint8_t *data, size_t size,
         return -1;
     npy_free(&a);
     return 0;
+}
+
+
+/* A config.json (--config) and a model.safetensors.index.json: the same
+ * bytes through both readers; accepted when either accepts them. */
+static inline int fuzz_hf_json(const uint8_t *data, size_t size,
+                               const char *path, dsc_err *err)
+{
+    dsc_err local, e2;
+    if (!err)
+        err = &local;
+    frontend_define *defs;
+    char **shards;
+    int n, m;
+    int a = config_json_read_memory((const char *)data, size, path, &defs, &n,
+                                    err);
+    if (a == 0) {
+        for (int i = 0; i < n; i++)
+            if (!defs[i].key || !defs[i].value || !strchr("ifbszx", defs[i].kind))
+                abort();
+        config_json_free(defs, n);
+    }
+    int b = st_index_shards_memory((const char *)data, size, path, &shards,
+                                   &m, &e2);
+    if (b == 0) {
+        for (int i = 0; i < m; i++)
+            free(shards[i]);
+        free(shards);
+    }
+    return a == 0 || b == 0 ? 0 : -1;
 }
 
 

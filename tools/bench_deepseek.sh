@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# DeepSeek-V3 decode speed: models/deepseek_v3.lua on a mid-size
+# configuration (hidden 1024, 8 layers, 32 routed experts of which 4 active
+# per token, MLA with kv_lora_rank 256; tools/export_deepseek_v3.py's
+# deepseek_bench preset), random weights, prompt 8, 64 new tokens, 1 thread:
+# dsc JIT and AOT against transformers' DeepseekV3ForCausalLM, and against
+# the bandwidth bound of the weight bytes one token actually reads (the
+# routed experts counted top_k of each layer's; dsc bench measures the copy
+# bandwidth on the spot).  One markdown table on stdout.
+#
+#   DSC=build/dsc          the dsc to time
+#   DS_PYTHON=P            python with torch and transformers >= 5 for the
+#                          peer (default: /work/venv-ds/bin/python if there,
+#                          else python3); the row is skipped without it
+#   DS_CONFIG=F.json       another HF config.json instead of the preset
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DSC=${DSC:-build/dsc}
+PY=${DS_PYTHON:-}
+[ -z "$PY" ] && { [ -x /work/venv-ds/bin/python ] && PY=/work/venv-ds/bin/python || PY=python3; }
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+CFG=${DS_CONFIG:-$OUT/config.json}
+if [ -z "${DS_CONFIG:-}" ]; then
+    "$PY" -c "import sys, json; sys.path.insert(0, 'tools')
+from export_deepseek_v3 import PRESETS, published_config
+json.dump(published_config(PRESETS['deepseek_bench']), open('$CFG', 'w'), indent=1)" \
+        2>/dev/null || python3 -c "import sys, json; sys.path.insert(0, 'tools')
+sys.modules['torch'] = type(sys)('torch'); sys.modules['numpy'] = type(sys)('numpy')
+from export_deepseek_v3 import PRESETS, published_config
+json.dump(published_config(PRESETS['deepseek_bench']), open('$CFG', 'w'), indent=1)" \
+        || { echo "bench_deepseek.sh: cannot write the configuration" >&2; exit 1; }
+fi
+field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p"; }
+failed=0
+echo
+echo "| DeepSeek-V3 mid-size (prompt 8, 64 new tokens) | engine | threads | prefill tok/s | decode tok/s | bound tok/s | % of bound | dsc speedup |"
+echo "|---|---|--:|--:|--:|--:|--:|--:|"
+dsc_tok=""
+for mode in jit aot; do
+    flag=""; [ $mode = aot ] && flag=--aot
+    line=$("$DSC" bench models/deepseek_v3.lua --config "$CFG" --threads 1 \
+        --runs 3 -n 64 $flag 2>"$OUT/err") \
+        || { echo "bench_deepseek.sh: dsc bench ($mode) failed: $(tail -1 "$OUT/err")" >&2; failed=1; continue; }
+    tok=$(echo "$line" | field decode_tok_s)
+    [ $mode = jit ] && dsc_tok=$tok
+    printf '| hidden 1024 x8, 32 experts, 4 active | dsc %s | 1 | %s | %s | %s | %s | - |\n' \
+        $mode "$(echo "$line" | field prefill_tok_s)" "$tok" \
+        "$(echo "$line" | field bound_tok_s)" "$(echo "$line" | field pct_bound)"
+    [ $mode = jit ] && echo "weight bytes read per token: $(echo "$line" | field weight_bytes_per_token); copy bandwidth $(echo "$line" | field copy_gbps) GB/s" >"$OUT/notes"
+done
+peer=$("$PY" tools/bench_deepseek_torch.py --config "$CFG" --threads 1 \
+    --prompt-len 8 --new-tokens 64 2>"$OUT/err") \
+    || { echo "bench_deepseek.sh: note: no transformers peer ($(tail -1 "$OUT/err"))" >&2; peer=""; }
+if [ -n "$peer" ] && [ -n "$dsc_tok" ]; then
+    awk -v e="$(echo "$peer" | field engine)" \
+        -v p="$(echo "$peer" | field prefill_tok_s)" \
+        -v d="$(echo "$peer" | field decode_tok_s)" -v dsc="$dsc_tok" 'BEGIN {
+        printf "| hidden 1024 x8, 32 experts, 4 active | %s | 1 | %s | %s | - | - | %.2fx |\n", e, p, d, dsc / d
+    }'
+fi
+[ -s "$OUT/notes" ] && cat "$OUT/notes"
+exit $failed

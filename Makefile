@@ -31,7 +31,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 # dsc exports its symbols (-rdynamic) so models built with --aot into a
 # shared object resolve the runtime's kernels from the running dsc.
-LIBS := $(LUA_LIBS) -ltcc $(XSMM_LIBS) -ldl -lm -lpthread
+LIBS := $(LUA_LIBS) -ltcc $(XSMM_LIBS) -lutf8proc -ldl -lm -lpthread
 
 .PHONY: all test deps clean generated bench
 all: $(BUILD)/dsc $(BUILD)/libdscrt.a

@@ -41,6 +41,9 @@ typedef struct cli {
     int runs;          /* bench */
     const char *stats_path;
     int after_passes;  /* graph: draw the graph the passes leave */
+    const char *tokenizer_path, *text_path;  /* tokenize, embed */
+    long long max_length;   /* tokenize, embed: 0 = not given */
+    long long batch;        /* embed: sentences per forward, 0 = default */
 } cli;
 
 /* The help text, printed by --help. */
@@ -72,5 +75,7 @@ int cmd_run(const cli *c);
 int cmd_generate(const cli *c);
 int cmd_bench(const cli *c);
 int cmd_graph(const cli *c);
+int cmd_tokenize(const cli *c);
+int cmd_embed(const cli *c);
 
 #endif

@@ -14,6 +14,8 @@ static const struct {
     { "generate", cmd_generate },
     { "bench", cmd_bench },
     { "graph", cmd_graph },
+    { "tokenize", cmd_tokenize },
+    { "embed", cmd_embed },
 };
 
 int main(int argc, char **argv)

@@ -836,6 +836,8 @@ static int is_nonspacing(const tok_tokenizer *t, int32_t c)
 {
     if (c == 0x1734 && !t->no_compat)  /* Mn in the crate's tables, Mc now */
         return 1;
+    if (c == 0x111C9 && !t->no_compat)  /* Po there (is_punctuation) */
+        return 0;
     return utf8proc_category(c) == UTF8PROC_CATEGORY_MN &&
            !is_compat_plain(t, c);
 }

@@ -811,10 +811,10 @@ static int is_punctuation(const tok_tokenizer *t, int32_t c)
     if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96)
         || (c >= 123 && c <= 126))
         return 1;
-    if (is_compat_plain(t, c))
-        return 0;
     if (c == 0x111C9 && !t->no_compat)  /* Po in the crate's tables, Mn now */
         return 1;
+    if (is_compat_plain(t, c))
+        return 0;
     utf8proc_category_t k = utf8proc_category(c);
     return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
 }

@@ -337,6 +337,7 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
         long long seq = n->attrs.batch_first ? q->dim[1] : q->dim[0];
         long long batch = n->attrs.batch_first ? q->dim[0] : q->dim[1];
         int h = n->attrs.heads;
+        int lengths = n->n_inputs > 3 && n->inputs[3] >= 0;
         sb_printf(sb, "    {\n        static const rt_attention_shape s = {\n"
                   "            .seq = %lld, .batch = %lld, .heads = %d, "
                   ".head_dim_qk = %lld, .head_dim_v = %lld,\n"
@@ -344,7 +345,8 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                   "            .ldq = %lld, .ldk = %lld, .ldv = %lld, "
                   ".ldo = %lld,\n"
                   "            .scale = %s, .causal = %d };\n"
-                  "        rt_attention(ctx, %s, %s, %s, %s, &s);\n    }\n",
+                  "        rt_attention%s(ctx, %s, %s, %s, %s%s%s, &s);\n"
+                  "    }\n",
                   seq, batch, h, (long long)q->dim[2] / h,
                   (long long)v->dim[2] / h,
                   n->attrs.batch_first ? 1 : batch,
@@ -353,8 +355,9 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                   (long long)graph_row_stride(g, n->inputs[1]),
                   (long long)graph_row_stride(g, n->inputs[2]), last,
                   float_literal(n->attrs.scale, f, sizeof f), n->attrs.causal,
-                  y, in_name[n->inputs[0]], in_name[n->inputs[1]],
-                  in_name[n->inputs[2]]);
+                  lengths ? "_lengths" : "", y, in_name[n->inputs[0]],
+                  in_name[n->inputs[1]], in_name[n->inputs[2]],
+                  lengths ? ", " : "", lengths ? in_name[n->inputs[3]] : "");
         break;
     }
     case GRAPH_OP_POSITIONS:
@@ -393,6 +396,16 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                       (long long)(x->shape.dim[0] - 1) * row, row);
         break;
     }
+    case GRAPH_OP_MEAN_POOL:
+        sb_printf(sb, "    rt_mean_pool(ctx, %s, %s, %s, %lld, %lld, %lld);\n",
+                  y, in_name[n->inputs[0]], in_name[n->inputs[1]],
+                  (long long)x->shape.dim[0], (long long)x->shape.dim[1],
+                  (long long)x->shape.dim[2]);
+        break;
+    case GRAPH_OP_L2_NORMALIZE:
+        sb_printf(sb, "    rt_l2_normalize(ctx, %s, %s, %s, %lld);\n", y,
+                  in_name[n->inputs[0]], rows, last);
+        break;
     case GRAPH_OP_COUNT:
         break;
     }

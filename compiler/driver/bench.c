@@ -101,6 +101,13 @@ double bench_graph_flop(const graph *g)
         case GRAPH_OP_SOFTMAX:
             total += 5 * count;
             break;
+        case GRAPH_OP_MEAN_POOL:
+            total += (double)graph_shape_count(
+                &g->tensors[n->inputs[0]].shape);
+            break;
+        case GRAPH_OP_L2_NORMALIZE:
+            total += 3 * count;
+            break;
         case GRAPH_OP_KV_ATTENTION:
             /* A decoder step's work depends on the runtime token count and
              * position; not counted yet. */

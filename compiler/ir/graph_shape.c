@@ -24,6 +24,23 @@ static int why_set(char *why, int len, const char *fmt, ...)
 }
 
 
+/* Per-sequence lengths must be int32 [batch]. */
+static int lengths_bad(const graph *g, int t, int64_t batch, char *why,
+                       int why_len, const char *op)
+{
+    const graph_tensor *l = &g->tensors[t];
+    char s0[96];
+    if (l->dtype != GRAPH_I32 || l->shape.rank != 1 ||
+        l->shape.dim[0] != batch)
+        return why_set(why, why_len, "%s: lengths %s %s must be int32 "
+                       "[%lld], one per sequence", op,
+                       graph_dtype_name(l->dtype),
+                       graph_shape_str(&l->shape, s0, sizeof s0),
+                       (long long)batch);
+    return 0;
+}
+
+
 int graph_infer_shape(const graph *g, graph_op op, const int *in,
                       int n_in, const graph_attrs *attrs,
                       graph_shape *out, graph_dtype *out_dtype,
@@ -36,8 +53,12 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
 
     /* Every op but embedding reads float32 tensors only. */
     int reads_ids = op == GRAPH_OP_EMBEDDING || op == GRAPH_OP_POSITIONS;
+    /* ... and the per-sequence lengths some ops take last. */
+    int lengths_at = op == GRAPH_OP_ATTENTION ? 3
+                   : op == GRAPH_OP_MEAN_POOL ? 1 : -1;
     for (int i = reads_ids ? 1 : 0; i < n_in; i++)
-        if (in[i] >= 0 && g->tensors[in[i]].dtype != GRAPH_F32)
+        if (in[i] >= 0 && i != lengths_at &&
+            g->tensors[in[i]].dtype != GRAPH_F32)
             return why_set(why, why_len, "%s: input %d (%s) is %s, expected "
                            "float32", name, i + 1, g->tensors[in[i]].name,
                            graph_dtype_name(g->tensors[in[i]].dtype));
@@ -158,6 +179,10 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
                            (long long)x->dim[2], (long long)v->dim[2]);
         if (!(attrs->scale > 0))
             return why_set(why, why_len, "attention: scale must be > 0");
+        if (n_in > 3 && in[3] >= 0 &&
+            lengths_bad(g, in[3], x->dim[attrs->batch_first ? 0 : 1], why,
+                        why_len, "attention"))
+            return -1;
         out->dim[2] = v->dim[2];
         return 0;
     }
@@ -203,6 +228,19 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
         if (x->rank < 1)
             return why_set(why, why_len, "last: input is a scalar");
         out->dim[0] = 1;
+        return 0;
+    case GRAPH_OP_MEAN_POOL:
+        if (x->rank != 3)
+            return why_set(why, why_len, "mean_pool: x is %s, expected "
+                           "[batch, seq, dim]",
+                           graph_shape_str(x, s0, sizeof s0));
+        if (lengths_bad(g, in[1], x->dim[0], why, why_len, "mean_pool"))
+            return -1;
+        *out = (graph_shape){ 2, { x->dim[0], x->dim[2] } };
+        return 0;
+    case GRAPH_OP_L2_NORMALIZE:
+        if (x->rank < 1)
+            return why_set(why, why_len, "l2_normalize: input is a scalar");
         return 0;
     case GRAPH_OP_COUNT:
         break;

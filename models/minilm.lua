@@ -1,0 +1,65 @@
+-- sentence-transformers/all-MiniLM-L6-v2: Hugging Face transformers'
+-- BertModel in eval mode (post-LN, exact-erf GELU, learned positions,
+-- token type 0), then sentence-transformers' mean pooling over each
+-- sentence's real tokens and L2 normalization.  Keys are the checkpoint's
+-- (model.safetensors; its pooler.* and position_ids go unused).  Any BERT
+-- of this family runs with -D: the defaults are MiniLM-L6-H384's
+-- config.json.
+--
+-- A forward embeds `batch` sentences padded to `seq` tokens: sentence b
+-- has lengths[b] real tokens ([CLS] ... [SEP]), attention never looks at
+-- the padding and the mean skips it.  dsc embed tokenizes, sorts the
+-- sentences by length and compiles this for the few (batch, seq) shapes
+-- it needs.
+
+local cfg = dsc.config {
+  vocab_size = 30522,
+  hidden_size = 384,
+  num_hidden_layers = 6,
+  num_attention_heads = 12,
+  intermediate_size = 1536,
+  max_position_embeddings = 512,
+  type_vocab_size = 2,
+  layer_norm_eps = 1e-12,
+  batch = 8,     -- sentences per forward
+  seq = 32,      -- tokens per sentence, padding included
+}
+local d, eps = cfg.hidden_size, cfg.layer_norm_eps
+local shape = {cfg.batch, cfg.seq}
+
+local input_ids = dsc.input("input_ids", shape, "int32")
+local token_type_ids = dsc.input("token_type_ids", shape, "int32")
+local position_ids = dsc.input("position_ids", shape, "int32")
+local lengths = dsc.input("lengths", {cfg.batch}, "int32")
+
+-- BertEmbeddings: word + token type + position, then LayerNorm.
+local x = nn.embedding(input_ids, "embeddings.word_embeddings",
+                       cfg.vocab_size, d)
+x = x + nn.embedding(token_type_ids, "embeddings.token_type_embeddings",
+                     cfg.type_vocab_size, d)
+x = x + nn.embedding(position_ids, "embeddings.position_embeddings",
+                     cfg.max_position_embeddings, d)
+x = nn.layernorm(x, "embeddings.LayerNorm", d, eps)
+
+-- BertLayer: self-attention, then the feed-forward block, each followed by
+-- a residual add and LayerNorm.
+local function bert_layer(x, p)
+  local q = nn.linear(x, p .. ".attention.self.query", d, d)
+  local k = nn.linear(x, p .. ".attention.self.key", d, d)
+  local v = nn.linear(x, p .. ".attention.self.value", d, d)
+  local a = dsc.masked_attention(q, k, v, lengths,
+                                 {heads = cfg.num_attention_heads})
+  a = nn.linear(a, p .. ".attention.output.dense", d, d)
+  x = nn.layernorm(a + x, p .. ".attention.output.LayerNorm", d, eps)
+  local h = dsc.gelu(nn.linear(x, p .. ".intermediate.dense", d,
+                               cfg.intermediate_size))
+  h = nn.linear(h, p .. ".output.dense", cfg.intermediate_size, d)
+  return nn.layernorm(h + x, p .. ".output.LayerNorm", d, eps)
+end
+
+for i = 0, cfg.num_hidden_layers - 1 do
+  x = bert_layer(x, "encoder.layer." .. i)
+end
+
+-- sentence-transformers' Pooling (mean over real tokens) and Normalize.
+dsc.output("embeddings", dsc.l2_normalize(dsc.mean_pool(x, lengths)))

@@ -77,3 +77,10 @@ gen_gpt2 gpt2_small --seed 8 --prompt-len 5 --new-tokens 34 \
     -D vocab=83 -D ctx=40 -D d_model=32 -D heads=4 -D layers=2 -D eps=1e-5
 gen_gpt2 gpt2_wide --seed 18 --prompt-len 7 --new-tokens 32 \
     -D vocab=67 -D ctx=40 -D d_model=30 -D heads=3 -D layers=2 -D eps=1e-5
+
+# A random small BERT and its sentence embeddings (models/minilm.lua); needs
+# transformers: BERT_PYTHON (default: $gpt2py).
+bertpy=${BERT_PYTHON:-$gpt2py}
+rm -rf "$fx/bert_small"
+"$bertpy" "$here/export_bert.py" --out "$fx/bert_small" --seed 3
+chmod 644 "$fx/bert_small"/*

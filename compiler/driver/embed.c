@@ -20,7 +20,7 @@ static const char *const input_names[EMBED_INPUTS] = {
 
 /* One compiled (batch, seq). */
 typedef struct embed_shape {
-    int64_t seq;
+    int64_t batch, seq;
     built_model built;
     loaded_model *code;
     int slot[EMBED_INPUTS];   /* io index of each input by name */
@@ -96,11 +96,12 @@ static int same_layout(const weight_layout *a, const weight_layout *b)
 
 
 /* The compiled model for seq, building it on first use. */
-static embed_shape *shape_for(embedder *e, int64_t seq, dsc_err *err)
+static embed_shape *shape_for(embedder *e, int64_t batch, int64_t seq,
+                              dsc_err *err)
 {
     const embed_options *o = e->o;
     for (int i = 0; i < e->n_shapes; i++)
-        if (e->shapes[i].seq == seq)
+        if (e->shapes[i].batch == batch && e->shapes[i].seq == seq)
             return &e->shapes[i];
     if (e->n_shapes == EMBED_MAX_SHAPES) {
         err_set(err, "error: embed: more than %d shapes", EMBED_MAX_SHAPES);
@@ -109,7 +110,7 @@ static embed_shape *shape_for(embedder *e, int64_t seq, dsc_err *err)
     double t0 = timing_now_ms();
     int n = o->build.n_defines;
     frontend_define *defs = malloc((size_t)(n + 2) * sizeof *defs);
-    char batch[32], seqs[32];
+    char batchs[32], seqs[32];
     if (!defs) {
         err_set(err, "error: out of memory");
         return NULL;
@@ -125,21 +126,22 @@ static embed_shape *shape_for(embedder *e, int64_t seq, dsc_err *err)
         }
         defs[i] = o->build.defines[i];
     }
-    snprintf(batch, sizeof batch, "%lld", (long long)o->batch);
+    snprintf(batchs, sizeof batchs, "%lld", (long long)batch);
     snprintf(seqs, sizeof seqs, "%lld", (long long)seq);
-    defs[n] = (frontend_define){ "batch", batch };
+    defs[n] = (frontend_define){ "batch", batchs };
     defs[n + 1] = (frontend_define){ "seq", seqs };
     build_options bo = o->build;
     bo.defines = defs;
     bo.n_defines = n + 2;
     embed_shape *s = &e->shapes[e->n_shapes];
     memset(s, 0, sizeof *s);
+    s->batch = batch;
     s->seq = seq;
     int rc = build_model(o->model_path, &bo, &s->built, err);
     free(defs);
     if (rc)
         return NULL;
-    if (check_io(s, o->model_path, o->batch, err))
+    if (check_io(s, o->model_path, batch, err))
         goto fail;
     if (!e->weights) {
         double w0 = timing_now_ms();
@@ -152,8 +154,8 @@ static embed_shape *shape_for(embedder *e, int64_t seq, dsc_err *err)
         e->layout = &s->built.weights;
     } else if (!same_layout(e->layout, &s->built.weights)) {
         err_set(err, "%s: error: embed: the weights are laid out differently "
-                "for seq %lld (a weight's shape depends on seq)",
-                o->model_path, (long long)seq);
+                "for batch %lld, seq %lld (a weight's shape depends on "
+                "them)", o->model_path, (long long)batch, (long long)seq);
         goto fail;
     }
     size_t arena = ((size_t)s->built.plan.arena_bytes + DSC_ALIGN - 1) /
@@ -260,7 +262,7 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
         order[i] = i;
     sort_by_length(tokens, order, tmp, n);
     /* The width is the model's: build the first shape even for no text. */
-    embed_shape *first = shape_for(&e, n ? (len_of(tokens, order[0]) +
+    embed_shape *first = shape_for(&e, n < B ? (n ? n : 1) : B, n ? (len_of(tokens, order[0]) +
         EMBED_SEQ_STEP - 1) / EMBED_SEQ_STEP * EMBED_SEQ_STEP : max_seq, err);
     if (!first)
         goto done;
@@ -276,11 +278,12 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
                       EMBED_SEQ_STEP * EMBED_SEQ_STEP;
         if (seq < EMBED_SEQ_STEP)
             seq = EMBED_SEQ_STEP;
-        embed_shape *s = shape_for(&e, seq, err);
+        /* The last, partial batch gets a shape of its own size. */
+        embed_shape *s = shape_for(&e, count, seq, err);
         if (!s)
             goto done;
         int32_t *ids = in[0], *types = in[1], *pos = in[2], *lens = in[3];
-        for (int64_t b = 0; b < B; b++) {
+        for (int64_t b = 0; b < count; b++) {
             int64_t len = b < count ? len_of(tokens, order[b0 + b]) : 0;
             const int32_t *src = len ? tokens->ids +
                                        tokens->start[order[b0 + b]] : NULL;
@@ -292,7 +295,7 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
             lens[b] = (int32_t)len;
             stats->real_tokens += len;
         }
-        stats->padded_tokens += B * seq;
+        stats->padded_tokens += count * seq;
         void *io[EMBED_INPUTS + 1];
         for (int i = 0; i < EMBED_INPUTS; i++)
             io[s->slot[i]] = in[i];

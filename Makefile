@@ -105,7 +105,7 @@ generated: $(BUILD)/dsc
 # `make test` (tests/test_fuzz_replay.c) replays it.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_NAMES   := safetensors npy frontend
+FUZZ_NAMES   := safetensors npy frontend tokenizer
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_CFLAGS  := -std=c11 -O1 -g -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined

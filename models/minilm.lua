@@ -6,11 +6,13 @@
 -- of this family runs with -D: the defaults are MiniLM-L6-H384's
 -- config.json.
 --
--- A forward embeds `batch` sentences padded to `seq` tokens: sentence b
--- has lengths[b] real tokens ([CLS] ... [SEP]), attention never looks at
--- the padding and the mean skips it.  dsc embed tokenizes, sorts the
--- sentences by length and compiles this for the few (batch, seq) shapes
--- it needs.
+-- A forward embeds up to `sentences` sentences packed one after another
+-- into `tokens` rows, without padding: sentence b is the next lengths[b]
+-- rows ([CLS] ... [SEP]); attention stays within each sentence and the
+-- mean is over its rows.  Rows after the last sentence are computed but
+-- belong to none; sentences of length 0 embed as zeros.  dsc embed
+-- tokenizes, packs about 1024 tokens per forward and compiles this for the
+-- few token counts it needs (multiples of 64).
 
 local cfg = dsc.config {
   vocab_size = 30522,
@@ -21,16 +23,16 @@ local cfg = dsc.config {
   max_position_embeddings = 512,
   type_vocab_size = 2,
   layer_norm_eps = 1e-12,
-  batch = 8,     -- sentences per forward
-  seq = 32,      -- tokens per sentence, padding included
+  tokens = 256,    -- rows per forward: all sentences' tokens
+  sentences = 16, -- most sentences per forward
 }
 local d, eps = cfg.hidden_size, cfg.layer_norm_eps
-local shape = {cfg.batch, cfg.seq}
+local rows = {cfg.tokens}
 
-local input_ids = dsc.input("input_ids", shape, "int32")
-local token_type_ids = dsc.input("token_type_ids", shape, "int32")
-local position_ids = dsc.input("position_ids", shape, "int32")
-local lengths = dsc.input("lengths", {cfg.batch}, "int32")
+local input_ids = dsc.input("input_ids", rows, "int32")
+local token_type_ids = dsc.input("token_type_ids", rows, "int32")
+local position_ids = dsc.input("position_ids", rows, "int32")  -- within its sentence
+local lengths = dsc.input("lengths", {cfg.sentences}, "int32")
 
 -- BertEmbeddings: word + token type + position, then LayerNorm.
 local x = nn.embedding(input_ids, "embeddings.word_embeddings",

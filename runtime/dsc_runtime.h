@@ -143,6 +143,19 @@ void rt_mean_pool(rt_ctx *ctx, float *y, const float *x,
                   const int32_t *lengths, int64_t batch, int64_t seq,
                   int64_t dim);
 
+/* Packed sequences, no padding: sequence b is the lengths[b] rows after
+ * those of sequences 0..b-1 (the rest of the shape->seq rows are zeroed;
+ * lengths past them are cut short).  Attention within each sequence. */
+void rt_attention_packed(rt_ctx *ctx, float *out, const float *q,
+                         const float *k, const float *v,
+                         const int32_t *lengths, int64_t n_seq,
+                         const rt_attention_shape *shape);
+
+/* y[b, :] = mean of sequence b's rows of the packed x [tokens, dim]. */
+void rt_mean_pool_packed(rt_ctx *ctx, float *y, const float *x,
+                         const int32_t *lengths, int64_t n_seq,
+                         int64_t tokens, int64_t dim);
+
 /* Each row of dim floats divided by max(its L2 norm, 1e-12), as
  * torch.nn.functional.normalize.  y may alias x. */
 void rt_l2_normalize(rt_ctx *ctx, float *y, const float *x, int64_t rows,
@@ -163,6 +176,8 @@ void rt_l2_normalize(rt_ctx *ctx, float *y, const float *x, int64_t rows,
     X(rt_copy)                 \
     X(rt_attention_lengths)    \
     X(rt_mean_pool)            \
+    X(rt_attention_packed)     \
+    X(rt_mean_pool_packed)     \
     X(rt_l2_normalize)
 
 #endif

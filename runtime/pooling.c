@@ -90,3 +90,48 @@ void rt_l2_normalize(rt_ctx *ctx, float *y, const float *x, int64_t rows,
             y[r * dim + d] = x[r * dim + d] * inv;
     }
 }
+
+
+/* ---- packed sequences -------------------------------------------------- */
+
+void rt_attention_packed(rt_ctx *ctx, float *out, const float *q,
+                         const float *k, const float *v,
+                         const int32_t *lengths, int64_t n_seq,
+                         const rt_attention_shape *shape)
+{
+    int64_t width = shape->heads * shape->head_dim_v, row = 0;
+    for (int64_t b = 0; b < n_seq; b++) {
+        int64_t len = clamp_len(lengths[b], shape->seq - row);
+        if (len > 0) {
+            rt_attention_shape s = *shape;
+            s.seq = len;
+            s.batch = 1;
+            s.seq_step = 1;
+            rt_attention(ctx, out + row * shape->ldo, q + row * shape->ldq,
+                         k + row * shape->ldk, v + row * shape->ldv, &s);
+        }
+        row += len;
+    }
+    for (; row < shape->seq; row++)
+        memset(out + row * shape->ldo, 0, (size_t)width * sizeof(float));
+}
+
+
+void rt_mean_pool_packed(rt_ctx *ctx, float *y, const float *x,
+                         const int32_t *lengths, int64_t n_seq,
+                         int64_t tokens, int64_t dim)
+{
+    (void)ctx;  /* one pass over the activations: not worth threads */
+    int64_t row = 0;
+    for (int64_t b = 0; b < n_seq; b++) {
+        int64_t len = clamp_len(lengths[b], tokens - row);
+        float *yb = y + b * dim;
+        memset(yb, 0, (size_t)dim * sizeof *yb);
+        for (int64_t s = row; s < row + len; s++)
+            for (int64_t d = 0; d < dim; d++)
+                yb[d] += x[s * dim + d];
+        for (int64_t d = 0; len && d < dim; d++)
+            yb[d] /= (float)len;
+        row += len;
+    }
+}

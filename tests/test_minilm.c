@@ -115,9 +115,10 @@ static void check_bert_small(int64_t batch, int aot, int threads)
     /* float32 end to end against float32 PyTorch: measured 6e-8. */
     double d = max_diff(got, want.data, ids.n * dim);
     cr_assert_lt(d, 5e-7, "batch %lld: max |diff| %g", (long long)batch, d);
-    /* Sorted and padded: fewer padded tokens than one batch of the
-     * longest sentence would need. */
-    cr_assert_geq(st.padded_tokens, st.real_tokens);
+    /* Packed: rows only round the tokens up to whole blocks. */
+    cr_assert_geq(st.rows, st.real_tokens);
+    cr_assert_lt(st.rows, st.real_tokens + st.forwards * EMBED_ROW_STEP);
+    cr_assert_eq(st.forwards, (ids.n + batch - 1) / batch);
     free(got);
     npy_free(&want);
     tok_batch_free(&ids);
@@ -169,7 +170,7 @@ Test(minilm, passes_apply)
     cr_assert_eq(b.stats.fused_qkv, 6);
     cr_assert_eq(b.stats.fused_epilogue, 18);  /* 6 x (GELU + 2 residuals) */
     cr_assert_eq(b.stats.gemm_calls, 24);
-    cr_assert_not_null(strstr(b.source, "rt_attention_lengths("));
+    cr_assert_not_null(strstr(b.source, "rt_attention_packed("));
     built_model_free(&b);
 }
 
@@ -312,3 +313,49 @@ static void check_real(const char *extra)
 
 Test(minilm_real, embed_jit, .timeout = 300) { check_real("--batch 5"); }
 Test(minilm_real, embed_aot, .timeout = 600) { check_real("--aot --batch 32"); }
+
+
+/* Packed sequences give what padded ones give, row for row; rows after the
+ * last sequence are zero. */
+Test(minilm, packed_equals_padded)
+{
+    enum { B = 3, S = 5, H = 2, DH = 4, W = H * DH, T = 12 };
+    int32_t lengths[B] = { 4, 1, 5 };  /* 10 of the 12 rows */
+    float q[B * S * W], k[B * S * W], v[B * S * W], out[B * S * W];
+    float pq[T * W], pk[T * W], pv[T * W], pout[T * W];
+    for (int i = 0; i < B * S * W; i++) {
+        q[i] = (float)sin(i * 0.37);
+        k[i] = (float)cos(i * 0.91);
+        v[i] = (float)sin(i * 0.53 + 2);
+    }
+    int row = 0;
+    for (int b = 0; b < B; b++)
+        for (int s = 0; s < lengths[b]; s++, row++) {
+            memcpy(pq + row * W, q + (b * S + s) * W, W * sizeof *q);
+            memcpy(pk + row * W, k + (b * S + s) * W, W * sizeof *k);
+            memcpy(pv + row * W, v + (b * S + s) * W, W * sizeof *v);
+        }
+    memset(pout, 0x7f, sizeof pout);
+    rt_attention_shape sh = { .seq = S, .batch = B, .heads = H,
+                              .head_dim_qk = DH, .head_dim_v = DH,
+                              .seq_step = 1, .batch_step = S, .ldq = W,
+                              .ldk = W, .ldv = W, .ldo = W, .scale = 0.35f };
+    rt_attention_lengths(NULL, out, q, k, v, lengths, &sh);
+    rt_attention_shape ps = sh;
+    ps.seq = T;
+    ps.batch = 1;
+    ps.batch_step = T;
+    rt_attention_packed(NULL, pout, pq, pk, pv, lengths, B, &ps);
+    row = 0;
+    for (int b = 0; b < B; b++)
+        for (int s = 0; s < lengths[b]; s++, row++)
+            cr_assert_eq(memcmp(pout + row * W, out + (b * S + s) * W,
+                                W * sizeof *out), 0, "b %d s %d", b, s);
+    for (; row < T; row++)
+        for (int j = 0; j < W; j++)
+            cr_assert_eq(pout[row * W + j], 0.0f);
+    float y[B * W], py[B * W];
+    rt_mean_pool(NULL, y, out, lengths, B, S, W);
+    rt_mean_pool_packed(NULL, py, pout, lengths, B, T, W);
+    cr_assert_eq(memcmp(y, py, sizeof y), 0);
+}

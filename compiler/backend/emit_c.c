@@ -333,6 +333,29 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
         break;
     case GRAPH_OP_ATTENTION: {
         const graph_shape *q = &x->shape;
+        if (q->rank == 2) {  /* packed sequences, by lengths */
+            const graph_tensor *len = &g->tensors[n->inputs[3]];
+            const graph_shape *vs = &g->tensors[n->inputs[2]].shape;
+            int hh = n->attrs.heads;
+            sb_printf(sb, "    {\n        static const rt_attention_shape s = {"
+                      "\n            .seq = %lld, .batch = 1, .heads = %d, "
+                      ".head_dim_qk = %lld, .head_dim_v = %lld,\n"
+                      "            .seq_step = 1, .batch_step = %lld,\n"
+                      "            .ldq = %lld, .ldk = %lld, .ldv = %lld, "
+                      ".ldo = %lld,\n            .scale = %s };\n"
+                      "        rt_attention_packed(ctx, %s, %s, %s, %s, %s, "
+                      "%lld, &s);\n    }\n", (long long)q->dim[0], hh,
+                      (long long)q->dim[1] / hh, (long long)vs->dim[1] / hh,
+                      (long long)q->dim[0],
+                      (long long)graph_row_stride(g, n->inputs[0]),
+                      (long long)graph_row_stride(g, n->inputs[1]),
+                      (long long)graph_row_stride(g, n->inputs[2]), last,
+                      float_literal(n->attrs.scale, f, sizeof f), y,
+                      in_name[n->inputs[0]], in_name[n->inputs[1]],
+                      in_name[n->inputs[2]], in_name[n->inputs[3]],
+                      (long long)len->shape.dim[0]);
+            break;
+        }
         const graph_shape *v = &g->tensors[n->inputs[2]].shape;
         long long seq = n->attrs.batch_first ? q->dim[1] : q->dim[0];
         long long batch = n->attrs.batch_first ? q->dim[0] : q->dim[1];
@@ -397,6 +420,13 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
         break;
     }
     case GRAPH_OP_MEAN_POOL:
+        if (x->shape.rank == 2) {
+            sb_printf(sb, "    rt_mean_pool_packed(ctx, %s, %s, %s, %lld, "
+                      "%lld, %lld);\n", y, in_name[n->inputs[0]],
+                      in_name[n->inputs[1]], (long long)out->shape.dim[0],
+                      (long long)x->shape.dim[0], (long long)x->shape.dim[1]);
+            break;
+        }
         sb_printf(sb, "    rt_mean_pool(ctx, %s, %s, %s, %lld, %lld, %lld);\n",
                   y, in_name[n->inputs[0]], in_name[n->inputs[1]],
                   (long long)x->shape.dim[0], (long long)x->shape.dim[1],

@@ -42,7 +42,7 @@ int cmd_embed(const cli *c)
     embed_options o = {
         .model_path = c->model_path, .build = cli_build_options(c),
         .weights_path = c->weights_path, .seed = c->seed, .threads = threads,
-        .aot = c->aot, .batch = c->batch ? c->batch : 32,
+        .aot = c->aot, .batch = c->batch ? c->batch : 256,
         .pad_id = tok_pad_id(t), .notes = stderr,
     };
     if (!c->weights_path)
@@ -70,11 +70,12 @@ int cmd_embed(const cli *c)
         }
     }
     if (e)
-        fprintf(stderr, "dsc: embed: %lld sentences, %lld tokens (%lld with "
-                "padding) in %d shapes; tokenize %.1f ms, compile %.1f ms, "
-                "weights %.1f ms, forward %.1f ms, total %.1f ms\n",
+        fprintf(stderr, "dsc: embed: %lld sentences, %lld tokens (%lld rows) "
+                "in %d forwards of %d shapes; tokenize %.1f ms, compile %.1f "
+                "ms, weights %.1f ms, forward %.1f ms, total %.1f ms\n",
                 (long long)b.n, (long long)st.real_tokens,
-                (long long)st.padded_tokens, st.shapes, tok_ms, st.compile_ms,
+                (long long)st.rows, st.forwards, st.shapes, tok_ms,
+                st.compile_ms,
                 st.weights_ms, st.forward_ms, timing_now_ms() - t0);
     free(e);
     tok_batch_free(&b);

@@ -79,6 +79,8 @@ double bench_graph_flop(const graph *g)
         }
         case GRAPH_OP_ATTENTION: {
             const graph_shape *q = &g->tensors[n->inputs[0]].shape;
+            if (q->rank != 3)  /* packed: depends on the lengths */
+                break;
             const graph_shape *v = &g->tensors[n->inputs[2]].shape;
             double seq = (double)(n->attrs.batch_first ? q->dim[1] : q->dim[0]);
             double batch = (double)(n->attrs.batch_first ? q->dim[0] : q->dim[1]);

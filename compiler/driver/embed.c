@@ -18,9 +18,9 @@ static const char *const input_names[EMBED_INPUTS] = {
     "input_ids", "token_type_ids", "position_ids", "lengths"
 };
 
-/* One compiled (batch, seq). */
+/* One compiled row count. */
 typedef struct embed_shape {
-    int64_t batch, seq;
+    int64_t tokens;
     built_model built;
     loaded_model *code;
     int slot[EMBED_INPUTS];   /* io index of each input by name */
@@ -73,7 +73,7 @@ static int check_io(embed_shape *s, const char *path, int64_t batch,
         outputs++;
         if (x->shape.rank != 2 || x->shape.dim[0] != batch)
             return err_set(err, "%s: error: embed: output '%s' must be "
-                           "[batch, dim]", path, x->name);
+                           "[sentences, dim]", path, x->name);
         s->dim = x->shape.dim[1];
     }
     if (outputs != 1)
@@ -96,12 +96,12 @@ static int same_layout(const weight_layout *a, const weight_layout *b)
 
 
 /* The compiled model for seq, building it on first use. */
-static embed_shape *shape_for(embedder *e, int64_t batch, int64_t seq,
-                              dsc_err *err)
+static embed_shape *shape_for(embedder *e, int64_t tokens, dsc_err *err)
 {
     const embed_options *o = e->o;
+    int64_t batch = o->batch;
     for (int i = 0; i < e->n_shapes; i++)
-        if (e->shapes[i].batch == batch && e->shapes[i].seq == seq)
+        if (e->shapes[i].tokens == tokens)
             return &e->shapes[i];
     if (e->n_shapes == EMBED_MAX_SHAPES) {
         err_set(err, "error: embed: more than %d shapes", EMBED_MAX_SHAPES);
@@ -116,27 +116,26 @@ static embed_shape *shape_for(embedder *e, int64_t batch, int64_t seq,
         return NULL;
     }
     for (int i = 0; i < n; i++) {
-        if (!strcmp(o->build.defines[i].key, "batch") ||
-            !strcmp(o->build.defines[i].key, "seq")) {
+        if (!strcmp(o->build.defines[i].key, "sentences") ||
+            !strcmp(o->build.defines[i].key, "tokens")) {
             free(defs);
-            err_set(err, "error: embed: -D %s: embed sets batch (--batch) "
-                    "and seq (from the sentences) itself",
+            err_set(err, "error: embed: -D %s: embed sets sentences "
+                    "(--batch) and tokens (from the sentences) itself",
                     o->build.defines[i].key);
             return NULL;
         }
         defs[i] = o->build.defines[i];
     }
     snprintf(batchs, sizeof batchs, "%lld", (long long)batch);
-    snprintf(seqs, sizeof seqs, "%lld", (long long)seq);
-    defs[n] = (frontend_define){ "batch", batchs };
-    defs[n + 1] = (frontend_define){ "seq", seqs };
+    snprintf(seqs, sizeof seqs, "%lld", (long long)tokens);
+    defs[n] = (frontend_define){ "sentences", batchs };
+    defs[n + 1] = (frontend_define){ "tokens", seqs };
     build_options bo = o->build;
     bo.defines = defs;
     bo.n_defines = n + 2;
     embed_shape *s = &e->shapes[e->n_shapes];
     memset(s, 0, sizeof *s);
-    s->batch = batch;
-    s->seq = seq;
+    s->tokens = tokens;
     int rc = build_model(o->model_path, &bo, &s->built, err);
     free(defs);
     if (rc)
@@ -154,8 +153,8 @@ static embed_shape *shape_for(embedder *e, int64_t batch, int64_t seq,
         e->layout = &s->built.weights;
     } else if (!same_layout(e->layout, &s->built.weights)) {
         err_set(err, "%s: error: embed: the weights are laid out differently "
-                "for batch %lld, seq %lld (a weight's shape depends on "
-                "them)", o->model_path, (long long)batch, (long long)seq);
+                "for %lld tokens (a weight's shape depends on them)",
+                o->model_path, (long long)tokens);
         goto fail;
     }
     size_t arena = ((size_t)s->built.plan.arena_bytes + DSC_ALIGN - 1) /
@@ -230,6 +229,14 @@ static void sort_by_length(const tok_batch *t, int64_t *v, int64_t *tmp,
 }
 
 
+/* Rows for a forward of `real` tokens. */
+static int64_t round_rows(int64_t real)
+{
+    int64_t r = (real + EMBED_ROW_STEP - 1) / EMBED_ROW_STEP * EMBED_ROW_STEP;
+    return r ? r : EMBED_ROW_STEP;
+}
+
+
 float *embed_sentences(const embed_options *o, const tok_batch *tokens,
                        int64_t *dim, embed_stats *stats, dsc_err *err)
 {
@@ -239,20 +246,21 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
     memset(stats, 0, sizeof *stats);
     embedder e = { .o = o, .stats = stats };
     int64_t n = tokens->n, B = o->batch;
+    int64_t budget = o->tokens > 0 ? o->tokens : EMBED_TOKENS;
     float *result = NULL, *out = NULL;
     int32_t *in[EMBED_INPUTS] = {0};
     int64_t *order = malloc((size_t)(n ? n : 1) * sizeof *order);
     int64_t *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
-    int64_t longest = 0;
     for (int64_t i = 0; i < n; i++)
-        if (len_of(tokens, i) > longest)
-            longest = len_of(tokens, i);
-    int64_t max_seq = (longest + EMBED_SEQ_STEP - 1) / EMBED_SEQ_STEP *
-                      EMBED_SEQ_STEP;
-    if (max_seq < EMBED_SEQ_STEP)
-        max_seq = EMBED_SEQ_STEP;
+        if (len_of(tokens, i) > budget)
+            budget = len_of(tokens, i);  /* a sentence always fits alone */
+    int64_t max_rows = round_rows(budget);
     for (int i = 0; i < EMBED_INPUTS; i++)
-        in[i] = malloc((size_t)(B * max_seq) * sizeof(int32_t));
+        in[i] = malloc((size_t)(i == 3 ? B : max_rows) * sizeof(int32_t));
+    if (B < 1) {
+        err_set(err, "error: embed: a batch of %lld sentences", (long long)B);
+        goto done;
+    }
     if (!order || !tmp || !in[0] || !in[1] || !in[2] || !in[3] ||
         !(e.ctx = rt_ctx_new(o->threads))) {
         err_set(err, "error: out of memory");
@@ -261,41 +269,46 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
     for (int64_t i = 0; i < n; i++)
         order[i] = i;
     sort_by_length(tokens, order, tmp, n);
-    /* The width is the model's: build the first shape even for no text. */
-    embed_shape *first = shape_for(&e, n < B ? (n ? n : 1) : B, n ? (len_of(tokens, order[0]) +
-        EMBED_SEQ_STEP - 1) / EMBED_SEQ_STEP * EMBED_SEQ_STEP : max_seq, err);
-    if (!first)
-        goto done;
-    *dim = first->dim;
-    if (!(result = malloc((size_t)(n * first->dim + 1) * sizeof *result)) ||
-        !(out = malloc((size_t)(B * first->dim) * sizeof *out))) {
-        err_set(err, "error: out of memory");
-        goto done;
-    }
-    for (int64_t b0 = 0; b0 < n; b0 += B) {
-        int64_t count = n - b0 < B ? n - b0 : B;
-        int64_t seq = (len_of(tokens, order[b0]) + EMBED_SEQ_STEP - 1) /
-                      EMBED_SEQ_STEP * EMBED_SEQ_STEP;
-        if (seq < EMBED_SEQ_STEP)
-            seq = EMBED_SEQ_STEP;
-        /* The last, partial batch gets a shape of its own size. */
-        embed_shape *s = shape_for(&e, count, seq, err);
+    int64_t b0 = 0;
+    do {
+        /* The next sentences, in order, while they fit. */
+        int64_t count = 0, real = 0;
+        while (b0 + count < n && count < B &&
+               (count == 0 ||
+                real + len_of(tokens, order[b0 + count]) <= budget))
+            real += len_of(tokens, order[b0 + count++]);
+        int64_t rows = round_rows(real);
+        embed_shape *s = shape_for(&e, rows, err);
         if (!s)
             goto done;
+        if (!out) {
+            *dim = s->dim;
+            if (!(result = malloc((size_t)(n * s->dim + 1) * sizeof *result))
+                || !(out = malloc((size_t)(B * s->dim) * sizeof *out))) {
+                err_set(err, "error: out of memory");
+                goto done;
+            }
+        }
         int32_t *ids = in[0], *types = in[1], *pos = in[2], *lens = in[3];
-        for (int64_t b = 0; b < count; b++) {
+        int64_t row = 0;
+        for (int64_t b = 0; b < B; b++) {
             int64_t len = b < count ? len_of(tokens, order[b0 + b]) : 0;
             const int32_t *src = len ? tokens->ids +
                                        tokens->start[order[b0 + b]] : NULL;
-            for (int64_t i = 0; i < seq; i++) {
-                ids[b * seq + i] = i < len ? src[i] : o->pad_id;
-                types[b * seq + i] = 0;
-                pos[b * seq + i] = (int32_t)i;
+            for (int64_t i = 0; i < len; i++, row++) {
+                ids[row] = src[i];
+                types[row] = 0;
+                pos[row] = (int32_t)i;
             }
             lens[b] = (int32_t)len;
-            stats->real_tokens += len;
         }
-        stats->padded_tokens += count * seq;
+        for (; row < rows; row++) {  /* rows of no sentence */
+            ids[row] = o->pad_id;
+            types[row] = pos[row] = 0;
+        }
+        stats->real_tokens += real;
+        stats->rows += rows;
+        stats->forwards++;
         void *io[EMBED_INPUTS + 1];
         for (int i = 0; i < EMBED_INPUTS; i++)
             io[s->slot[i]] = in[i];
@@ -313,7 +326,8 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
         for (int64_t b = 0; b < count; b++)
             memcpy(result + order[b0 + b] * s->dim, out + b * s->dim,
                    (size_t)s->dim * sizeof *out);
-    }
+        b0 += count;
+    } while (b0 < n);
     free(order);
     free(tmp);
     free(out);

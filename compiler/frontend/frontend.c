@@ -808,7 +808,8 @@ static int l_masked_attention(lua_State *L)
     if (heads != floor(heads) || heads < 1 || heads > 1e6)
         return fail(L, "masked_attention: heads must be a positive integer");
     const graph_shape *q = &f->g->tensors[in[0]].shape;
-    double head_dim = q->rank == 3 ? (double)q->dim[2] / heads : 1;
+    /* [batch, seq, heads*dim], or packed [tokens, heads*dim] */
+    double head_dim = q->rank >= 2 ? (double)q->dim[q->rank - 1] / heads : 1;
     graph_attrs a = {
         .heads = (int)heads,
         .scale = (float)opt_number(L, 5, "masked_attention", "scale",

@@ -162,6 +162,29 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
         const graph_shape *k = &g->tensors[in[1]].shape;
         const graph_shape *v = &g->tensors[in[2]].shape;
         int h = attrs->heads;
+        if (n_in > 3 && in[3] >= 0 && x->rank == 2) {
+            /* Packed: sequence b is the next lengths[b] rows. */
+            if (!graph_shape_equal(x, k) || v->rank != 2 ||
+                v->dim[0] != x->dim[0])
+                return why_set(why, why_len, "attention: packed q %s, k %s, "
+                               "v %s must be [tokens, heads*dim] with q and "
+                               "k alike", graph_shape_str(x, s0, sizeof s0),
+                               graph_shape_str(k, s1, sizeof s1),
+                               graph_shape_str(v, s2, sizeof s2));
+            if (h < 1 || x->dim[1] % h || v->dim[1] % h)
+                return why_set(why, why_len, "attention: %d heads do not "
+                               "divide q width %lld and v width %lld", h,
+                               (long long)x->dim[1], (long long)v->dim[1]);
+            if (!(attrs->scale > 0))
+                return why_set(why, why_len, "attention: scale must be > 0");
+            const graph_tensor *l = &g->tensors[in[3]];
+            if (lengths_bad(g, in[3], l->shape.rank == 1 ? l->shape.dim[0]
+                                                         : 0, why, why_len,
+                            "attention"))
+                return -1;
+            out->dim[1] = v->dim[1];
+            return 0;
+        }
         if (x->rank != 3 || k->rank != 3 || v->rank != 3 ||
             x->dim[0] != k->dim[0] || x->dim[1] != k->dim[1] ||
             k->dim[0] != v->dim[0] || k->dim[1] != v->dim[1] ||
@@ -230,9 +253,17 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
         out->dim[0] = 1;
         return 0;
     case GRAPH_OP_MEAN_POOL:
+        if (x->rank == 2) {  /* packed: sequence b is the next lengths[b] rows */
+            const graph_tensor *l = &g->tensors[in[1]];
+            int64_t b = l->shape.rank == 1 ? l->shape.dim[0] : 0;
+            if (lengths_bad(g, in[1], b, why, why_len, "mean_pool"))
+                return -1;
+            *out = (graph_shape){ 2, { b, x->dim[1] } };
+            return 0;
+        }
         if (x->rank != 3)
             return why_set(why, why_len, "mean_pool: x is %s, expected "
-                           "[batch, seq, dim]",
+                           "[batch, seq, dim] or packed [tokens, dim]",
                            graph_shape_str(x, s0, sizeof s0));
         if (lengths_bad(g, in[1], x->dim[0], why, why_len, "mean_pool"))
             return -1;

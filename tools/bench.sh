@@ -178,4 +178,5 @@ while IFS='|' read -r name defs args; do
     }'
 done <<<"$DECODERS"
 rm -f "$OUT/peer.err"
+tools/bench_minilm.sh "$DSC" || failed=1  # sentence embeddings (all-MiniLM-L6-v2)
 exit $failed

@@ -9,9 +9,11 @@ pooled in numpy), at 1 thread and one per core; one Markdown table.
 
 The corpus: N sentences (default 1000) made from a fixed seed, of vocabulary
 words with lengths drawn from 3 to 120 words (most short, a few long), so
-every engine sees the same text.  Every engine sorts by length and pads per
-batch of 32 (sentence-transformers' encode() does; the ONNX Runtime loop
-here does the same); max length 256.
+every engine sees the same text; max length 256.  The peers sort by length
+and pad batches of 32 (sentence-transformers' encode() does; the ONNX
+Runtime loop here does the same); dsc packs ~1024 tokens per forward
+without padding.  Each peer runs in a process of its own with
+OPENBLAS_NUM_THREADS and OMP_NUM_THREADS set to the thread count.
 
 Columns: sentences/s over tokenize + forward (the steady state, weights
 loaded and code compiled, as a server would run); the tokenizer's share of
@@ -48,8 +50,8 @@ def run_dsc(dsc, model_dir, path, threads, aot):
     cmd = [dsc, "embed", "models/minilm.lua", "--weights",
            os.path.join(model_dir, "model.safetensors"), "--tokenizer",
            os.path.join(model_dir, "tokenizer.json"), "--text", path,
-           "--output", path + ".npy", "--threads", str(threads),
-           "--batch", "32"] + (["--aot"] if aot else [])
+           "--output", path + ".npy", "--threads", str(threads)] + (
+               ["--aot"] if aot else [])
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -142,6 +144,43 @@ def med(rs, key):
     return statistics.median(r[key] for r in rs)
 
 
+def run_peer(kind, model_dir, path, threads, runs, onnx_path):
+    """A peer in a process of its own, its BLAS and OpenMP told the thread
+    count before they load."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads),
+               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    r = subprocess.run([sys.executable, __file__, "--peer", kind, model_dir,
+                        path, "--threads", str(threads), "--runs", str(runs),
+                        "--onnx", onnx_path], env=env, capture_output=True,
+                       text=True)
+    if r.returncode:
+        print("bench_minilm: note: no %s: %s" % (
+            kind, (r.stderr.strip().split("\n") or ["?"])[-1]),
+            file=sys.stderr)
+        return None
+    out = json.loads(r.stdout.strip().split("\n")[-1])
+    return out["name"], out["runs"]
+
+
+def peer_main(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--peer")
+    ap.add_argument("model_dir")
+    ap.add_argument("path")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--onnx")
+    a = ap.parse_args(argv)
+    sents = open(a.path, encoding="utf-8").read().split("\n")[:-1]
+    if a.peer == "st":
+        rs, name = bench_st(a.model_dir, sents, a.threads, a.runs)
+    else:
+        if not os.path.exists(a.onnx):
+            export_onnx(a.model_dir, a.onnx)
+        rs, name = bench_ort(a.model_dir, sents, a.threads, a.runs, a.onnx)
+    print(json.dumps({"name": name, "runs": rs}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dsc")
@@ -166,21 +205,11 @@ def main():
             rs = [run_dsc(args.dsc, args.model_dir, path, t, aot)
                   for _ in range(args.runs)]
             engines.append(("dsc %s" % ("aot" if aot else "jit"), rs))
-        if not args.no_peers:
-            try:
-                engines.append(bench_st(args.model_dir, sents, t, args.runs)
-                               [::-1])
-            except Exception as e:  # noqa: BLE001 - a peer may be missing
-                print("bench_minilm: note: no sentence-transformers: %s" % e,
-                      file=sys.stderr)
-            try:
-                if not os.path.exists(onnx_path):
-                    export_onnx(args.model_dir, onnx_path)
-                engines.append(bench_ort(args.model_dir, sents, t, args.runs,
-                                         onnx_path)[::-1])
-            except Exception as e:  # noqa: BLE001
-                print("bench_minilm: note: no ONNX Runtime: %s" % e,
-                      file=sys.stderr)
+        for kind in ([] if args.no_peers else ["st", "ort"]):
+            peer = run_peer(kind, args.model_dir, path, t, args.runs,
+                            onnx_path)
+            if peer:
+                engines.append(peer)
         dsc_rate = n / (med(engines[0][1], "tok") + med(engines[0][1], "fwd"))
         for name, rs in engines:
             steady = med(rs, "tok") + med(rs, "fwd")
@@ -189,8 +218,9 @@ def main():
             rows.append("| %s | %d | %.1f | %.1f%% | %s | %s |" % (
                 name, t, rate, 100 * med(rs, "tok") / steady, e2e,
                 "-" if name == "dsc jit" else "%.2fx" % (dsc_rate / rate)))
-    print("all-MiniLM-L6-v2, %d sentences (%d-%d words), batches of 32, "
-          "max length 256; median of %d runs" % (
+    print("all-MiniLM-L6-v2, %d sentences (%d-%d words), max length 256; "
+          "dsc packs ~1024 tokens per forward, the peers pad batches of 32 "
+          "sorted by length; median of %d runs" % (
               n, min(len(s.split()) for s in sents),
               max(len(s.split()) for s in sents), args.runs))
     print()
@@ -202,4 +232,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--peer":
+        peer_main(sys.argv[1:])
+    else:
+        main()

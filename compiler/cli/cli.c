@@ -72,6 +72,8 @@ const char cli_usage_text[] =
 "  --batch B           most sentences per forward (default 256); they are\n"
 "                      packed without padding, ~1024 tokens per forward\n"
 "  --max-length N      truncate to N ids (default 256)\n"
+"  --config FILE       a BERT's transformers config.json: its sizes become\n"
+"                      -D vocab_size=... (explicit -D still win)\n"
 "\n"
 "run options:\n"
 "  --weights W         weights from a safetensors file (default: random)\n"
@@ -182,6 +184,8 @@ int cli_parse_args(int argc, char **argv, cli *c)
             c->tokenizer_path = next;
         } else if (strcmp(a, "--text") == 0) {
             c->text_path = next;
+        } else if (strcmp(a, "--config") == 0) {
+            c->config_path = next;
         } else if (strcmp(a, "--max-length") == 0) {
             if (parse_count(a, next, 2, 1000000, &c->max_length))
                 return 1;

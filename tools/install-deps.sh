@@ -5,7 +5,7 @@
 set -eu
 
 packages="build-essential pkg-config liblua5.4-dev libtcc-dev tcc libxsmm-dev
-libcriterion-dev graphviz python3-numpy python3-pytest"
+libcriterion-dev graphviz python3-numpy python3-pytest libutf8proc-dev python3-pip"
 
 missing=""
 for p in $packages; do

@@ -128,3 +128,10 @@ else
     gen_ds deepseek_plain --seed 1 --shards 2
     "$dspy" "$here/export_deepseek_v3.py" --router-ties "$fx/deepseek_router/ties"
 fi
+
+# A random small BERT and its sentence embeddings (models/minilm.lua); needs
+# transformers: BERT_PYTHON (default: $gpt2py).
+bertpy=${BERT_PYTHON:-$gpt2py}
+rm -rf "$fx/bert_small"
+"$bertpy" "$here/export_bert.py" --out "$fx/bert_small" --seed 3
+chmod 644 "$fx/bert_small"/*

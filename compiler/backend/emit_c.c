@@ -446,10 +446,34 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
         break;
     case GRAPH_OP_ATTENTION: {
         const graph_shape *q = &x->shape;
+        if (q->rank == 2) {  /* packed sequences, by lengths */
+            const graph_tensor *len = &g->tensors[n->inputs[3]];
+            const graph_shape *vs = &g->tensors[n->inputs[2]].shape;
+            int hh = n->attrs.heads;
+            sb_printf(sb, "    {\n        static const rt_attention_shape s = {"
+                      "\n            .seq = %lld, .batch = 1, .heads = %d, "
+                      ".head_dim_qk = %lld, .head_dim_v = %lld,\n"
+                      "            .seq_step = 1, .batch_step = %lld,\n"
+                      "            .ldq = %lld, .ldk = %lld, .ldv = %lld, "
+                      ".ldo = %lld,\n            .scale = %s };\n"
+                      "        rt_attention_packed(ctx, %s, %s, %s, %s, %s, "
+                      "%lld, &s);\n    }\n", (long long)q->dim[0], hh,
+                      (long long)q->dim[1] / hh, (long long)vs->dim[1] / hh,
+                      (long long)q->dim[0],
+                      (long long)graph_row_stride(g, n->inputs[0]),
+                      (long long)graph_row_stride(g, n->inputs[1]),
+                      (long long)graph_row_stride(g, n->inputs[2]), last,
+                      float_literal(n->attrs.scale, f, sizeof f), y,
+                      in_name[n->inputs[0]], in_name[n->inputs[1]],
+                      in_name[n->inputs[2]], in_name[n->inputs[3]],
+                      (long long)len->shape.dim[0]);
+            break;
+        }
         const graph_shape *v = &g->tensors[n->inputs[2]].shape;
         long long seq = n->attrs.batch_first ? q->dim[1] : q->dim[0];
         long long batch = n->attrs.batch_first ? q->dim[0] : q->dim[1];
         int h = n->attrs.heads;
+        int lengths = n->n_inputs > 3 && n->inputs[3] >= 0;
         sb_printf(sb, "    {\n        static const rt_attention_shape s = {\n"
                   "            .seq = %lld, .batch = %lld, .heads = %d, "
                   ".head_dim_qk = %lld, .head_dim_v = %lld,\n"
@@ -457,7 +481,8 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                   "            .ldq = %lld, .ldk = %lld, .ldv = %lld, "
                   ".ldo = %lld,\n"
                   "            .scale = %s, .causal = %d };\n"
-                  "        rt_attention(ctx, %s, %s, %s, %s, &s);\n    }\n",
+                  "        rt_attention%s(ctx, %s, %s, %s, %s%s%s, &s);\n"
+                  "    }\n",
                   seq, batch, h, (long long)q->dim[2] / h,
                   (long long)v->dim[2] / h,
                   n->attrs.batch_first ? 1 : batch,
@@ -466,8 +491,9 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                   (long long)graph_row_stride(g, n->inputs[1]),
                   (long long)graph_row_stride(g, n->inputs[2]), last,
                   float_literal(n->attrs.scale, f, sizeof f), n->attrs.causal,
-                  y, in_name[n->inputs[0]], in_name[n->inputs[1]],
-                  in_name[n->inputs[2]]);
+                  lengths ? "_lengths" : "", y, in_name[n->inputs[0]],
+                  in_name[n->inputs[1]], in_name[n->inputs[2]],
+                  lengths ? ", " : "", lengths ? in_name[n->inputs[3]] : "");
         break;
     }
     case GRAPH_OP_POSITIONS:
@@ -506,6 +532,23 @@ static void emit_node(strbuf *sb, const graph *g, const graph_node *n,
                       (long long)(x->shape.dim[0] - 1) * row, row);
         break;
     }
+    case GRAPH_OP_MEAN_POOL:
+        if (x->shape.rank == 2) {
+            sb_printf(sb, "    rt_mean_pool_packed(ctx, %s, %s, %s, %lld, "
+                      "%lld, %lld);\n", y, in_name[n->inputs[0]],
+                      in_name[n->inputs[1]], (long long)out->shape.dim[0],
+                      (long long)x->shape.dim[0], (long long)x->shape.dim[1]);
+            break;
+        }
+        sb_printf(sb, "    rt_mean_pool(ctx, %s, %s, %s, %lld, %lld, %lld);\n",
+                  y, in_name[n->inputs[0]], in_name[n->inputs[1]],
+                  (long long)x->shape.dim[0], (long long)x->shape.dim[1],
+                  (long long)x->shape.dim[2]);
+        break;
+    case GRAPH_OP_L2_NORMALIZE:
+        sb_printf(sb, "    rt_l2_normalize(ctx, %s, %s, %s, %lld);\n", y,
+                  in_name[n->inputs[0]], rows, last);
+        break;
     case GRAPH_OP_RMSNORM:
     case GRAPH_OP_SILU_MUL:
     case GRAPH_OP_MLA_ATTENTION:

@@ -21,6 +21,8 @@ const char cli_usage_text[] =
 "  bench MODEL.lua     time the forward; one JSON line of figures\n"
 "  generate MODEL.lua  continue a prompt with a decoder (models/gpt2.lua)\n"
 "  train MODEL.lua     train with the model's loss and Adam, as the seed\n"
+"  tokenize            print the WordPiece ids of each line of a text file\n"
+"  embed MODEL.lua     sentence embeddings of each line (models/minilm.lua)\n"
 "  help [COMMAND]      show help for a command\n"
 "\n"
 "options for all:\n"
@@ -77,6 +79,22 @@ const char cli_usage_text[] =
 "graph options:\n"
 "  -o FILE.dot         write there instead of to standard output\n"
 "  --after-passes      draw the graph the passes leave\n"
+"\n"
+"tokenize options:\n"
+"  --tokenizer FILE    a BERT tokenizer.json (or vocab.txt)\n"
+"  --text FILE         UTF-8, one sentence per line; prints one line of\n"
+"                      comma-separated ids per sentence\n"
+"  --max-length N      truncate to N ids, [CLS] and [SEP] included\n"
+"\n"
+"embed options:\n"
+"  --weights W, --tokenizer FILE, --text FILE as above; --threads, --aot\n"
+"  --output E.npy      float32 [sentences, hidden]; without it, print the\n"
+"                      first values of each embedding\n"
+"  --batch B           most sentences per forward (default 256); they are\n"
+"                      packed without padding, ~1024 tokens per forward\n"
+"  --max-length N      truncate to N ids (default 256)\n"
+"  --config FILE       a BERT's transformers config.json: its sizes become\n"
+"                      -D vocab_size=... (explicit -D still win)\n"
 "\n"
 "run options:\n"
 "  --weights W         weights from a safetensors file (default: random)\n"
@@ -215,6 +233,19 @@ int cli_parse_args(int argc, char **argv, cli *c)
             c->losses_path = next;
         } else if (strcmp(a, "--save-grads") == 0) {
             c->grads_path = next;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            c->tokenizer_path = next;
+        } else if (strcmp(a, "--text") == 0) {
+            c->text_path = next;
+        } else if (strcmp(a, "--max-length") == 0) {
+            if (parse_count(a, next, 2, 1000000, &c->max_length))
+                return 1;
+        } else if (strcmp(a, "--batch") == 0) {
+            if (parse_count(a, next, 1, 100000, &c->batch))
+                return 1;
+        } else if (strcmp(a, "--output") == 0 &&
+                   strcmp(c->command, "embed") == 0) {
+            c->out_path = next;  /* embed writes one array: no NAME= */
         } else if (strcmp(a, "--stats-json") == 0) {
             c->stats_path = next;
         } else if (strcmp(a, "--weights") == 0) {
@@ -274,7 +305,7 @@ int cli_parse_args(int argc, char **argv, cli *c)
             i++;
         }
     }
-    if (!c->model_path)
+    if (!c->model_path && strcmp(c->command, "tokenize") != 0)
         return cli_usage_error("%s: no model file given", c->command);
     return c->config_json ? merge_config_json(c) : 0;
 }

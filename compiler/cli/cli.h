@@ -50,6 +50,9 @@ typedef struct cli {
     double lr, weight_decay;
     const char *save_path, *losses_path, *grads_path;
     int train;         /* bench --train */
+    const char *tokenizer_path, *text_path;  /* tokenize, embed */
+    long long max_length;   /* tokenize, embed: 0 = not given */
+    long long batch;        /* embed: sentences per forward, 0 = default */
 } cli;
 
 /* The help text, printed by --help. */
@@ -90,5 +93,7 @@ int cmd_run(const cli *c);
 int cmd_generate(const cli *c);
 int cmd_bench(const cli *c);
 int cmd_graph(const cli *c);
+int cmd_tokenize(const cli *c);
+int cmd_embed(const cli *c);
 
 #endif

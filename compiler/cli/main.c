@@ -15,6 +15,8 @@ static const struct {
     { "bench", cmd_bench },
     { "graph", cmd_graph },
     { "train", cmd_train },
+    { "tokenize", cmd_tokenize },
+    { "embed", cmd_embed },
 };
 
 int main(int argc, char **argv)

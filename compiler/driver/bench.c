@@ -79,6 +79,8 @@ double bench_graph_flop(const graph *g)
         }
         case GRAPH_OP_ATTENTION: {
             const graph_shape *q = &g->tensors[n->inputs[0]].shape;
+            if (q->rank != 3)  /* packed: depends on the lengths */
+                break;
             const graph_shape *v = &g->tensors[n->inputs[2]].shape;
             double seq = (double)(n->attrs.batch_first ? q->dim[1] : q->dim[0]);
             double batch = (double)(n->attrs.batch_first ? q->dim[0] : q->dim[1]);
@@ -100,6 +102,13 @@ double bench_graph_flop(const graph *g)
             break;
         case GRAPH_OP_SOFTMAX:
             total += 5 * count;
+            break;
+        case GRAPH_OP_MEAN_POOL:
+            total += (double)graph_shape_count(
+                &g->tensors[n->inputs[0]].shape);
+            break;
+        case GRAPH_OP_L2_NORMALIZE:
+            total += 3 * count;
             break;
         case GRAPH_OP_KV_ATTENTION:
             /* A decoder step's work depends on the runtime token count and

@@ -981,6 +981,52 @@ static int l_output(lua_State *L)
 }
 
 
+/* Sentence embeddings over a padded batch [batch, seq, ...]: sequence b
+ * holds lengths[b] real tokens.  dsc.masked_attention(q, k, v, lengths,
+ * {heads, scale, batch_first}) attends to those keys only. */
+static int l_masked_attention(lua_State *L)
+{
+    static const char *const known[] = { "heads", "scale", "batch_first",
+                                         NULL };
+    int in[4] = { check_tensor(L, 1, "masked_attention"),
+                  check_tensor(L, 2, "masked_attention"),
+                  check_tensor(L, 3, "masked_attention"),
+                  check_tensor(L, 4, "masked_attention") };
+    check_options(L, 5, "masked_attention", known);
+    frontend *f = ctx_of(L);
+    double heads = opt_number(L, 5, "masked_attention", "heads", 1);
+    if (heads != floor(heads) || heads < 1 || heads > 1e6)
+        return fail(L, "masked_attention: heads must be a positive integer");
+    const graph_shape *q = &f->g->tensors[in[0]].shape;
+    /* [batch, seq, heads*dim], or packed [tokens, heads*dim] */
+    double head_dim = q->rank >= 2 ? (double)q->dim[q->rank - 1] / heads : 1;
+    graph_attrs a = {
+        .heads = (int)heads,
+        .scale = (float)opt_number(L, 5, "masked_attention", "scale",
+                                   1 / sqrt(head_dim)),
+        .batch_first = opt_bool(L, 5, "masked_attention", "batch_first", 1),
+    };
+    return add_node(L, GRAPH_OP_ATTENTION, in, 4, &a);
+}
+
+
+/* dsc.mean_pool(x [batch, seq, dim], lengths): each sequence's mean over
+ * its real tokens. */
+static int l_mean_pool(lua_State *L)
+{
+    int in[2] = { check_tensor(L, 1, "mean_pool"),
+                  check_tensor(L, 2, "mean_pool") };
+    return add_node(L, GRAPH_OP_MEAN_POOL, in, 2, NULL);
+}
+
+
+static int l_l2_normalize(lua_State *L)
+{
+    int in[1] = { check_tensor(L, 1, "l2_normalize") };
+    return add_node(L, GRAPH_OP_L2_NORMALIZE, in, 1, NULL);
+}
+
+
 /* ---- configuration ----------------------------------------------------- */
 
 static int compare_strings(const void *a, const void *b)
@@ -1200,6 +1246,8 @@ static const luaL_Reg builder_api[] = {
     { "rmsnorm", l_rmsnorm },     { "silu_mul", l_silu_mul },
     { "mla_attention", l_mla_attention },
     { "moe_route", l_moe_route }, { "moe_expert", l_moe_expert },
+    { "masked_attention", l_masked_attention }, { "mean_pool", l_mean_pool },
+    { "l2_normalize", l_l2_normalize },
     { NULL, NULL }
 };
 

@@ -25,6 +25,23 @@ static int why_set(char *why, int len, const char *fmt, ...)
 }
 
 
+/* Per-sequence lengths must be int32 [batch]. */
+static int lengths_bad(const graph *g, int t, int64_t batch, char *why,
+                       int why_len, const char *op)
+{
+    const graph_tensor *l = &g->tensors[t];
+    char s0[96];
+    if (l->dtype != GRAPH_I32 || l->shape.rank != 1 ||
+        l->shape.dim[0] != batch)
+        return why_set(why, why_len, "%s: lengths %s %s must be int32 "
+                       "[%lld], one per sequence", op,
+                       graph_dtype_name(l->dtype),
+                       graph_shape_str(&l->shape, s0, sizeof s0),
+                       (long long)batch);
+    return 0;
+}
+
+
 int graph_infer_shape(const graph *g, graph_op op, const int *in,
                       int n_in, const graph_attrs *attrs,
                       graph_shape *out, graph_dtype *out_dtype,
@@ -40,8 +57,11 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
     int ids_at = reads_ids ? 0 : op == GRAPH_OP_CROSS_ENTROPY ||
                  op == GRAPH_OP_CROSS_ENTROPY_GRAD ||
                  op == GRAPH_OP_EMBEDDING_GRAD ? 1 : -1;
+    /* ... and the per-sequence lengths some ops take last. */
+    int lengths_at = op == GRAPH_OP_ATTENTION ? 3
+                   : op == GRAPH_OP_MEAN_POOL ? 1 : -1;
     for (int i = reads_ids ? 1 : 0; i < n_in; i++)
-        if (i != ids_at && in[i] >= 0 &&
+        if (i != ids_at && i != lengths_at && in[i] >= 0 &&
             g->tensors[in[i]].dtype != GRAPH_F32)
             return why_set(why, why_len, "%s: input %d (%s) is %s, expected "
                            "float32", name, i + 1, g->tensors[in[i]].name,
@@ -146,6 +166,29 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
         const graph_shape *k = &g->tensors[in[1]].shape;
         const graph_shape *v = &g->tensors[in[2]].shape;
         int h = attrs->heads;
+        if (n_in > 3 && in[3] >= 0 && x->rank == 2) {
+            /* Packed: sequence b is the next lengths[b] rows. */
+            if (!graph_shape_equal(x, k) || v->rank != 2 ||
+                v->dim[0] != x->dim[0])
+                return why_set(why, why_len, "attention: packed q %s, k %s, "
+                               "v %s must be [tokens, heads*dim] with q and "
+                               "k alike", graph_shape_str(x, s0, sizeof s0),
+                               graph_shape_str(k, s1, sizeof s1),
+                               graph_shape_str(v, s2, sizeof s2));
+            if (h < 1 || x->dim[1] % h || v->dim[1] % h)
+                return why_set(why, why_len, "attention: %d heads do not "
+                               "divide q width %lld and v width %lld", h,
+                               (long long)x->dim[1], (long long)v->dim[1]);
+            if (!(attrs->scale > 0))
+                return why_set(why, why_len, "attention: scale must be > 0");
+            const graph_tensor *l = &g->tensors[in[3]];
+            if (lengths_bad(g, in[3], l->shape.rank == 1 ? l->shape.dim[0]
+                                                         : 0, why, why_len,
+                            "attention"))
+                return -1;
+            out->dim[1] = v->dim[1];
+            return 0;
+        }
         if (x->rank != 3 || k->rank != 3 || v->rank != 3 ||
             x->dim[0] != k->dim[0] || x->dim[1] != k->dim[1] ||
             k->dim[0] != v->dim[0] || k->dim[1] != v->dim[1] ||
@@ -163,6 +206,10 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
                            (long long)x->dim[2], (long long)v->dim[2]);
         if (!(attrs->scale > 0))
             return why_set(why, why_len, "attention: scale must be > 0");
+        if (n_in > 3 && in[3] >= 0 &&
+            lengths_bad(g, in[3], x->dim[attrs->batch_first ? 0 : 1], why,
+                        why_len, "attention"))
+            return -1;
         out->dim[2] = v->dim[2];
         return 0;
     }
@@ -272,6 +319,27 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
     case GRAPH_OP_MOE_ROUTE:
     case GRAPH_OP_MOE_EXPERT:
         return graph_infer_shape_deepseek(g, op, in, attrs, out, why, why_len);
+    case GRAPH_OP_MEAN_POOL:
+        if (x->rank == 2) {  /* packed: sequence b is the next lengths[b] rows */
+            const graph_tensor *l = &g->tensors[in[1]];
+            int64_t b = l->shape.rank == 1 ? l->shape.dim[0] : 0;
+            if (lengths_bad(g, in[1], b, why, why_len, "mean_pool"))
+                return -1;
+            *out = (graph_shape){ 2, { b, x->dim[1] } };
+            return 0;
+        }
+        if (x->rank != 3)
+            return why_set(why, why_len, "mean_pool: x is %s, expected "
+                           "[batch, seq, dim] or packed [tokens, dim]",
+                           graph_shape_str(x, s0, sizeof s0));
+        if (lengths_bad(g, in[1], x->dim[0], why, why_len, "mean_pool"))
+            return -1;
+        *out = (graph_shape){ 2, { x->dim[0], x->dim[2] } };
+        return 0;
+    case GRAPH_OP_L2_NORMALIZE:
+        if (x->rank < 1)
+            return why_set(why, why_len, "l2_normalize: input is a scalar");
+        return 0;
     case GRAPH_OP_COUNT:
         break;
     }

@@ -22,7 +22,7 @@ static int readers_take_views(const graph *g, int t)
         const graph_node *n = &g->nodes[i];
         for (int j = 0; j < n->n_inputs; j++)
             if (n->inputs[j] == t &&
-                !(n->op == GRAPH_OP_ATTENTION ||
+                !((n->op == GRAPH_OP_ATTENTION && j < 3) ||
                   (n->op == GRAPH_OP_KV_ATTENTION && j < 3) ||
                   (n->op == GRAPH_OP_LINEAR && j == 0) ||
                   (n->op == GRAPH_OP_RMSNORM && j == 0) ||

@@ -22,6 +22,8 @@
 #include "passes/passes.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
+#include "io/json.h"
+#include "tokenizer/tokenizer.h"
 
 /* Small limits: a fuzzed model gets ~2e6 instructions and 16 MB. */
 #define FUZZ_INSTRUCTIONS 2000000LL
@@ -155,6 +157,101 @@ out:
     memory_plan_free(&plan);
     memory_plan_free(&plain);
     model_free(m);
+    return rc;
+}
+
+/* A BERT tokenizer.json small enough to reach every rule quickly. */
+#define FUZZ_TOKENIZER_JSON(norm) \
+    "{\"added_tokens\": [{\"id\": 3, \"content\": \"[SEP]\"}, " \
+    "{\"id\": 4, \"content\": \"[MASK]\"}, {\"id\": 6, " \
+    "\"content\": \"[MASK]x\"}], \"normalizer\": " norm ", " \
+    "\"post_processor\": {\"type\": \"TemplateProcessing\", " \
+    "\"single\": [{\"SpecialToken\": {\"id\": \"[CLS]\"}}, " \
+    "{\"Sequence\": {\"id\": \"A\"}}, {\"SpecialToken\": {\"id\": " \
+    "\"[SEP]\"}}]}, \"model\": {\"type\": \"WordPiece\", " \
+    "\"max_input_chars_per_word\": 12, \"vocab\": {\"[PAD]\": 0, " \
+    "\"[UNK]\": 1, \"[CLS]\": 2, \"[SEP]\": 3, \"a\": 5, \"##a\": 7, " \
+    "\"ab\": 8, \"##b\": 9, \"\u00e9\": 10, \"\u4f60\": 11, " \
+    "\"!\": 12, \"##\u0301\": 13, \"i\": 14, \"##\u0307\": 15}}}"
+
+/* Bytes starting with '{' are a tokenizer.json (loaded, then used on a few
+ * sentences); anything else is text: its first byte picks the normalizer
+ * and a max length, the rest are lines for a fixed tokenizer.  Every id
+ * must be in the vocabulary, each sentence [CLS] ... [SEP] within the max
+ * length, and an invalid UTF-8 report must point at a byte that is. */
+static inline int fuzz_tokenizer(const uint8_t *data, size_t size,
+                                 const char *path, dsc_err *err)
+{
+    static const char *const json[4] = {
+        FUZZ_TOKENIZER_JSON("{\"type\": \"BertNormalizer\", "
+                            "\"lowercase\": true}"),
+        FUZZ_TOKENIZER_JSON("{\"type\": \"BertNormalizer\", "
+                            "\"lowercase\": true, \"strip_accents\": false}"),
+        FUZZ_TOKENIZER_JSON("{\"type\": \"BertNormalizer\", "
+                            "\"clean_text\": false, \"lowercase\": false, "
+                            "\"handle_chinese_chars\": false}"),
+        FUZZ_TOKENIZER_JSON("null"),
+    };
+    static const char *const probe[] = { "", "a ab!", "\xc3\xa9\xe4\xbd\xa0 [SEP]" };
+    dsc_err local;
+    if (!err)
+        err = &local;
+    int is_json = size > 0 && data[0] == '{';
+    const char *text = (const char *)data;
+    size_t len = size;
+    tok_tokenizer *t;
+    if (is_json) {
+        t = tok_load_memory(text, size, path, err);
+    } else {
+        int mode = size ? data[0] : 0;
+        t = tok_load_memory(json[mode & 3], strlen(json[mode & 3]),
+                            "fuzz.json", err);
+        if (!t)
+            abort();  /* the fixed tokenizer always loads */
+        text = size ? text + 1 : text;
+        len = size ? size - 1 : 0;
+    }
+    if (!t)
+        return -1;
+    int64_t max_len = is_json ? 0 : (size ? data[0] >> 2 : 0);
+    int specials = tok_special_count(t);
+    if (max_len && max_len < specials)
+        max_len = specials;
+    int rc = 0;
+    for (size_t p = 0; p < (is_json ? 3 : 1); p++) {
+        const char *s = is_json ? probe[p] : text;
+        size_t n = is_json ? strlen(probe[p]) : len;
+        tok_batch b;
+        if (tok_encode_lines(t, s, n, path, max_len, &b, err)) {
+            if (is_json || !strstr(err->msg, "invalid UTF-8"))
+                abort();  /* valid probes always encode */
+            rc = -1;
+            continue;
+        }
+        for (int64_t i = 0; i < b.n; i++) {
+            int64_t k = b.start[i + 1] - b.start[i];
+            if (k < specials || (max_len && k > max_len))
+                abort();
+            for (int64_t j = b.start[i]; j < b.start[i + 1]; j++)
+                if (b.ids[j] < 0 || b.ids[j] >= tok_vocab_size(t))
+                    abort();
+        }
+        tok_batch_free(&b);
+    }
+    /* The first invalid byte, found independently, is what was reported. */
+    if (!is_json) {
+        size_t at = 0;
+        while (at < len) {
+            size_t k = json_utf8_seq((const unsigned char *)text + at,
+                                     len - at);
+            if (!k)
+                break;
+            at += k;
+        }
+        if ((at < len) != (rc != 0))
+            abort();
+    }
+    tok_free(t);
     return rc;
 }
 

@@ -1,0 +1,287 @@
+/* test_tokenizer.c — the WordPiece tokenizer (compiler/tokenizer): each
+ * rule of the BERT normalizer, pre-tokenizer and WordPiece on a small
+ * hand-written tokenizer.json; strict UTF-8 and tokenizer.json errors
+ * naming line and byte; vocab.txt; and, when tools/get-minilm.sh has
+ * fetched the real all-MiniLM-L6-v2 tokenizer.json, the ids of
+ * tests/fixtures/minilm/corpus.txt against BertTokenizerFast's (recorded by
+ * tools/record_minilm.py), whole and truncated, through `dsc tokenize`. */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "io/fileio.h"
+#include "tokenizer/tokenizer.h"
+
+/* ids: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, then words. */
+#define VOCAB \
+    "\"[PAD]\": 0, \"[UNK]\": 1, \"[CLS]\": 2, \"[SEP]\": 3, \"[MASK]\": 4," \
+    "\"hello\": 5, \",\": 6, \"world\": 7, \"!\": 8, \"un\": 9, " \
+    "\"##aff\": 10, \"##able\": 11, \"cafe\": 12, \"café\": 13, " \
+    "\"你\": 14, \"好\": 15, \"'\": 16, \"s\": 17, \"a\": 18, \"##a\": 19, " \
+    "\"i\": 20, \"\u0307\": 21, \"x\": 22, \"##x\": 23, \"ab\": 24"
+
+#define ADDED \
+    "\"added_tokens\": [" \
+    "{\"id\": 0, \"content\": \"[PAD]\", \"single_word\": false, " \
+    "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, " \
+    "\"special\": true}," \
+    "{\"id\": 3, \"content\": \"[SEP]\", \"single_word\": false, " \
+    "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, " \
+    "\"special\": true}," \
+    "{\"id\": 4, \"content\": \"[MASK]\", \"single_word\": false, " \
+    "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, " \
+    "\"special\": true}],\n"
+
+#define POST \
+    "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [" \
+    "{\"SpecialToken\": {\"id\": \"[CLS]\", \"type_id\": 0}}, " \
+    "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, " \
+    "{\"SpecialToken\": {\"id\": \"[SEP]\", \"type_id\": 0}}]},\n"
+
+/* A tokenizer.json with the normalizer settings given. */
+static tok_tokenizer *load(const char *normalizer, int max_chars)
+{
+    char json[8192];
+    snprintf(json, sizeof json,
+             "{\"version\": \"1.0\",\n" ADDED
+             "\"normalizer\": %s,\n"
+             "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"},\n" POST
+             "\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", "
+             "\"continuing_subword_prefix\": \"##\", "
+             "\"max_input_chars_per_word\": %d, \"vocab\": {" VOCAB "}}}\n",
+             normalizer, max_chars);
+    dsc_err err;
+    tok_tokenizer *t = tok_load_memory(json, strlen(json), "t.json", &err);
+    cr_assert_not_null(t, "%s", err.msg);
+    return t;
+}
+
+#define BERT_NORM \
+    "{\"type\": \"BertNormalizer\", \"clean_text\": true, " \
+    "\"handle_chinese_chars\": true, \"strip_accents\": null, " \
+    "\"lowercase\": true}"
+
+
+/* The ids of text, as "2,5,3". */
+static const char *ids(const tok_tokenizer *t, const char *text,
+                       int64_t max_len)
+{
+    static char buf[1024];
+    tok_batch b = {0};
+    size_t bad;
+    cr_assert_eq(tok_encode(t, text, strlen(text), max_len, &b, &bad), 0);
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int64_t i = 0; i < b.n_ids; i++)
+        at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%d",
+                               i ? "," : "", (int)b.ids[i]);
+    tok_batch_free(&b);
+    return buf;
+}
+
+
+Test(tokenizer, bert_rules)
+{
+    tok_tokenizer *t = load(BERT_NORM, 100);
+    /* lowercase, punctuation split, [CLS] ... [SEP] */
+    cr_assert_str_eq(ids(t, "Hello, WORLD!", 0), "2,5,6,7,8,3");
+    /* greedy longest match with ## continuations */
+    cr_assert_str_eq(ids(t, "unaffable", 0), "2,9,10,11,3");
+    /* no full cover: the whole word is [UNK] */
+    cr_assert_str_eq(ids(t, "unaffablez hello", 0), "2,1,5,3");
+    /* accents stripped when lowercasing (strip_accents null) */
+    cr_assert_str_eq(ids(t, "Café", 0), "2,12,3");
+    cr_assert_str_eq(ids(t, "Cafe\xcc\x81", 0), "2,12,3");
+    /* CJK characters are words of their own */
+    cr_assert_str_eq(ids(t, "你好hello", 0), "2,14,15,5,3");
+    /* apostrophes are punctuation */
+    cr_assert_str_eq(ids(t, "a's", 0), "2,18,16,17,3");
+    /* control and format characters and U+FFFD dropped, whitespace of
+     * every kind splits */
+    cr_assert_str_eq(ids(t, "a\x01" "b", 0), "2,24,3");
+    cr_assert_str_eq(ids(t, "a\xe2\x80\x8b" "b\xef\xbf\xbd", 0), "2,24,3");
+    cr_assert_str_eq(ids(t, "a\xc2\xa0" "a\xe3\x80\x80" "a\ta\r\n", 0),
+                     "2,18,18,18,18,3");
+    /* special tokens in the text are taken whole, before normalizing */
+    cr_assert_str_eq(ids(t, "hello[SEP]x[MASK]", 0), "2,5,3,22,4,3");
+    cr_assert_str_eq(ids(t, "[sep]", 0), "2,1,1,1,3");
+    /* the empty sentence */
+    cr_assert_str_eq(ids(t, "", 0), "2,3");
+    /* truncation keeps [CLS] and [SEP] */
+    cr_assert_str_eq(ids(t, "hello, world!", 4), "2,5,6,3");
+    cr_assert_str_eq(ids(t, "hello, world!", 2), "2,3");
+    cr_assert_eq(tok_special_count(t), 2);
+    cr_assert_eq(tok_pad_id(t), 0);
+    cr_assert_eq(tok_vocab_size(t), 25);
+    tok_free(t);
+}
+
+
+Test(tokenizer, long_words)
+{
+    tok_tokenizer *t = load(BERT_NORM, 4);
+    cr_assert_str_eq(ids(t, "aaaa", 0), "2,18,19,19,19,3");
+    cr_assert_str_eq(ids(t, "aaaaa", 0), "2,1,3");  /* over 4 characters */
+    cr_assert_str_eq(ids(t, "你好", 0), "2,14,15,3");
+    tok_free(t);
+}
+
+
+Test(tokenizer, normalizer_settings)
+{
+    /* lowercase without accent stripping: İ lowercases to i + U+0307 */
+    tok_tokenizer *t = load("{\"type\": \"BertNormalizer\", \"clean_text\": "
+                            "true, \"handle_chinese_chars\": false, "
+                            "\"strip_accents\": false, \"lowercase\": true}",
+                            100);
+    cr_assert_str_eq(ids(t, "CAFÉ", 0), "2,13,3");
+    cr_assert_str_eq(ids(t, "\xc4\xb0", 0), "2,1,3");  /* "i̇" not a token */
+    cr_assert_str_eq(ids(t, "你好", 0), "2,1,3");  /* one word, no split */
+    tok_free(t);
+    t = load("{\"type\": \"BertNormalizer\", \"clean_text\": false, "
+             "\"handle_chinese_chars\": true, \"strip_accents\": true, "
+             "\"lowercase\": false}", 100);
+    cr_assert_str_eq(ids(t, "Hello", 0), "2,1,3");
+    cr_assert_str_eq(ids(t, "café", 0), "2,12,3");
+    cr_assert_str_eq(ids(t, "a\x01" "b", 0), "2,1,3");  /* kept */
+    tok_free(t);
+}
+
+
+Test(tokenizer, invalid_utf8_names_line_and_byte)
+{
+    tok_tokenizer *t = load(BERT_NORM, 100);
+    const char *bad[] = { "ok\nhe\xc3(llo\n", "ok\nab\xed\xa0\x80\n",
+                          "ok\nab\xc0\xaf\n", "ok\nab\xf4\x90\x80\x80\n",
+                          "ok\nab\xe2\x82" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tok_batch b;
+        dsc_err err;
+        cr_assert_neq(tok_encode_lines(t, bad[i], strlen(bad[i]), "s.txt", 0,
+                                       &b, &err), 0);
+        cr_assert_not_null(strstr(err.msg, "s.txt:2: error: invalid UTF-8 "
+                                  "at byte 2"), "%s", err.msg);
+    }
+    tok_batch b;
+    dsc_err err;
+    const char *good = "hello\n\nworld\nx";
+    cr_assert_eq(tok_encode_lines(t, good, strlen(good), "s.txt", 0, &b,
+                                  &err), 0, "%s", err.msg);
+    cr_assert_eq(b.n, 4);  /* the empty line is a sentence, the last too */
+    cr_assert_eq(b.start[2] - b.start[1], 2);
+    tok_batch_free(&b);
+    cr_assert_neq(tok_encode_lines(t, good, strlen(good), "s.txt", 1, &b,
+                                   &err), 0);
+    tok_free(t);
+}
+
+
+static void load_fails(const char *json, const char *path, const char *want)
+{
+    dsc_err err;
+    tok_tokenizer *t = tok_load_memory(json, strlen(json), path, &err);
+    cr_assert_null(t, "%s loaded", json);
+    cr_assert_not_null(strstr(err.msg, want), "got: %s\nwant: %s", err.msg,
+                       want);
+}
+
+
+Test(tokenizer, bad_files)
+{
+    load_fails("{\"model\": {\"type\": \"WordPiece\",\n\"vocab\": "
+               "{\"a\": 0,\n\"a\": 1}}}", "t.json",
+               "t.json:3: error: vocabulary token 'a' appears twice");
+    load_fails("{\"model\": {\"type\": \"BPE\"}}", "t.json",
+               "t.json:1: error: model type 'BPE' is not supported");
+    load_fails("{\"normalizer\": {\"type\": \"NFC\"}}", "t.json",
+               "normalizer type 'NFC' is not supported");
+    load_fails("{\"model\": {\"vocab\": {\"a\": -1}}}", "t.json",
+               "a vocabulary id = -1 is not an integer");
+    load_fails("{\"model\": {\"vocab\": {\"a\": 0}}\n,}", "t.json",
+               "t.json:2: error: expected a key string");
+    load_fails("{\"model\": {\"vocab\": {\"a\": 0}}} x", "t.json",
+               "unexpected text after the JSON object");
+    load_fails("{\"model\": {\"vocab\": {\"[UNK]\": 0}}, \"post_processor\": "
+               "{\"type\": \"TemplateProcessing\", \"single\": "
+               "[{\"SpecialToken\": {\"id\": \"[CLS]\"}}]}}", "t.json",
+               "special token '[CLS]' is neither");
+    load_fails("{\"model\": {\"vocab\": {\"b\": 0}}}", "t.json",
+               "the unk_token '[UNK]' is not in the vocabulary");
+    load_fails("{}", "t.json", "no WordPiece model.vocab");
+    load_fails("{\"added_tokens\": [{\"id\": 1, \"content\": \"x\", "
+               "\"lstrip\": true}]}", "t.json", "not supported");
+    load_fails("[PAD]\n[UNK]\n", "vocab.txt", "needs [CLS], [SEP]");
+    load_fails("[PAD]\n\xff\n", "vocab.txt", "vocab.txt:2: error: invalid "
+               "UTF-8");
+}
+
+
+Test(tokenizer, vocab_txt)
+{
+    const char *v = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n##s\n";
+    dsc_err err;
+    tok_tokenizer *t = tok_load_memory(v, strlen(v), "vocab.txt", &err);
+    cr_assert_not_null(t, "%s", err.msg);
+    cr_assert_str_eq(ids(t, "HELLOS [MASK] x", 0), "2,5,6,4,1,3");
+    tok_free(t);
+}
+
+
+/* ---- the real tokenizer.json, when fetched ---------------------------- */
+
+static void check_corpus(const char *max_len, const char *want_file)
+{
+    const char *dir = getenv("MINILM_DIR") && *getenv("MINILM_DIR")
+                      ? getenv("MINILM_DIR") : "build/minilm/model";
+    char tok[512];
+    snprintf(tok, sizeof tok, "%s/tokenizer.json", dir);
+    if (access(tok, R_OK) != 0)
+        cr_skip_test("%s is absent (tools/get-minilm.sh fetches it)", tok);
+    const char *dsc = getenv("DSC") ? getenv("DSC") : "build/dsc";
+    char out[] = "/tmp/dsc_tok_XXXXXX";
+    int fd = mkstemp(out);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer %s --text "
+             "tests/fixtures/minilm/corpus.txt %s > %s", dsc, tok, max_len,
+             out);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "%s", cmd);
+    size_t n1, n2;
+    dsc_err err;
+    char *got = file_read_all(out, &n1, &err);
+    unlink(out);
+    cr_assert_not_null(got, "%s", err.msg);
+    char *want = file_read_all(want_file, &n2, &err);
+    cr_assert_not_null(want, "%s", err.msg);
+    /* Line by line, to name the first that differs. */
+    int line = 1;
+    char *g = got, *w = want;
+    while (*g || *w) {
+        char *ge = strchr(g, '\n'), *we = strchr(w, '\n');
+        cr_assert(ge && we, "line %d: one output ends early", line);
+        *ge = *we = '\0';
+        cr_assert_str_eq(g, w, "corpus.txt line %d", line);
+        g = ge + 1;
+        w = we + 1;
+        line++;
+    }
+    cr_assert_gt(line, 50);
+    free(got);
+    free(want);
+}
+
+Test(tokenizer_real, corpus_ids_as_hf)
+{
+    check_corpus("", "tests/fixtures/minilm/corpus_ids.txt");
+}
+
+Test(tokenizer_real, corpus_ids_truncated_as_hf)
+{
+    check_corpus("--max-length 16", "tests/fixtures/minilm/corpus_ids_16.txt");
+}

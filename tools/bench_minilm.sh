@@ -1,0 +1,34 @@
+#!/bin/sh
+# bench_minilm.sh — the sentence-embedding part of `make bench` (called at
+# the end of tools/bench.sh): all-MiniLM-L6-v2 through dsc embed against
+# sentence-transformers and ONNX Runtime, sentences/s on a fixed 1,000-
+# sentence corpus at 1 thread and one per core (tools/bench_minilm.py).
+# Skipped, with a note, when the model has not been fetched (make minilm)
+# or no python has sentence-transformers.
+#
+#   tools/bench_minilm.sh [build/dsc]
+# Environment: MINILM_DIR (default build/minilm/model); MINILM_PYTHON, else
+# GPT2_PYTHON, else PYTHON, else /work/venv/bin/python or python3 (needs
+# transformers, sentence-transformers, onnxruntime, torch); RUNS (3).
+set -u
+dsc=${1:-build/dsc}
+cd "$(dirname "$0")/.." || exit 1
+dir=${MINILM_DIR:-build/minilm/model}
+if [ ! -f "$dir/model.safetensors" ]; then
+    echo "bench_minilm: note: no all-MiniLM-L6-v2 in $dir (make minilm); skipped" >&2
+    exit 0
+fi
+py=${MINILM_PYTHON:-${GPT2_PYTHON:-${PYTHON:-}}}
+if [ -z "$py" ]; then
+    py=python3
+    [ -x /work/venv/bin/python ] && py=/work/venv/bin/python
+fi
+peers=""
+"$py" -c "import sentence_transformers" 2>/dev/null || {
+    echo "bench_minilm: note: $py has no sentence-transformers; dsc only" >&2
+    peers=--no-peers
+}
+echo
+# OpenBLAS (PyTorch's BLAS here) follows torch.set_num_threads only when
+# it was not told otherwise.
+exec "$py" tools/bench_minilm.py "$dsc" "$dir" --runs "${RUNS:-3}" $peers

@@ -27,13 +27,14 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 DSC_SRC  := $(filter-out $(CLI_SRC),$(wildcard compiler/*/*.c))
 DSC_OBJ  := $(DSC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 TEST_SRC := $(wildcard tests/test_*.c)
-TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) \
+            $(BUILD)/tests/test_runtime_portable
 
 # dsc exports its symbols (-rdynamic) so models built with --aot into a
 # shared object resolve the runtime's kernels from the running dsc.
 LIBS := $(LUA_LIBS) -ltcc $(XSMM_LIBS) -ldl -lm -lpthread
 
-.PHONY: all test deps clean generated bench
+.PHONY: all test test-build deps clean generated bench mutate
 all: $(BUILD)/dsc $(BUILD)/libdscrt.a
 
 deps:
@@ -81,8 +82,29 @@ $(BUILD)/example_seed: tests/example/embed_seed.c generated/seed_encoder.c $(BUI
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -Iruntime -Igenerated $^ $(XSMM_LIBS) -lpthread -lm -o $@
 
+# The runtime once more without libxsmm, and test_runtime linked against it:
+# the portable GEMM, which a libxsmm build never takes, is tested too.
+RT_PORTABLE_OBJ := $(RT_SRC:%.c=$(BUILD)/rt-portable/%.o)
+
+$(BUILD)/rt-portable/runtime/%.o: runtime/%.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(RT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/rt-portable/libdscrt.a: $(RT_PORTABLE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/test_runtime_portable: tests/test_runtime.c $(BUILD)/libdsc.a \
+                                      $(BUILD)/rt-portable/libdscrt.a
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) $(LUA_CFLAGS) -Icompiler -Iruntime -rdynamic $< \
+	    $(BUILD)/libdsc.a $(BUILD)/rt-portable/libdscrt.a -lcriterion \
+	    $(LUA_LIBS) -ltcc -ldl -lm -lpthread -o $@
+
+test-build: all $(TESTS) $(BUILD)/example_seed
+
 test: deps
-	@$(MAKE) --no-print-directory all $(TESTS) $(BUILD)/example_seed
+	@$(MAKE) --no-print-directory test-build
 	@status=0; for t in $(TESTS); do \
 	    echo "== $$t"; DSC=$(BUILD)/dsc EXAMPLE=$(BUILD)/example_seed \
 	        $$t --jobs 2 || status=1; \
@@ -92,6 +114,11 @@ test: deps
 # minutes; never part of test.  See tools/bench.sh for its knobs.
 bench: $(BUILD)/dsc
 	@tools/bench.sh $(BUILD)/dsc
+
+# Does the suite catch what it claims?  tools/mutations.txt's mutants, each
+# built and tested in a scratch copy under /tmp (tools/mutate.py; ~20 min).
+mutate:
+	@tools/mutate.py
 
 # Refresh generated/ from models/ (the tests fail when it is out of date).
 generated: $(BUILD)/dsc

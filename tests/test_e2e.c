@@ -330,6 +330,35 @@ Test(e2e, bad_token_is_reported_with_its_position)
     free(config);
 }
 
+Test(e2e, int64_tokens_outside_int32_are_refused)
+{
+    /* Cast to int32, 2^32 + 1 would be the valid id 1 and -2^32 + 5 the
+     * valid id 5: both must be refused, naming the file. */
+    const int64_t bad[] = { 4294967297LL, -4294967291LL, INT64_MAX };
+    char *config = fixture_config("seed_encoder_small");
+    for (int k = 0; k < 3; k++) {
+        int64_t tokens[5 * 3];
+        for (int i = 0; i < 15; i++)
+            tokens[i] = i;
+        tokens[7] = bad[k];
+        dsc_err err;
+        int64_t shape[2] = { 5, 3 };
+        cr_assert_eq(npy_write(tmp_file("wide.npy"), NPY_I64, 2, shape, tokens,
+                               &err), 0);
+        int rc = run("%s run models/seed_encoder.lua %s --input tokens=%s "
+                     "--output logits=%s", dsc(), config, tmp_file("wide.npy"),
+                     tmp_file("never.npy"));
+        char *text = stderr_text();
+        cr_expect_eq(rc, 1, "%lld accepted: %s", (long long)bad[k], text);
+        cr_expect(strstr(text, "wide.npy: error:"), "%s", text);
+        cr_expect(strstr(text, "element 7"), "%s", text);
+        cr_expect(strstr(text, "outside the int32 range"), "%s", text);
+        cr_expect(access(tmp_file("never.npy"), F_OK) != 0, "no output written");
+        free(text);
+    }
+    free(config);
+}
+
 Test(e2e, weight_file_problems_name_the_key)
 {
     const char *w = "tests/fixtures/seed_encoder_small/weights.safetensors";

@@ -14,6 +14,7 @@
 
 #include "io/fileio.h"
 #include "io/npy.h"
+#include "io/safetensors.h"
 
 static char tmp[256];
 
@@ -463,4 +464,151 @@ Test(e2e, nan_weights_are_a_warning_naming_the_key)
     cr_expect(strstr(text, "w.safetensors: warning: key 'w' holds 2 NaN or "
                      "Inf values"), "%s", text);
     free(text);
+}
+
+/* f as F16 by truncation (the weights are all normal halves; what is not
+ * saturates or flushes to zero), and that half widened back to float. */
+static uint16_t f16_of(float f, float *back)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = x >> 16 & 0x8000;
+    int e = (int)(x >> 23 & 0xFF) - 127 + 15;
+    uint16_t h = (uint16_t)(e >= 31 ? sign | 0x7BFF
+                          : e <= 0 ? sign
+                          : sign | (uint32_t)e << 10 | (x & 0x7FFFFF) >> 13);
+    uint32_t he = h >> 10 & 0x1F;
+    uint32_t y = (uint32_t)(h & 0x8000) << 16 |
+                 (he ? (he + 112) << 23 | (uint32_t)(h & 0x3FF) << 13 : 0);
+    memcpy(back, &y, 4);
+    return h;
+}
+
+/* Rewrite the F32 safetensors file src as dtype into dst, and the values
+ * dst holds, widened exactly to F32, into exact. */
+static void convert_weights(const char *src, st_dtype dtype, const char *dst,
+                            const char *exact)
+{
+    dsc_err err;
+    st_file *f = st_open(src, &err);
+    cr_assert_not_null(f, "%s", err.msg);
+    int size = dtype == ST_F64 ? 8 : dtype == ST_F32 ? 4 : 2;
+    char json[8192], json32[8192];
+    int at = 0, at32 = 0;
+    size_t total = 0;  /* elements so far */
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *t = st_at(f, i);
+        cr_assert_eq(t->dtype, ST_F32, "%s", t->name);
+        cr_assert(!strpbrk(t->name, "\"\\"), "%s", t->name);
+        char shape[128];
+        int sa = 0;
+        for (int d = 0; d < t->rank; d++)
+            sa += snprintf(shape + sa, sizeof shape - (size_t)sa, "%s%lld",
+                           d ? "," : "", (long long)t->shape[d]);
+        size_t begin = total;
+        total += (size_t)t->count;
+        at += snprintf(json + at, sizeof json - (size_t)at,
+                       "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],"
+                       "\"data_offsets\":[%zu,%zu]}", i ? "," : "{", t->name,
+                       st_dtype_name(dtype), shape, begin * size, total * size);
+        at32 += snprintf(json32 + at32, sizeof json32 - (size_t)at32,
+                         "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%s],"
+                         "\"data_offsets\":[%zu,%zu]}", i ? "," : "{",
+                         t->name, shape, begin * 4, total * 4);
+        cr_assert_lt(at, (int)sizeof json - 2);
+        cr_assert_lt(at32, (int)sizeof json32 - 2);
+    }
+    strcat(json, "}");
+    strcat(json32, "}");
+    float *values = malloc(total * sizeof(float));
+    float *widened = malloc(total * sizeof(float));
+    unsigned char *out = malloc(8 + strlen(json) + total * (size_t)size);
+    unsigned char *out32 = malloc(8 + strlen(json32) + total * 4);
+    cr_assert(values && widened && out && out32);
+    size_t n = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *t = st_at(f, i);
+        cr_assert_eq(st_read_f32(f, t, 0, t->count, values + n, &err), 0);
+        n += (size_t)t->count;
+    }
+    uint64_t hlen = strlen(json), hlen32 = strlen(json32);
+    memcpy(out, &hlen, 8);  /* little-endian host */
+    memcpy(out + 8, json, hlen);
+    memcpy(out32, &hlen32, 8);
+    memcpy(out32 + 8, json32, hlen32);
+    unsigned char *data = out + 8 + hlen;
+    for (size_t i = 0; i < n; i++) {
+        float v = values[i];
+        if (dtype == ST_F16) {
+            uint16_t h = f16_of(v, &widened[i]);
+            memcpy(data + 2 * i, &h, 2);
+        } else if (dtype == ST_BF16) {
+            uint32_t x;
+            memcpy(&x, &v, 4);
+            uint16_t h = (uint16_t)(x >> 16);
+            memcpy(data + 2 * i, &h, 2);
+            x &= 0xFFFF0000u;
+            memcpy(&widened[i], &x, 4);
+        } else {
+            double dv = v;
+            memcpy(data + 8 * i, &dv, 8);
+            widened[i] = v;
+        }
+    }
+    memcpy(out32 + 8 + hlen32, widened, n * 4);
+    cr_assert_eq(file_write_atomic(dst, out, 8 + hlen + n * (size_t)size, &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(file_write_atomic(exact, out32, 8 + hlen32 + n * 4, &err), 0,
+                 "%s", err.msg);
+    free(values);
+    free(widened);
+    free(out);
+    free(out32);
+    st_close(f);
+}
+
+/* The seed fixture with its weights as F16, BF16 and F64: dsc's output is
+ * bit for bit the one from the same values given as F32 (the conversions
+ * are exact), and as close to PyTorch's (from the unrounded F32 weights)
+ * as the format's rounding allows.  Also with -fno-fuse-qkv: fused, Q, K
+ * and V read in_proj_weight whole; apart, each reads its own row slice. */
+Test(e2e, non_f32_weights_match_their_f32_values)
+{
+    const char *fx = "tests/fixtures/seed_encoder_small";
+    char *config = fixture_config("seed_encoder_small");
+    const st_dtype types[] = { ST_F16, ST_BF16, ST_F64 };
+    /* Measured max |dsc - torch| with the truncated weights: 2.1e-3 (F16,
+     * 10-bit mantissa), 1.9e-2 (BF16, 7 bits), 4.9e-7 (F64: exact, the
+     * F32 fixture's own error). */
+    const double tol[] = { 5e-3, 4e-2, 1e-6 };
+    const char *modes[] = { "", "-fno-fuse-qkv" };
+    for (int k = 0; k < 3; k++) {
+        char src[256];
+        snprintf(src, sizeof src, "%s/weights.safetensors", fx);
+        convert_weights(src, types[k], tmp_file("w.safetensors"),
+                        tmp_file("w32.safetensors"));
+        const char *name = st_dtype_name(types[k]);
+        for (int m = 0; m < 2; m++) {
+            for (int e = 0; e < 2; e++) {
+                int rc = run("%s run models/seed_encoder.lua %s %s --weights %s "
+                             "--input tokens=%s/tokens.npy --output logits=%s",
+                             dsc(), config, modes[m],
+                             tmp_file(e ? "w32.safetensors" : "w.safetensors"),
+                             fx, tmp_file(e ? "exact.npy" : "out.npy"));
+                cr_assert_eq(rc, 0, "%s", stderr_text());
+            }
+            double same = max_abs_diff(tmp_file("out.npy"),
+                                       tmp_file("exact.npy"));
+            cr_expect_eq(same, 0.0, "%s weights %s: they and their F32 values "
+                         "give outputs %g apart", name, modes[m], same);
+            char ref[256];
+            snprintf(ref, sizeof ref, "%s/logits.npy", fx);
+            double d = max_abs_diff(tmp_file("out.npy"), ref);
+            cr_expect_leq(d, tol[k], "%s %s: max |dsc - torch| = %g", name,
+                          modes[m], d);
+            cr_log_info("%s weights %s: max |dsc - torch| = %g", name,
+                        modes[m], d);
+        }
+    }
+    free(config);
 }

@@ -131,6 +131,12 @@ static int32_t *prompt_ids(const fixture *f)
 }
 
 
+/* About 3x the largest |dsc - transformers| measured (2026-12, x86-64
+ * AVX2 + libxsmm) on logits of magnitude ~4: 4.3e-6 after prefill,
+ * 1.1e-5 on decode steps, 1.5e-5 decoding token by token against the full
+ * forward. */
+#define GPT2_TOL 5e-5
+
 /* Prefill, then greedy decode: every step's logits and token match. */
 static void check_greedy(const char *name, int aot)
 {
@@ -143,13 +149,13 @@ static void check_greedy(const char *name, int aot)
     int64_t n = f.prompt.count;
     cr_assert_eq(step(&f, ids, n, 0, logits), DSC_OK);
     double d = max_diff(logits, f.prefill.data, f.vocab);
-    cr_expect_leq(d, 1e-4, "%s prefill: max |dsc - hf| = %g", name, d);
+    cr_expect_leq(d, GPT2_TOL, "%s prefill: max |dsc - hf| = %g", name, d);
     for (int64_t j = 0; j < f.greedy.count; j++) {
         if (j > 0)
             cr_assert_eq(step(&f, &ids[n + j - 1], 1, n + j - 1, logits),
                          DSC_OK);
         d = max_diff(logits, (float *)f.decode.data + j * f.vocab, f.vocab);
-        cr_expect_leq(d, 1e-4, "%s step %lld: max |dsc - hf| = %g", name,
+        cr_expect_leq(d, GPT2_TOL, "%s step %lld: max |dsc - hf| = %g", name,
                       (long long)j, d);
         int64_t token = sample_argmax(logits, f.vocab);
         cr_assert_eq(token, ((int64_t *)f.greedy.data)[j],
@@ -193,14 +199,14 @@ Test(gpt2, prefill_and_decode_equal_a_full_forward)
         cr_assert_eq(step(&f, &ids[t], 1, t, a), DSC_OK);
         const float *ref = (float *)f.full.data + t * f.vocab;
         double d = max_diff(a, ref, f.vocab);
-        cr_expect_leq(d, 1e-4, "position %lld: max |decode - full| = %g",
+        cr_expect_leq(d, GPT2_TOL, "position %lld: max |decode - full| = %g",
                       (long long)t, d);
         /* ... and as one prefill of the first t + 1 tokens, fresh cache. */
         if (t % 9 == 0 || t == total - 1) {
             runner_reset(&f.run);
             cr_assert_eq(step(&f, ids, t + 1, 0, b), DSC_OK);
             d = max_diff(b, ref, f.vocab);
-            cr_expect_leq(d, 1e-4, "prefill of %lld: max diff %g",
+            cr_expect_leq(d, GPT2_TOL, "prefill of %lld: max diff %g",
                           (long long)t + 1, d);
             /* The cache now holds 0..t again, as the decode path left it. */
         }

@@ -117,7 +117,7 @@ bench: $(BUILD)/dsc
 
 # Does the suite catch what it claims?  tools/mutations.txt's mutants, each
 # built and tested in a scratch copy under /tmp (tools/mutate.py; ~20 min).
-mutate:
+mutate: deps
 	@tools/mutate.py
 
 # Refresh generated/ from models/ (the tests fail when it is out of date).

@@ -62,7 +62,11 @@ static void parse_config(fixture *f)
 }
 
 
-static void open_fixture(fixture *f, const char *name, int aot)
+/* no_fuse_qkv: Q, K and V stay three linears, each reading its own
+ * column slice of the transposed c_attn weight (fused, they read it
+ * whole). */
+static void open_fixture_unfused(fixture *f, const char *name, int aot,
+                                 int no_fuse_qkv)
 {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "tests/fixtures/%s", name);
@@ -73,7 +77,8 @@ static void open_fixture(fixture *f, const char *name, int aot)
     load_npy(f, "greedy", &f->greedy);
     load_npy(f, "full_logits", &f->full);
     f->vocab = f->prefill.count;
-    build_options opts = { .defines = f->defines, .n_defines = f->n_defines };
+    build_options opts = { .defines = f->defines, .n_defines = f->n_defines,
+                           .no_fuse_qkv = no_fuse_qkv };
     dsc_err err;
     cr_assert_eq(build_model("models/gpt2.lua", &opts, &f->built, &err), 0,
                  "%s", err.msg);
@@ -82,6 +87,12 @@ static void open_fixture(fixture *f, const char *name, int aot)
     runner_options ro = { .weights_path = weights, .threads = 1, .aot = aot };
     cr_assert_eq(runner_open(&f->run, &f->built, &ro, &err), 0, "%s", err.msg);
     cr_assert(f->run.decoder);
+}
+
+
+static void open_fixture(fixture *f, const char *name, int aot)
+{
+    open_fixture_unfused(f, name, aot, 0);
 }
 
 
@@ -138,10 +149,10 @@ static int32_t *prompt_ids(const fixture *f)
 #define GPT2_TOL 5e-5
 
 /* Prefill, then greedy decode: every step's logits and token match. */
-static void check_greedy(const char *name, int aot)
+static void check_greedy_unfused(const char *name, int aot, int no_fuse_qkv)
 {
     fixture f;
-    open_fixture(&f, name, aot);
+    open_fixture_unfused(&f, name, aot, no_fuse_qkv);
     cr_assert_eq(f.prompt.dtype, NPY_I64);
     cr_assert_geq(f.greedy.count, 32, "the continuation has >= 32 tokens");
     int32_t *ids = prompt_ids(&f);
@@ -169,6 +180,11 @@ static void check_greedy(const char *name, int aot)
 }
 
 
+static void check_greedy(const char *name, int aot)
+{
+    check_greedy_unfused(name, aot, 0);
+}
+
 Test(gpt2, greedy_matches_transformers_small_jit)
 {
     check_greedy("gpt2_small", 0);
@@ -183,6 +199,12 @@ Test(gpt2, greedy_matches_transformers_aot)
 {
     check_greedy("gpt2_small", 1);
     check_greedy("gpt2_wide", 1);
+}
+
+Test(gpt2, greedy_matches_transformers_without_fuse_qkv)
+{
+    check_greedy_unfused("gpt2_small", 0, 1);
+    check_greedy_unfused("gpt2_wide", 0, 1);
 }
 
 Test(gpt2, prefill_and_decode_equal_a_full_forward)

@@ -4,8 +4,9 @@
 # when everything is present.
 set -eu
 
+# python3 (standard library only) runs make mutate's tools/mutate.py.
 packages="build-essential pkg-config liblua5.4-dev libtcc-dev tcc libxsmm-dev
-libcriterion-dev graphviz"
+libcriterion-dev graphviz python3"
 
 missing=""
 for p in $packages; do

@@ -210,7 +210,8 @@ def main():
             if rc is None:
                 verdict, by = "killed", "build timeout"
             elif rc != 0:
-                verdict, by = "NOBUILD", out.strip().splitlines()[-1:]
+                verdict = "NOBUILD"
+                by = (out.strip().splitlines() or ["?"])[-1][:100]
                 broken.append(m)
             else:
                 fail = run_tests(tree, deadline)

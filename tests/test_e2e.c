@@ -159,6 +159,9 @@ Test(e2e, seed_encoder_matches_pytorch_jit)
                   SEED_TOL);
     check_fixture("seed_encoder", "seed_encoder_one", "tokens", "logits", "",
                   SEED_TOL);
+    /* Unfused, Q, K and V each read their row slice of in_proj_weight. */
+    check_fixture("seed_encoder", "seed_encoder_odd", "tokens", "logits",
+                  "-fno-fuse-qkv", SEED_TOL);
 }
 
 Test(e2e, seed_encoder_matches_pytorch_aot)

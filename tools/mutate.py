@@ -3,8 +3,9 @@
 
 Applies each small code mutation listed in tools/mutations.txt, one at a
 time, to a scratch copy of the tree under /tmp, rebuilds and runs the test
-binaries.  A mutant is *killed* when a test fails (or the suite times out on
-it), *survived* when the whole suite still passes.  The real tree is only
+binaries (stopping at the first that fails).  A mutant is *killed* when a
+test fails, crashes or times out on it (--timeout), *survived* when the
+whole suite still passes.  The real tree is only
 read: the copy holds the tracked and untracked-but-not-ignored files, and
 builds from scratch there, so it works from a clean clone.
 
@@ -207,11 +208,10 @@ def main():
             write(path, original.replace("\n".join(m.old),
                                          "\n".join(m.new), 1))
             rc, out = build(tree, a.timeout)
-            if rc is None:
-                verdict, by = "killed", "build timeout"
-            elif rc != 0:
+            if rc != 0:  # not a test's doing: the list needs fixing
                 verdict = "NOBUILD"
-                by = (out.strip().splitlines() or ["?"])[-1][:100]
+                by = "build timeout" if rc is None else \
+                    (out.strip().splitlines() or ["?"])[-1][:100]
                 broken.append(m)
             else:
                 fail = run_tests(tree, deadline)

@@ -108,6 +108,7 @@ Test(sample, top_p_renormalizes_over_what_it_keeps)
     double expect = draws / 2.0, sd = sqrt(draws * 0.25);
     cr_expect(fabs(counts[1] - expect) < 5 * sd, "token 1: %d of %d",
               counts[1], draws);
+    free(scratch);
 }
 
 /* Four equal logits: each candidate holds exactly 1/4 of the mass, so the

@@ -3,6 +3,7 @@
 #   make          build build/dsc and build/libdscrt.a
 #   make test     install missing Debian packages, build, run the tests
 #   make deps     only install missing Debian packages
+#   make mutate   does the suite catch small injected bugs? (tools/mutate.py)
 
 CC      ?= cc
 BUILD   := build

@@ -221,7 +221,7 @@ def main():
                     verdict, by = "SURVIVED", "-"
             write(path, original)
             results.append((m, verdict, by))
-            print(f"[{i:2d}/{len(muts)}] {verdict:8s} {m.id:28s} "
+            print(f"[{i:2d}/{len(muts)}] {verdict:8s} {m.id:34s} "
                   f"{time.monotonic() - t1:5.0f} s  {by}", flush=True)
 
         killed = sum(v == "killed" for _, v, _ in results)

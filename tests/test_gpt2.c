@@ -62,7 +62,11 @@ static void parse_config(fixture *f)
 }
 
 
-static void open_fixture(fixture *f, const char *name, int aot)
+/* no_fuse_qkv: Q, K and V stay three linears, each reading its own
+ * column slice of the transposed c_attn weight (fused, they read it
+ * whole). */
+static void open_fixture_unfused(fixture *f, const char *name, int aot,
+                                 int no_fuse_qkv)
 {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "tests/fixtures/%s", name);
@@ -73,7 +77,8 @@ static void open_fixture(fixture *f, const char *name, int aot)
     load_npy(f, "greedy", &f->greedy);
     load_npy(f, "full_logits", &f->full);
     f->vocab = f->prefill.count;
-    build_options opts = { .defines = f->defines, .n_defines = f->n_defines };
+    build_options opts = { .defines = f->defines, .n_defines = f->n_defines,
+                           .no_fuse_qkv = no_fuse_qkv };
     dsc_err err;
     cr_assert_eq(build_model("models/gpt2.lua", &opts, &f->built, &err), 0,
                  "%s", err.msg);
@@ -82,6 +87,12 @@ static void open_fixture(fixture *f, const char *name, int aot)
     runner_options ro = { .weights_path = weights, .threads = 1, .aot = aot };
     cr_assert_eq(runner_open(&f->run, &f->built, &ro, &err), 0, "%s", err.msg);
     cr_assert(f->run.decoder);
+}
+
+
+static void open_fixture(fixture *f, const char *name, int aot)
+{
+    open_fixture_unfused(f, name, aot, 0);
 }
 
 
@@ -131,11 +142,17 @@ static int32_t *prompt_ids(const fixture *f)
 }
 
 
+/* About 3x the largest |dsc - transformers| measured (2026-12, x86-64
+ * AVX2 + libxsmm) on logits of magnitude ~4: 4.3e-6 after prefill,
+ * 1.1e-5 on decode steps, 1.5e-5 decoding token by token against the full
+ * forward. */
+#define GPT2_TOL 5e-5
+
 /* Prefill, then greedy decode: every step's logits and token match. */
-static void check_greedy(const char *name, int aot)
+static void check_greedy_unfused(const char *name, int aot, int no_fuse_qkv)
 {
     fixture f;
-    open_fixture(&f, name, aot);
+    open_fixture_unfused(&f, name, aot, no_fuse_qkv);
     cr_assert_eq(f.prompt.dtype, NPY_I64);
     cr_assert_geq(f.greedy.count, 32, "the continuation has >= 32 tokens");
     int32_t *ids = prompt_ids(&f);
@@ -143,13 +160,13 @@ static void check_greedy(const char *name, int aot)
     int64_t n = f.prompt.count;
     cr_assert_eq(step(&f, ids, n, 0, logits), DSC_OK);
     double d = max_diff(logits, f.prefill.data, f.vocab);
-    cr_expect_leq(d, 1e-4, "%s prefill: max |dsc - hf| = %g", name, d);
+    cr_expect_leq(d, GPT2_TOL, "%s prefill: max |dsc - hf| = %g", name, d);
     for (int64_t j = 0; j < f.greedy.count; j++) {
         if (j > 0)
             cr_assert_eq(step(&f, &ids[n + j - 1], 1, n + j - 1, logits),
                          DSC_OK);
         d = max_diff(logits, (float *)f.decode.data + j * f.vocab, f.vocab);
-        cr_expect_leq(d, 1e-4, "%s step %lld: max |dsc - hf| = %g", name,
+        cr_expect_leq(d, GPT2_TOL, "%s step %lld: max |dsc - hf| = %g", name,
                       (long long)j, d);
         int64_t token = sample_argmax(logits, f.vocab);
         cr_assert_eq(token, ((int64_t *)f.greedy.data)[j],
@@ -162,6 +179,11 @@ static void check_greedy(const char *name, int aot)
     close_fixture(&f);
 }
 
+
+static void check_greedy(const char *name, int aot)
+{
+    check_greedy_unfused(name, aot, 0);
+}
 
 Test(gpt2, greedy_matches_transformers_small_jit)
 {
@@ -179,6 +201,12 @@ Test(gpt2, greedy_matches_transformers_aot)
     check_greedy("gpt2_wide", 1);
 }
 
+Test(gpt2, greedy_matches_transformers_without_fuse_qkv)
+{
+    check_greedy_unfused("gpt2_small", 0, 1);
+    check_greedy_unfused("gpt2_wide", 0, 1);
+}
+
 Test(gpt2, prefill_and_decode_equal_a_full_forward)
 {
     fixture f;
@@ -193,14 +221,14 @@ Test(gpt2, prefill_and_decode_equal_a_full_forward)
         cr_assert_eq(step(&f, &ids[t], 1, t, a), DSC_OK);
         const float *ref = (float *)f.full.data + t * f.vocab;
         double d = max_diff(a, ref, f.vocab);
-        cr_expect_leq(d, 1e-4, "position %lld: max |decode - full| = %g",
+        cr_expect_leq(d, GPT2_TOL, "position %lld: max |decode - full| = %g",
                       (long long)t, d);
         /* ... and as one prefill of the first t + 1 tokens, fresh cache. */
         if (t % 9 == 0 || t == total - 1) {
             runner_reset(&f.run);
             cr_assert_eq(step(&f, ids, t + 1, 0, b), DSC_OK);
             d = max_diff(b, ref, f.vocab);
-            cr_expect_leq(d, 1e-4, "prefill of %lld: max diff %g",
+            cr_expect_leq(d, GPT2_TOL, "prefill of %lld: max diff %g",
                           (long long)t + 1, d);
             /* The cache now holds 0..t again, as the decode path left it. */
         }

@@ -1067,6 +1067,61 @@ Test(equivalence, seed_attention_separate_qkv_keys, .timeout = 120)
 }
 
 
+/* A model with dead nodes, so the -fno-dce half of the combinations runs
+ * something dce removes: a GELU nobody reads while h is live, a wide linear
+ * nobody reads while y is.  Whatever the flags, the output is the same; dce removes
+ * exactly the two dead nodes, and without dce the planner must still keep
+ * their results off every live buffer. */
+static const char dead_model[] =
+    "local cfg = dsc.config{ seq = 6, d = 24, d_ff = 40 }\n"
+    "local x = dsc.input('x', {cfg.seq, cfg.d})\n"
+    "local function lin(v, key, o, i)\n"
+    "  return dsc.linear(v, dsc.weight(key .. '.weight', {o, i}),\n"
+    "                    dsc.weight(key .. '.bias', {o}))\n"
+    "end\n"
+    "local h = dsc.relu(lin(x, 'up', cfg.d_ff, cfg.d))\n"
+    "local also_unused = dsc.gelu(h)\n"
+    "local y = lin(h, 'down', cfg.d, cfg.d_ff) + x\n"
+    "local unused = lin(y, 'wide', 4 * cfg.d_ff, cfg.d)\n"
+    "dsc.output('y', dsc.layernorm(y, dsc.weight('ln.weight', {cfg.d}),\n"
+    "                              dsc.weight('ln.bias', {cfg.d})))\n";
+
+Test(equivalence, dead_nodes_under_every_flag_combination, .timeout = 120)
+{
+    char dir[] = "/tmp/dsc-dead-XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/dead.lua", dir);
+    dsc_err e;
+    cr_assert_eq(file_write_atomic(path, dead_model, strlen(dead_model), &e),
+                 0, "%s", e.msg);
+    int64_t n_ref;
+    build_stats st;
+    float *ref = forward(path, NULL, 0, 0, &n_ref, &st);
+    cr_expect_eq(st.dce_removed, 2);
+    for (int flags = 1; flags < 16; flags++) {
+        int64_t n;
+        float *out = forward(path, NULL, 0, flags, &n, &st);
+        cr_assert_eq(n, n_ref);
+        cr_expect_eq(st.dce_removed, flags & NO_DCE ? 0 : 2, "flags %d", flags);
+        cr_expect_eq(st.nodes_after, st.nodes_before - st.dce_removed -
+                     st.fused_epilogue, "flags %d", flags);
+        double worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double diff = fabs((double)out[i] - ref[i]);
+            if (!(diff <= worst))
+                worst = isnan(diff) ? INFINITY : diff;
+        }
+        cr_expect_leq(worst, 1e-5, "flags qkv=%d epi=%d dce=%d plan=%d: max "
+                      "|diff| %g", !(flags & NO_QKV), !(flags & NO_EPILOGUE),
+                      !(flags & NO_DCE), !(flags & NO_PLAN), worst);
+        free(out);
+    }
+    free(ref);
+    unlink(path);
+    rmdir(dir);
+}
+
+
 /* ------------------------------------------------------------------ */
 /* 3. Stats                                                             */
 /* ------------------------------------------------------------------ */

@@ -298,6 +298,58 @@ Test(safetensors, unaligned_data_section_reads_right)
 }
 
 
+/* A slice [first, first + count) of an F16, BF16 or F64 tensor is the
+ * same elements as in a read of the whole tensor: every dtype honours the
+ * offset, not only F32 (dsc reads row slices such as Q of in_proj_weight). */
+Test(safetensors, slices_of_every_float_dtype_start_at_first)
+{
+    enum { N = 24 };
+    uint16_t h[N], bf[N];
+    double d[N];
+    float fl[N];
+    for (int i = 0; i < N; i++) {
+        h[i] = (uint16_t)(0x3C00 + 37 * i);       /* 1.0 and up, all distinct */
+        bf[i] = (uint16_t)(0x3F80 + 5 * i);       /* likewise in bf16 */
+        d[i] = 0.25 * i - 2.0;
+        fl[i] = (float)d[i];
+    }
+    unsigned char data[N * 2 + N * 2 + N * 8 + N * 4];
+    memcpy(data, h, sizeof h);
+    memcpy(data + 48, bf, sizeof bf);
+    memcpy(data + 96, d, sizeof d);
+    memcpy(data + 288, fl, sizeof fl);
+    st_file *f = expect_open(
+        "{'h': {'dtype': 'F16', 'shape': [6, 4], 'data_offsets': [0, 48]},"
+        " 'b': {'dtype': 'BF16', 'shape': [6, 4], 'data_offsets': [48, 96]},"
+        " 'd': {'dtype': 'F64', 'shape': [6, 4], 'data_offsets': [96, 288]},"
+        " 'f': {'dtype': 'F32', 'shape': [6, 4], 'data_offsets': [288, 384]}}",
+        data, sizeof data);
+    for (int k = 0; k < 4; k++) {
+        const st_tensor *t = st_at(f, k);
+        float whole[N];
+        cr_assert_eq(st_read_f32(f, t, 0, N, whole, NULL), 0);
+        for (int i = 1; i < N; i++)
+            cr_assert_neq(whole[i], whole[i - 1], "%s: distinct", t->name);
+        /* Rows 2..4 (elements 8..19), a single last element, one from the
+         * middle. */
+        const int64_t cut[][2] = { {8, 12}, {N - 1, 1}, {13, 1}, {4, 20} };
+        for (int c = 0; c < 4; c++) {
+            float part[N];
+            memset(part, 0, sizeof part);
+            dsc_err err = {{0}};
+            cr_assert_eq(st_read_f32(f, t, cut[c][0], cut[c][1], part, &err),
+                         0, "%s: %s", t->name, err.msg);
+            for (int64_t i = 0; i < cut[c][1]; i++)
+                cr_assert_eq(part[i], whole[cut[c][0] + i],
+                             "%s [%lld, +%lld): element %lld", t->name,
+                             (long long)cut[c][0], (long long)cut[c][1],
+                             (long long)i);
+        }
+    }
+    st_close(f);
+}
+
+
 Test(safetensors, all_dtypes_parse_and_only_floats_convert)
 {
     st_file *f = expect_open(

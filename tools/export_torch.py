@@ -285,6 +285,55 @@ def perturb(torch_model):
             p.add_(0.05 * torch.randn_like(p))
 
 
+# dsc's own random weights (compiler/io/weights.c), so a fixture at full
+# size need not carry its megabytes of weights: `dsc run --seed SEED`
+# regenerates exactly these.  Each key's values are the splitmix64 sequence
+# (compiler/util/rng.h) seeded by FNV-1a of the key xor SEED; value j is
+# u = (r >> 40) / 2^24 mapped by the key's init rule: LayerNorm weight
+# 1 + 0.1 (2u - 1), LayerNorm bias 0.1 (2u - 1), anything else
+# (2u - 1) / sqrt(fan_in) with fan_in the key's last dimension, all in
+# float32 as dsc computes them.
+_M64 = (1 << 64) - 1
+
+
+def dsc_random_values(key, shape, init, seed):
+    h = (1469598103934665603 ^ seed) & _M64
+    for byte in key.encode("utf-8"):
+        h = ((h ^ byte) * 1099511628211) & _M64
+    n = int(np.prod(shape)) if len(shape) else 1
+    with np.errstate(over="ignore"):
+        z = np.uint64(h) + np.uint64(0x9e3779b97f4a7c15) * \
+            np.arange(1, n + 1, dtype=np.uint64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(40)).astype(np.float32) / np.float32(1 << 24)
+    v = np.float32(2) * u - np.float32(1)
+    if init == "ones":
+        v = np.float32(1) + np.float32(0.1) * v
+    elif init == "zeros":
+        v = np.float32(0.1) * v
+    else:
+        v = v / np.sqrt(np.float32(shape[-1]))
+    return v.astype(np.float32).reshape(shape)
+
+
+def load_dsc_random_weights(torch_model, seed):
+    """Replace every parameter by dsc's random value for its key."""
+    import torch
+    import torch.nn as nn
+    init = {}
+    for name, mod in torch_model.named_modules():
+        if isinstance(mod, nn.LayerNorm):
+            init[name + ".weight"] = "ones"
+            init[name + ".bias"] = "zeros"
+    with torch.no_grad():
+        for key, p in torch_model.state_dict().items():
+            v = dsc_random_values(key, tuple(p.shape),
+                                  init.get(key, "uniform"), seed)
+            p.copy_(torch.from_numpy(v))
+
+
 def make_input(model, cfg, tokens_dtype):
     import torch
     if model == "seed_encoder":
@@ -450,6 +499,15 @@ def main(argv=None):
     ap.add_argument("--dump", metavar="DIR2",
                     help="with --verify: write reference intermediates as .npy into DIR2")
     ap.add_argument("--tol", type=float, default=1e-4, help="tolerance for checks (default 1e-4)")
+    ap.add_argument("--dsc-weights", metavar="SEED", type=int,
+                    help="use the random weights `dsc run --seed SEED` makes "
+                         "instead of perturbed PyTorch ones, and write no "
+                         "weights file (the test regenerates them)")
+    ap.add_argument("--rows", metavar="N", type=int,
+                    help="with --dsc-weights: keep N rows of the output "
+                         "(rows.npy, <output>_rows.npy) plus every row's "
+                         "argmax (argmax.npy) and mean and RMS "
+                         "(row_stats.npy), not the whole output")
     a = ap.parse_args(argv)
     if np is None:
         die("cannot import numpy with %s; use a python3 that has numpy and torch "
@@ -480,9 +538,14 @@ def main(argv=None):
         die("cannot import torch with %s; use a python3 that has torch "
             "(e.g. /usr/bin/python3)" % sys.executable)
 
+    if a.rows is not None and a.dsc_weights is None:
+        ap.error("--rows requires --dsc-weights")
     torch.manual_seed(a.seed)
     model = build_torch_model(a.model, cfg)
-    perturb(model)
+    if a.dsc_weights is not None:
+        load_dsc_random_weights(model, a.dsc_weights)
+    else:
+        perturb(model)
     model.eval()
     inp = make_input(a.model, cfg, np.int64 if a.tokens_dtype == "int64" else np.int32)
     try:
@@ -506,6 +569,8 @@ def main(argv=None):
 
     os.makedirs(a.out, exist_ok=True)
     iname, oname = IO_NAMES[a.model]
+    if a.dsc_weights is not None:
+        return write_dsc_weights_fixture(a, cfg, tensors, inp, out)
     write_safetensors(os.path.join(a.out, "weights.safetensors"), tensors,
                       metadata={"model": a.model, "seed": a.seed,
                                 "torch": torch.__version__})
@@ -543,6 +608,43 @@ def main(argv=None):
             die("numpy reference differs from torch by %.3e > %g" % (diff, a.tol))
     else:
         print("%s: wrote %s (%s)" % (a.out, a.model, config_line(a.model, cfg)))
+    return 0
+
+
+def write_dsc_weights_fixture(a, cfg, tensors, inp, out):
+    """A fixture over dsc's random weights: config, seed (for dsc run
+    --seed), the input and the output (or N rows of it and per-row
+    summaries).  --check compares torch with the numpy float64 reference
+    on the whole output first."""
+    iname, oname = IO_NAMES[a.model]
+    if a.check:
+        ref = numpy_reference(a.model, cfg, dict(tensors), inp)
+        diff = float(np.max(np.abs(ref - out.astype(np.float64))))
+        print("%s: numpy-f64 reference max abs diff %.3e" % (a.out, diff))
+        if not diff <= a.tol:
+            die("numpy reference differs from torch by %.3e > %g" % (diff, a.tol))
+    np.save(os.path.join(a.out, iname), np.ascontiguousarray(inp))
+    with open(os.path.join(a.out, "config"), "w") as f:
+        f.write(config_line(a.model, cfg) + "\n")
+    with open(os.path.join(a.out, "seed"), "w") as f:
+        f.write("%d\n" % a.dsc_weights)
+    if a.rows is None:
+        np.save(os.path.join(a.out, oname), out)
+        return 0
+    flat = out.reshape(-1, out.shape[-1])
+    rows = np.unique(np.linspace(0, flat.shape[0] - 1, a.rows).round()
+                     .astype(np.int64))
+    stem = oname[:-len(".npy")]
+    np.save(os.path.join(a.out, "rows.npy"), rows)
+    np.save(os.path.join(a.out, stem + "_rows.npy"),
+            np.ascontiguousarray(flat[rows], dtype=np.float32))
+    np.save(os.path.join(a.out, "argmax.npy"),
+            flat.argmax(axis=1).astype(np.int64).reshape(out.shape[:-1]))
+    f64 = flat.astype(np.float64)
+    stats = np.stack([f64.mean(axis=1), np.sqrt((f64 * f64).mean(axis=1))], 1)
+    np.save(os.path.join(a.out, "row_stats.npy"), stats)
+    print("%s: %d of %d rows, argmax and row stats (dsc weights, seed %d)"
+          % (a.out, len(rows), flat.shape[0], a.dsc_weights))
     return 0
 
 

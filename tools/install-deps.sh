@@ -4,8 +4,9 @@
 # when everything is present.
 set -eu
 
+# python3 (standard library only) runs make mutate's tools/mutate.py.
 packages="build-essential pkg-config liblua5.4-dev libtcc-dev tcc libxsmm-dev
-libcriterion-dev graphviz python3-numpy python3-pytest libutf8proc-dev python3-pip"
+libcriterion-dev graphviz python3 python3-numpy python3-pytest libutf8proc-dev python3-pip"
 
 missing=""
 for p in $packages; do

@@ -16,23 +16,29 @@
 
 #define MAX_IO 64       /* graph inputs and outputs a run can feed */
 
-/* Copy a .npy array's elements into buf as the graph input's dtype.  Ids
- * beyond int32 become -1, so the forward reports them as bad tokens. */
-static void convert_input(void *buf, const npy_array *a)
+/* Copy a .npy array's elements into buf as the graph input's dtype.  An
+ * int64 id outside int32 is refused (naming the file and the element):
+ * cast, 2^32 + 1 would wrap to the valid id 1. */
+static int convert_input(void *buf, const npy_array *a, const char *path,
+                         const char *name, dsc_err *err)
 {
     for (int64_t i = 0; i < a->count; i++) {
         switch (a->dtype) {
         case NPY_I32: ((int32_t *)buf)[i] = ((int32_t *)a->data)[i]; break;
         case NPY_I64: {
             int64_t v = ((int64_t *)a->data)[i];
-            ((int32_t *)buf)[i] = v < INT32_MIN || v > INT32_MAX ? -1
-                                                                 : (int32_t)v;
+            if (v < INT32_MIN || v > INT32_MAX)
+                return err_set(err, "%s: error: input '%s': element %lld is "
+                               "%lld, outside the int32 range of token ids",
+                               path, name, (long long)i, (long long)v);
+            ((int32_t *)buf)[i] = (int32_t)v;
             break;
         }
         case NPY_F32: ((float *)buf)[i] = ((float *)a->data)[i]; break;
         case NPY_F64: ((float *)buf)[i] = (float)((double *)a->data)[i]; break;
         }
     }
+    return 0;
 }
 
 
@@ -90,8 +96,9 @@ void *cli_make_input(const graph *g, int t, const cli *c, uint64_t *rng,
                 x->dynamic ? " (or fewer tokens)" : "");
         ok = 0;
     }
+    if (ok && convert_input(buf, &a, path, x->name, err))
+        ok = 0;
     if (ok) {
-        convert_input(buf, &a);
         if (x->dynamic)
             *tokens = a.shape[0];
     }

@@ -11,7 +11,10 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "rt_internal.h"
@@ -45,6 +48,9 @@ struct rt_ctx {
     int64_t n_tasks;
     int job_threads;
     struct rt_gemm_cache *gemm;
+    int isa;                /* DSC_ISA_*, fixed at rt_ctx_new */
+    const float *blob;      /* the last blob rt_weights_check accepted */
+    char error[160];        /* rt_ctx_error */
 };
 
 
@@ -194,7 +200,8 @@ rt_ctx *rt_ctx_new(int threads)
         goto fail_wake;
     if (pthread_cond_init(&ctx->done, NULL) != 0)
         goto fail_done;
-    rt_gemm_init();
+    ctx->isa = rt_isa_native();
+    rt_gemm_init(ctx->isa);
     if (threads > 1) {
         ctx->workers = calloc((size_t)threads - 1, sizeof *ctx->workers);
         if (!ctx->workers)
@@ -237,6 +244,134 @@ void rt_ctx_free(rt_ctx *ctx)
     pthread_cond_destroy(&ctx->wake);
     pthread_mutex_destroy(&ctx->mu);
     free(ctx);
+}
+
+
+/* ---- instruction sets, blobs --------------------------------------- */
+
+static const char *const isa_names[] = {"generic", "avx2", "avx512"};
+
+
+const char *rt_isa_name(int isa)
+{
+    return isa >= 0 && isa <= DSC_ISA_AVX512 ? isa_names[isa] : "unknown";
+}
+
+
+int rt_isa_parse(const char *name)
+{
+    for (int i = 0; name && i <= DSC_ISA_AVX512; i++)
+        if (strcmp(name, isa_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+
+int rt_isa_supported(int isa)
+{
+    switch (isa) {
+    case DSC_ISA_GENERIC:
+        return 1;
+#if RT_X86_DISPATCH
+    case DSC_ISA_AVX2:
+        return rt_cpu_has_avx2();
+    case DSC_ISA_AVX512:
+        __builtin_cpu_init();
+        return rt_cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512bw");
+#endif
+    default:
+        return 0;
+    }
+}
+
+
+int rt_isa_native(void)
+{
+    int isa = rt_isa_parse(getenv("DSC_ISA"));
+    if (isa >= 0 && rt_isa_supported(isa))
+        return isa;
+    for (isa = DSC_ISA_AVX512; isa > DSC_ISA_GENERIC; isa--)
+        if (rt_isa_supported(isa))
+            return isa;
+    return DSC_ISA_GENERIC;
+}
+
+
+int rt_ctx_isa(const rt_ctx *ctx)
+{
+    return ctx ? ctx->isa : rt_isa_native();
+}
+
+
+const char *rt_ctx_error(const rt_ctx *ctx)
+{
+    return ctx ? ctx->error : "";
+}
+
+
+#define BLOB_MAGIC 0x57435344u  /* "DSCW" */
+#define BLOB_VERSION 1u
+
+void rt_blob_header(float *blob, int layout, int64_t total_floats)
+{
+    uint32_t h[DSC_BLOB_HEADER_FLOATS] = {
+        BLOB_MAGIC, BLOB_VERSION, (uint32_t)layout, 0,
+        (uint32_t)((uint64_t)total_floats & 0xffffffffu),
+        (uint32_t)((uint64_t)total_floats >> 32)};
+    memcpy(blob, h, sizeof h);
+}
+
+
+int rt_blob_layout(const float *blob)
+{
+    uint32_t h[3];
+    memcpy(h, blob, sizeof h);
+    return h[0] == BLOB_MAGIC && h[1] == BLOB_VERSION ? (int)h[2] : -1;
+}
+
+
+/* Transparent huge pages under the blob's whole 2 MB pages: the weights of
+ * a forward then take a handful of TLB entries instead of thousands, one
+ * source of slow calls.  Advice only; failure changes nothing. */
+static void advise_huge(const float *blob)
+{
+#if defined(MADV_HUGEPAGE)
+    uint32_t h[DSC_BLOB_HEADER_FLOATS];
+    memcpy(h, blob, sizeof h);
+    uint64_t bytes = ((uint64_t)h[5] << 32 | h[4]) * sizeof(float);
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)blob + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)blob + (uintptr_t)bytes) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)blob;
+#endif
+}
+
+
+int rt_weights_check(rt_ctx *ctx, const float *blob, int layout)
+{
+    int got = blob ? rt_blob_layout(blob) : -1;
+    if (got != layout) {
+        if (ctx)
+            snprintf(ctx->error, sizeof ctx->error,
+                     "weights packed in layout %s, but the code was "
+                     "generated for layout %s (dsc compile --target)",
+                     got < 0 ? "none (not a dsc weight blob)"
+                             : rt_layout_name(got),
+                     rt_layout_name(layout));
+        return DSC_EBADLAYOUT;
+    }
+    if (ctx && blob != ctx->blob) {  /* one madvise per blob, not per call */
+        advise_huge(blob);
+        ctx->blob = blob;
+        ctx->error[0] = '\0';
+    }
+    return DSC_OK;
 }
 
 

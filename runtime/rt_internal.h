@@ -36,7 +36,11 @@ void rt_gemm_cache_free(struct rt_gemm_cache *cache);
 /* One-time, process-wide set-up of the GEMM backend (libxsmm's own
  * initialisation, several ms), done in rt_ctx_new rather than inside the
  * first forward. */
-void rt_gemm_init(void);
+void rt_gemm_init(int isa);
+
+/* The instruction set ctx's kernels use (DSC_ISA_*): chosen once, when the
+ * context is made; without a context, rt_isa_native() each call. */
+int rt_ctx_isa(const rt_ctx *ctx);
 
 /* CPU dispatch.  The runtime is built for baseline x86-64 so it runs
  * anywhere; the hot loops are compiled a second time for AVX2 (target
@@ -46,6 +50,9 @@ void rt_gemm_init(void);
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RT_X86_DISPATCH 1
 #define RT_TARGET_AVX2 __attribute__((target("avx2,fma")))
+/* Skylake-server's set: what every AVX-512 x86 since has. */
+#define RT_ISA_AVX512_FLAGS "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"
+#define RT_TARGET_AVX512 __attribute__((target(RT_ISA_AVX512_FLAGS)))
 static inline int rt_cpu_has_avx2(void)
 {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -53,6 +60,7 @@ static inline int rt_cpu_has_avx2(void)
 #else
 #define RT_X86_DISPATCH 0
 #define RT_TARGET_AVX2
+#define RT_TARGET_AVX512
 static inline int rt_cpu_has_avx2(void)
 {
     return 0;

@@ -99,9 +99,9 @@ typedef enum res_mode { RES_NONE, RES_SEPARATE, RES_ALIAS } res_mode;
 /* One rt_linear call checked element by element against a double
  * reference.  Tolerance scales with sum |x*w| + |b|: the size of the float
  * rounding the kernel may legitimately accumulate. */
-static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
-                         int64_t n_in, rt_act act, int with_bias,
-                         res_mode res)
+static void check_linear_in(rt_ctx *ctx, lcg *g, int64_t rows,
+                            int64_t n_out, int64_t n_in, rt_act act,
+                            int with_bias, res_mode res, int layout)
 {
     int64_t ldx = n_in + 3, ldy = n_out + 2;
     float *x = alloc_matrix(g, rows, n_in, ldx, 1.0f);
@@ -112,10 +112,10 @@ static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
     int64_t ny = (rows - 1) * ldy + n_out;
     if (res == RES_ALIAS)
         memcpy(y, r, (size_t)ny * sizeof *y);
-    int64_t np = rt_linear_packed_floats(n_out, n_in);
+    int64_t np = rt_linear_packed_floats(n_out, n_in, layout);
     cr_assert(np >= n_out * n_in);
     float *pw = alloc_floats(np);
-    rt_linear_pack(pw, w, n_out, n_in);
+    rt_linear_pack(pw, w, n_out, n_in, layout);
 
     rt_linear(ctx, y, ldy, x, ldx, pw, b, rows, n_out, n_in, act,
               res == RES_ALIAS ? y : r);
@@ -134,8 +134,9 @@ static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
             double got = y[m * ldy + n];
             double tol = 2e-6 * (1.0 + mag);
             cr_assert(fabs(got - ref) <= tol,
-                      "linear rows=%lld n_out=%lld n_in=%lld act=%s bias=%d "
-                      "res=%d: y[%lld][%lld] = %.9g, want %.9g",
+                      "linear %s %s rows=%lld n_out=%lld n_in=%lld act=%s "
+                      "bias=%d res=%d: y[%lld][%lld] = %.9g, want %.9g",
+                      rt_isa_name(rt_ctx_isa(ctx)), rt_layout_name(layout),
                       (long long)rows, (long long)n_out, (long long)n_in,
                       act_name(act), with_bias, (int)res, (long long)m,
                       (long long)n, got, ref);
@@ -150,7 +151,28 @@ static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
 }
 
 
-static const int64_t lin_rows[] = {1, 3, 17, 70};
+/* Every kernel in both packed layouts (each runs both). */
+static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
+                         int64_t n_in, rt_act act, int with_bias,
+                         res_mode res)
+{
+    check_linear_in(ctx, g, rows, n_out, n_in, act, with_bias, res,
+                    DSC_LAYOUT_PANEL32);
+    check_linear_in(ctx, g, rows, n_out, n_in, act, with_bias, res,
+                    DSC_LAYOUT_PANEL64);
+}
+
+
+/* The body once per instruction set this CPU can run, with DSC_ISA naming
+ * it: contexts made inside, and calls without one, use that ISA's
+ * kernels. */
+#define FOR_EACH_ISA(isa)                                                  \
+    for (int isa = DSC_ISA_GENERIC; isa <= DSC_ISA_AVX512; isa++)          \
+        if (rt_isa_supported(isa) &&                                       \
+            setenv("DSC_ISA", rt_isa_name(isa), 1) == 0 &&                 \
+            rt_isa_native() == isa)
+
+static const int64_t lin_rows[] = {1, 2, 3, 4, 5, 8, 9, 17, 64, 70};
 static const int64_t lin_out[] = {1, 5, 33, 70};
 static const int64_t lin_in[] = {1, 7, 64, 65, 130};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -158,39 +180,46 @@ static const int64_t lin_in[] = {1, 7, 64, 65, 130};
 
 Test(linear, all_shapes_bias)
 {
+    FOR_EACH_ISA(isa) {
     lcg g = {1};
     for (int i = 0; i < COUNT(lin_rows); i++)
         for (int j = 0; j < COUNT(lin_out); j++)
             for (int k = 0; k < COUNT(lin_in); k++)
                 check_linear(NULL, &g, lin_rows[i], lin_out[j], lin_in[k],
                              RT_ACT_NONE, 1, RES_NONE);
+    }
 }
 
 
 Test(linear, all_shapes_no_bias)
 {
+    FOR_EACH_ISA(isa) {
     lcg g = {2};
     for (int i = 0; i < COUNT(lin_rows); i++)
         for (int j = 0; j < COUNT(lin_out); j++)
             for (int k = 0; k < COUNT(lin_in); k++)
                 check_linear(NULL, &g, lin_rows[i], lin_out[j], lin_in[k],
                              RT_ACT_NONE, 0, RES_NONE);
+    }
 }
 
 
 Test(linear, activations)
 {
+    FOR_EACH_ISA(isa) {
     lcg g = {3};
     for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++)
         for (int j = 0; j < COUNT(lin_out); j++) {
             check_linear(NULL, &g, 17, lin_out[j], 65, (rt_act)a, 1, RES_NONE);
             check_linear(NULL, &g, 70, lin_out[j], 7, (rt_act)a, 0, RES_NONE);
         }
+    }
 }
 
 
 Test(linear, residual_separate_and_aliasing_y)
 {
+    FOR_EACH_ISA(isa) {
     lcg g = {4};
     for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++)
         for (int i = 0; i < COUNT(lin_rows); i++)
@@ -202,6 +231,7 @@ Test(linear, residual_separate_and_aliasing_y)
                 check_linear(NULL, &g, lin_rows[i], 5, lin_in[k], (rt_act)a, 0,
                              RES_ALIAS);
             }
+    }
 }
 
 
@@ -212,9 +242,10 @@ Test(linear, deterministic)
     int64_t rows = 70, n_out = 70, n_in = 130;
     float *x = alloc_matrix(&g, rows, n_in, n_in, 1.0f);
     float *w = alloc_matrix(&g, n_out, n_in, n_in, 1.0f);
-    float *pw = alloc_floats(rt_linear_packed_floats(n_out, n_in));
+    float *pw = alloc_floats(rt_linear_packed_floats(n_out, n_in,
+                                                     DSC_LAYOUT_PANEL64));
     float *y1 = alloc_floats(rows * n_out), *y2 = alloc_floats(rows * n_out);
-    rt_linear_pack(pw, w, n_out, n_in);
+    rt_linear_pack(pw, w, n_out, n_in, DSC_LAYOUT_PANEL64);
     rt_linear(NULL, y1, n_out, x, n_in, pw, NULL, rows, n_out, n_in, RT_ACT_GELU,
               NULL);
     rt_linear(NULL, y2, n_out, x, n_in, pw, NULL, rows, n_out, n_in, RT_ACT_GELU,
@@ -651,6 +682,7 @@ typedef struct linear_case {
     int64_t rows, n_out, n_in;
     rt_act act;
     int bias, residual;
+    int layout;
 } linear_case;
 
 
@@ -661,8 +693,9 @@ static void run_linear(rt_ctx *ctx, const void *arg, float *y)
     float *x = alloc_matrix(&g, c->rows, c->n_in, c->n_in, 1.0f);
     float *w = alloc_matrix(&g, c->n_out, c->n_in, c->n_in, 1.0f);
     float *b = alloc_matrix(&g, 1, c->n_out, c->n_out, 1.0f);
-    float *pw = alloc_floats(rt_linear_packed_floats(c->n_out, c->n_in));
-    rt_linear_pack(pw, w, c->n_out, c->n_in);
+    float *pw = alloc_floats(rt_linear_packed_floats(c->n_out, c->n_in,
+                                                     c->layout));
+    rt_linear_pack(pw, w, c->n_out, c->n_in, c->layout);
     /* The residual is y itself, preset: the aliasing generated code uses. */
     lcg gy = {7};
     for (int64_t i = 0; i < c->rows * c->n_out; i++)
@@ -679,24 +712,29 @@ static void run_linear(rt_ctx *ctx, const void *arg, float *y)
 Test(threads, linear)
 {
     static const linear_case cases[] = {
-        {70, 70, 130, RT_ACT_GELU, 1, 1},
-        {131, 200, 65, RT_ACT_RELU, 1, 0},
-        {320, 256, 256, RT_ACT_NONE, 1, 1},   /* the seed's shapes */
-        {320, 1000, 256, RT_ACT_NONE, 1, 0},
-        {65, 129, 300, RT_ACT_GELU_TANH, 0, 1},
-        {3, 517, 177, RT_ACT_NONE, 0, 0},     /* one row block */
-        {200, 5, 333, RT_ACT_RELU, 1, 1},     /* one panel */
+        {70, 70, 130, RT_ACT_GELU, 1, 1, 0},
+        {131, 200, 65, RT_ACT_RELU, 1, 0, 0},
+        {320, 256, 256, RT_ACT_NONE, 1, 1, 0},   /* the seed's shapes */
+        {320, 1000, 256, RT_ACT_NONE, 1, 0, 0},
+        {65, 129, 300, RT_ACT_GELU_TANH, 0, 1, 0},
+        {3, 517, 177, RT_ACT_NONE, 0, 0, 0},     /* one row block */
+        {200, 5, 333, RT_ACT_RELU, 1, 1, 0},     /* one panel */
+        {1, 1000, 256, RT_ACT_NONE, 1, 0, 0},    /* skinny: one token */
+        {1, 300, 130, RT_ACT_GELU, 1, 1, 0},
     };
+    FOR_EACH_ISA(isa)
     for (int t = 0; t < COUNT(thread_counts); t++) {
         rt_ctx *ctx = new_ctx(thread_counts[t]);
+        cr_assert_eq(rt_ctx_isa(ctx), isa);
         lcg g = {20};
         for (int i = 0; i < COUNT(cases); i++) {
-            const linear_case *c = &cases[i];
-            check_linear(ctx, &g, c->rows, c->n_out, c->n_in, c->act, c->bias,
-                         c->residual ? RES_ALIAS : RES_NONE);
-            check_linear(ctx, &g, c->rows, c->n_out, c->n_in, c->act, c->bias,
-                         c->residual ? RES_SEPARATE : RES_NONE);
-            expect_repeatable(ctx, run_linear, c, c->rows * c->n_out, 1e-5,
+            linear_case c = cases[i];
+            c.layout = rt_isa_layout(isa);
+            check_linear(ctx, &g, c.rows, c.n_out, c.n_in, c.act, c.bias,
+                         c.residual ? RES_ALIAS : RES_NONE);
+            check_linear(ctx, &g, c.rows, c.n_out, c.n_in, c.act, c.bias,
+                         c.residual ? RES_SEPARATE : RES_NONE);
+            expect_repeatable(ctx, run_linear, &c, c.rows * c.n_out, 1e-5,
                               1e-5, "linear");
         }
         rt_ctx_free(ctx);
@@ -945,7 +983,7 @@ Test(threads, context_lifecycle)
     cr_assert_eq(rt_ctx_threads(NULL), 1);
 
     ctx = new_ctx(2);
-    linear_case c = {64, 128, 64, RT_ACT_NONE, 1, 0};
+    linear_case c = {64, 128, 64, RT_ACT_NONE, 1, 0, DSC_LAYOUT_PANEL64};
     float *y1 = alloc_floats(c.rows * c.n_out);
     float *y2 = alloc_floats(c.rows * c.n_out);
     run_linear(ctx, &c, y1);

@@ -41,6 +41,7 @@ typedef struct cli {
     int runs;          /* bench */
     const char *stats_path;
     int after_passes;  /* graph: draw the graph the passes leave */
+    int layout;        /* --target: DSC_LAYOUT_*, 0 = native */
 } cli;
 
 /* The help text, printed by --help. */

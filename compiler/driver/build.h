@@ -19,6 +19,8 @@ typedef struct build_options {
     int no_fuse_qkv, no_fuse_epilogue, no_dce;
     int no_plan_memory;   /* every tensor its own region */
     FILE *verbose;        /* -v: each pass and what it changed, or NULL */
+    int layout;           /* DSC_LAYOUT_* of the packed weights; 0: the
+                             host's (--target native) */
 } build_options;
 
 /* What the pipeline did and made, for --stats-json. */

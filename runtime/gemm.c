@@ -54,8 +54,12 @@
  * thread takes, computed into an L1-resident buffer and finished by the
  * epilogue while still there.  libxsmm batch-reduces over k blocks of
  * RT_GEMM_KB, so each step's operands sit in L1 whatever n_in is. */
+#if !defined(RT_GEMM_MB)
 #define RT_GEMM_MB 64
+#endif
+#if !defined(RT_GEMM_KB)
 #define RT_GEMM_KB 64
+#endif
 
 /* Calls with at most this many rows take the skinny path: the runtime's
  * own kernels, tasks split by panels, a smaller grain.  Measured with

@@ -100,6 +100,19 @@ static void check_line(const char *out, const char *mode)
            hi = number(out, "max_ms");
     cr_assert(lo > 0 && lo <= med && med <= hi, "min %g median %g max %g",
               lo, med, hi);
+    /* Nearest rank of 3 runs: p50 is the 2nd, p90 and p99 the 3rd. */
+    double p50 = number(out, "p50_ms"), p90 = number(out, "p90_ms"),
+           p99 = number(out, "p99_ms");
+    cr_assert(p50 == med && p90 == hi && p99 == hi,
+              "p50 %g p90 %g p99 %g of min %g median %g max %g", p50, p90,
+              p99, lo, med, hi);
+    cr_assert_not_null(strstr(out, "\"cpu\":\""), "%s", out);
+    const char *isa = strstr(out, "\"isa\":\"");
+    cr_assert(isa && (strncmp(isa + 7, "avx512\"", 7) == 0 ||
+                      strncmp(isa + 7, "avx2\"", 5) == 0 ||
+                      strncmp(isa + 7, "generic\"", 8) == 0), "%s", out);
+    cr_assert(strstr(out, "\"layout\":\"panel64\"") ||
+              strstr(out, "\"layout\":\"panel32\""), "%s", out);
 
     double gflop = number(out, "gflop");
     cr_assert(gflop > 0);
@@ -128,6 +141,18 @@ Test(bench, jit_json_line)
     cr_assert_eq(run_dsc("bench models/seed_encoder.lua -D layers=1 -D seq=4 "
                          "-D batch=2 --runs 3 --threads 1", out, sizeof out), 0);
     check_line(out, "jit");
+}
+
+
+/* --target picks the layout and, where the CPU has it, the kernels. */
+Test(bench, target_sets_isa_and_layout)
+{
+    char out[4096];
+    cr_assert_eq(run_dsc("bench models/seed_encoder.lua -D layers=1 -D seq=4 "
+                         "-D batch=2 --runs 3 --threads 1 --target generic",
+                         out, sizeof out), 0);
+    string_is(out, "isa", "generic");
+    string_is(out, "layout", "panel32");
 }
 
 

@@ -33,7 +33,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # shared object resolve the runtime's kernels from the running dsc.
 LIBS := $(LUA_LIBS) -ltcc $(XSMM_LIBS) -ldl -lm -lpthread
 
-.PHONY: all test deps clean generated bench
+.PHONY: all test deps clean generated bench latency
 all: $(BUILD)/dsc $(BUILD)/libdscrt.a
 
 deps:
@@ -81,10 +81,24 @@ $(BUILD)/example_seed: tests/example/embed_seed.c generated/seed_encoder.c $(BUI
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -Iruntime -Igenerated $^ $(XSMM_LIBS) -lpthread -lm -o $@
 
+# The latency example: the seed model built for one token, timing its own
+# calls (tests/example/latency_seed.c), with its random-weight blob.
+$(BUILD)/example/seed_encoder.c: $(BUILD)/dsc models/seed_encoder.lua
+	@mkdir -p $(@D)
+	$(BUILD)/dsc compile models/seed_encoder.lua -D seq=1 -D batch=1 \
+	    --random-weights -o $@
+
+$(BUILD)/latency_seed: tests/example/latency_seed.c $(BUILD)/example/seed_encoder.c $(BUILD)/libdscrt.a
+	$(CC) $(WARN) -O2 -Iruntime -I$(BUILD)/example $^ $(XSMM_LIBS) -lpthread -lm -o $@
+
+latency: $(BUILD)/latency_seed
+	$(BUILD)/latency_seed $(BUILD)/example/seed_encoder.bin 3000 1
+
 test: deps
-	@$(MAKE) --no-print-directory all $(TESTS) $(BUILD)/example_seed
+	@$(MAKE) --no-print-directory all $(TESTS) $(BUILD)/example_seed $(BUILD)/latency_seed
 	@status=0; for t in $(TESTS); do \
 	    echo "== $$t"; DSC=$(BUILD)/dsc EXAMPLE=$(BUILD)/example_seed \
+	        LATENCY=$(BUILD)/latency_seed \
 	        $$t --jobs 2 || status=1; \
 	done; exit $$status
 

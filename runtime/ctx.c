@@ -8,6 +8,7 @@
  * countdown the caller spins on the same way.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE  /* MADV_HUGEPAGE (Linux) */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -338,7 +339,7 @@ int rt_blob_layout(const float *blob)
  * source of slow calls.  Advice only; failure changes nothing. */
 static void advise_huge(const float *blob)
 {
-#if defined(MADV_HUGEPAGE)
+#if defined(MADV_HUGEPAGE) && !defined(RT_NO_HUGEPAGES)
     uint32_t h[DSC_BLOB_HEADER_FLOATS];
     memcpy(h, blob, sizeof h);
     uint64_t bytes = ((uint64_t)h[5] << 32 | h[4]) * sizeof(float);
@@ -350,6 +351,25 @@ static void advise_huge(const float *blob)
 #else
     (void)blob;
 #endif
+}
+
+
+void *rt_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge) {
+        size_t n = (bytes + DSC_ALIGN - 1) / DSC_ALIGN * DSC_ALIGN;
+        return aligned_alloc(DSC_ALIGN, n ? n : DSC_ALIGN);
+    }
+    if (bytes > SIZE_MAX - huge)
+        return NULL;
+    size_t n = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, n);
+#if defined(MADV_HUGEPAGE) && !defined(RT_NO_HUGEPAGES)
+    if (p)
+        (void)madvise(p, n, MADV_HUGEPAGE);
+#endif
+    return p;
 }
 
 

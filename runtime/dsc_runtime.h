@@ -74,6 +74,12 @@ const char *rt_ctx_error(const rt_ctx *ctx);
 /* Byte alignment of every arena region and every weight in the blob. */
 #define DSC_ALIGN 64
 
+/* Memory for a weight blob or an arena: DSC_ALIGN-aligned, and from 2 MB
+ * on 2 MB-aligned with transparent huge pages asked for (madvise) before
+ * the first touch, so a forward's weights take a few TLB entries instead
+ * of thousands.  Release with free().  NULL when out of memory. */
+void *rt_alloc(size_t bytes);
+
 /* Epilogue applied to each output element of rt_linear, in this order:
  * y = act(x·Wᵀ + b) (+ residual when given). */
 typedef enum rt_act {

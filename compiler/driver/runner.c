@@ -24,7 +24,7 @@ int runner_open(runner *r, const built_model *b, const runner_options *o,
                                          o->weights_path, o->seed, o->notes,
                                          err)))
         goto fail;
-    if (!(r->arena = aligned_alloc(DSC_ALIGN, arena ? arena : DSC_ALIGN)) ||
+    if (!(r->arena = rt_alloc(arena ? arena : DSC_ALIGN)) ||
         (cache_floats && !(r->cache = calloc((size_t)cache_floats,
                                              sizeof(float))))) {
         err_set(err, "error: out of memory for the arena (%zu bytes) or "

@@ -321,7 +321,8 @@ float *weights_make_blob(const graph *g, const weight_layout *layout,
                          dsc_err *err)
 {
     size_t floats = (size_t)layout->total_floats;
-    float *blob = malloc((floats ? floats : 1) * sizeof(float));
+    /* Huge pages where the kernel gives them: see rt_alloc. */
+    float *blob = rt_alloc((floats ? floats : 1) * sizeof(float));
     if (!blob) {
         err_set(err, "error: out of memory for %zu weight floats", floats);
         return NULL;

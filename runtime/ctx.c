@@ -38,7 +38,13 @@ struct rt_ctx {
     pthread_mutex_t mu;
     pthread_cond_t wake;    /* a new generation (job or stop) */
     pthread_cond_t done;    /* pending reached 0 */
-    int sleepers;           /* workers waiting on wake; under mu */
+    /* Workers about to wait on wake, and whether the caller is about to
+     * wait on done: raised (under mu) before re-checking the condition,
+     * read by the other side after changing it, both sequentially
+     * consistent, so one of the two always sees the other (Dekker) and
+     * the fast path takes no lock and makes no system call. */
+    atomic_int sleepers;
+    atomic_int caller_waits;
     int stop;               /* set before a bump, read after one */
     atomic_uint gen;        /* bumped once per job */
     atomic_int pending;     /* workers not yet done with the current job */
@@ -85,10 +91,10 @@ static unsigned wait_for_generation(rt_ctx *ctx, unsigned seen)
         cpu_relax();
     }
     pthread_mutex_lock(&ctx->mu);
-    ctx->sleepers++;
-    while ((g = atomic_load_explicit(&ctx->gen, memory_order_acquire)) == seen)
+    atomic_fetch_add(&ctx->sleepers, 1);
+    while ((g = atomic_load(&ctx->gen)) == seen)
         pthread_cond_wait(&ctx->wake, &ctx->mu);
-    ctx->sleepers--;
+    atomic_fetch_sub(&ctx->sleepers, 1);
     pthread_mutex_unlock(&ctx->mu);
     return g;
 }
@@ -104,8 +110,8 @@ static void *worker_main(void *p)
         if (ctx->stop)
             return NULL;
         run_share(ctx, w->index);
-        if (atomic_fetch_sub_explicit(&ctx->pending, 1,
-                                      memory_order_acq_rel) == 1) {
+        if (atomic_fetch_sub(&ctx->pending, 1) == 1 &&
+            atomic_load(&ctx->caller_waits)) {
             pthread_mutex_lock(&ctx->mu);
             pthread_cond_signal(&ctx->done);
             pthread_mutex_unlock(&ctx->mu);
@@ -117,11 +123,12 @@ static void *worker_main(void *p)
 /* Wake the workers for a new generation (a job, or stop). */
 static void publish(rt_ctx *ctx)
 {
-    pthread_mutex_lock(&ctx->mu);
-    atomic_fetch_add_explicit(&ctx->gen, 1, memory_order_release);
-    if (ctx->sleepers)
+    atomic_fetch_add(&ctx->gen, 1);
+    if (atomic_load(&ctx->sleepers)) {
+        pthread_mutex_lock(&ctx->mu);
         pthread_cond_broadcast(&ctx->wake);
-    pthread_mutex_unlock(&ctx->mu);
+        pthread_mutex_unlock(&ctx->mu);
+    }
 }
 
 
@@ -155,8 +162,10 @@ void rt_parallel(rt_ctx *ctx, int threads, int64_t n_tasks, rt_task_fn fn,
         cpu_relax();
     }
     pthread_mutex_lock(&ctx->mu);
-    while (atomic_load_explicit(&ctx->pending, memory_order_acquire) != 0)
+    atomic_store(&ctx->caller_waits, 1);
+    while (atomic_load(&ctx->pending) != 0)
         pthread_cond_wait(&ctx->done, &ctx->mu);
+    atomic_store(&ctx->caller_waits, 0);
     pthread_mutex_unlock(&ctx->mu);
 }
 
@@ -195,6 +204,8 @@ rt_ctx *rt_ctx_new(int threads)
     ctx->threads = 1;
     atomic_init(&ctx->gen, 0);
     atomic_init(&ctx->pending, 0);
+    atomic_init(&ctx->sleepers, 0);
+    atomic_init(&ctx->caller_waits, 0);
     if (pthread_mutex_init(&ctx->mu, NULL) != 0)
         goto fail_mu;
     if (pthread_cond_init(&ctx->wake, NULL) != 0)

@@ -174,3 +174,32 @@ Test(bench, bad_weights_is_an_error)
                          sizeof out), 1);
     cr_assert_str_empty(out, "nothing on stdout after an error: %s", out);
 }
+
+
+/* The latency example (make builds it with its one-token model and blob):
+ * percentiles in order, and at one thread a forward that takes no page
+ * fault and never blocks (no voluntary context switch) once warm. */
+Test(bench, latency_example_is_steady_in_kind)
+{
+    const char *prog = getenv("LATENCY");
+    if (!prog || !*prog)
+        prog = "build/latency_seed";
+    char cmd[1024], out[1024];
+    snprintf(cmd, sizeof cmd, "%s build/example/seed_encoder.bin 300 1", prog);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "%s: %s", cmd, out);
+    double p50, p90, p99, max;
+    long faults, major, vol, invol;
+    cr_assert_eq(sscanf(strstr(out, "p50"), "p50 %lf ms, p90 %lf ms, p99 %lf "
+                        "ms, max %lf ms", &p50, &p90, &p99, &max), 4, "%s",
+                 out);
+    cr_assert(p50 > 0 && p50 <= p90 && p90 <= p99 && p99 <= max, "%s", out);
+    cr_assert_eq(sscanf(strstr(out, "during"), "during the timed calls: %ld "
+                        "page faults (%ld major), %ld voluntary and %ld",
+                        &faults, &major, &vol, &invol), 4, "%s", out);
+    cr_expect_eq(faults, 0, "%s", out);
+    cr_expect_eq(vol, 0, "%s", out);
+}

@@ -91,6 +91,10 @@ $(BUILD)/example/seed_encoder.c: $(BUILD)/dsc models/seed_encoder.lua
 $(BUILD)/latency_seed: tests/example/latency_seed.c $(BUILD)/example/seed_encoder.c $(BUILD)/libdscrt.a
 	$(CC) $(WARN) -O2 -Iruntime -I$(BUILD)/example $^ $(XSMM_LIBS) -lpthread -lm -o $@
 
+# rt_linear alone, per shape and row count (tools/gemm_bench.c).
+$(BUILD)/gemm_bench: tools/gemm_bench.c $(BUILD)/libdscrt.a
+	$(CC) $(WARN) -O2 -Iruntime $^ $(XSMM_LIBS) -lpthread -lm -o $@
+
 latency: $(BUILD)/latency_seed
 	$(BUILD)/latency_seed $(BUILD)/example/seed_encoder.bin 3000 1
 

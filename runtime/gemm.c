@@ -72,8 +72,8 @@ static int64_t gemm_kb(int64_t P)
 /* Calls with at most this many rows take the skinny path: the runtime's
  * own kernels, tasks split by panels, a smaller grain.  Measured with
  * tools/gemm_bench.c on a Xeon (AVX-512, and AVX2 forced), 768x256: at one
- * row they tie libxsmm from L2 and stream 2-4% faster from memory; at 2-3
- * rows libxsmm is 12-27% faster from L2, from 4 rows on they tie.  Without
+ * row they tie libxsmm (within 3%) from L2 and from memory; at 2-3 rows
+ * libxsmm is 12-27% faster from L2, from 4 rows on they tie.  Without
  * libxsmm the same kernels serve every call (2-3x the portable C). */
 #if !defined(RT_SKINNY_ROWS)
 #define RT_SKINNY_ROWS 1

@@ -2,9 +2,11 @@
  * and row count, weights cycled through a working set the size of the
  * seed model's (12.6 MB) so they come from where a forward finds them.
  *
- *   cc -O2 -Iruntime tools/gemm_bench.c build/libdscrt.a -lxsmm ... -o gb
- *   gb ROWS N_OUT N_IN [THREADS] [REPS]
- * Prints: rows n_out n_in threads isa layout median_us min_us GFLOP/s GB/s */
+ *   make build/gemm_bench
+ *   [DSC_ISA=avx2] [LAYOUT=32|64] [WS_MB=12.6] build/gemm_bench ROWS N_OUT N_IN [THREADS] [REPS]
+ * LAYOUT: the panel width (default: the ISA's); WS_MB: the working set the
+ * weight copies span (0.1 keeps them in L2).  Prints: rows n_out n_in
+ * threads isa layout median_us min_us GFLOP/s (median) GB/s of weights. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>

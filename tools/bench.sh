@@ -24,6 +24,7 @@
 #   GPT2_PYTHON=P   python with torch (and transformers, if installed) for
 #                   the decode rows' peer (default: $PYTHON, else python3)
 #   NO_DECODE=1     skip the GPT-2 decode rows
+#   DECODE_RUNS=N   runs of 64 decode steps per decoder row (default 50)
 # Raw JSON lines go to build/bench/results.jsonl.
 #
 # Then decode rows for models/gpt2.lua at 1 thread: a small configuration
@@ -191,7 +192,7 @@ while IFS='|' read -r name defs args; do
     [ "$isa" = avx2 ] && set -- env DSC_ISA=avx2 LIBXSMM_TARGET=hsw
     # 50 runs of 64 steps: 3200 single steps for the percentiles.
     # shellcheck disable=SC2086
-    line=$("$@" "$DSC" bench models/gpt2.lua $defs --threads 1 --runs 50 -n 64) \
+    line=$("$@" "$DSC" bench models/gpt2.lua $defs --threads 1 --runs "${DECODE_RUNS:-50}" -n 64) \
         || { echo "bench.sh: dsc bench gpt2 $defs ($isa) failed" >&2; failed=1; continue; }
     echo "$name|$line" >>"$RESULTS"
     [ "$isa" = native ] && dsc_tok=$(echo "$line" | field decode_tok_s)

@@ -314,8 +314,10 @@ Test(e2e, a_product_links_the_generated_code)
                      "--target avx512 -o %s", dsc(), tmp_file("wide.c")), 0);
     cr_expect_eq(run("%s %s %s %s", example(), tmp_file("wide.bin"),
                      tmp_file("tokens.i32"), tmp_file("logits.f32")), 3);
-    cr_expect(strstr(stderr_text(), "layout panel64") &&
-              strstr(stderr_text(), "layout panel32"), "%s", stderr_text());
+    char *why = stderr_text();
+    cr_expect(strstr(why, "layout panel64") && strstr(why, "layout panel32"),
+              "%s", why);
+    free(why);
 }
 
 Test(e2e, bad_token_is_reported_with_its_position)

@@ -40,7 +40,7 @@ SHARED_LIBS := $(BUILD)/libdscrt.so $(BUILD)/libdsc.so $(BUILD)/dsc.1
 # shared object resolve the runtime's kernels from the running dsc.
 LIBS := $(LUA_LIBS) -ltcc $(XSMM_LIBS) -lutf8proc -ldl -lm -lpthread
 
-.PHONY: all test test-build deps clean generated bench mutate
+.PHONY: all test test-build deps clean generated bench mutate latency
 all: $(BUILD)/dsc $(BUILD)/libdscrt.a $(SHARED_LIBS)
 
 deps:
@@ -88,6 +88,23 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libdsc.a \
 $(BUILD)/example_seed: tests/example/embed_seed.c generated/seed_encoder.c $(BUILD)/libdscrt.a
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -Iruntime -Igenerated $^ $(XSMM_LIBS) -lpthread -lm -o $@
+
+# The latency example: the seed model built for one token, timing its own
+# calls (tests/example/latency_seed.c), with its random-weight blob.
+$(BUILD)/example/seed_encoder.c: $(BUILD)/dsc models/seed_encoder.lua
+	@mkdir -p $(@D)
+	$(BUILD)/dsc compile models/seed_encoder.lua -D seq=1 -D batch=1 \
+	    --random-weights -o $@
+
+$(BUILD)/latency_seed: tests/example/latency_seed.c $(BUILD)/example/seed_encoder.c $(BUILD)/libdscrt.a
+	$(CC) $(WARN) -O2 -Iruntime -I$(BUILD)/example $^ $(XSMM_LIBS) -lpthread -lm -o $@
+
+# rt_linear alone, per shape and row count (tools/gemm_bench.c).
+$(BUILD)/gemm_bench: tools/gemm_bench.c $(BUILD)/libdscrt.a
+	$(CC) $(WARN) -O2 -Iruntime $^ $(XSMM_LIBS) -lpthread -lm -o $@
+
+latency: $(BUILD)/latency_seed
+	$(BUILD)/latency_seed $(BUILD)/example/seed_encoder.bin 3000 1
 
 # ---- shared libraries, make install / uninstall ---------------------------
 # libdscrt.so: the runtime alone (libxsmm inside), for products shipping
@@ -233,12 +250,13 @@ $(BUILD)/tests/test_runtime_portable: tests/test_runtime.c $(BUILD)/libdsc.a \
 	    $(BUILD)/libdsc.a $(BUILD)/rt-portable/libdscrt.a -lcriterion \
 	    $(LUA_LIBS) -ltcc -ldl -lm -lpthread -o $@
 
-test-build: all $(TESTS) $(BUILD)/example_seed
+test-build: all $(TESTS) $(BUILD)/example_seed $(BUILD)/latency_seed
 
 test: deps
 	@$(MAKE) --no-print-directory test-build
 	@status=0; for t in $(TESTS); do \
 	    echo "== $$t"; DSC=$(BUILD)/dsc EXAMPLE=$(BUILD)/example_seed \
+	        LATENCY=$(BUILD)/latency_seed \
 	        $$t --jobs 2 || status=1; \
 	done; \
 	$(if $(API_TESTS),$(MAKE) --no-print-directory $(API_TESTS) || status=1;) \

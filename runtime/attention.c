@@ -279,8 +279,9 @@ RT_INLINE void attend_rows(const attn_job *jb, int64_t b, int64_t h,
 /* ---- tasks ----------------------------------------------------------- */
 
 /* Tasks [begin, end): task = (b * heads + h) * n_qb + query block. */
-RT_INLINE void attn_tasks(const attn_job *jb, int64_t begin, int64_t end)
+RT_INLINE void attn_tasks(void *arg, int64_t begin, int64_t end)
 {
+    const attn_job *jb = arg;
     const rt_attention_shape *sh = jb->sh;
     int blocked = sh->head_dim_qk <= RT_ATTN_MAXD &&
                   sh->head_dim_v <= RT_ATTN_MAXD;
@@ -297,19 +298,7 @@ RT_INLINE void attn_tasks(const attn_job *jb, int64_t begin, int64_t end)
 }
 
 
-static void attn_range_base(void *arg, int64_t begin, int64_t end)
-{
-    attn_tasks(arg, begin, end);
-}
-
-
-#if RT_X86_DISPATCH
-RT_TARGET_AVX2 static void attn_range_avx2(void *arg, int64_t begin,
-                                           int64_t end)
-{
-    attn_tasks(arg, begin, end);
-}
-#endif
+RT_ISA_VARIANTS(attn_range, attn_tasks)
 
 
 void rt_attention(rt_ctx *ctx, float *out, const float *q, const float *k, const float *v,
@@ -318,11 +307,7 @@ void rt_attention(rt_ctx *ctx, float *out, const float *q, const float *k, const
     if (sh->seq <= 0 || sh->batch <= 0 || sh->heads <= 0)
         return;
     attn_job jb = {out, q, k, v, sh, (sh->seq + RT_ATTN_QB - 1) / RT_ATTN_QB};
-    rt_task_fn fn = attn_range_base;
-#if RT_X86_DISPATCH
-    if (rt_cpu_has_avx2())
-        fn = attn_range_avx2;
-#endif
+    rt_task_fn fn = attn_range_for(rt_ctx_isa(ctx));
     int64_t n_tasks = sh->batch * sh->heads * jb.n_qb;
     int64_t work = sh->batch * sh->heads * sh->seq * sh->seq *
                    (sh->head_dim_qk + sh->head_dim_v);

@@ -8,10 +8,14 @@
  * countdown the caller spins on the same way.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE  /* MADV_HUGEPAGE (Linux) */
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "rt_internal.h"
@@ -34,7 +38,13 @@ struct rt_ctx {
     pthread_mutex_t mu;
     pthread_cond_t wake;    /* a new generation (job or stop) */
     pthread_cond_t done;    /* pending reached 0 */
-    int sleepers;           /* workers waiting on wake; under mu */
+    /* Workers about to wait on wake, and whether the caller is about to
+     * wait on done: raised (under mu) before re-checking the condition,
+     * read by the other side after changing it, both sequentially
+     * consistent, so one of the two always sees the other (Dekker) and
+     * the fast path takes no lock and makes no system call. */
+    atomic_int sleepers;
+    atomic_int caller_waits;
     int stop;               /* set before a bump, read after one */
     atomic_uint gen;        /* bumped once per job */
     atomic_int pending;     /* workers not yet done with the current job */
@@ -45,6 +55,9 @@ struct rt_ctx {
     int64_t n_tasks;
     int job_threads;
     struct rt_gemm_cache *gemm;
+    int isa;                /* DSC_ISA_*, fixed at rt_ctx_new */
+    const float *blob;      /* the last blob rt_weights_check accepted */
+    char error[160];        /* rt_ctx_error */
 };
 
 
@@ -78,10 +91,10 @@ static unsigned wait_for_generation(rt_ctx *ctx, unsigned seen)
         cpu_relax();
     }
     pthread_mutex_lock(&ctx->mu);
-    ctx->sleepers++;
-    while ((g = atomic_load_explicit(&ctx->gen, memory_order_acquire)) == seen)
+    atomic_fetch_add(&ctx->sleepers, 1);
+    while ((g = atomic_load(&ctx->gen)) == seen)
         pthread_cond_wait(&ctx->wake, &ctx->mu);
-    ctx->sleepers--;
+    atomic_fetch_sub(&ctx->sleepers, 1);
     pthread_mutex_unlock(&ctx->mu);
     return g;
 }
@@ -97,8 +110,8 @@ static void *worker_main(void *p)
         if (ctx->stop)
             return NULL;
         run_share(ctx, w->index);
-        if (atomic_fetch_sub_explicit(&ctx->pending, 1,
-                                      memory_order_acq_rel) == 1) {
+        if (atomic_fetch_sub(&ctx->pending, 1) == 1 &&
+            atomic_load(&ctx->caller_waits)) {
             pthread_mutex_lock(&ctx->mu);
             pthread_cond_signal(&ctx->done);
             pthread_mutex_unlock(&ctx->mu);
@@ -110,11 +123,12 @@ static void *worker_main(void *p)
 /* Wake the workers for a new generation (a job, or stop). */
 static void publish(rt_ctx *ctx)
 {
-    pthread_mutex_lock(&ctx->mu);
-    atomic_fetch_add_explicit(&ctx->gen, 1, memory_order_release);
-    if (ctx->sleepers)
+    atomic_fetch_add(&ctx->gen, 1);
+    if (atomic_load(&ctx->sleepers)) {
+        pthread_mutex_lock(&ctx->mu);
         pthread_cond_broadcast(&ctx->wake);
-    pthread_mutex_unlock(&ctx->mu);
+        pthread_mutex_unlock(&ctx->mu);
+    }
 }
 
 
@@ -148,8 +162,10 @@ void rt_parallel(rt_ctx *ctx, int threads, int64_t n_tasks, rt_task_fn fn,
         cpu_relax();
     }
     pthread_mutex_lock(&ctx->mu);
-    while (atomic_load_explicit(&ctx->pending, memory_order_acquire) != 0)
+    atomic_store(&ctx->caller_waits, 1);
+    while (atomic_load(&ctx->pending) != 0)
         pthread_cond_wait(&ctx->done, &ctx->mu);
+    atomic_store(&ctx->caller_waits, 0);
     pthread_mutex_unlock(&ctx->mu);
 }
 
@@ -188,13 +204,16 @@ rt_ctx *rt_ctx_new(int threads)
     ctx->threads = 1;
     atomic_init(&ctx->gen, 0);
     atomic_init(&ctx->pending, 0);
+    atomic_init(&ctx->sleepers, 0);
+    atomic_init(&ctx->caller_waits, 0);
     if (pthread_mutex_init(&ctx->mu, NULL) != 0)
         goto fail_mu;
     if (pthread_cond_init(&ctx->wake, NULL) != 0)
         goto fail_wake;
     if (pthread_cond_init(&ctx->done, NULL) != 0)
         goto fail_done;
-    rt_gemm_init();
+    ctx->isa = rt_isa_native();
+    rt_gemm_init(ctx->isa);
     if (threads > 1) {
         ctx->workers = calloc((size_t)threads - 1, sizeof *ctx->workers);
         if (!ctx->workers)
@@ -237,6 +256,153 @@ void rt_ctx_free(rt_ctx *ctx)
     pthread_cond_destroy(&ctx->wake);
     pthread_mutex_destroy(&ctx->mu);
     free(ctx);
+}
+
+
+/* ---- instruction sets, blobs --------------------------------------- */
+
+static const char *const isa_names[] = {"generic", "avx2", "avx512"};
+
+
+const char *rt_isa_name(int isa)
+{
+    return isa >= 0 && isa <= DSC_ISA_AVX512 ? isa_names[isa] : "unknown";
+}
+
+
+int rt_isa_parse(const char *name)
+{
+    for (int i = 0; name && i <= DSC_ISA_AVX512; i++)
+        if (strcmp(name, isa_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+
+int rt_isa_supported(int isa)
+{
+    switch (isa) {
+    case DSC_ISA_GENERIC:
+        return 1;
+#if RT_X86_DISPATCH
+    case DSC_ISA_AVX2:
+        return rt_cpu_has_avx2();
+    case DSC_ISA_AVX512:
+        __builtin_cpu_init();
+        return rt_cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512bw");
+#endif
+    default:
+        return 0;
+    }
+}
+
+
+int rt_isa_native(void)
+{
+    int isa = rt_isa_parse(getenv("DSC_ISA"));
+    if (isa >= 0 && rt_isa_supported(isa))
+        return isa;
+    for (isa = DSC_ISA_AVX512; isa > DSC_ISA_GENERIC; isa--)
+        if (rt_isa_supported(isa))
+            return isa;
+    return DSC_ISA_GENERIC;
+}
+
+
+int rt_ctx_isa(const rt_ctx *ctx)
+{
+    return ctx ? ctx->isa : rt_isa_native();
+}
+
+
+const char *rt_ctx_error(const rt_ctx *ctx)
+{
+    return ctx ? ctx->error : "";
+}
+
+
+#define BLOB_MAGIC 0x57435344u  /* "DSCW" */
+#define BLOB_VERSION 1u
+
+void rt_blob_header(float *blob, int layout, int64_t total_floats)
+{
+    uint32_t h[DSC_BLOB_HEADER_FLOATS] = {
+        BLOB_MAGIC, BLOB_VERSION, (uint32_t)layout, 0,
+        (uint32_t)((uint64_t)total_floats & 0xffffffffu),
+        (uint32_t)((uint64_t)total_floats >> 32)};
+    memcpy(blob, h, sizeof h);
+}
+
+
+int rt_blob_layout(const float *blob)
+{
+    uint32_t h[3];
+    memcpy(h, blob, sizeof h);
+    return h[0] == BLOB_MAGIC && h[1] == BLOB_VERSION ? (int)h[2] : -1;
+}
+
+
+/* Transparent huge pages under the blob's whole 2 MB pages: the weights of
+ * a forward then take a handful of TLB entries instead of thousands, one
+ * source of slow calls.  Advice only; failure changes nothing. */
+static void advise_huge(const float *blob)
+{
+#if defined(MADV_HUGEPAGE) && !defined(RT_NO_HUGEPAGES)
+    uint32_t h[DSC_BLOB_HEADER_FLOATS];
+    memcpy(h, blob, sizeof h);
+    uint64_t bytes = ((uint64_t)h[5] << 32 | h[4]) * sizeof(float);
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)blob + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)blob + (uintptr_t)bytes) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)blob;
+#endif
+}
+
+
+void *rt_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge) {
+        size_t n = (bytes + DSC_ALIGN - 1) / DSC_ALIGN * DSC_ALIGN;
+        return aligned_alloc(DSC_ALIGN, n ? n : DSC_ALIGN);
+    }
+    if (bytes > SIZE_MAX - huge)
+        return NULL;
+    size_t n = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, n);
+#if defined(MADV_HUGEPAGE) && !defined(RT_NO_HUGEPAGES)
+    if (p)
+        (void)madvise(p, n, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+
+int rt_weights_check(rt_ctx *ctx, const float *blob, int layout)
+{
+    int got = blob ? rt_blob_layout(blob) : -1;
+    if (got != layout) {
+        if (ctx)
+            snprintf(ctx->error, sizeof ctx->error,
+                     "weights packed in layout %s, but the code was "
+                     "generated for layout %s (dsc compile --target)",
+                     got < 0 ? "none (not a dsc weight blob)"
+                             : rt_layout_name(got),
+                     rt_layout_name(layout));
+        return DSC_EBADLAYOUT;
+    }
+    if (ctx && blob != ctx->blob) {  /* one madvise per blob, not per call */
+        advise_huge(blob);
+        ctx->blob = blob;
+        ctx->error[0] = '\0';
+    }
+    return DSC_OK;
 }
 
 

@@ -102,18 +102,7 @@ RT_INLINE void kv_task_body(void *arg, int64_t begin, int64_t end)
 }
 
 
-static void kv_task_base(void *arg, int64_t begin, int64_t end)
-{
-    kv_task_body(arg, begin, end);
-}
-
-
-#if RT_X86_DISPATCH
-RT_TARGET_AVX2 static void kv_task_avx2(void *arg, int64_t begin, int64_t end)
-{
-    kv_task_body(arg, begin, end);
-}
-#endif
+RT_ISA_VARIANTS(kv_task, kv_task_body)
 
 
 void rt_kv_attention(rt_ctx *ctx, float *out, const float *q, const float *k,
@@ -128,11 +117,7 @@ void rt_kv_attention(rt_ctx *ctx, float *out, const float *q, const float *k,
                (size_t)wv * sizeof(float));
     }
     kv_job j = { out, q, k_cache, v_cache, pos, s };
-    rt_task_fn fn = kv_task_base;
-#if RT_X86_DISPATCH
-    if (rt_cpu_has_avx2())
-        fn = kv_task_avx2;
-#endif
+    rt_task_fn fn = kv_task_for(rt_ctx_isa(ctx));
     /* Work: about (pos + n) * (dqk + dv) multiply-adds per task. */
     int64_t tasks = n * s->heads;
     int64_t work = tasks * (pos + n) * (s->head_dim_qk + s->head_dim_v);

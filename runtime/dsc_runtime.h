@@ -31,9 +31,54 @@ int rt_ctx_threads(const rt_ctx *ctx);
 /* Status codes returned by generated entry points. */
 #define DSC_OK          0
 #define DSC_EBADTOKEN (-1)  /* a token id below 0 or >= the vocabulary */
+#define DSC_EBADLAYOUT (-3) /* weights packed in another layout: rt_ctx_error */
+
+/* ---- instruction sets and packed layouts ------------------------------
+ * The kernels come in one version per instruction set, chosen once per
+ * context: the widest the CPU has, or the one $DSC_ISA names (generic,
+ * avx2 or avx512; one the CPU lacks is ignored).  Under DSC_ISA=avx2
+ * libxsmm is pointed at AVX2 too (unless $LIBXSMM_TARGET says otherwise).
+ * Linear weights are packed in panels of 32 or 64 columns (the layout);
+ * every kernel runs every layout, but each ISA runs best on its own. */
+#define DSC_ISA_GENERIC 0
+#define DSC_ISA_AVX2    1
+#define DSC_ISA_AVX512  2
+
+#define DSC_LAYOUT_PANEL32 32
+#define DSC_LAYOUT_PANEL64 64
+
+int rt_isa_native(void);          /* what a new context would choose now */
+int rt_isa_supported(int isa);    /* can this CPU run it? */
+const char *rt_isa_name(int isa); /* "generic", "avx2", "avx512" */
+int rt_isa_parse(const char *name);  /* DSC_ISA_* or -1 */
+int rt_ctx_isa(const rt_ctx *ctx);
+int rt_isa_layout(int isa);       /* the layout isa runs best */
+int rt_layout_valid(int layout);
+const char *rt_layout_name(int layout);  /* "panel32", "panel64" */
+
+/* The weight blob starts with a header of DSC_BLOB_HEADER_FLOATS floats
+ * (magic, format version, layout, size); the weights follow. */
+#define DSC_BLOB_HEADER_FLOATS 16
+void rt_blob_header(float *blob, int layout, int64_t total_floats);
+/* The layout a blob says it was packed in, or -1 if it is not a blob. */
+int rt_blob_layout(const float *blob);
+/* What a generated forward does first: DSC_OK if blob was packed in
+ * `layout` (the layout the code was generated for), else DSC_EBADLAYOUT
+ * with a message naming both in rt_ctx_error(ctx).  On a context's first
+ * sight of a blob it also asks the kernel for huge pages under it, so the
+ * weights take few TLB entries. */
+int rt_weights_check(rt_ctx *ctx, const float *blob, int layout);
+/* The last error message of ctx ("" if none). */
+const char *rt_ctx_error(const rt_ctx *ctx);
 
 /* Byte alignment of every arena region and every weight in the blob. */
 #define DSC_ALIGN 64
+
+/* Memory for a weight blob or an arena: DSC_ALIGN-aligned, and from 2 MB
+ * on 2 MB-aligned with transparent huge pages asked for (madvise) before
+ * the first touch, so a forward's weights take a few TLB entries instead
+ * of thousands.  Release with free().  NULL when out of memory. */
+void *rt_alloc(size_t bytes);
 
 /* Epilogue applied to each output element of rt_linear, in this order:
  * y = act(x·Wᵀ + b) (+ residual when given). */
@@ -49,11 +94,17 @@ typedef enum rt_act {
 int rt_embedding(rt_ctx *ctx, float *out, const int32_t *ids, int64_t n,
                  const float *table, int64_t vocab, int64_t dim);
 
-/* Floats rt_linear_pack writes for an [n_out, n_in] weight. */
-int64_t rt_linear_packed_floats(int64_t n_out, int64_t n_in);
+/* A packed weight starts with this many floats of header (its layout and
+ * shape), then the panels. */
+#define RT_LINEAR_HEADER_FLOATS 16
+
+/* Floats rt_linear_pack writes for an [n_out, n_in] weight in layout
+ * (DSC_LAYOUT_*; a header and the panels). */
+int64_t rt_linear_packed_floats(int64_t n_out, int64_t n_in, int layout);
 
 /* Repack a PyTorch-layout weight w[n_out][n_in] into dst. */
-void rt_linear_pack(float *dst, const float *w, int64_t n_out, int64_t n_in);
+void rt_linear_pack(float *dst, const float *w, int64_t n_out, int64_t n_in,
+                    int layout);
 
 /* y[m, n] = act(sum_k x[m, k] * W[n, k] + bias[n]) + residual[m, n]
  * for m < rows, n < n_out, k < n_in.  packed_w comes from rt_linear_pack;
@@ -176,9 +227,10 @@ int rt_cross_entropy(rt_ctx *ctx, float *loss, const float *logits,
 int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
                           const int32_t *targets, int64_t rows,
                           int64_t classes);
-/* The inverse of rt_linear_pack (to save trained weights). */
-void rt_linear_unpack(float *w, const float *packed, int64_t n_out,
-                      int64_t n_in);
+/* The inverse of rt_linear_pack (to save trained weights), in whatever
+ * layout packed's header names; -1 if it names none for this shape. */
+int rt_linear_unpack(float *w, const float *packed, int64_t n_out,
+                     int64_t n_in);
 /* Scratch floats rt_linear_grad_x and rt_linear_grad_w need. */
 int64_t rt_linear_grad_scratch_floats(int64_t rows, int64_t n_out,
                                       int64_t n_in);
@@ -186,8 +238,10 @@ int64_t rt_linear_grad_scratch_floats(int64_t rows, int64_t n_out,
 void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
                       const float *packed_w, int64_t rows, int64_t n_out,
                       int64_t n_in, float *scratch);
-/* dW = dyᵀ · x, written (or added, accumulate) in the packed layout. */
-void rt_linear_grad_w(rt_ctx *ctx, float *packed_dw, const float *dy,
+/* dW = dyᵀ · x, written (or added, accumulate) packed in layout
+ * (DSC_LAYOUT_*, the weight's), header included. */
+void rt_linear_grad_w(rt_ctx *ctx, float *packed_dw, int layout,
+                      const float *dy,
                       int64_t lddy, const float *x, int64_t ldx, int64_t rows,
                       int64_t n_out, int64_t n_in, int accumulate,
                       float *scratch);
@@ -224,7 +278,7 @@ void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
  * transformers' DeepseekV3ForCausalLM: RMSNorm, SwiGLU, multi-head latent
  * attention (MLA) over a compressed cache, the sigmoid-routed experts. */
 
-#define DSC_ENOMEM (-3)  /* a kernel could not allocate its scratch */
+#define DSC_ENOMEM (-4)  /* a kernel could not allocate its scratch */
 
 /* Per row: y = w * x / sqrt(mean(x²) + eps).  x has row stride ldx; y is
  * contiguous and may alias x when ldx == dim. */
@@ -355,6 +409,7 @@ void rt_l2_normalize(rt_ctx *ctx, float *y, const float *x, int64_t rows,
 /* Every runtime function the generated code may call; the JIT binds each
  * into the TinyCC state from this list. */
 #define DSC_RUNTIME_SYMBOLS(X) \
+    X(rt_weights_check)        \
     X(rt_embedding)            \
     X(rt_linear)               \
     X(rt_add)                  \

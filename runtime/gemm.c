@@ -1,83 +1,164 @@
 /* gemm.c — rt_linear: y = act(x·Wᵀ + b) + residual.  This is where the time
  * goes; everything else in the runtime is bandwidth-bound and small.
  *
- * Packed weight layout (one layout for both paths, so a blob packed by a dsc
- * built with libxsmm runs on a runtime built without it, and vice versa):
+ * Packed weight layout.  A packed weight starts with a header of
+ * RT_PACK_HEADER floats (64 bytes, so what follows stays aligned):
+ *   u32[0] RT_PACK_MAGIC, u32[1] the panel width P (the layout: 32 or 64),
+ *   u32[2] n_out, u32[3] n_in, the rest zero.
+ * Then W stored transposed, cut into panels of P output columns.  Panel p
+ * holds Wt[k][p*P + j] = W[p*P + j][k] at
+ *       body[(p * n_in + k) * P + j]    for k < n_in, j < P,
+ * with zeros in the columns past n_out of the last panel.
  *
- *   W is stored transposed, cut into panels of RT_PANEL output columns.
- *   Panel p holds Wt[k][p*RT_PANEL + j] = W[p*RT_PANEL + j][k] at
- *       packed[(p * n_in + k) * RT_PANEL + j]    for k < n_in, j < RT_PANEL,
- *   with zeros in the columns past n_out of the last panel.
- *   Size: ceil(n_out / RT_PANEL) * RT_PANEL * n_in floats.
+ * A panel is a column-major P x n_in matrix with lda = P, which is exactly
+ * libxsmm's A operand for C(N x M) = A(N x K) B(K x M) with B = x as
+ * stored; for the portable and skinny paths every k step reads P
+ * contiguous floats.  Every kernel runs every layout; the layout only
+ * decides which runs best: 64 columns are 4 zmm registers (AVX-512), 32
+ * are 4 ymm (AVX2), which leaves libxsmm's register blocking room for more
+ * rows.  Because the header travels with each weight, rt_linear needs no
+ * other word on the layout, and refuses (NaN output) a weight whose
+ * header does not match its call.
  *
- * A panel is a column-major RT_PANEL x n_in matrix with lda = RT_PANEL, which
- * is exactly libxsmm's A operand for C(N x M) = A(N x K) B(K x M) with B = x
- * as stored; and for the portable path every k step reads RT_PANEL
- * contiguous floats, so the inner loop vectorizes.  The layout depends on
- * RT_PANEL only, which therefore must never be made configurable per build.
+ * Paths: rows <= RT_SKINNY_ROWS (a token, a decode step) take the skinny
+ * kernel (AVX-512 or AVX2 intrinsics, else portable C), which streams each
+ * panel once at memory bandwidth, threads splitting the panels (output
+ * columns); larger calls take libxsmm in tiles of MB rows x one panel, or
+ * the same register-blocked kernels where libxsmm is missing.
  */
 #include "rt_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#if RT_X86_DISPATCH
+#include <immintrin.h>
+#endif
+
 #ifdef DSC_HAVE_LIBXSMM
 #include <limits.h>
 #include <libxsmm.h>
 #endif
 
-/* Part of the packed format: see the top of the file. */
-#define RT_PANEL 64
+#define RT_PACK_HEADER RT_LINEAR_HEADER_FLOATS
+#define RT_PACK_MAGIC 0x50435344u  /* "DSCP" */
+#define RT_PANEL_MAX 64
 
 /* Portable micro-tile: RT_GEMM_MR (= 4, fixed by micro_full's code) rows
  * by RT_GEMM_NR columns of y, kept in registers across the whole k loop:
  * 16 SSE or 8 AVX registers of accumulators for 4 x 16. */
 #define RT_GEMM_MR 4
-#if !defined(RT_GEMM_NR)
 #define RT_GEMM_NR 16
-#endif
-_Static_assert(RT_PANEL % RT_GEMM_NR == 0, "column strips must tile a panel");
 
-/* A tile is RT_GEMM_MB rows of x by one panel: the unit of work a thread
- * takes, computed into an L1-resident buffer and finished by the epilogue
- * while still there.  libxsmm batch-reduces over k blocks of RT_GEMM_KB
- * (32-64 measured fastest here), so each step's operands (2 x 16 KB) sit
- * in L1 whatever n_in is. */
+/* A tile is at most RT_GEMM_MB rows of x by one panel: the unit of work a
+ * thread takes, computed into an L1-resident buffer and finished by the
+ * epilogue while still there.  libxsmm batch-reduces over k blocks of
+ * RT_GEMM_KB, so each step's operands sit in L1 whatever n_in is. */
 #if !defined(RT_GEMM_MB)
 #define RT_GEMM_MB 64
 #endif
 #if !defined(RT_GEMM_KB)
 #define RT_GEMM_KB 64
 #endif
+/* The k block for a panel width: 32-column panels take twice the k per
+ * batch-reduce step (the panel block is still 16 KB).  Measured under
+ * DSC_ISA=avx2 LIBXSMM_TARGET=hsw with tools/gemm_bench.c on the seed's
+ * shapes: 3-14% faster than 64 on four of five, 9% slower on one. */
+static int64_t gemm_kb(int64_t P)
+{
+    return P == 32 ? 2 * RT_GEMM_KB : RT_GEMM_KB;
+}
+
+/* Calls with at most this many rows take the skinny path: the runtime's
+ * own kernels, tasks split by panels, a smaller grain.  Measured with
+ * tools/gemm_bench.c on a Xeon (AVX-512, and AVX2 forced), 768x256: at one
+ * row they tie libxsmm (within 3%) from L2 and from memory; at 2-3 rows
+ * libxsmm is 12-27% faster from L2, from 4 rows on they tie.  Without
+ * libxsmm the same kernels serve every call (2-3x the portable C). */
+#if !defined(RT_SKINNY_ROWS)
+#define RT_SKINNY_ROWS 1
+#endif
 
 /* Multiply-adds per thread below which a GEMM stays on fewer threads:
  * waking a worker and joining it costs a few microseconds. */
 #define RT_GEMM_GRAIN (1 << 17)
+/* The skinny path is memory-bound: a thread is worth it for fewer
+ * multiply-adds (one 64 KB panel is ~16 K). */
+#define RT_SKINNY_GRAIN (1 << 16)
+
+_Static_assert(RT_PANEL_MAX % RT_GEMM_NR == 0, "column strips tile a panel");
 
 
-static int64_t panels(int64_t n_out)
+static int64_t panels(int64_t n_out, int64_t P)
 {
-    return (n_out + RT_PANEL - 1) / RT_PANEL;
+    return (n_out + P - 1) / P;
 }
 
 
-int64_t rt_linear_packed_floats(int64_t n_out, int64_t n_in)
+int rt_layout_valid(int layout)
 {
-    return panels(n_out) * RT_PANEL * n_in;
+    return layout == DSC_LAYOUT_PANEL32 || layout == DSC_LAYOUT_PANEL64;
 }
 
 
-void rt_linear_pack(float *dst, const float *w, int64_t n_out, int64_t n_in)
+const char *rt_layout_name(int layout)
 {
-    for (int64_t p = 0; p < panels(n_out); p++) {
-        float *panel = dst + p * n_in * RT_PANEL;
+    switch (layout) {
+    case DSC_LAYOUT_PANEL32: return "panel32";
+    case DSC_LAYOUT_PANEL64: return "panel64";
+    default: return "unknown";
+    }
+}
+
+
+int rt_isa_layout(int isa)
+{
+    return isa == DSC_ISA_AVX512 ? DSC_LAYOUT_PANEL64 : DSC_LAYOUT_PANEL32;
+}
+
+
+int64_t rt_linear_packed_floats(int64_t n_out, int64_t n_in, int layout)
+{
+    int64_t P = rt_layout_valid(layout) ? layout : RT_PANEL_MAX;
+    return RT_PACK_HEADER + panels(n_out, P) * P * n_in;
+}
+
+
+void rt_linear_pack_header(float *dst, int64_t P, int64_t n_out,
+                           int64_t n_in)
+{
+    uint32_t hdr[RT_PACK_HEADER] = {RT_PACK_MAGIC, (uint32_t)P,
+                                    (uint32_t)n_out, (uint32_t)n_in};
+    memcpy(dst, hdr, sizeof hdr);
+}
+
+
+void rt_linear_pack(float *dst, const float *w, int64_t n_out, int64_t n_in,
+                    int layout)
+{
+    int64_t P = rt_layout_valid(layout) ? layout : RT_PANEL_MAX;
+    rt_linear_pack_header(dst, P, n_out, n_in);
+    float *body = dst + RT_PACK_HEADER;
+    for (int64_t p = 0; p < panels(n_out, P); p++) {
+        float *panel = body + p * n_in * P;
         for (int64_t k = 0; k < n_in; k++) {
-            for (int64_t j = 0; j < RT_PANEL; j++) {
-                int64_t n = p * RT_PANEL + j;
-                panel[k * RT_PANEL + j] = n < n_out ? w[n * n_in + k] : 0.0f;
+            for (int64_t j = 0; j < P; j++) {
+                int64_t n = p * P + j;
+                panel[k * P + j] = n < n_out ? w[n * n_in + k] : 0.0f;
             }
         }
     }
+}
+
+
+int64_t rt_packed_panel(const float *packed, int64_t n_out, int64_t n_in)
+{
+    uint32_t hdr[4];
+    memcpy(hdr, packed, sizeof hdr);
+    if (hdr[0] != RT_PACK_MAGIC || !rt_layout_valid((int)hdr[1]) ||
+        hdr[2] != (uint32_t)n_out || hdr[3] != (uint32_t)n_in)
+        return 0;
+    return hdr[1];
 }
 
 
@@ -93,7 +174,7 @@ typedef struct xsmm_kernels {
 } xsmm_kernels;
 
 typedef struct cache_entry {
-    int64_t mb, n_in, ldx;
+    int64_t P, mb, n_in, ldx;
     int ok;             /* 0: libxsmm could not generate them; don't retry */
     xsmm_kernels k;
 } cache_entry;
@@ -105,11 +186,13 @@ struct rt_gemm_cache {
 
 
 /* Returns 0 when a kernel that is needed could not be generated. */
-static int xsmm_dispatch(xsmm_kernels *kern, libxsmm_blasint mb,
-                         libxsmm_blasint n_in, libxsmm_blasint ldx)
+static int xsmm_dispatch(xsmm_kernels *kern, libxsmm_blasint P,
+                         libxsmm_blasint mb, libxsmm_blasint n_in,
+                         libxsmm_blasint ldx)
 {
-    const libxsmm_blasint m = RT_PANEL, kb = RT_GEMM_KB, kr = n_in % kb;
-    const libxsmm_blasint lda = RT_PANEL, ldc = RT_PANEL;
+    const libxsmm_blasint m = P, kb = (libxsmm_blasint)gemm_kb(P);
+    const libxsmm_blasint kr = n_in % kb;
+    const libxsmm_blasint lda = P, ldc = P;
     const float alpha = 1.0f, beta0 = 0.0f, beta1 = 1.0f;
     const int flags = LIBXSMM_GEMM_FLAG_NONE;
     const int prefetch = LIBXSMM_GEMM_PREFETCH_NONE;
@@ -118,7 +201,7 @@ static int xsmm_dispatch(xsmm_kernels *kern, libxsmm_blasint mb,
     if (n_in >= kb) {
         /* Strides in bytes: the next k block of the panel, and of x. */
         kern->full = libxsmm_smmdispatch_reducebatch_strd(
-            m, mb, kb, (libxsmm_blasint)(kb * RT_PANEL * sizeof(float)),
+            m, mb, kb, (libxsmm_blasint)(kb * P * sizeof(float)),
             (libxsmm_blasint)(kb * sizeof(float)), &lda, &ldx, &ldc, &alpha,
             &beta0, &flags, &prefetch);
         if (!kern->full)
@@ -135,26 +218,26 @@ static int xsmm_dispatch(xsmm_kernels *kern, libxsmm_blasint mb,
 }
 
 
-/* The kernels for (mb, n_in, ldx): from ctx's cache, generated and added
- * on first use (by the calling thread, before any worker runs, so the
- * cache needs no lock).  Without a ctx, or when the cache cannot grow,
- * libxsmm's own registry is asked every call.  Returns 0 if libxsmm
+/* The kernels for (P, mb, n_in, ldx): from ctx's cache, generated and
+ * added on first use (by the calling thread, before any worker runs, so
+ * the cache needs no lock).  Without a ctx, or when the cache cannot
+ * grow, libxsmm's own registry is asked every call.  Returns 0 if libxsmm
  * cannot generate them. */
-static int xsmm_kernels_for(rt_ctx *ctx, xsmm_kernels *out, int64_t mb,
-                            int64_t n_in, int64_t ldx)
+static int xsmm_kernels_for(rt_ctx *ctx, xsmm_kernels *out, int64_t P,
+                            int64_t mb, int64_t n_in, int64_t ldx)
 {
     struct rt_gemm_cache **slot = rt_ctx_gemm_cache(ctx);
     struct rt_gemm_cache *c = slot ? *slot : NULL;
     if (c)
         for (int i = 0; i < c->n; i++) {
             const cache_entry *e = &c->e[i];
-            if (e->mb == mb && e->n_in == n_in && e->ldx == ldx) {
+            if (e->P == P && e->mb == mb && e->n_in == n_in && e->ldx == ldx) {
                 *out = e->k;
                 return e->ok;
             }
         }
-    int ok = xsmm_dispatch(out, (libxsmm_blasint)mb, (libxsmm_blasint)n_in,
-                           (libxsmm_blasint)ldx);
+    int ok = xsmm_dispatch(out, (libxsmm_blasint)P, (libxsmm_blasint)mb,
+                           (libxsmm_blasint)n_in, (libxsmm_blasint)ldx);
     if (slot && !c && (c = calloc(1, sizeof *c)))
         *slot = c;
     if (c && c->n == c->cap) {
@@ -166,7 +249,7 @@ static int xsmm_kernels_for(rt_ctx *ctx, xsmm_kernels *out, int64_t mb,
         }
     }
     if (c && c->n < c->cap)
-        c->e[c->n++] = (cache_entry){mb, n_in, ldx, ok, *out};
+        c->e[c->n++] = (cache_entry){P, mb, n_in, ldx, ok, *out};
     return ok;
 }
 #else
@@ -187,30 +270,38 @@ void rt_gemm_cache_free(struct rt_gemm_cache *cache)
 }
 
 
-void rt_gemm_init(void)
+void rt_gemm_init(int isa)
 {
 #ifdef DSC_HAVE_LIBXSMM
+    /* DSC_ISA=avx2 on a wider CPU: libxsmm's JIT follows, unless the user
+     * chose its target with LIBXSMM_TARGET.  Process-wide, so it is set
+     * once, before libxsmm's first kernel. */
+    if (isa == DSC_ISA_AVX2 && !getenv("LIBXSMM_TARGET") &&
+        libxsmm_get_target_archid() > LIBXSMM_X86_AVX2)
+        libxsmm_set_target_archid(LIBXSMM_X86_AVX2);
     libxsmm_init();
+#else
+    (void)isa;
 #endif
 }
 
 
 /* ---- the portable micro-kernels -------------------------------------- */
 
-/* c[r*ldc + j] = sum_k x[r*ldx + k] * w[k*RT_PANEL + j], r < 4, j < NR.
+/* c[r*ldc + j] = sum_k x[r*ldx + k] * w[k*P + j], r < 4, j < NR.
  * Written so gcc -O3 (no -ffast-math) vectorizes over j and keeps the four
  * accumulator rows in registers: one named array per row, one w load
  * shared by the four rows.  (A 2-D acc[r][j] got SLP-vectorized across k
  * with shuffles, at a sixth of the speed.)  k runs in order, so the result
  * is deterministic. */
 RT_INLINE void micro_full(float *c, int64_t ldc, const float *x, int64_t ldx,
-                          const float *w, int64_t n_in)
+                          const float *w, int64_t P, int64_t n_in)
 {
     float c0[RT_GEMM_NR] = {0}, c1[RT_GEMM_NR] = {0};
     float c2[RT_GEMM_NR] = {0}, c3[RT_GEMM_NR] = {0};
     const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;
     for (int64_t k = 0; k < n_in; k++) {
-        const float *wk = w + k * RT_PANEL;
+        const float *wk = w + k * P;
         float a0 = x0[k], a1 = x1[k], a2 = x2[k], a3 = x3[k];
         for (int j = 0; j < RT_GEMM_NR; j++) {
             float wj = wk[j];
@@ -228,12 +319,12 @@ RT_INLINE void micro_full(float *c, int64_t ldc, const float *x, int64_t ldx,
 
 
 /* The same for a single row: the tail when rows % RT_GEMM_MR != 0. */
-RT_INLINE void micro_row(float *c, const float *x, const float *w,
+RT_INLINE void micro_row(float *c, const float *x, const float *w, int64_t P,
                          int64_t n_in)
 {
     float acc[RT_GEMM_NR] = {0};
     for (int64_t k = 0; k < n_in; k++) {
-        const float *wk = w + k * RT_PANEL;
+        const float *wk = w + k * P;
         float xv = x[k];
         for (int j = 0; j < RT_GEMM_NR; j++)
             acc[j] += xv * wk[j];
@@ -243,27 +334,142 @@ RT_INLINE void micro_row(float *c, const float *x, const float *w,
 
 
 /* One tile without libxsmm: mb rows of x times the first cols columns of
- * a panel into c (row stride RT_PANEL).  Strip by strip, the panel's
- * n_in x NR strip stays in L1 while the rows stream past it. */
+ * a panel into c (row stride P).  Strip by strip, the panel's n_in x NR
+ * strip stays in L1 while the rows stream past it. */
 RT_INLINE void portable_tile(float *c, const float *x, int64_t ldx,
-                             const float *panel, int64_t mb, int64_t cols,
-                             int64_t n_in)
+                             const float *panel, int64_t P, int64_t mb,
+                             int64_t cols, int64_t n_in)
 {
     for (int64_t j0 = 0; j0 < cols; j0 += RT_GEMM_NR) {
         int64_t m = 0;
         for (; m + RT_GEMM_MR <= mb; m += RT_GEMM_MR)
-            micro_full(c + m * RT_PANEL + j0, RT_PANEL, x + m * ldx, ldx,
-                       panel + j0, n_in);
+            micro_full(c + m * P + j0, P, x + m * ldx, ldx, panel + j0, P,
+                       n_in);
         for (; m < mb; m++)
-            micro_row(c + m * RT_PANEL + j0, x + m * ldx, panel + j0, n_in);
+            micro_row(c + m * P + j0, x + m * ldx, panel + j0, P, n_in);
     }
 }
+
+
+/* ---- the skinny kernels: few rows, weights streamed once --------------
+ *
+ * c[r*P + j] = sum_k x[r*ldx + k] * w[k*P + j] for R rows and V vectors of
+ * columns, all R*V accumulators in registers, split into U interleaved
+ * chains over k (k = u mod U) so even one row keeps enough multiply-adds in
+ * flight to cover their latency; the chains are added in a fixed order at
+ * the end, so results are deterministic for a given ISA.  Each k step
+ * reads one P-float row of the panel: the whole panel streams through
+ * once per group of R rows. */
+
+#if RT_X86_DISPATCH
+/* Rows of the panel prefetched ahead (0: none); see README for the
+ * measurement. */
+#if !defined(RT_SKINNY_PF)
+#define RT_SKINNY_PF 8
+#endif
+
+#define RT_SK_AVX512 __attribute__((always_inline, target(RT_ISA_AVX512_FLAGS)))
+#define RT_SK_AVX2 __attribute__((always_inline, target("avx2,fma")))
+
+static inline RT_SK_AVX512 void sk512(float *c, int64_t ldc, const float *x,
+                                      int64_t ldx, const float *w, int64_t P,
+                                      int64_t n_in, const int R, const int V,
+                                      const int U)
+{
+    __m512 acc[4][4][4];
+    for (int u = 0; u < U; u++)
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < V; v++)
+                acc[u][r][v] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + U <= n_in; k += U) {
+        if (RT_SKINNY_PF && k + RT_SKINNY_PF < n_in)
+            for (int u = 0; u < U; u++)
+                for (int v = 0; v < V; v++)
+                    _mm_prefetch((const char *)(w + (k + u + RT_SKINNY_PF) * P
+                                                + 16 * v), _MM_HINT_T0);
+        for (int u = 0; u < U; u++) {
+            const float *wk = w + (k + u) * P;
+            for (int r = 0; r < R; r++) {
+                __m512 xb = _mm512_set1_ps(x[r * ldx + k + u]);
+                for (int v = 0; v < V; v++)
+                    acc[u][r][v] = _mm512_fmadd_ps(
+                        xb, _mm512_loadu_ps(wk + 16 * v), acc[u][r][v]);
+            }
+        }
+    }
+    for (; k < n_in; k++) {
+        const float *wk = w + k * P;
+        for (int r = 0; r < R; r++) {
+            __m512 xb = _mm512_set1_ps(x[r * ldx + k]);
+            for (int v = 0; v < V; v++)
+                acc[0][r][v] = _mm512_fmadd_ps(xb, _mm512_loadu_ps(wk + 16 * v),
+                                               acc[0][r][v]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) {
+            __m512 s = acc[0][r][v];
+            for (int u = 1; u < U; u++)
+                s = _mm512_add_ps(s, acc[u][r][v]);
+            _mm512_storeu_ps(c + r * ldc + 16 * v, s);
+        }
+}
+
+
+/* The same with ymm registers, over a 32-column block of the panel
+ * (V = 4); a 64-column panel is two blocks. */
+static inline RT_SK_AVX2 void sk256(float *c, int64_t ldc, const float *x,
+                                    int64_t ldx, const float *w, int64_t P,
+                                    int64_t n_in, const int R, const int U)
+{
+    enum { V = 4 };
+    __m256 acc[3][3][V];
+    for (int u = 0; u < U; u++)
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < V; v++)
+                acc[u][r][v] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + U <= n_in; k += U) {
+        if (RT_SKINNY_PF && k + RT_SKINNY_PF < n_in)
+            for (int u = 0; u < U; u++)
+                for (int v = 0; v < V; v += 2)
+                    _mm_prefetch((const char *)(w + (k + u + RT_SKINNY_PF) * P
+                                                + 8 * v), _MM_HINT_T0);
+        for (int u = 0; u < U; u++) {
+            const float *wk = w + (k + u) * P;
+            for (int r = 0; r < R; r++) {
+                __m256 xb = _mm256_set1_ps(x[r * ldx + k + u]);
+                for (int v = 0; v < V; v++)
+                    acc[u][r][v] = _mm256_fmadd_ps(
+                        xb, _mm256_loadu_ps(wk + 8 * v), acc[u][r][v]);
+            }
+        }
+    }
+    for (; k < n_in; k++) {
+        const float *wk = w + k * P;
+        for (int r = 0; r < R; r++) {
+            __m256 xb = _mm256_set1_ps(x[r * ldx + k]);
+            for (int v = 0; v < V; v++)
+                acc[0][r][v] = _mm256_fmadd_ps(xb, _mm256_loadu_ps(wk + 8 * v),
+                                               acc[0][r][v]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) {
+            __m256 s = acc[0][r][v];
+            for (int u = 1; u < U; u++)
+                s = _mm256_add_ps(s, acc[u][r][v]);
+            _mm256_storeu_ps(c + r * ldc + 8 * v, s);
+        }
+}
+#endif
 
 
 /* The epilogue of one row of a tile, in one pass while c is in L1:
  * y = act(c + bias) + residual.  Always inlined with constant has_bias,
  * act and mode, so each combination is its own branch-free loop that
- * vectorizes (all but the erf/tanh GELUs).  mode 0: no residual; 1: a
+ * vectorizes (all but the erf GELU).  mode 0: no residual; 1: a
  * separate residual; 2: the residual is y itself, read before it is
  * written, spelled as such so the compiler sees the exact alias instead of
  * falling back to scalar code on an overlap check. */
@@ -312,14 +518,14 @@ RT_INLINE void epilogue_row(float *y, const float *c, const float *bias,
     case RT_ACT_GELU_TANH: RT_EPI_MODES(bias_, RT_ACT_GELU_TANH) break;     \
     }
 
-/* The epilogue of one tile (rows of c are RT_PANEL apart). */
+/* The epilogue of one tile (rows of c are ldc apart). */
 RT_INLINE void epilogue_tile(float *y, int64_t ldy, const float *c,
-                             const float *bias, const float *res,
+                             int64_t ldc, const float *bias, const float *res,
                              int64_t mb, int64_t cols, rt_act act)
 {
     const int mode = !res ? 0 : res == y ? 2 : 1;
     for (int64_t r = 0; r < mb; r++) {
-        const float *cr = c + r * RT_PANEL;
+        const float *cr = c + r * ldc;
         float *yr = y + r * ldy;
         const float *rr = mode == 1 ? res + r * ldy : NULL;
         if (bias) {
@@ -331,68 +537,147 @@ RT_INLINE void epilogue_tile(float *y, int64_t ldy, const float *c,
 }
 
 
-
 /* ---- tiles and threads ----------------------------------------------- */
 
 /* One rt_linear call, as its threads see it. */
 typedef struct linear_job {
     float *y;
-    const float *x, *w, *bias, *res;
+    const float *x, *w, *bias, *res;   /* w: the panels, past the header */
     int64_t ldy, ldx, rows, n_out, n_in;
+    int64_t P;          /* panel width */
     int64_t n_mb;       /* row blocks; tile t is panel t / n_mb, block t % n_mb */
     rt_act act;
+    /* Without libxsmm: c (row stride P) = mb rows of x times a panel. */
+    void (*tile)(float *c, const float *x, int64_t ldx, const float *panel,
+                 int64_t P, int64_t mb, int64_t n_in);
 #ifdef DSC_HAVE_LIBXSMM
-    int xsmm;           /* use kfull/ktail (else the portable tile) */
+    int xsmm;           /* use kfull/ktail (else jb->tile) */
     xsmm_kernels kfull, ktail;
 #endif
 } linear_job;
 
 
+/* The epilogue of rows [m0, m0 + mb) of panel p, computed into c. */
+RT_INLINE void finish_tile(const linear_job *jb, const float *c, int64_t p,
+                           int64_t m0, int64_t mb)
+{
+    int64_t n0 = p * jb->P;
+    int64_t cols = jb->n_out - n0 < jb->P ? jb->n_out - n0 : jb->P;
+    int64_t off = m0 * jb->ldy + n0;
+    epilogue_tile(jb->y + off, jb->ldy, c, jb->P,
+                  jb->bias ? jb->bias + n0 : NULL,
+                  jb->res ? jb->res + off : NULL, mb, cols, jb->act);
+}
+
+
 /* Tiles [begin, end), panel-major: consecutive tiles share a panel, which
  * stays in L2 while the row blocks of x stream past it, and a thread's
- * contiguous range touches only its own panels' weights. */
+ * contiguous range touches only its own panels' weights.  Without libxsmm
+ * the tile is the ISA's own kernel, jb->tile. */
 RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
 {
     /* Aligned so the JIT kernel's loads and stores of c never split lines. */
-    _Alignas(64) float c[RT_GEMM_MB * RT_PANEL];
+    _Alignas(64) float c[RT_GEMM_MB * RT_PANEL_MAX];
+    const int64_t P = jb->P;
     for (int64_t t = begin; t < end; t++) {
         int64_t p = t / jb->n_mb, m0 = t % jb->n_mb * RT_GEMM_MB;
         int64_t mb = jb->rows - m0 < RT_GEMM_MB ? jb->rows - m0 : RT_GEMM_MB;
-        int64_t n0 = p * RT_PANEL;
-        int64_t cols = jb->n_out - n0 < RT_PANEL ? jb->n_out - n0 : RT_PANEL;
-        const float *panel = jb->w + p * jb->n_in * RT_PANEL;
+        const float *panel = jb->w + p * jb->n_in * P;
         const float *xb = jb->x + m0 * jb->ldx;
 #ifdef DSC_HAVE_LIBXSMM
         if (jb->xsmm) {
             const xsmm_kernels *k = mb == RT_GEMM_MB ? &jb->kfull : &jb->ktail;
-            const unsigned long long nkb =
-                (unsigned long long)(jb->n_in / RT_GEMM_KB);
-            const int64_t k_tail = jb->n_in / RT_GEMM_KB * RT_GEMM_KB;
+            const int64_t kb = gemm_kb(P);
+            const unsigned long long nkb = (unsigned long long)(jb->n_in / kb);
+            const int64_t k_tail = jb->n_in / kb * kb;
             if (k->full)
                 k->full(panel, xb, c, &nkb);
             if (k->tail)
-                k->tail(panel + k_tail * RT_PANEL, xb + k_tail, c);
+                k->tail(panel + k_tail * P, xb + k_tail, c);
         } else
 #endif
         {
-            portable_tile(c, xb, jb->ldx, panel, mb, cols, jb->n_in);
+            jb->tile(c, xb, jb->ldx, panel, P, mb, jb->n_in);
         }
-        int64_t off = m0 * jb->ldy + n0;
-        epilogue_tile(jb->y + off, jb->ldy, c, jb->bias ? jb->bias + n0 : NULL,
-                      jb->res ? jb->res + off : NULL, mb, cols, jb->act);
+        finish_tile(jb, c, p, m0, mb);
     }
 }
 
 
-static void linear_range(void *arg, int64_t begin, int64_t end)
+/* c = mb rows of x times a whole panel, row stride P: the portable
+ * micro-kernel. */
+static void tile_generic(float *c, const float *x, int64_t ldx,
+                         const float *panel, int64_t P, int64_t mb,
+                         int64_t n_in)
+{
+    portable_tile(c, x, ldx, panel, P, mb, P, n_in);
+}
+
+
+static void tiles_generic(void *arg, int64_t begin, int64_t end)
 {
     linear_tiles(arg, begin, end);
 }
 
 
 #if RT_X86_DISPATCH
-RT_TARGET_AVX2 static void linear_range_avx2(void *arg, int64_t begin,
-                                             int64_t end)
+/* The same with ymm registers: R <= 3 rows at a time (12 of the 16
+ * registers accumulate), each 32-column block of the panel in turn. */
+RT_TARGET_AVX2 static void tile_avx2(float *c, const float *x, int64_t ldx,
+                                     const float *panel, int64_t P,
+                                     int64_t mb, int64_t n_in)
+{
+    for (int64_t j0 = 0; j0 < P; j0 += 32) {
+        int64_t m = 0;
+        for (; m + 3 <= mb; m += 3)
+            sk256(c + m * P + j0, P, x + m * ldx, ldx, panel + j0, P, n_in,
+                  3, 1);
+        if (mb - m == 2)
+            sk256(c + m * P + j0, P, x + m * ldx, ldx, panel + j0, P, n_in,
+                  2, 1);
+        else if (mb - m == 1)
+            sk256(c + m * P + j0, P, x + m * ldx, ldx, panel + j0, P, n_in,
+                  1, 3);
+    }
+}
+
+
+/* With zmm registers over the whole panel (V = P / 16 vectors): R <= 4
+ * rows at a time, U chains so R * V * U <= 24 of the 32 registers. */
+#define SK512_V(R_, U2_, U4_)                                                \
+    do {                                                                     \
+        if (P == 64)                                                         \
+            sk512(c + m * P, P, x + m * ldx, ldx, panel, P, n_in, R_, 4,     \
+                  U4_);                                                      \
+        else                                                                 \
+            sk512(c + m * P, P, x + m * ldx, ldx, panel, P, n_in, R_, 2,     \
+                  U2_);                                                      \
+    } while (0)
+
+RT_TARGET_AVX512 static void tile_avx512(float *c, const float *x,
+                                         int64_t ldx, const float *panel,
+                                         int64_t P, int64_t mb, int64_t n_in)
+{
+    int64_t m = 0;
+    for (; m + 4 <= mb; m += 4)
+        SK512_V(4, 2, 1);
+    switch (mb - m) {
+    case 3: SK512_V(3, 2, 1); break;
+    case 2: SK512_V(2, 2, 1); break;
+    case 1: SK512_V(1, 4, 4); break;
+    default: break;
+    }
+}
+
+
+RT_TARGET_AVX2 static void tiles_avx2(void *arg, int64_t begin, int64_t end)
+{
+    linear_tiles(arg, begin, end);
+}
+
+
+RT_TARGET_AVX512 static void tiles_avx512(void *arg, int64_t begin,
+                                          int64_t end)
 {
     linear_tiles(arg, begin, end);
 }
@@ -406,26 +691,49 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
 {
     if (rows <= 0 || n_out <= 0)
         return;
+    const int64_t P = rt_packed_panel(packed_w, n_out, n_in);
+    if (!P) {
+        /* Not a weight packed for this call: say so loudly in the output
+         * rather than compute with misread memory. */
+        for (int64_t m = 0; m < rows; m++)
+            for (int64_t n = 0; n < n_out; n++)
+                y[m * ldy + n] = NAN;
+        return;
+    }
+    const int isa = rt_ctx_isa(ctx);
+    const int skinny = rows <= RT_SKINNY_ROWS;
     linear_job jb = {
-        .y = y, .x = x, .w = packed_w, .bias = bias, .res = residual,
-        .ldy = ldy, .ldx = ldx, .rows = rows, .n_out = n_out, .n_in = n_in,
-        .n_mb = (rows + RT_GEMM_MB - 1) / RT_GEMM_MB, .act = act,
+        .y = y, .x = x, .w = packed_w + RT_PACK_HEADER, .bias = bias,
+        .res = residual, .ldy = ldy, .ldx = ldx, .rows = rows, .n_out = n_out,
+        .n_in = n_in, .P = P, .n_mb = (rows + RT_GEMM_MB - 1) / RT_GEMM_MB,
+        .act = act, .tile = tile_generic,
     };
-#ifdef DSC_HAVE_LIBXSMM
-    /* Any kernel libxsmm cannot generate sends the whole call down the
-     * portable path. */
-    int64_t mb_tail = rows % RT_GEMM_MB;
-    jb.xsmm = n_in > 0 && ldx <= INT_MAX && n_in <= INT_MAX / RT_PANEL &&
-              (rows < RT_GEMM_MB ||
-               xsmm_kernels_for(ctx, &jb.kfull, RT_GEMM_MB, n_in, ldx)) &&
-              (!mb_tail || xsmm_kernels_for(ctx, &jb.ktail, mb_tail, n_in, ldx));
-#endif
-    rt_task_fn fn = linear_range;
+    rt_task_fn fn = tiles_generic;
 #if RT_X86_DISPATCH
-    if (rt_cpu_has_avx2())
-        fn = linear_range_avx2;
+    if (isa == DSC_ISA_AVX512) {
+        fn = tiles_avx512;
+        jb.tile = tile_avx512;
+    } else if (isa == DSC_ISA_AVX2) {
+        fn = tiles_avx2;
+        jb.tile = tile_avx2;
+    }
 #endif
-    int threads = rt_threads_for(ctx, rows * n_out * (n_in > 0 ? n_in : 1),
-                                 RT_GEMM_GRAIN);
-    rt_parallel(ctx, threads, panels(n_out) * jb.n_mb, fn, &jb);
+#ifdef DSC_HAVE_LIBXSMM
+    /* libxsmm for all but skinny calls, except under the generic ISA (the
+     * portable kernels throughout).  Any kernel libxsmm cannot generate
+     * sends the whole call down the runtime's own kernels. */
+    int64_t mb_tail = rows % RT_GEMM_MB;
+    jb.xsmm = !skinny && isa != DSC_ISA_GENERIC && n_in > 0 &&
+              ldx <= INT_MAX && n_in <= INT_MAX / P &&
+              (rows < RT_GEMM_MB ||
+               xsmm_kernels_for(ctx, &jb.kfull, P, RT_GEMM_MB, n_in, ldx)) &&
+              (!mb_tail ||
+               xsmm_kernels_for(ctx, &jb.ktail, P, mb_tail, n_in, ldx));
+#endif
+    /* A skinny call is one row block: its tasks are panels, i.e. threads
+     * split the output columns, each streaming its own weights once. */
+    int64_t work = rows * n_out * (n_in > 0 ? n_in : 1);
+    rt_parallel(ctx, rt_threads_for(ctx, work, skinny ? RT_SKINNY_GRAIN
+                                                      : RT_GEMM_GRAIN),
+                panels(n_out, P) * jb.n_mb, fn, &jb);
 }

@@ -60,7 +60,7 @@ int rt_embedding(rt_ctx *ctx, float *out, const int32_t *ids, int64_t n,
 
 /* ---- element-wise ---------------------------------------------------- */
 
-/* Each body is compiled twice (baseline and AVX2, see rt_internal.h). */
+/* Each body is compiled once per ISA (see RT_ISA_VARIANTS). */
 RT_INLINE void add_body(float *y, const float *a, const float *b, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -98,53 +98,30 @@ typedef struct ew_job {
     int64_t n;
     rt_act act;
     int is_add;
-    int avx2;
 } ew_job;
 
 
-static void ew_chunks_base(const ew_job *j, int64_t i0, int64_t n)
-{
-    if (j->is_add)
-        add_body(j->y + i0, j->a + i0, j->b + i0, n);
-    else
-        act_body(j->y + i0, j->a + i0, n, j->act);
-}
-
-
-#if RT_X86_DISPATCH
-RT_TARGET_AVX2 static void ew_chunks_avx2(const ew_job *j, int64_t i0,
-                                          int64_t n)
-{
-    if (j->is_add)
-        add_body(j->y + i0, j->a + i0, j->b + i0, n);
-    else
-        act_body(j->y + i0, j->a + i0, n, j->act);
-}
-#endif
-
-
-static void ew_range(void *arg, int64_t begin, int64_t end)
+RT_INLINE void ew_body(void *arg, int64_t begin, int64_t end)
 {
     const ew_job *j = arg;
     int64_t i0 = begin * RT_EW_CHUNK;
     int64_t i1 = end * RT_EW_CHUNK < j->n ? end * RT_EW_CHUNK : j->n;
-#if RT_X86_DISPATCH
-    if (j->avx2) {
-        ew_chunks_avx2(j, i0, i1 - i0);
-        return;
-    }
-#endif
-    ew_chunks_base(j, i0, i1 - i0);
+    if (j->is_add)
+        add_body(j->y + i0, j->a + i0, j->b + i0, i1 - i0);
+    else
+        act_body(j->y + i0, j->a + i0, i1 - i0, j->act);
 }
+
+RT_ISA_VARIANTS(ew_range, ew_body)
 
 
 static void run_ew(rt_ctx *ctx, ew_job *j)
 {
     if (j->n <= 0)
         return;
-    j->avx2 = rt_cpu_has_avx2();
     rt_parallel(ctx, rt_threads_for(ctx, j->n, RT_EW_GRAIN),
-                (j->n + RT_EW_CHUNK - 1) / RT_EW_CHUNK, ew_range, j);
+                (j->n + RT_EW_CHUNK - 1) / RT_EW_CHUNK,
+                ew_range_for(rt_ctx_isa(ctx)), j);
 }
 
 
@@ -218,12 +195,12 @@ typedef struct row_job {
     const float *x, *gamma, *beta;
     int64_t dim;
     float eps;
-    int avx2;
 } row_job;
 
 
-RT_INLINE void layernorm_body(const row_job *j, int64_t r0, int64_t r1)
+RT_INLINE void layernorm_body(void *arg, int64_t r0, int64_t r1)
 {
+    const row_job *j = arg;
     const int64_t dim = j->dim;
     const float *gamma = j->gamma, *beta = j->beta;
     for (int64_t r = r0; r < r1; r++) {
@@ -253,18 +230,7 @@ RT_INLINE void layernorm_body(const row_job *j, int64_t r0, int64_t r1)
 }
 
 
-static void layernorm_base(void *arg, int64_t r0, int64_t r1)
-{
-    layernorm_body(arg, r0, r1);
-}
-
-
-#if RT_X86_DISPATCH
-RT_TARGET_AVX2 static void layernorm_avx2(void *arg, int64_t r0, int64_t r1)
-{
-    layernorm_body(arg, r0, r1);
-}
-#endif
+RT_ISA_VARIANTS(layernorm_rows, layernorm_body)
 
 
 /* gamma and beta may be NULL (nn.LayerNorm(elementwise_affine=False)). */
@@ -275,18 +241,15 @@ void rt_layernorm(rt_ctx *ctx, float *y, const float *x, const float *gamma,
         return;
     row_job j = {.y = y, .x = x, .gamma = gamma, .beta = beta, .dim = dim,
                  .eps = eps};
-    rt_task_fn fn = layernorm_base;
-#if RT_X86_DISPATCH
-    if (rt_cpu_has_avx2())
-        fn = layernorm_avx2;
-#endif
+    rt_task_fn fn = layernorm_rows_for(rt_ctx_isa(ctx));
     rt_parallel(ctx, rt_threads_for(ctx, rows * dim, RT_EW_GRAIN), rows, fn,
                 &j);
 }
 
 
-RT_INLINE void softmax_body(const row_job *j, int64_t r0, int64_t r1)
+RT_INLINE void softmax_body(void *arg, int64_t r0, int64_t r1)
 {
+    const row_job *j = arg;
     const int64_t dim = j->dim;
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = j->x + r * dim;
@@ -304,18 +267,7 @@ RT_INLINE void softmax_body(const row_job *j, int64_t r0, int64_t r1)
 }
 
 
-static void softmax_base(void *arg, int64_t r0, int64_t r1)
-{
-    softmax_body(arg, r0, r1);
-}
-
-
-#if RT_X86_DISPATCH
-RT_TARGET_AVX2 static void softmax_avx2(void *arg, int64_t r0, int64_t r1)
-{
-    softmax_body(arg, r0, r1);
-}
-#endif
+RT_ISA_VARIANTS(softmax_rows, softmax_body)
 
 
 void rt_softmax(rt_ctx *ctx, float *y, const float *x, int64_t rows, int64_t dim)
@@ -323,11 +275,7 @@ void rt_softmax(rt_ctx *ctx, float *y, const float *x, int64_t rows, int64_t dim
     if (dim <= 0 || rows <= 0)
         return;
     row_job j = {.y = y, .x = x, .dim = dim};
-    rt_task_fn fn = softmax_base;
-#if RT_X86_DISPATCH
-    if (rt_cpu_has_avx2())
-        fn = softmax_avx2;
-#endif
+    rt_task_fn fn = softmax_rows_for(rt_ctx_isa(ctx));
     /* exp costs ~20 element-wise operations: a smaller grain. */
     rt_parallel(ctx, rt_threads_for(ctx, rows * dim, RT_EW_GRAIN / 8), rows,
                 fn, &j);

@@ -36,16 +36,30 @@ void rt_gemm_cache_free(struct rt_gemm_cache *cache);
 /* One-time, process-wide set-up of the GEMM backend (libxsmm's own
  * initialisation, several ms), done in rt_ctx_new rather than inside the
  * first forward. */
-void rt_gemm_init(void);
+void rt_gemm_init(int isa);
+
+/* A packed weight's header (gemm.c): its panel width, or 0 if the header
+ * does not describe an [n_out, n_in] weight in a layout this runtime
+ * knows; and writing one, for weights packed outside rt_linear_pack. */
+int64_t rt_packed_panel(const float *packed, int64_t n_out, int64_t n_in);
+void rt_linear_pack_header(float *dst, int64_t P, int64_t n_out,
+                           int64_t n_in);
+
+/* The instruction set ctx's kernels use (DSC_ISA_*): chosen once, when the
+ * context is made; without a context, rt_isa_native() each call. */
+int rt_ctx_isa(const rt_ctx *ctx);
 
 /* CPU dispatch.  The runtime is built for baseline x86-64 so it runs
- * anywhere; the hot loops are compiled a second time for AVX2 (target
- * attribute) and chosen at run time.  The body is an always-inline
+ * anywhere; the hot loops are compiled again for AVX2 and for AVX-512
+ * (target attributes) and chosen at run time by the context's ISA.  The body is an always-inline
  * function, so each wrapper gets its own vectorized copy.  -std=c11 keeps
  * -ffp-contract=off, so both copies round identically. */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RT_X86_DISPATCH 1
 #define RT_TARGET_AVX2 __attribute__((target("avx2,fma")))
+/* Skylake-server's set: what every AVX-512 x86 since has. */
+#define RT_ISA_AVX512_FLAGS "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"
+#define RT_TARGET_AVX512 __attribute__((target(RT_ISA_AVX512_FLAGS)))
 static inline int rt_cpu_has_avx2(void)
 {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -53,6 +67,7 @@ static inline int rt_cpu_has_avx2(void)
 #else
 #define RT_X86_DISPATCH 0
 #define RT_TARGET_AVX2
+#define RT_TARGET_AVX512
 static inline int rt_cpu_has_avx2(void)
 {
     return 0;
@@ -63,6 +78,43 @@ static inline int rt_cpu_has_avx2(void)
 #define RT_INLINE static inline __attribute__((always_inline))
 #else
 #define RT_INLINE static inline
+#endif
+
+/* One task function per instruction set around an always-inline body
+ * void body(void *arg, int64_t begin, int64_t end): NAME_generic,
+ * NAME_avx2, NAME_avx512, each its own vectorized copy, and
+ * NAME_for(isa) picking one (once per call, from the context's ISA). */
+#if RT_X86_DISPATCH
+#define RT_ISA_VARIANTS(name, body)                                          \
+    static void name##_generic(void *arg, int64_t b, int64_t e)              \
+    {                                                                        \
+        body(arg, b, e);                                                     \
+    }                                                                        \
+    RT_TARGET_AVX2 static void name##_avx2(void *arg, int64_t b, int64_t e)  \
+    {                                                                        \
+        body(arg, b, e);                                                     \
+    }                                                                        \
+    RT_TARGET_AVX512 static void name##_avx512(void *arg, int64_t b,         \
+                                               int64_t e)                    \
+    {                                                                        \
+        body(arg, b, e);                                                     \
+    }                                                                        \
+    static rt_task_fn name##_for(int isa)                                    \
+    {                                                                        \
+        return isa == DSC_ISA_AVX512 ? name##_avx512                         \
+             : isa == DSC_ISA_AVX2   ? name##_avx2 : name##_generic;         \
+    }
+#else
+#define RT_ISA_VARIANTS(name, body)                                          \
+    static void name##_generic(void *arg, int64_t b, int64_t e)              \
+    {                                                                        \
+        body(arg, b, e);                                                     \
+    }                                                                        \
+    static rt_task_fn name##_for(int isa)                                    \
+    {                                                                        \
+        (void)isa;                                                           \
+        return name##_generic;                                               \
+    }
 #endif
 
 /* The activations, shared by rt_activation and rt_linear's epilogue so

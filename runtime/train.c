@@ -24,8 +24,10 @@
 #include <immintrin.h>
 #endif
 
-/* Must match gemm.c's packed layout (RT_PANEL output columns a panel). */
+/* The panel width of the weights train.c packs for itself (rt_linear reads
+ * any layout from the header; gemm.c documents the layout). */
 #define RT_TRAIN_PANEL 64
+#define RT_HDR RT_LINEAR_HEADER_FLOATS
 #define RT_TRAIN_GRAIN (1 << 15)
 #define RT_TRAIN_CHUNK 4096
 
@@ -518,58 +520,71 @@ int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
 
 /* ---- linear backward: repack, then rt_linear ------------------------- */
 
+static int64_t panels_of(int64_t n, int64_t P)
+{
+    return (n + P - 1) / P;
+}
+
+
 static int64_t panels(int64_t n)
 {
-    return (n + RT_TRAIN_PANEL - 1) / RT_TRAIN_PANEL;
+    return panels_of(n, RT_TRAIN_PANEL);
 }
 
 
 int64_t rt_linear_grad_scratch_floats(int64_t rows, int64_t n_out,
                                       int64_t n_in)
 {
-    int64_t for_x = panels(n_in) * RT_TRAIN_PANEL * n_out;
+    int64_t for_x = RT_HDR + panels(n_in) * RT_TRAIN_PANEL * n_out;
     int64_t for_w = round_up(n_in * rows, 16) +
-                    round_up(panels(n_out) * RT_TRAIN_PANEL * rows, 16) +
+                    round_up(RT_HDR + panels(n_out) * RT_TRAIN_PANEL * rows,
+                             16) +
                     round_up(n_in * n_out, 16);
     return for_x > for_w ? for_x : for_w;
 }
 
 
 typedef struct pack_job {
-    float *dst;
-    const float *src;
+    float *dst;         /* panels, past any header */
+    const float *src;   /* the same */
     int64_t a, b, ld;
+    int64_t src_panel;  /* the panel width src is packed in */
+    int64_t panel;      /* the panel width dst is packed in */
     int accumulate;
 } pack_job;
 
 
-/* Wᵀ packed from W packed: dst panel p (columns k of W), row n holds
- * W[n][p*64 + j] = src[((n / 64) * K + k) * 64 + n % 64].  Task = one
- * destination panel.  a = N (n_out), b = K (n_in). */
+/* Wᵀ packed from W packed (panel width S): dst panel p (columns k of W),
+ * row n holds W[n][p*P + j] = src[((n / S) * K + k) * S + n % S].  Task =
+ * one destination panel.  a = N (n_out), b = K (n_in). */
 static void pack_wt_range(void *arg, int64_t p0, int64_t p1)
 {
     const pack_job *j = arg;
-    const int64_t N = j->a, K = j->b, P = RT_TRAIN_PANEL;
+    const int64_t N = j->a, K = j->b, P = RT_TRAIN_PANEL, S = j->src_panel;
     for (int64_t p = p0; p < p1; p++) {
         float *panel = j->dst + p * N * P;
         for (int64_t n = 0; n < N; n++) {
-            const float *s = j->src + ((n / P) * K) * P + n % P;
+            const float *s = j->src + ((n / S) * K) * S + n % S;
             for (int64_t jj = 0; jj < P; jj++) {
                 int64_t k = p * P + jj;
-                panel[n * P + jj] = k < K ? s[k * P] : 0.0f;
+                panel[n * P + jj] = k < K ? s[k * S] : 0.0f;
             }
         }
     }
 }
 
 
-void rt_linear_unpack(float *w, const float *packed, int64_t n_out,
-                      int64_t n_in)
+int rt_linear_unpack(float *w, const float *packed, int64_t n_out,
+                     int64_t n_in)
 {
+    const int64_t P = rt_packed_panel(packed, n_out, n_in);
+    if (!P)
+        return -1;
+    const float *body = packed + RT_HDR;
     for (int64_t n = 0; n < n_out; n++)
         for (int64_t k = 0; k < n_in; k++)
-            w[n * n_in + k] = packed[((n / RT_TRAIN_PANEL) * n_in + k) *
-                                     RT_TRAIN_PANEL + n % RT_TRAIN_PANEL];
+            w[n * n_in + k] = body[((n / P) * n_in + k) * P + n % P];
+    return 0;
 }
 
 
@@ -577,7 +592,17 @@ void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
                       const float *packed_w, int64_t rows, int64_t n_out,
                       int64_t n_in, float *scratch)
 {
-    pack_job j = { .dst = scratch, .src = packed_w, .a = n_out, .b = n_in };
+    /* A weight whose header names no layout: NaN, as rt_linear does. */
+    const int64_t S = rt_packed_panel(packed_w, n_out, n_in);
+    rt_linear_pack_header(scratch, RT_TRAIN_PANEL, n_in, n_out);
+    pack_job j = { .dst = scratch + RT_HDR, .src = packed_w + RT_HDR,
+                   .a = n_out, .b = n_in, .src_panel = S ? S : RT_TRAIN_PANEL };
+    if (!S) {
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t k = 0; k < n_in; k++)
+                dx[i * n_in + k] = NAN;
+        return;
+    }
     rt_parallel(ctx, rt_threads_for(ctx, n_out * n_in, RT_TRAIN_GRAIN),
                 panels(n_in), pack_wt_range, &j);
     /* dx[m, k] = sum_n dy[m, n] W[n, k] = dy · (Wᵀ)ᵀ. */
@@ -621,11 +646,11 @@ static void pack_dyt_range(void *arg, int64_t p0, int64_t p1)
 
 
 /* The blob's packed dW from dWᵀ [n_in, n_out] (src): panel p, row k holds
- * dW[p*64 + j][k] = src[k][p*64 + j].  a = n_out, b = n_in. */
+ * dW[p*P + j][k] = src[k][p*P + j].  a = n_out, b = n_in. */
 static void pack_dw_range(void *arg, int64_t p0, int64_t p1)
 {
     const pack_job *j = arg;
-    const int64_t P = RT_TRAIN_PANEL;
+    const int64_t P = j->panel;
     for (int64_t p = p0; p < p1; p++) {
         int64_t w = j->a - p * P < P ? j->a - p * P : P;
         for (int64_t k = 0; k < j->b; k++) {
@@ -638,26 +663,31 @@ static void pack_dw_range(void *arg, int64_t p0, int64_t p1)
 }
 
 
-void rt_linear_grad_w(rt_ctx *ctx, float *packed_dw, const float *dy,
-                      int64_t lddy, const float *x, int64_t ldx, int64_t rows,
-                      int64_t n_out, int64_t n_in, int accumulate,
-                      float *scratch)
+void rt_linear_grad_w(rt_ctx *ctx, float *packed_dw, int layout,
+                      const float *dy, int64_t lddy, const float *x,
+                      int64_t ldx, int64_t rows, int64_t n_out, int64_t n_in,
+                      int accumulate, float *scratch)
 {
+    const int64_t P = rt_layout_valid(layout) ? layout : RT_TRAIN_PANEL;
     float *xt = scratch;
     float *dyt = xt + round_up(n_in * rows, 16);
-    float *dwt = dyt + round_up(panels(n_out) * RT_TRAIN_PANEL * rows, 16);
+    float *dwt = dyt + round_up(RT_HDR + panels(n_out) * RT_TRAIN_PANEL * rows,
+                                16);
     int t = rt_threads_for(ctx, rows * (n_in + n_out), RT_TRAIN_GRAIN);
     pack_job a = { .dst = xt, .src = x, .a = rows, .b = n_in, .ld = ldx };
     rt_parallel(ctx, t, (n_in + 63) / 64, transpose_range, &a);
-    pack_job b = { .dst = dyt, .src = dy, .a = rows, .b = n_out, .ld = lddy };
+    rt_linear_pack_header(dyt, RT_TRAIN_PANEL, n_out, rows);
+    pack_job b = { .dst = dyt + RT_HDR, .src = dy, .a = rows, .b = n_out,
+                   .ld = lddy };
     rt_parallel(ctx, t, panels(n_out), pack_dyt_range, &b);
     /* dwt[k][n] = sum_m xt[k][m] dy[m][n]. */
     rt_linear(ctx, dwt, n_out, xt, rows, dyt, NULL, n_in, n_out, rows,
               RT_ACT_NONE, NULL);
-    pack_job c = { .dst = packed_dw, .src = dwt, .a = n_out, .b = n_in,
-                   .accumulate = accumulate };
+    rt_linear_pack_header(packed_dw, P, n_out, n_in);
+    pack_job c = { .dst = packed_dw + RT_HDR, .src = dwt, .a = n_out,
+                   .b = n_in, .panel = P, .accumulate = accumulate };
     rt_parallel(ctx, rt_threads_for(ctx, n_in * n_out, RT_TRAIN_GRAIN),
-                panels(n_out), pack_dw_range, &c);
+                panels_of(n_out, P), pack_dw_range, &c);
 }
 
 

@@ -100,6 +100,19 @@ static void check_line(const char *out, const char *mode)
            hi = number(out, "max_ms");
     cr_assert(lo > 0 && lo <= med && med <= hi, "min %g median %g max %g",
               lo, med, hi);
+    /* Nearest rank of 3 runs: p50 is the 2nd, p90 and p99 the 3rd. */
+    double p50 = number(out, "p50_ms"), p90 = number(out, "p90_ms"),
+           p99 = number(out, "p99_ms");
+    cr_assert(p50 == med && p90 == hi && p99 == hi,
+              "p50 %g p90 %g p99 %g of min %g median %g max %g", p50, p90,
+              p99, lo, med, hi);
+    cr_assert_not_null(strstr(out, "\"cpu\":\""), "%s", out);
+    const char *isa = strstr(out, "\"isa\":\"");
+    cr_assert(isa && (strncmp(isa + 7, "avx512\"", 7) == 0 ||
+                      strncmp(isa + 7, "avx2\"", 5) == 0 ||
+                      strncmp(isa + 7, "generic\"", 8) == 0), "%s", out);
+    cr_assert(strstr(out, "\"layout\":\"panel64\"") ||
+              strstr(out, "\"layout\":\"panel32\""), "%s", out);
 
     double gflop = number(out, "gflop");
     cr_assert(gflop > 0);
@@ -131,6 +144,18 @@ Test(bench, jit_json_line)
 }
 
 
+/* --target picks the layout and, where the CPU has it, the kernels. */
+Test(bench, target_sets_isa_and_layout)
+{
+    char out[4096];
+    cr_assert_eq(run_dsc("bench models/seed_encoder.lua -D layers=1 -D seq=4 "
+                         "-D batch=2 --runs 3 --threads 1 --target generic",
+                         out, sizeof out), 0);
+    string_is(out, "isa", "generic");
+    string_is(out, "layout", "panel32");
+}
+
+
 Test(bench, aot_json_line)
 {
     char out[4096];
@@ -148,4 +173,33 @@ Test(bench, bad_weights_is_an_error)
                          "--weights /nonexistent/w.safetensors", out,
                          sizeof out), 1);
     cr_assert_str_empty(out, "nothing on stdout after an error: %s", out);
+}
+
+
+/* The latency example (make builds it with its one-token model and blob):
+ * percentiles in order, and at one thread a forward that takes no page
+ * fault and never blocks (no voluntary context switch) once warm. */
+Test(bench, latency_example_is_steady_in_kind)
+{
+    const char *prog = getenv("LATENCY");
+    if (!prog || !*prog)
+        prog = "build/latency_seed";
+    char cmd[1024], out[1024];
+    snprintf(cmd, sizeof cmd, "%s build/example/seed_encoder.bin 300 1", prog);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "%s: %s", cmd, out);
+    double p50, p90, p99, max;
+    long faults, major, vol, invol;
+    cr_assert_eq(sscanf(strstr(out, "p50"), "p50 %lf ms, p90 %lf ms, p99 %lf "
+                        "ms, max %lf ms", &p50, &p90, &p99, &max), 4, "%s",
+                 out);
+    cr_assert(p50 > 0 && p50 <= p90 && p90 <= p99 && p99 <= max, "%s", out);
+    cr_assert_eq(sscanf(strstr(out, "during"), "during the timed calls: %ld "
+                        "page faults (%ld major), %ld voluntary and %ld",
+                        &faults, &major, &vol, &invol), 4, "%s", out);
+    cr_expect_eq(faults, 0, "%s", out);
+    cr_expect_eq(vol, 0, "%s", out);
 }

@@ -497,12 +497,12 @@ Test(deepseek_kernels, expert_reads_only_when_chosen)
     float *acc = random_floats(rows * dim, &seed, 1);
     float *gu = random_floats(2 * inter * dim, &seed, 0.5f);
     float *dn = random_floats(dim * inter, &seed, 0.5f);
-    float *gu_p = malloc((size_t)rt_linear_packed_floats(2 * inter, dim) *
+    float *gu_p = malloc((size_t)rt_linear_packed_floats(2 * inter, dim, DSC_LAYOUT_PANEL64) *
                          sizeof(float));
-    float *dn_p = malloc((size_t)rt_linear_packed_floats(dim, inter) *
+    float *dn_p = malloc((size_t)rt_linear_packed_floats(dim, inter, DSC_LAYOUT_PANEL64) *
                          sizeof(float));
-    rt_linear_pack(gu_p, gu, 2 * inter, dim);
-    rt_linear_pack(dn_p, dn, dim, inter);
+    rt_linear_pack(gu_p, gu, 2 * inter, dim, DSC_LAYOUT_PANEL64);
+    rt_linear_pack(dn_p, dn, dim, inter, DSC_LAYOUT_PANEL64);
     /* Rows 0 and 2 chose expert 5 (in slots 1 and 0). */
     float route[4 * 4] = { 1, 5, 0.25f, 0.75f,   2, 3, 0.5f, 0.5f,
                            5, 0, 1.5f, 0.1f,     7, 1, 0.2f, 0.3f };

@@ -246,7 +246,8 @@ Test(e2e, generated_files_are_up_to_date)
         char name[200];
         if (sscanf(line, "models/%199[^.].lua", name) == 1) {
             models++;
-            int ok = run("%s compile %s -o %s/%s.c", dsc(), line, tmp, name) == 0;
+            int ok = run("%s compile %s --target avx2 -o %s/%s.c", dsc(), line,
+                         tmp, name) == 0;
             char shipped[512];
             snprintf(shipped, sizeof shipped, "generated/%s.c", name);
             if (!ok) {
@@ -288,8 +289,10 @@ static const char *example(void)
 Test(e2e, a_product_links_the_generated_code)
 {
     cr_assert_eq(access(example(), X_OK), 0, "make builds %s", example());
+    /* generated/ is made with --target avx2 (panel32): so is the blob. */
     cr_assert_eq(run("%s compile models/seed_encoder.lua --random-weights "
-                     "--seed 3 -o %s", dsc(), tmp_file("se.c")), 0);
+                     "--target avx2 --seed 3 -o %s", dsc(), tmp_file("se.c")),
+                 0);
     int32_t tokens[16 * 20];
     for (int i = 0; i < 320; i++)
         tokens[i] = (i * 37 + 11) % 1000;
@@ -324,6 +327,16 @@ Test(e2e, a_product_links_the_generated_code)
                                    sizeof tokens, &err), 0);
     cr_expect_eq(run("%s %s %s %s", example(), tmp_file("se.bin"),
                      tmp_file("tokens.i32"), tmp_file("logits.f32")), 2);
+
+    /* A blob packed for another layout is refused, naming both. */
+    cr_assert_eq(run("%s compile models/seed_encoder.lua --random-weights "
+                     "--target avx512 -o %s", dsc(), tmp_file("wide.c")), 0);
+    cr_expect_eq(run("%s %s %s %s", example(), tmp_file("wide.bin"),
+                     tmp_file("tokens.i32"), tmp_file("logits.f32")), 3);
+    char *why = stderr_text();
+    cr_expect(strstr(why, "layout panel64") && strstr(why, "layout panel32"),
+              "%s", why);
+    free(why);
 }
 
 Test(e2e, bad_token_is_reported_with_its_position)

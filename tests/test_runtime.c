@@ -99,9 +99,9 @@ typedef enum res_mode { RES_NONE, RES_SEPARATE, RES_ALIAS } res_mode;
 /* One rt_linear call checked element by element against a double
  * reference.  Tolerance scales with sum |x*w| + |b|: the size of the float
  * rounding the kernel may legitimately accumulate. */
-static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
-                         int64_t n_in, rt_act act, int with_bias,
-                         res_mode res)
+static void check_linear_in(rt_ctx *ctx, lcg *g, int64_t rows,
+                            int64_t n_out, int64_t n_in, rt_act act,
+                            int with_bias, res_mode res, int layout)
 {
     int64_t ldx = n_in + 3, ldy = n_out + 2;
     float *x = alloc_matrix(g, rows, n_in, ldx, 1.0f);
@@ -112,10 +112,10 @@ static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
     int64_t ny = (rows - 1) * ldy + n_out;
     if (res == RES_ALIAS)
         memcpy(y, r, (size_t)ny * sizeof *y);
-    int64_t np = rt_linear_packed_floats(n_out, n_in);
+    int64_t np = rt_linear_packed_floats(n_out, n_in, layout);
     cr_assert(np >= n_out * n_in);
     float *pw = alloc_floats(np);
-    rt_linear_pack(pw, w, n_out, n_in);
+    rt_linear_pack(pw, w, n_out, n_in, layout);
 
     rt_linear(ctx, y, ldy, x, ldx, pw, b, rows, n_out, n_in, act,
               res == RES_ALIAS ? y : r);
@@ -134,8 +134,9 @@ static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
             double got = y[m * ldy + n];
             double tol = 2e-6 * (1.0 + mag);
             cr_assert(fabs(got - ref) <= tol,
-                      "linear rows=%lld n_out=%lld n_in=%lld act=%s bias=%d "
-                      "res=%d: y[%lld][%lld] = %.9g, want %.9g",
+                      "linear %s %s rows=%lld n_out=%lld n_in=%lld act=%s "
+                      "bias=%d res=%d: y[%lld][%lld] = %.9g, want %.9g",
+                      rt_isa_name(rt_ctx_isa(ctx)), rt_layout_name(layout),
                       (long long)rows, (long long)n_out, (long long)n_in,
                       act_name(act), with_bias, (int)res, (long long)m,
                       (long long)n, got, ref);
@@ -150,7 +151,28 @@ static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
 }
 
 
-static const int64_t lin_rows[] = {1, 3, 17, 70};
+/* Every kernel in both packed layouts (each runs both). */
+static void check_linear(rt_ctx *ctx, lcg *g, int64_t rows, int64_t n_out,
+                         int64_t n_in, rt_act act, int with_bias,
+                         res_mode res)
+{
+    check_linear_in(ctx, g, rows, n_out, n_in, act, with_bias, res,
+                    DSC_LAYOUT_PANEL32);
+    check_linear_in(ctx, g, rows, n_out, n_in, act, with_bias, res,
+                    DSC_LAYOUT_PANEL64);
+}
+
+
+/* The body once per instruction set this CPU can run, with DSC_ISA naming
+ * it: contexts made inside, and calls without one, use that ISA's
+ * kernels. */
+#define FOR_EACH_ISA(isa)                                                  \
+    for (int isa = DSC_ISA_GENERIC; isa <= DSC_ISA_AVX512; isa++)          \
+        if (rt_isa_supported(isa) &&                                       \
+            setenv("DSC_ISA", rt_isa_name(isa), 1) == 0 &&                 \
+            rt_isa_native() == isa)
+
+static const int64_t lin_rows[] = {1, 2, 3, 4, 5, 8, 9, 17, 64, 70};
 static const int64_t lin_out[] = {1, 5, 33, 70};
 static const int64_t lin_in[] = {1, 7, 64, 65, 130};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -158,50 +180,58 @@ static const int64_t lin_in[] = {1, 7, 64, 65, 130};
 
 Test(linear, all_shapes_bias)
 {
-    lcg g = {1};
-    for (int i = 0; i < COUNT(lin_rows); i++)
-        for (int j = 0; j < COUNT(lin_out); j++)
-            for (int k = 0; k < COUNT(lin_in); k++)
-                check_linear(NULL, &g, lin_rows[i], lin_out[j], lin_in[k],
-                             RT_ACT_NONE, 1, RES_NONE);
+    FOR_EACH_ISA(isa) {
+        lcg g = {1};
+        for (int i = 0; i < COUNT(lin_rows); i++)
+            for (int j = 0; j < COUNT(lin_out); j++)
+                for (int k = 0; k < COUNT(lin_in); k++)
+                    check_linear(NULL, &g, lin_rows[i], lin_out[j], lin_in[k],
+                                 RT_ACT_NONE, 1, RES_NONE);
+    }
 }
 
 
 Test(linear, all_shapes_no_bias)
 {
-    lcg g = {2};
-    for (int i = 0; i < COUNT(lin_rows); i++)
-        for (int j = 0; j < COUNT(lin_out); j++)
-            for (int k = 0; k < COUNT(lin_in); k++)
-                check_linear(NULL, &g, lin_rows[i], lin_out[j], lin_in[k],
-                             RT_ACT_NONE, 0, RES_NONE);
+    FOR_EACH_ISA(isa) {
+        lcg g = {2};
+        for (int i = 0; i < COUNT(lin_rows); i++)
+            for (int j = 0; j < COUNT(lin_out); j++)
+                for (int k = 0; k < COUNT(lin_in); k++)
+                    check_linear(NULL, &g, lin_rows[i], lin_out[j], lin_in[k],
+                                 RT_ACT_NONE, 0, RES_NONE);
+    }
 }
 
 
 Test(linear, activations)
 {
-    lcg g = {3};
-    for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++)
-        for (int j = 0; j < COUNT(lin_out); j++) {
-            check_linear(NULL, &g, 17, lin_out[j], 65, (rt_act)a, 1, RES_NONE);
-            check_linear(NULL, &g, 70, lin_out[j], 7, (rt_act)a, 0, RES_NONE);
-        }
+    FOR_EACH_ISA(isa) {
+        lcg g = {3};
+        for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++)
+            for (int j = 0; j < COUNT(lin_out); j++) {
+                check_linear(NULL, &g, 17, lin_out[j], 65, (rt_act)a, 1, RES_NONE);
+                check_linear(NULL, &g, 70, lin_out[j], 7, (rt_act)a, 0, RES_NONE);
+            }
+    }
 }
 
 
 Test(linear, residual_separate_and_aliasing_y)
 {
-    lcg g = {4};
-    for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++)
-        for (int i = 0; i < COUNT(lin_rows); i++)
-            for (int k = 0; k < COUNT(lin_in); k++) {
-                check_linear(NULL, &g, lin_rows[i], 33, lin_in[k], (rt_act)a, 1,
-                             RES_SEPARATE);
-                check_linear(NULL, &g, lin_rows[i], 70, lin_in[k], (rt_act)a, 1,
-                             RES_ALIAS);
-                check_linear(NULL, &g, lin_rows[i], 5, lin_in[k], (rt_act)a, 0,
-                             RES_ALIAS);
-            }
+    FOR_EACH_ISA(isa) {
+        lcg g = {4};
+        for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++)
+            for (int i = 0; i < COUNT(lin_rows); i++)
+                for (int k = 0; k < COUNT(lin_in); k++) {
+                    check_linear(NULL, &g, lin_rows[i], 33, lin_in[k], (rt_act)a, 1,
+                                 RES_SEPARATE);
+                    check_linear(NULL, &g, lin_rows[i], 70, lin_in[k], (rt_act)a, 1,
+                                 RES_ALIAS);
+                    check_linear(NULL, &g, lin_rows[i], 5, lin_in[k], (rt_act)a, 0,
+                                 RES_ALIAS);
+                }
+    }
 }
 
 
@@ -212,9 +242,10 @@ Test(linear, deterministic)
     int64_t rows = 70, n_out = 70, n_in = 130;
     float *x = alloc_matrix(&g, rows, n_in, n_in, 1.0f);
     float *w = alloc_matrix(&g, n_out, n_in, n_in, 1.0f);
-    float *pw = alloc_floats(rt_linear_packed_floats(n_out, n_in));
+    float *pw = alloc_floats(rt_linear_packed_floats(n_out, n_in,
+                                                     DSC_LAYOUT_PANEL64));
     float *y1 = alloc_floats(rows * n_out), *y2 = alloc_floats(rows * n_out);
-    rt_linear_pack(pw, w, n_out, n_in);
+    rt_linear_pack(pw, w, n_out, n_in, DSC_LAYOUT_PANEL64);
     rt_linear(NULL, y1, n_out, x, n_in, pw, NULL, rows, n_out, n_in, RT_ACT_GELU,
               NULL);
     rt_linear(NULL, y2, n_out, x, n_in, pw, NULL, rows, n_out, n_in, RT_ACT_GELU,
@@ -232,53 +263,57 @@ Test(linear, deterministic)
 
 Test(elementwise, add_and_alias)
 {
-    lcg g = {6};
-    int64_t n = 37;
-    float *a = alloc_matrix(&g, 1, n, n, 3.0f), *b = alloc_matrix(&g, 1, n, n, 3.0f);
-    float *y = alloc_floats(n);
-    rt_add(NULL, y, a, b, n);
-    for (int64_t i = 0; i < n; i++)
-        cr_assert(y[i] == a[i] + b[i], "add[%lld]", (long long)i);
-    float a0 = a[0], b0 = b[0];
-    rt_add(NULL, a, a, b, n);  /* y aliasing a */
-    cr_assert(a[0] == a0 + b0);
-    for (int64_t i = 0; i < n; i++)
-        cr_assert(a[i] == y[i], "aliased add[%lld]", (long long)i);
-    free(y);
-    free(b);
-    free(a);
+    FOR_EACH_ISA(isa) {
+        lcg g = {6};
+        int64_t n = 37;
+        float *a = alloc_matrix(&g, 1, n, n, 3.0f), *b = alloc_matrix(&g, 1, n, n, 3.0f);
+        float *y = alloc_floats(n);
+        rt_add(NULL, y, a, b, n);
+        for (int64_t i = 0; i < n; i++)
+            cr_assert(y[i] == a[i] + b[i], "add[%lld]", (long long)i);
+        float a0 = a[0], b0 = b[0];
+        rt_add(NULL, a, a, b, n);  /* y aliasing a */
+        cr_assert(a[0] == a0 + b0);
+        for (int64_t i = 0; i < n; i++)
+            cr_assert(a[i] == y[i], "aliased add[%lld]", (long long)i);
+        free(y);
+        free(b);
+        free(a);
+    }
 }
 
 
 Test(elementwise, activations_against_double)
 {
-    lcg g = {7};
-    int64_t n = 301;
-    float *x = alloc_matrix(&g, 1, n, n, 6.0f);
-    x[0] = 0.0f;
-    x[1] = -10.0f;
-    x[2] = 10.0f;
-    float *y = alloc_floats(n), *z = alloc_floats(n);
-    for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++) {
-        rt_activation(NULL, y, x, n, (rt_act)a);
-        memcpy(z, x, (size_t)n * sizeof *z);
-        rt_activation(NULL, z, z, n, (rt_act)a);  /* in place */
-        for (int64_t i = 0; i < n; i++) {
-            double ref = ref_act(x[i], (rt_act)a);
-            cr_assert(fabs(y[i] - ref) <= 1e-6 + 1e-5 * fabs(ref),
-                      "%s(%.9g) = %.9g, want %.9g", act_name((rt_act)a),
-                      (double)x[i], (double)y[i], ref);
-            cr_assert(z[i] == y[i], "%s in place differs at %lld",
-                      act_name((rt_act)a), (long long)i);
+    FOR_EACH_ISA(isa) {
+        lcg g = {7};
+        int64_t n = 301;
+        float *x = alloc_matrix(&g, 1, n, n, 6.0f);
+        x[0] = 0.0f;
+        x[1] = -10.0f;
+        x[2] = 10.0f;
+        float *y = alloc_floats(n), *z = alloc_floats(n);
+        for (int a = RT_ACT_NONE; a <= RT_ACT_GELU_TANH; a++) {
+            rt_activation(NULL, y, x, n, (rt_act)a);
+            memcpy(z, x, (size_t)n * sizeof *z);
+            rt_activation(NULL, z, z, n, (rt_act)a);  /* in place */
+            for (int64_t i = 0; i < n; i++) {
+                double ref = ref_act(x[i], (rt_act)a);
+                cr_assert(fabs(y[i] - ref) <= 1e-6 + 1e-5 * fabs(ref),
+                          "%s(%.9g) = %.9g, want %.9g", act_name((rt_act)a),
+                          (double)x[i], (double)y[i], ref);
+                cr_assert(z[i] == y[i], "%s in place differs at %lld",
+                          act_name((rt_act)a), (long long)i);
+            }
         }
+        /* The two GELUs really differ: the test can tell them apart. */
+        rt_activation(NULL, y, x + 3, 1, RT_ACT_GELU);
+        rt_activation(NULL, z, x + 3, 1, RT_ACT_GELU_TANH);
+        cr_assert(y[0] != z[0] || fabsf(x[3]) < 1e-3f);
+        free(z);
+        free(y);
+        free(x);
     }
-    /* The two GELUs really differ: the test can tell them apart. */
-    rt_activation(NULL, y, x + 3, 1, RT_ACT_GELU);
-    rt_activation(NULL, z, x + 3, 1, RT_ACT_GELU_TANH);
-    cr_assert(y[0] != z[0] || fabsf(x[3]) < 1e-3f);
-    free(z);
-    free(y);
-    free(x);
 }
 
 
@@ -328,24 +363,28 @@ static void check_layernorm(rt_ctx *ctx, lcg *g, int64_t rows, int64_t dim,
 
 Test(layernorm, against_double)
 {
-    lcg g = {8};
-    const int64_t rows[] = {1, 3, 17};
-    const int64_t dims[] = {1, 5, 33, 256, 1000};
-    for (int i = 0; i < COUNT(rows); i++)
-        for (int j = 0; j < COUNT(dims); j++) {
-            check_layernorm(NULL, &g, rows[i], dims[j], 0.0f, 1, 0);
-            check_layernorm(NULL, &g, rows[i], dims[j], 0.0f, 1, 1);
-            check_layernorm(NULL, &g, rows[i], dims[j], 0.0f, 0, 0);
-        }
+    FOR_EACH_ISA(isa) {
+        lcg g = {8};
+        const int64_t rows[] = {1, 3, 17};
+        const int64_t dims[] = {1, 5, 33, 256, 1000};
+        for (int i = 0; i < COUNT(rows); i++)
+            for (int j = 0; j < COUNT(dims); j++) {
+                check_layernorm(NULL, &g, rows[i], dims[j], 0.0f, 1, 0);
+                check_layernorm(NULL, &g, rows[i], dims[j], 0.0f, 1, 1);
+                check_layernorm(NULL, &g, rows[i], dims[j], 0.0f, 0, 0);
+            }
+    }
 }
 
 
 /* A mean far from zero: a one-pass E[x^2] - mean^2 fails this. */
 Test(layernorm, large_mean)
 {
-    lcg g = {9};
-    check_layernorm(NULL, &g, 3, 256, 10.0f, 1, 0);
-    check_layernorm(NULL, &g, 3, 1000, -30.0f, 1, 1);
+    FOR_EACH_ISA(isa) {
+        lcg g = {9};
+        check_layernorm(NULL, &g, 3, 256, 10.0f, 1, 0);
+        check_layernorm(NULL, &g, 3, 1000, -30.0f, 1, 1);
+    }
 }
 
 
@@ -381,11 +420,13 @@ static void check_softmax(rt_ctx *ctx, lcg *g, int64_t rows, int64_t dim,
 
 Test(softmax, against_double)
 {
-    lcg g = {10};
-    const int64_t dims[] = {1, 5, 33, 1000};
-    for (int j = 0; j < COUNT(dims); j++) {
-        check_softmax(NULL, &g, 3, dims[j], 1.0f, 0.0f, 0);
-        check_softmax(NULL, &g, 17, dims[j], 8.0f, 0.0f, 1);
+    FOR_EACH_ISA(isa) {
+        lcg g = {10};
+        const int64_t dims[] = {1, 5, 33, 1000};
+        for (int j = 0; j < COUNT(dims); j++) {
+            check_softmax(NULL, &g, 3, dims[j], 1.0f, 0.0f, 0);
+            check_softmax(NULL, &g, 17, dims[j], 8.0f, 0.0f, 1);
+        }
     }
 }
 
@@ -393,9 +434,11 @@ Test(softmax, against_double)
 /* exp(100) overflows float: only a max-subtracting softmax passes. */
 Test(softmax, large_logits)
 {
-    lcg g = {11};
-    check_softmax(NULL, &g, 3, 33, 20.0f, 100.0f, 0);
-    check_softmax(NULL, &g, 2, 7, 5.0f, -200.0f, 1);
+    FOR_EACH_ISA(isa) {
+        lcg g = {11};
+        check_softmax(NULL, &g, 3, 33, 20.0f, 100.0f, 0);
+        check_softmax(NULL, &g, 2, 7, 5.0f, -200.0f, 1);
+    }
 }
 
 
@@ -551,35 +594,41 @@ static void check_attention(rt_ctx *ctx, lcg *g, int64_t seq, int64_t batch,
 
 Test(attention, all_shapes_and_layouts)
 {
-    lcg g = {14};
-    const int64_t seqs[] = {1, 7}, batches[] = {1, 3}, dims[] = {1, 5, 8};
-    for (int si = 0; si < COUNT(seqs); si++)
-        for (int bi = 0; bi < COUNT(batches); bi++)
-            for (int64_t heads = 1; heads <= 3; heads++)
-                for (int di = 0; di < COUNT(dims); di++)
-                    for (int bf = 0; bf <= 1; bf++)
-                        for (int causal = 0; causal <= 1; causal++)
-                            for (int fused = 0; fused <= 1; fused++)
-                                check_attention(NULL, &g, seqs[si],
-                                                batches[bi], heads, dims[di],
-                                                dims[di], bf, causal, fused);
+    FOR_EACH_ISA(isa) {
+        lcg g = {14};
+        const int64_t seqs[] = {1, 7}, batches[] = {1, 3}, dims[] = {1, 5, 8};
+        for (int si = 0; si < COUNT(seqs); si++)
+            for (int bi = 0; bi < COUNT(batches); bi++)
+                for (int64_t heads = 1; heads <= 3; heads++)
+                    for (int di = 0; di < COUNT(dims); di++)
+                        for (int bf = 0; bf <= 1; bf++)
+                            for (int causal = 0; causal <= 1; causal++)
+                                for (int fused = 0; fused <= 1; fused++)
+                                    check_attention(NULL, &g, seqs[si],
+                                                    batches[bi], heads, dims[di],
+                                                    dims[di], bf, causal, fused);
+    }
 }
 
 
 Test(attention, different_qk_and_v_dims)
 {
-    lcg g = {15};
-    check_attention(NULL, &g, 7, 3, 2, 5, 8, 0, 1, 0);
-    check_attention(NULL, &g, 7, 3, 3, 8, 1, 1, 0, 1);
+    FOR_EACH_ISA(isa) {
+        lcg g = {15};
+        check_attention(NULL, &g, 7, 3, 2, 5, 8, 0, 1, 0);
+        check_attention(NULL, &g, 7, 3, 3, 8, 1, 1, 0, 1);
+    }
 }
 
 
 /* Longer than one chunk of scores, so the online rescaling is exercised. */
 Test(attention, long_sequence)
 {
-    lcg g = {16};
-    check_attention(NULL, &g, 150, 2, 2, 8, 8, 0, 0, 0);
-    check_attention(NULL, &g, 150, 2, 2, 8, 8, 1, 1, 1);
+    FOR_EACH_ISA(isa) {
+        lcg g = {16};
+        check_attention(NULL, &g, 150, 2, 2, 8, 8, 0, 0, 0);
+        check_attention(NULL, &g, 150, 2, 2, 8, 8, 1, 1, 1);
+    }
 }
 
 
@@ -587,12 +636,14 @@ Test(attention, long_sequence)
  * that are not whole query blocks or key chunks, causal or not. */
 Test(attention, head_dims_and_block_edges)
 {
-    lcg g = {17};
-    check_attention(NULL, &g, 16, 3, 2, 64, 64, 0, 0, 1);
-    check_attention(NULL, &g, 33, 2, 2, 17, 31, 1, 1, 0);
-    check_attention(NULL, &g, 70, 1, 1, 128, 128, 0, 1, 1);
-    check_attention(NULL, &g, 9, 2, 2, 129, 130, 0, 1, 0);
-    check_attention(NULL, &g, 5, 1, 2, 200, 3, 1, 0, 1);
+    FOR_EACH_ISA(isa) {
+        lcg g = {17};
+        check_attention(NULL, &g, 16, 3, 2, 64, 64, 0, 0, 1);
+        check_attention(NULL, &g, 33, 2, 2, 17, 31, 1, 1, 0);
+        check_attention(NULL, &g, 70, 1, 1, 128, 128, 0, 1, 1);
+        check_attention(NULL, &g, 9, 2, 2, 129, 130, 0, 1, 0);
+        check_attention(NULL, &g, 5, 1, 2, 200, 3, 1, 0, 1);
+    }
 }
 
 
@@ -651,6 +702,7 @@ typedef struct linear_case {
     int64_t rows, n_out, n_in;
     rt_act act;
     int bias, residual;
+    int layout;
 } linear_case;
 
 
@@ -661,8 +713,9 @@ static void run_linear(rt_ctx *ctx, const void *arg, float *y)
     float *x = alloc_matrix(&g, c->rows, c->n_in, c->n_in, 1.0f);
     float *w = alloc_matrix(&g, c->n_out, c->n_in, c->n_in, 1.0f);
     float *b = alloc_matrix(&g, 1, c->n_out, c->n_out, 1.0f);
-    float *pw = alloc_floats(rt_linear_packed_floats(c->n_out, c->n_in));
-    rt_linear_pack(pw, w, c->n_out, c->n_in);
+    float *pw = alloc_floats(rt_linear_packed_floats(c->n_out, c->n_in,
+                                                     c->layout));
+    rt_linear_pack(pw, w, c->n_out, c->n_in, c->layout);
     /* The residual is y itself, preset: the aliasing generated code uses. */
     lcg gy = {7};
     for (int64_t i = 0; i < c->rows * c->n_out; i++)
@@ -679,24 +732,29 @@ static void run_linear(rt_ctx *ctx, const void *arg, float *y)
 Test(threads, linear)
 {
     static const linear_case cases[] = {
-        {70, 70, 130, RT_ACT_GELU, 1, 1},
-        {131, 200, 65, RT_ACT_RELU, 1, 0},
-        {320, 256, 256, RT_ACT_NONE, 1, 1},   /* the seed's shapes */
-        {320, 1000, 256, RT_ACT_NONE, 1, 0},
-        {65, 129, 300, RT_ACT_GELU_TANH, 0, 1},
-        {3, 517, 177, RT_ACT_NONE, 0, 0},     /* one row block */
-        {200, 5, 333, RT_ACT_RELU, 1, 1},     /* one panel */
+        {70, 70, 130, RT_ACT_GELU, 1, 1, 0},
+        {131, 200, 65, RT_ACT_RELU, 1, 0, 0},
+        {320, 256, 256, RT_ACT_NONE, 1, 1, 0},   /* the seed's shapes */
+        {320, 1000, 256, RT_ACT_NONE, 1, 0, 0},
+        {65, 129, 300, RT_ACT_GELU_TANH, 0, 1, 0},
+        {3, 517, 177, RT_ACT_NONE, 0, 0, 0},     /* one row block */
+        {200, 5, 333, RT_ACT_RELU, 1, 1, 0},     /* one panel */
+        {1, 1000, 256, RT_ACT_NONE, 1, 0, 0},    /* skinny: one token */
+        {1, 300, 130, RT_ACT_GELU, 1, 1, 0},
     };
+    FOR_EACH_ISA(isa)
     for (int t = 0; t < COUNT(thread_counts); t++) {
         rt_ctx *ctx = new_ctx(thread_counts[t]);
+        cr_assert_eq(rt_ctx_isa(ctx), isa);
         lcg g = {20};
         for (int i = 0; i < COUNT(cases); i++) {
-            const linear_case *c = &cases[i];
-            check_linear(ctx, &g, c->rows, c->n_out, c->n_in, c->act, c->bias,
-                         c->residual ? RES_ALIAS : RES_NONE);
-            check_linear(ctx, &g, c->rows, c->n_out, c->n_in, c->act, c->bias,
-                         c->residual ? RES_SEPARATE : RES_NONE);
-            expect_repeatable(ctx, run_linear, c, c->rows * c->n_out, 1e-5,
+            linear_case c = cases[i];
+            c.layout = rt_isa_layout(isa);
+            check_linear(ctx, &g, c.rows, c.n_out, c.n_in, c.act, c.bias,
+                         c.residual ? RES_ALIAS : RES_NONE);
+            check_linear(ctx, &g, c.rows, c.n_out, c.n_in, c.act, c.bias,
+                         c.residual ? RES_SEPARATE : RES_NONE);
+            expect_repeatable(ctx, run_linear, &c, c.rows * c.n_out, 1e-5,
                               1e-5, "linear");
         }
         rt_ctx_free(ctx);
@@ -727,42 +785,44 @@ static void run_elementwise(rt_ctx *ctx, const void *arg, float *y)
 
 Test(threads, elementwise)
 {
-    const int64_t n = 100003;  /* 25 chunks of 4096 floats, and a tail */
-    for (int t = 0; t < COUNT(thread_counts); t++) {
-        rt_ctx *ctx = new_ctx(thread_counts[t]);
-        lcg g = {31};
-        float *a = alloc_matrix(&g, 1, n, n, 6.0f);
-        float *b = alloc_matrix(&g, 1, n, n, 6.0f);
-        float *y = alloc_floats(n), *z = alloc_floats(n);
-        rt_add(ctx, y, a, b, n);
-        for (int64_t i = 0; i < n; i++)
-            cr_assert(y[i] == a[i] + b[i], "add[%lld]", (long long)i);
-        memcpy(z, a, (size_t)n * sizeof *z);
-        rt_add(ctx, z, z, b, n);  /* in place */
-        cr_assert(memcmp(z, y, (size_t)n * sizeof *z) == 0);
-        for (int act = RT_ACT_NONE; act <= RT_ACT_GELU_TANH; act++) {
-            rt_activation(ctx, y, a, n, (rt_act)act);
+    FOR_EACH_ISA(isa) {
+        const int64_t n = 100003;  /* 25 chunks of 4096 floats, and a tail */
+        for (int t = 0; t < COUNT(thread_counts); t++) {
+            rt_ctx *ctx = new_ctx(thread_counts[t]);
+            lcg g = {31};
+            float *a = alloc_matrix(&g, 1, n, n, 6.0f);
+            float *b = alloc_matrix(&g, 1, n, n, 6.0f);
+            float *y = alloc_floats(n), *z = alloc_floats(n);
+            rt_add(ctx, y, a, b, n);
+            for (int64_t i = 0; i < n; i++)
+                cr_assert(y[i] == a[i] + b[i], "add[%lld]", (long long)i);
             memcpy(z, a, (size_t)n * sizeof *z);
-            rt_activation(ctx, z, z, n, (rt_act)act);
-            for (int64_t i = 0; i < n; i++) {
-                double ref = ref_act(a[i], (rt_act)act);
-                cr_assert(fabs(y[i] - ref) <= 1e-6 + 1e-5 * fabs(ref),
-                          "%s(%.9g) = %.9g, want %.9g", act_name((rt_act)act),
-                          (double)a[i], (double)y[i], ref);
-                cr_assert(z[i] == y[i], "in place differs at %lld",
-                          (long long)i);
+            rt_add(ctx, z, z, b, n);  /* in place */
+            cr_assert(memcmp(z, y, (size_t)n * sizeof *z) == 0);
+            for (int act = RT_ACT_NONE; act <= RT_ACT_GELU_TANH; act++) {
+                rt_activation(ctx, y, a, n, (rt_act)act);
+                memcpy(z, a, (size_t)n * sizeof *z);
+                rt_activation(ctx, z, z, n, (rt_act)act);
+                for (int64_t i = 0; i < n; i++) {
+                    double ref = ref_act(a[i], (rt_act)act);
+                    cr_assert(fabs(y[i] - ref) <= 1e-6 + 1e-5 * fabs(ref),
+                              "%s(%.9g) = %.9g, want %.9g", act_name((rt_act)act),
+                              (double)a[i], (double)y[i], ref);
+                    cr_assert(z[i] == y[i], "in place differs at %lld",
+                              (long long)i);
+                }
             }
+            for (int op = 0; op <= 1 + RT_ACT_GELU_TANH; op++) {
+                ew_case c = {n, op};
+                expect_repeatable(ctx, run_elementwise, &c, n, 0.0, 0.0,
+                                  "elementwise");
+            }
+            free(z);
+            free(y);
+            free(b);
+            free(a);
+            rt_ctx_free(ctx);
         }
-        for (int op = 0; op <= 1 + RT_ACT_GELU_TANH; op++) {
-            ew_case c = {n, op};
-            expect_repeatable(ctx, run_elementwise, &c, n, 0.0, 0.0,
-                              "elementwise");
-        }
-        free(z);
-        free(y);
-        free(b);
-        free(a);
-        rt_ctx_free(ctx);
     }
 }
 
@@ -798,26 +858,28 @@ static void run_softmax(rt_ctx *ctx, const void *arg, float *y)
 
 Test(threads, layernorm_and_softmax)
 {
-    /* 333 x 301: ~100k floats, enough for three threads; 111 rows each. */
-    static const rows_case ln[] = {{333, 301}, {1000, 256}, {97, 1031}};
-    static const rows_case sm[] = {{67, 257}, {331, 16}, {5, 4099}};
-    for (int t = 0; t < COUNT(thread_counts); t++) {
-        rt_ctx *ctx = new_ctx(thread_counts[t]);
-        lcg g = {42};
-        for (int i = 0; i < COUNT(ln); i++) {
-            check_layernorm(ctx, &g, ln[i].rows, ln[i].dim, 0.0f, 1, 0);
-            check_layernorm(ctx, &g, ln[i].rows, ln[i].dim, 20.0f, 1, 1);
-            check_layernorm(ctx, &g, ln[i].rows, ln[i].dim, 0.0f, 0, 0);
-            expect_repeatable(ctx, run_layernorm, &ln[i],
-                              ln[i].rows * ln[i].dim, 1e-6, 1e-5, "layernorm");
+    FOR_EACH_ISA(isa) {
+        /* 333 x 301: ~100k floats, enough for three threads; 111 rows each. */
+        static const rows_case ln[] = {{333, 301}, {1000, 256}, {97, 1031}};
+        static const rows_case sm[] = {{67, 257}, {331, 16}, {5, 4099}};
+        for (int t = 0; t < COUNT(thread_counts); t++) {
+            rt_ctx *ctx = new_ctx(thread_counts[t]);
+            lcg g = {42};
+            for (int i = 0; i < COUNT(ln); i++) {
+                check_layernorm(ctx, &g, ln[i].rows, ln[i].dim, 0.0f, 1, 0);
+                check_layernorm(ctx, &g, ln[i].rows, ln[i].dim, 20.0f, 1, 1);
+                check_layernorm(ctx, &g, ln[i].rows, ln[i].dim, 0.0f, 0, 0);
+                expect_repeatable(ctx, run_layernorm, &ln[i],
+                                  ln[i].rows * ln[i].dim, 1e-6, 1e-5, "layernorm");
+            }
+            for (int i = 0; i < COUNT(sm); i++) {
+                check_softmax(ctx, &g, sm[i].rows, sm[i].dim, 4.0f, 0.0f, 0);
+                check_softmax(ctx, &g, sm[i].rows, sm[i].dim, 8.0f, 50.0f, 1);
+                expect_repeatable(ctx, run_softmax, &sm[i],
+                                  sm[i].rows * sm[i].dim, 1e-9, 1e-6, "softmax");
+            }
+            rt_ctx_free(ctx);
         }
-        for (int i = 0; i < COUNT(sm); i++) {
-            check_softmax(ctx, &g, sm[i].rows, sm[i].dim, 4.0f, 0.0f, 0);
-            check_softmax(ctx, &g, sm[i].rows, sm[i].dim, 8.0f, 50.0f, 1);
-            expect_repeatable(ctx, run_softmax, &sm[i],
-                              sm[i].rows * sm[i].dim, 1e-9, 1e-6, "softmax");
-        }
-        rt_ctx_free(ctx);
     }
 }
 
@@ -850,26 +912,28 @@ static void run_attention(rt_ctx *ctx, const void *arg, float *out)
 
 Test(threads, attention)
 {
-    static const attn_case cases[] = {
-        {16, 5, 3, 64, 64, 0, 0},     /* the seed's layout: 15 tasks */
-        {37, 3, 2, 24, 40, 1, 1},     /* 3 query blocks, the last partial */
-        {150, 1, 3, 8, 8, 0, 1},      /* several key chunks, causal */
-        {11, 7, 1, 136, 136, 1, 0},   /* heads too wide for the blocks */
-    };
-    for (int t = 0; t < COUNT(thread_counts); t++) {
-        rt_ctx *ctx = new_ctx(thread_counts[t]);
-        lcg g = {51};
-        for (int i = 0; i < COUNT(cases); i++) {
-            const attn_case *c = &cases[i];
-            check_attention(ctx, &g, c->seq, c->batch, c->heads, c->dqk,
-                            c->dv, c->batch_first, c->causal, 0);
-            check_attention(ctx, &g, c->seq, c->batch, c->heads, c->dqk,
-                            c->dv, c->batch_first, c->causal, 1);
-            expect_repeatable(ctx, run_attention, c,
-                              c->seq * c->batch * c->heads * c->dv, 1e-6,
-                              1e-5, "attention");
+    FOR_EACH_ISA(isa) {
+        static const attn_case cases[] = {
+            {16, 5, 3, 64, 64, 0, 0},     /* the seed's layout: 15 tasks */
+            {37, 3, 2, 24, 40, 1, 1},     /* 3 query blocks, the last partial */
+            {150, 1, 3, 8, 8, 0, 1},      /* several key chunks, causal */
+            {11, 7, 1, 136, 136, 1, 0},   /* heads too wide for the blocks */
+        };
+        for (int t = 0; t < COUNT(thread_counts); t++) {
+            rt_ctx *ctx = new_ctx(thread_counts[t]);
+            lcg g = {51};
+            for (int i = 0; i < COUNT(cases); i++) {
+                const attn_case *c = &cases[i];
+                check_attention(ctx, &g, c->seq, c->batch, c->heads, c->dqk,
+                                c->dv, c->batch_first, c->causal, 0);
+                check_attention(ctx, &g, c->seq, c->batch, c->heads, c->dqk,
+                                c->dv, c->batch_first, c->causal, 1);
+                expect_repeatable(ctx, run_attention, c,
+                                  c->seq * c->batch * c->heads * c->dv, 1e-6,
+                                  1e-5, "attention");
+            }
+            rt_ctx_free(ctx);
         }
-        rt_ctx_free(ctx);
     }
 }
 
@@ -897,31 +961,33 @@ static void run_embedding(rt_ctx *ctx, const void *arg, float *out)
 
 Test(threads, embedding)
 {
-    static const rows_case c = {1501, 301};  /* ~450k floats: three threads */
-    for (int t = 0; t < COUNT(thread_counts); t++) {
-        rt_ctx *ctx = new_ctx(thread_counts[t]);
-        expect_repeatable(ctx, run_embedding, &c, c.rows * c.dim, 0.0, 0.0,
-                          "embedding");
-        /* A bad id still writes nothing, however many threads. */
-        int32_t *ids = malloc((size_t)c.rows * sizeof *ids);
-        float *table = alloc_floats(11 * c.dim);
-        float *out = alloc_floats(c.rows * c.dim);
-        cr_assert_not_null(ids);
-        for (int64_t i = 0; i < c.rows; i++)
-            ids[i] = (int32_t)(i % 11);
-        ids[c.rows - 1] = 11;
-        for (int64_t i = 0; i < 11 * c.dim; i++)
-            table[i] = 1.0f;
-        for (int64_t i = 0; i < c.rows * c.dim; i++)
-            out[i] = SENTINEL;
-        cr_assert_eq(rt_embedding(ctx, out, ids, c.rows, table, 11, c.dim),
-                     DSC_EBADTOKEN);
-        for (int64_t i = 0; i < c.rows * c.dim; i++)
-            cr_assert(out[i] == SENTINEL, "wrote out[%lld]", (long long)i);
-        free(out);
-        free(table);
-        free(ids);
-        rt_ctx_free(ctx);
+    FOR_EACH_ISA(isa) {
+        static const rows_case c = {1501, 301};  /* ~450k floats: three threads */
+        for (int t = 0; t < COUNT(thread_counts); t++) {
+            rt_ctx *ctx = new_ctx(thread_counts[t]);
+            expect_repeatable(ctx, run_embedding, &c, c.rows * c.dim, 0.0, 0.0,
+                              "embedding");
+            /* A bad id still writes nothing, however many threads. */
+            int32_t *ids = malloc((size_t)c.rows * sizeof *ids);
+            float *table = alloc_floats(11 * c.dim);
+            float *out = alloc_floats(c.rows * c.dim);
+            cr_assert_not_null(ids);
+            for (int64_t i = 0; i < c.rows; i++)
+                ids[i] = (int32_t)(i % 11);
+            ids[c.rows - 1] = 11;
+            for (int64_t i = 0; i < 11 * c.dim; i++)
+                table[i] = 1.0f;
+            for (int64_t i = 0; i < c.rows * c.dim; i++)
+                out[i] = SENTINEL;
+            cr_assert_eq(rt_embedding(ctx, out, ids, c.rows, table, 11, c.dim),
+                         DSC_EBADTOKEN);
+            for (int64_t i = 0; i < c.rows * c.dim; i++)
+                cr_assert(out[i] == SENTINEL, "wrote out[%lld]", (long long)i);
+            free(out);
+            free(table);
+            free(ids);
+            rt_ctx_free(ctx);
+        }
     }
 }
 
@@ -945,7 +1011,7 @@ Test(threads, context_lifecycle)
     cr_assert_eq(rt_ctx_threads(NULL), 1);
 
     ctx = new_ctx(2);
-    linear_case c = {64, 128, 64, RT_ACT_NONE, 1, 0};
+    linear_case c = {64, 128, 64, RT_ACT_NONE, 1, 0, DSC_LAYOUT_PANEL64};
     float *y1 = alloc_floats(c.rows * c.n_out);
     float *y2 = alloc_floats(c.rows * c.n_out);
     run_linear(ctx, &c, y1);
@@ -1020,31 +1086,35 @@ static void check_kv_attention(rt_ctx *ctx, int64_t total, int64_t step,
 
 Test(kv_attention, steps_of_any_size_match_causal_attention)
 {
-    static const int64_t totals[] = {1, 7, 300};  /* 300 > one key block */
-    static const int64_t steps[] = {1, 3, 300};
-    for (int t = 0; t < COUNT(thread_counts); t++) {
-        rt_ctx *ctx = new_ctx(thread_counts[t]);
-        for (int a = 0; a < COUNT(totals); a++)
-            for (int b = 0; b < COUNT(steps); b++) {
-                check_kv_attention(ctx, totals[a], steps[b], 3, 5, 7, 0);
-                check_kv_attention(ctx, totals[a], steps[b], 1, 16, 16, 3);
-            }
-        rt_ctx_free(ctx);
+    FOR_EACH_ISA(isa) {
+        static const int64_t totals[] = {1, 7, 300};  /* 300 > one key block */
+        static const int64_t steps[] = {1, 3, 300};
+        for (int t = 0; t < COUNT(thread_counts); t++) {
+            rt_ctx *ctx = new_ctx(thread_counts[t]);
+            for (int a = 0; a < COUNT(totals); a++)
+                for (int b = 0; b < COUNT(steps); b++) {
+                    check_kv_attention(ctx, totals[a], steps[b], 3, 5, 7, 0);
+                    check_kv_attention(ctx, totals[a], steps[b], 1, 16, 16, 3);
+                }
+            rt_ctx_free(ctx);
+        }
+        check_kv_attention(NULL, 9, 2, 4, 8, 8, 1);
     }
-    check_kv_attention(NULL, 9, 2, 4, 8, 8, 1);
 }
 
 Test(kv_attention, positions_and_copy)
 {
-    lcg g = {5};
-    float *table = alloc_matrix(&g, 10, 6, 6, 1.0f);
-    float out[3 * 6];
-    rt_positions(NULL, out, table, 4, 3, 6);
-    for (int i = 0; i < 3 * 6; i++)
-        cr_expect_eq(out[i], table[4 * 6 + i]);
-    float row[6];
-    rt_copy(NULL, row, table + 9 * 6, 6);
-    for (int i = 0; i < 6; i++)
-        cr_expect_eq(row[i], table[9 * 6 + i]);
-    free(table);
+    FOR_EACH_ISA(isa) {
+        lcg g = {5};
+        float *table = alloc_matrix(&g, 10, 6, 6, 1.0f);
+        float out[3 * 6];
+        rt_positions(NULL, out, table, 4, 3, 6);
+        for (int i = 0; i < 3 * 6; i++)
+            cr_expect_eq(out[i], table[4 * 6 + i]);
+        float row[6];
+        rt_copy(NULL, row, table + 9 * 6, 6);
+        for (int i = 0; i < 6; i++)
+            cr_expect_eq(row[i], table[9 * 6 + i]);
+        free(table);
+    }
 }

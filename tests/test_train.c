@@ -117,20 +117,20 @@ static void lin_fwd(const void *c, const double *v, double *out)
         }
 }
 
-static void check_linear(int64_t rows, int64_t n_out, int64_t n_in)
+static void check_linear(int layout, int64_t rows, int64_t n_out, int64_t n_in)
 {
     float *x = frand(rows * n_in, 1), *w = frand(n_out * n_in, 0.5);
     float *r = frand(rows * n_out, 1);
-    float *packed = calloc((size_t)rt_linear_packed_floats(n_out, n_in), 4);
-    float *pdw = calloc((size_t)rt_linear_packed_floats(n_out, n_in), 4);
+    float *packed = calloc((size_t)rt_linear_packed_floats(n_out, n_in, layout), 4);
+    float *pdw = calloc((size_t)rt_linear_packed_floats(n_out, n_in, layout), 4);
     float *dw = malloc((size_t)(n_out * n_in) * 4);
     float *dx = malloc((size_t)(rows * n_in) * 4), *db = malloc((size_t)n_out * 4);
     float *scratch = malloc((size_t)rt_linear_grad_scratch_floats(rows, n_out, n_in) * 4);
-    rt_linear_pack(packed, w, n_out, n_in);
+    rt_linear_pack(packed, w, n_out, n_in, layout);
     rt_ctx *ctx = rt_ctx_new(2);
     rt_linear_grad_x(ctx, dx, r, n_out, packed, rows, n_out, n_in, scratch);
-    rt_linear_grad_w(ctx, pdw, r, n_out, x, n_in, rows, n_out, n_in, 0, scratch);
-    rt_linear_unpack(dw, pdw, n_out, n_in);
+    rt_linear_grad_w(ctx, pdw, layout, r, n_out, x, n_in, rows, n_out, n_in, 0, scratch);
+    cr_assert_eq(rt_linear_unpack(dw, pdw, n_out, n_in), 0);
     rt_bias_grad(ctx, db, r, n_out, rows, n_out, 0);
     lin l = { rows, n_out, n_in, x, w, 0 };
     double *gx = numeric_grad(lin_fwd, &l, x, rows * n_in, r, rows * n_out);
@@ -143,8 +143,8 @@ static void check_linear(int64_t rows, int64_t n_out, int64_t n_in)
     expect_close(dw, gw, n_out * n_in, 1e-5, "linear dW");
     expect_close(db, gb, n_out, 1e-5, "bias db");
     /* Accumulating adds to what is there: twice the gradient. */
-    rt_linear_grad_w(ctx, pdw, r, n_out, x, n_in, rows, n_out, n_in, 1, scratch);
-    rt_linear_unpack(dw, pdw, n_out, n_in);
+    rt_linear_grad_w(ctx, pdw, layout, r, n_out, x, n_in, rows, n_out, n_in, 1, scratch);
+    cr_assert_eq(rt_linear_unpack(dw, pdw, n_out, n_in), 0);
     for (int64_t i = 0; i < n_out * n_in; i++)
         gw[i] *= 2;
     expect_close(dw, gw, n_out * n_in, 1e-5, "linear dW accumulated");
@@ -155,9 +155,13 @@ static void check_linear(int64_t rows, int64_t n_out, int64_t n_in)
 
 Test(kernels, linear_backward_against_finite_differences)
 {
-    check_linear(7, 5, 3);
-    check_linear(13, 70, 9);    /* two panels, the second partial */
-    check_linear(65, 64, 66);
+    /* in both layouts: the weight's panels and its gradient's agree */
+    static const int layouts[] = { DSC_LAYOUT_PANEL32, DSC_LAYOUT_PANEL64 };
+    for (int i = 0; i < 2; i++) {
+        check_linear(layouts[i], 7, 5, 3);
+        check_linear(layouts[i], 13, 70, 9);  /* two panels, one partial */
+        check_linear(layouts[i], 65, 64, 66);
+    }
 }
 
 /* ---- row-wise ops ----------------------------------------------------- */

@@ -3,11 +3,12 @@
 
 Runs the same model and workload as `dsc bench` — the seed's DeepSeekModel,
 built by tools/export_torch.py's own code — under torch.inference_mode()
-with torch.set_num_threads(T), one warm-up then N timed forwards, and prints
+with torch.set_num_threads(T), up to 20 warm-ups then N timed forwards, and prints
 one JSON line per engine in dsc bench's format:
 
     {"model": "seed_encoder", "mode": "torch", "threads": 1, "runs": 10,
-     "median_ms": ..., "min_ms": ..., "max_ms": ..., "gflop": ...,
+     "median_ms": ..., "min_ms": ..., "max_ms": ..., "p50_ms": ...,
+     "p90_ms": ..., "p99_ms": ..., "gflop": ...,
      "gflops": ..., "blas": "openblas-pthread", ...}
 
 and with onnxruntime importable, the same model exported by
@@ -122,8 +123,12 @@ def blas_in_use():
     return "+".join(sorted(names)) or "none"
 
 
+WARMUP = 20  # untimed calls first, as dsc bench (BENCH_WARMUP)
+
+
 def timed(fn, runs):
-    fn()  # warm-up
+    for _ in range(min(WARMUP, max(1, runs // 10))):
+        fn()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -132,12 +137,24 @@ def timed(fn, runs):
     return times
 
 
+def quantile(sorted_times, q):
+    """Nearest rank, as dsc bench: the smallest value with at least q*n
+    values at or below it."""
+    n = len(sorted_times)
+    rank = min(n, max(1, int(q * n + 0.999999)))
+    return sorted_times[rank - 1]
+
+
 def row(mode, model, cfg, threads, times, gflop, **extra):
     med = statistics.median(times)
+    st = sorted(times)
     r = {"model": model, "config": {k: str(v) for k, v in cfg.items()},
          "mode": mode, "threads": threads, "runs": len(times),
          "median_ms": round(med, 4), "min_ms": round(min(times), 4),
-         "max_ms": round(max(times), 4), "gflop": gflop,
+         "max_ms": round(max(times), 4),
+         "p50_ms": round(quantile(st, 0.50), 4),
+         "p90_ms": round(quantile(st, 0.90), 4),
+         "p99_ms": round(quantile(st, 0.99), 4), "gflop": gflop,
          "gflops": round(gflop / (med / 1e3), 3) if med > 0 else 0}
     r.update(extra)
     print(json.dumps(r, separators=(",", ":")), flush=True)

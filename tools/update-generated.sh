@@ -7,7 +7,8 @@ dsc=${1:-build/dsc}
 cd "$(dirname "$0")/.."
 for model in models/*.lua; do
     name=$(basename "$model" .lua)
-    if "$dsc" compile "$model" -o "generated/$name.c" 2>/tmp/dsc-gen-$$.log; then
+    # A fixed target, so generated/ is the same on every machine.
+    if "$dsc" compile "$model" --target avx2 -o "generated/$name.c" 2>/tmp/dsc-gen-$$.log; then
         :
     else
         echo "update-generated: $model does not compile with its defaults; skipped:" >&2

@@ -717,6 +717,9 @@ char *emit_c_source(const model *m, const memory_plan *plan,
     sb_append(&sb, "\n");
     signature(&sb, m, &nm);
     sb_append(&sb, "\n{\n    char *a = arena;\n");
+    sb_printf(&sb, "    if (rt_weights_check(ctx, w, %d) != DSC_OK)  /* %s */\n"
+              "        return DSC_EBADLAYOUT;\n", w->packing,
+              rt_layout_name(w->packing));
     if (nm.dynamic)
         sb_printf(&sb, "    if (n < 1 || pos < 0 || n > %lld || "
                   "pos > %lld - n)  /* %s_CONTEXT */\n"
@@ -814,6 +817,10 @@ char *emit_c_header(const model *m, const memory_plan *plan,
     sb_printf(&sb, "/* Floats in the packed weight blob (dsc compile "
               "--weights writes it). */\n#define %s_WEIGHT_FLOATS %lld\n",
               nm.upper, (long long)w->total_floats);
+    sb_printf(&sb, "/* Layout the blob's linear weights are packed in (%s); "
+              "the forward\n * returns DSC_EBADLAYOUT for a blob packed in "
+              "another. */\n#define %s_WEIGHT_LAYOUT %d\n",
+              rt_layout_name(w->packing), nm.upper, w->packing);
     if (nm.dynamic)
         sb_printf(&sb, "/* Tokens a step may reach: pos + n <= this. */\n"
                   "#define %s_CONTEXT %lld\n", nm.upper,
@@ -843,7 +850,9 @@ char *emit_c_header(const model *m, const memory_plan *plan,
                   "%s_CACHE_FLOATS\n * floats, zeroed before position 0.",
                   nm.upper);
     sb_printf(&sb, "  Returns DSC_OK (0), DSC_EBADTOKEN (-1) for a token "
-              "id\n * outside the vocabulary%s. */\n",
+              "id\n * outside the vocabulary%s, DSC_EBADLAYOUT (-3) for "
+              "weights packed in\n * another layout (rt_ctx_error says "
+              "which). */\n",
               nm.dynamic ? ", DSC_EBADPOS (-2) for n or pos out of range" : "");
     signature(&sb, m, &nm);
     sb_printf(&sb, ";\nint %s_%s_io(rt_ctx *ctx, const float *w, "

@@ -145,7 +145,7 @@ static void attention_shape(strbuf *sb, const graph *g, const graph_node *n,
 
 /* One training node's call; 0, or -1 for an op this emitter lacks. */
 static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
-                           char *const *nm)
+                           char *const *nm, int packing)
 {
     const int *in = n->inputs;
     const char *y = nm[n->output];
@@ -205,8 +205,8 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
     case GRAPH_OP_LINEAR_GRAD_W: {
         const graph_shape *w = &g->tensors[in[2]].shape;
         rows = count_of(g, in[0]) / w->dim[0];
-        sb_printf(sb, "    rt_linear_grad_w(ctx, %s, %s, %lld, %s, %lld, "
-                  "%lld, %lld, %lld, %d, scratch);\n", y, nm[in[0]],
+        sb_printf(sb, "    rt_linear_grad_w(ctx, %s, %d, %s, %lld, %s, %lld, "
+                  "%lld, %lld, %lld, %d, scratch);\n", y, packing, nm[in[0]],
                   (long long)graph_row_stride(g, in[0]), nm[in[1]],
                   (long long)graph_row_stride(g, in[1]), rows,
                   (long long)w->dim[0], (long long)w->dim[1],
@@ -330,7 +330,11 @@ int emit_train_ranges(const graph *g, const weight_layout *w,
                                t->name);
         for (int k = 0; k < t->weight.n_parts; k++) {
             const graph_weight_part *p = &t->weight.part[k];
-            int64_t len = we->packed_linear ? we->floats : p->rows * row;
+            /* a packed weight's header is not trained */
+            if (we->packed_linear && k == 0)
+                at += RT_LINEAR_HEADER_FLOATS;
+            int64_t len = we->packed_linear
+                ? we->floats - RT_LINEAR_HEADER_FLOATS : p->rows * row;
             if (p->key) {
                 if (n > 0 && first[n - 1] + count[n - 1] == at)
                     count[n - 1] += len;
@@ -409,7 +413,7 @@ char *emit_train_source(const model *m, const memory_plan *plan,
                   (n->op == GRAPH_OP_ATTENTION && n->attrs.p > 0);
         if (!own) {
             emit_c_node(&sb, g, n, nm);
-        } else if (emit_train_node(&sb, g, n, nm)) {
+        } else if (emit_train_node(&sb, g, n, nm, w->packing)) {
             err_set(err, "%s:%d: error: %s cannot be emitted in a train step",
                     n->user_loc.file, n->user_loc.line, graph_op_name(n->op));
             goto fail;

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "driver/runner.h"
 #include "io/config_json.h"
+#include "dsc_runtime.h"
 
 const char cli_usage_text[] =
 "usage: dsc <command> [options]\n"
@@ -35,6 +36,9 @@ const char cli_usage_text[] =
 "  -fno-dce            keep nodes no output needs\n"
 "  -fno-plan-memory    give every tensor its own arena region\n"
 "  -v                  print each pass and what it changed\n"
+"  --target T          native (default), avx2, avx512 or generic: the packed\n"
+"                      weight layout (and, for run and bench, the kernels;\n"
+"                      native honours $DSC_ISA)\n"
 "\n"
 "compile options:\n"
 "  -o FILE.c           the C file to write (default NAME.c); NAME.h goes\n"
@@ -246,6 +250,16 @@ int cli_parse_args(int argc, char **argv, cli *c)
         } else if (strcmp(a, "--output") == 0 &&
                    strcmp(c->command, "embed") == 0) {
             c->out_path = next;  /* embed writes one array: no NAME= */
+        } else if (strcmp(a, "--target") == 0) {
+            int isa = next && strcmp(next, "native") == 0
+                ? rt_isa_native() : rt_isa_parse(next);
+            if (isa < 0)
+                return cli_usage_error("--target expects native, avx2, avx512 "
+                                       "or generic, got '%s'", next ? next : "");
+            c->layout = rt_isa_layout(isa);
+            /* run and bench: the kernels follow, where the CPU has them. */
+            if (rt_isa_supported(isa))
+                setenv("DSC_ISA", rt_isa_name(isa), 1);
         } else if (strcmp(a, "--stats-json") == 0) {
             c->stats_path = next;
         } else if (strcmp(a, "--weights") == 0) {
@@ -351,7 +365,7 @@ build_options cli_build_options(const cli *c)
         .n_defines = c->n_defines + c->n_json,
         .no_fuse_qkv = c->no_fuse_qkv, .no_fuse_epilogue = c->no_fuse_epilogue,
         .no_dce = c->no_dce, .no_plan_memory = c->no_plan_memory,
-        .verbose = c->verbose ? stderr : NULL,
+        .verbose = c->verbose ? stderr : NULL, .layout = c->layout,
     };
 }
 

@@ -53,6 +53,7 @@ typedef struct cli {
     const char *tokenizer_path, *text_path;  /* tokenize, embed */
     long long max_length;   /* tokenize, embed: 0 = not given */
     long long batch;        /* embed: sentences per forward, 0 = default */
+    int layout;        /* --target: DSC_LAYOUT_*, 0 = native */
 } cli;
 
 /* The help text, printed by --help. */

@@ -5,10 +5,20 @@
  *   build_ms     Lua + passes + emit (measured by the caller)
  *   load_ms      libtcc compile + relocate (JIT), or cc + dlopen (AOT)
  *   compile_ms   build_ms + load_ms: from model file to callable forward
- *   median_ms, min_ms, max_ms over `runs` timed forwards after one warm-up
+ *   cpu          the CPU's model name (/proc/cpuinfo)
+ *   isa          the instruction set of the kernels that ran (rt_ctx_isa)
+ *   layout       the packed weight layout (--target)
+ *   median_ms, min_ms, max_ms over `runs` timed forwards after BENCH_WARMUP
+ *   cpu_median_ms  median process CPU time per forward (all threads): on a
+ *                busy machine, what the forward cost without the time other
+ *                processes held the core
+ *   p50_ms, p90_ms, p99_ms  nearest-rank percentiles of the same runs (p99
+ *                means something from a few hundred runs on; make bench
+ *                gives the one-token workload 3000)
  *   gflop        bench_graph_flop of the built graph
  *   gflops       gflop / median
- *   peak_gflops  bench_fma_peak(threads), measured after the timed runs
+ *   peak_gflops  the FMA peak of `isa` on `threads` threads, measured after
+ *                the timed runs
  *   pct_peak     100 * gflops / peak_gflops
  *   peak_rss_kb  the process's high-water resident set (getrusage) */
 #define _POSIX_C_SOURCE 200809L
@@ -17,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,6 +41,10 @@
 #include "driver/runner.h"
 #include "driver/sample.h"
 #include "util/timing.h"
+
+/* Untimed calls before the timed ones: caches, page faults, libxsmm's
+ * kernel generation and the thread pool all settle. */
+#define BENCH_WARMUP 20
 
 
 /* ---- flop count ----
@@ -222,14 +237,17 @@ static double fma_generic(long iters)
 }
 
 
-static fma_kernel pick_fma(void)
+/* The probe for the ISA the kernels run (DSC_ISA_*): under DSC_ISA=avx2
+ * on an AVX-512 machine the peak is AVX2's, half the AVX-512 one. */
+static fma_kernel pick_fma(int isa)
 {
 #ifdef BENCH_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
+    if (isa == DSC_ISA_AVX512)
         return (fma_kernel){fma_avx512, 16, "avx512"};
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (isa == DSC_ISA_AVX2)
         return (fma_kernel){fma_avx2, 8, "avx2"};
+#else
+    (void)isa;
 #endif
     return (fma_kernel){fma_generic, 4, "generic"};
 }
@@ -268,11 +286,17 @@ static double fma_trial(fma_kernel k, long iters, int threads);
 
 double bench_fma_peak(int threads)
 {
+    return bench_fma_peak_isa(threads, rt_isa_native());
+}
+
+
+double bench_fma_peak_isa(int threads, int isa)
+{
     if (threads <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores > 0 ? (int)cores : 1;
     }
-    fma_kernel k = pick_fma();
+    fma_kernel k = pick_fma(isa);
 
     /* Calibrate on this thread: grow until a run takes >= 10 ms, then aim
      * for ~30 ms per trial. */
@@ -478,6 +502,58 @@ static double median_of(double *v, int n)
 }
 
 
+/* CPU time of the whole process so far, in ms. */
+static double cpu_now_ms(void)
+{
+    struct timespec t;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) != 0)
+        return 0;
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+
+/* The nearest-rank q-quantile (0 < q <= 1) of n sorted values: the
+ * smallest value with at least q * n values at or below it. */
+static double quantile(const double *sorted, int n, double q)
+{
+    int rank = (int)(q * n + 0.999999);
+    rank = rank < 1 ? 1 : rank > n ? n : rank;
+    return sorted[rank - 1];
+}
+
+
+/* The CPU's model name into buf ("unknown" if /proc/cpuinfo has none). */
+static void cpu_name(char *buf, size_t len)
+{
+    snprintf(buf, len, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) != 0 || !colon)
+            continue;
+        colon += 1 + (colon[1] == ' ');
+        colon[strcspn(colon, "\n")] = '\0';
+        snprintf(buf, len, "%s", colon);
+        break;
+    }
+    if (f)
+        fclose(f);
+}
+
+
+/* "cpu", "isa" and "layout" members (each followed by a comma). */
+static void json_target(FILE *out, int isa, int layout)
+{
+    char cpu[256];
+    cpu_name(cpu, sizeof cpu);
+    fputs("\"cpu\":", out);
+    json_str(out, cpu);
+    fprintf(out, ",\"isa\":\"%s\",\"layout\":\"%s\",", rt_isa_name(isa),
+            rt_layout_name(layout));
+}
+
+
 /* A decoder: per run, a fresh cache, a prompt of opts->prompt_tokens, then
  * opts->new_tokens one-token steps (greedy); tokens/s of each phase, and
  * decode against the memory-bandwidth bound. */
@@ -509,9 +585,12 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
     float *logits = malloc((size_t)vocab * sizeof(float));
     double *pre = calloc((size_t)runs, sizeof(double));
     double *dec = calloc((size_t)runs, sizeof(double));
+    /* Every decode step of every run, for the percentiles. */
+    double *step = calloc((size_t)runs * (size_t)(steps > 0 ? steps : 1),
+                          sizeof(double));
     runner r;
     int rc = -1, opened = 0;
-    if (!ids || !logits || !pre || !dec) {
+    if (!ids || !logits || !pre || !dec || !step) {
         err_set(err, "%s: error: out of memory for the benchmark", path);
         goto done;
     }
@@ -533,7 +612,10 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
         for (int64_t k = 0; status == DSC_OK && k < steps; k++) {
             int32_t next = (int32_t)sample_argmax(logits, vocab);
             io[0] = &next;
+            double s0 = timing_now_ms();
             status = runner_call(&r, io, 2, 1, prompt + k);
+            if (i >= 0)
+                step[(int64_t)i * steps + k] = timing_now_ms() - s0;
         }
         double t2 = timing_now_ms();
         if (status != DSC_OK) {
@@ -547,9 +629,12 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
         }
     }
     double load_ms = r.load_ms;
+    int isa = rt_ctx_isa(r.ctx);
     runner_close(&r);
     opened = 0;
     double pre_ms = median_of(pre, runs), dec_ms = median_of(dec, runs);
+    int n_steps = (int)(runs * steps);
+    qsort(step, (size_t)n_steps, sizeof *step, cmp_double);
     double bytes = bench_decode_weight_bytes(g, &b->weights);
     double gbps = bench_copy_gbps(threads);
     double tok_s = steps / (dec_ms / 1e3);
@@ -558,16 +643,23 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
     long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
     fputs("{\"model\":", out);
     json_str(out, b->model->name);
-    fprintf(out, ",\"mode\":\"%s\",\"threads\":%d,\"runs\":%d,"
+    fputc(',', out);
+    json_target(out, isa, b->weights.packing);
+    fprintf(out, "\"mode\":\"%s\",\"threads\":%d,\"runs\":%d,"
             "\"prompt_tokens\":%lld,\"new_tokens\":%lld,"
             "\"prefill_ms\":%.4f,\"prefill_tok_s\":%.2f,"
             "\"decode_ms\":%.4f,\"decode_tok_s\":%.2f,"
+            "\"step_runs\":%d,\"step_p50_ms\":%.4f,\"step_p90_ms\":%.4f,"
+            "\"step_p99_ms\":%.4f,\"step_max_ms\":%.4f,"
             "\"weight_bytes_per_token\":%.0f,\"copy_gbps\":%.2f,"
             "\"bound_tok_s\":%.2f,\"pct_bound\":%.1f,"
             "\"build_ms\":%.3f,\"load_ms\":%.3f,\"compile_ms\":%.3f,"
             "\"peak_rss_kb\":%ld}\n", opts->aot ? "aot" : "jit", threads,
             runs, (long long)prompt, (long long)steps, pre_ms,
-            prompt / (pre_ms / 1e3), dec_ms, tok_s, bytes, gbps, bound,
+            prompt / (pre_ms / 1e3), dec_ms, tok_s, n_steps,
+            quantile(step, n_steps, 0.50), quantile(step, n_steps, 0.90),
+            quantile(step, n_steps, 0.99), step[n_steps - 1], bytes, gbps,
+            bound,
             bound > 0 ? 100 * tok_s / bound : 0, opts->build_ms, load_ms,
             opts->build_ms + load_ms, rss_kb);
     fflush(out);
@@ -579,6 +671,7 @@ done:
     free(logits);
     free(pre);
     free(dec);
+    free(step);
     return rc;
 }
 
@@ -598,10 +691,11 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
                    graph_count_kind(g, GRAPH_OUTPUT) + 1;
     void **io = calloc((size_t)n_io_max, sizeof *io);
     double *times = calloc((size_t)runs, sizeof *times);
+    double *cpu = calloc((size_t)runs, sizeof *cpu);
     runner r;
     int opened = 0;
 
-    if (!io || !times) {
+    if (!io || !times || !cpu) {
         err_set(err, "%s: error: out of memory for the benchmark", path);
         goto done;
     }
@@ -633,20 +727,25 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
         goto done;
     opened = 1;
     int threads = rt_ctx_threads(r.ctx);
-    for (int i = -1; i < runs; i++) {  /* i = -1: the warm-up */
+    for (int i = -BENCH_WARMUP; i < runs; i++) {  /* i < 0: warm-up */
         runner_reset(&r);
+        double c0 = cpu_now_ms();
         double s = timing_now_ms();
         int status = runner_call(&r, io, n_io, tokens, 0);
         double e = timing_now_ms();
+        double c1 = cpu_now_ms();
         if (status != DSC_OK) {
             err_set(err, "%s: error: the forward returned status %d", path,
                     status);
             goto done;
         }
-        if (i >= 0)
+        if (i >= 0) {
             times[i] = e - s;
+            cpu[i] = c1 - c0;
+        }
     }
     double load_ms = r.load_ms;
+    int isa = rt_ctx_isa(r.ctx);
     runner_close(&r);  /* before the peak: its threads must not compete */
     opened = 0;
 
@@ -655,7 +754,7 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
                              : (times[runs / 2 - 1] + times[runs / 2]) / 2;
     double gflop = bench_graph_flop(g);
     double gflops = median > 0 ? gflop / (median / 1e3) : 0;
-    double peak = bench_fma_peak(threads);
+    double peak = bench_fma_peak_isa(threads, isa);
     struct rusage ru;
     long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
 
@@ -670,15 +769,21 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
         fputc(':', out);
         json_str(out, b->model->config[i].value);
     }
-    fprintf(out, "},\"mode\":\"%s\",\"threads\":%d,\"runs\":%d,",
+    fputs("},", out);
+    json_target(out, isa, b->weights.packing);
+    fprintf(out, "\"mode\":\"%s\",\"threads\":%d,\"runs\":%d,",
             opts->aot ? "aot" : "jit", threads, runs);
     if (tokens)  /* a decoder: each run a fresh cache and one step */
         fprintf(out, "\"step_tokens\":%lld,", (long long)tokens);
     fprintf(out, "\"median_ms\":%.4f,\"min_ms\":%.4f,\"max_ms\":%.4f,"
+            "\"cpu_median_ms\":%.4f,\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,"
             "\"gflop\":%.9g,\"gflops\":%.3f,\"peak_gflops\":%.3f,"
             "\"pct_peak\":%.3f,\"build_ms\":%.3f,\"load_ms\":%.3f,"
             "\"compile_ms\":%.3f,\"peak_rss_kb\":%ld}\n",
-            median, times[0], times[runs - 1], gflop, gflops, peak,
+            median, times[0], times[runs - 1], median_of(cpu, runs),
+            quantile(times, runs, 0.50),
+            quantile(times, runs, 0.90), quantile(times, runs, 0.99), gflop,
+            gflops, peak,
             peak > 0 ? 100 * gflops / peak : 0, opts->build_ms, load_ms,
             opts->build_ms + load_ms, rss_kb);
     fflush(out);
@@ -690,5 +795,6 @@ done:
         free(io[i]);
     free(io);
     free(times);
+    free(cpu);
     return rc;
 }

@@ -19,9 +19,10 @@ typedef struct bench_options {
 } bench_options;
 
 /* Load b (JIT or AOT), run it opts->runs times on random inputs, and print
- * one JSON line to out: model, mode, threads, runs, median_ms, min_ms,
- * max_ms, gflop, gflops, peak_gflops, compile_ms, peak_rss_kb.  For a
- * decoder: prefill and decode tokens/s, the weight bytes a decode step
+ * one JSON line to out: model, cpu, isa, layout, mode, threads, runs,
+ * median_ms, min_ms, max_ms, p50/p90/p99_ms, gflop, gflops, peak_gflops,
+ * compile_ms, peak_rss_kb.  For a decoder: prefill and decode tokens/s,
+ * percentiles of the single decode steps, the weight bytes a decode step
  * reads, the copy bandwidth and the tokens/s bound they set. */
 int bench_model(const built_model *b, const bench_options *opts, FILE *out,
                 dsc_err *err);
@@ -29,8 +30,10 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
 /* Floating-point operations of one forward, counted from the graph. */
 double bench_graph_flop(const graph *g);
 
-/* The machine's FMA peak for `threads` threads, measured now (GFLOP/s). */
+/* The machine's FMA peak for `threads` threads, measured now (GFLOP/s),
+ * in the instruction set the kernels would use (rt_isa_native), or isa. */
 double bench_fma_peak(int threads);
+double bench_fma_peak_isa(int threads, int isa);
 
 /* Memory copy bandwidth on `threads` threads, measured now (GB/s, bytes
  * read plus written). */

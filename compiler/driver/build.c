@@ -70,7 +70,8 @@ int build_model(const char *path, const build_options *opts,
         (!opts->no_dce &&
          run_pass(out, opts, "dce", pass_dce, &st->dce_removed, err)) ||
         pass_plan_memory(g, !opts->no_plan_memory, &out->plan, err) ||
-        weights_plan(g, &out->weights, err)) {
+        (opts->layout ? weights_plan_for(g, opts->layout, &out->weights, err)
+                      : weights_plan(g, &out->weights, err))) {
         built_model_free(out);
         return -1;
     }

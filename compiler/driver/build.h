@@ -26,6 +26,8 @@ typedef struct build_options {
                            * names it), or NULL to read path */
     size_t text_len;
     FILE *print;          /* the model's print(); NULL: stderr */
+    int layout;           /* DSC_LAYOUT_* of the packed weights; 0: the
+                             host's (--target native) */
 } build_options;
 
 /* What the pipeline did and made, for --stats-json. */

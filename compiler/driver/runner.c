@@ -16,7 +16,8 @@ static int attach_state(runner *r, int threads, dsc_err *err)
     const built_model *b = r->built;
     size_t arena = ((size_t)b->plan.arena_bytes + DSC_ALIGN - 1) /
                    DSC_ALIGN * DSC_ALIGN;
-    if (!(r->arena = aligned_alloc(DSC_ALIGN, arena ? arena : DSC_ALIGN)) ||
+    /* Huge pages where the kernel gives them: see rt_alloc. */
+    if (!(r->arena = rt_alloc(arena ? arena : DSC_ALIGN)) ||
         (r->cache_floats && !(r->cache = calloc((size_t)r->cache_floats,
                                                 sizeof(float)))))
         return err_set(err, "error: out of memory for the arena (%zu bytes) "

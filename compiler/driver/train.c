@@ -197,10 +197,14 @@ int train_save(const built_train *b, const float *blob, const st_file *orig,
         free(rows);
         if (!(rows = malloc((size_t)count * sizeof *rows)))
             goto oom;
-        if (we->packed_linear)
-            rt_linear_unpack(rows, blob + we->offset, t->shape.dim[0],
-                             t->shape.dim[1]);
-        else
+        if (we->packed_linear) {
+            if (rt_linear_unpack(rows, blob + we->offset, t->shape.dim[0],
+                                 t->shape.dim[1])) {
+                err_set(err, "%s: error: weight '%s' is not packed in a "
+                        "layout this runtime knows", out_path, t->name);
+                goto done;
+            }
+        } else
             memcpy(rows, blob + we->offset, (size_t)count * sizeof *rows);
         const float *at = rows;
         for (int k = 0; k < t->weight.n_parts; k++) {

@@ -53,14 +53,24 @@ static int same_parts(const graph_weight *a, const graph_weight *b)
 
 int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
 {
+    return weights_plan_for(g, rt_isa_layout(rt_isa_native()), layout, err);
+}
+
+
+int weights_plan_for(const graph *g, int packing, weight_layout *layout,
+                     dsc_err *err)
+{
     *layout = (weight_layout){0};
+    if (!rt_layout_valid(packing))
+        return err_set(err, "error: unknown weight layout %d", packing);
+    layout->packing = packing;
     layout->entries = calloc((size_t)g->n_tensors + 1, sizeof(weight_entry));
     layout->entry_of = malloc(((size_t)g->n_tensors + 1) * sizeof(int));
     if (!layout->entries || !layout->entry_of) {
         weights_layout_free(layout);
         return err_set(err, "error: out of memory planning weights");
     }
-    int64_t at = 0;
+    int64_t at = DSC_BLOB_HEADER_FLOATS;
     for (int t = 0; t < g->n_tensors; t++) {
         const graph_tensor *w = &g->tensors[t];
         layout->entry_of[t] = -1;
@@ -96,7 +106,8 @@ int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
         e->packed_linear = as_linear;
         e->bf16 = as_bf16;
         e->floats = as_linear
-            ? rt_linear_packed_floats(w->shape.dim[0], w->shape.dim[1])
+            ? rt_linear_packed_floats(w->shape.dim[0], w->shape.dim[1],
+                                      packing)
             : as_bf16 ? rt_bf16_packed_floats(w->shape.dim[0], w->shape.dim[1])
             : graph_shape_count(&w->shape);
         at += (e->floats + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
@@ -116,12 +127,12 @@ void weights_layout_free(weight_layout *layout)
 
 
 /* Store rows (already in PyTorch layout) into the entry's place. */
-static int store(const graph_tensor *w, const weight_entry *e,
+static int store(const graph_tensor *w, const weight_entry *e, int packing,
                  const float *rows, float *blob)
 {
     if (e->packed_linear)
         rt_linear_pack(blob + e->offset, rows, w->shape.dim[0],
-                       w->shape.dim[1]);
+                       w->shape.dim[1], packing);
     else if (e->bf16)
         rt_bf16_pack((uint16_t *)(blob + e->offset), rows, w->shape.dim[0],
                      w->shape.dim[1]);
@@ -231,6 +242,7 @@ int weights_fill_from_files(const graph *g, const weight_layout *layout,
                                st_path(files[j]), key);
         }
     memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
+    rt_blob_header(blob, layout->packing, layout->total_floats);
     for (int i = 0; i < layout->n_entries; i++) {
         const weight_entry *e = &layout->entries[i];
         const graph_tensor *w = &g->tensors[e->tensor];
@@ -248,7 +260,7 @@ int weights_fill_from_files(const graph *g, const weight_layout *layout,
             }
             at += p->rows * row_floats(w);
         }
-        store(w, e, rows, blob);
+        store(w, e, layout->packing, rows, blob);
         free(rows);
     }
     for (int j = 0; j < n_files; j++) {
@@ -329,6 +341,7 @@ void weights_fill_random(const graph *g, const weight_layout *layout,
                          uint64_t seed, float *blob)
 {
     memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
+    rt_blob_header(blob, layout->packing, layout->total_floats);
     for (int i = 0; i < layout->n_entries; i++) {
         const weight_entry *e = &layout->entries[i];
         const graph_tensor *w = &g->tensors[e->tensor];
@@ -344,7 +357,7 @@ void weights_fill_random(const graph *g, const weight_layout *layout,
                 (void)fill_random_part(at, p, row, seed);
             at += p->rows * row;
         }
-        store(w, e, rows, blob);
+        store(w, e, layout->packing, rows, blob);
         free(rows);
     }
 }
@@ -388,7 +401,8 @@ float *weights_make_blob(const graph *g, const weight_layout *layout,
                          dsc_err *err)
 {
     size_t floats = (size_t)layout->total_floats;
-    float *blob = malloc((floats ? floats : 1) * sizeof(float));
+    /* Huge pages where the kernel gives them: see rt_alloc. */
+    float *blob = rt_alloc((floats ? floats : 1) * sizeof(float));
     if (!blob) {
         err_set(err, "error: out of memory for %zu weight floats", floats);
         return NULL;

@@ -1,7 +1,8 @@
 /* weights.h — the packed weight blob the generated code reads.
  *
- * Every weight tensor of the graph gets a 64-byte aligned place in one
- * float array; linear weights are stored in the runtime's packed layout
+ * The blob starts with a 64-byte header naming its packed layout (see
+ * rt_blob_header); then every weight tensor of the graph gets a 64-byte
+ * aligned place in one float array; linear weights are stored in the runtime's packed layout
  * (rt_linear_pack), everything else as is.  The blob is filled from a
  * safetensors file or with seeded random values. */
 #ifndef DSC_WEIGHTS_H
@@ -27,11 +28,17 @@ typedef struct weight_layout {
     weight_entry *entries;
     int n_entries;
     int *entry_of;       /* per graph tensor: its entry, or -1 */
-    int64_t total_floats;
+    int64_t total_floats;  /* the blob header included */
+    int packing;           /* DSC_LAYOUT_* of the linear weights */
 } weight_layout;
 
-/* Place every weight tensor that a node reads.  Tensors viewing the same
- * rows of the same key in the same layout share one entry. */
+/* Place every weight tensor that a node reads, after the blob header
+ * (DSC_BLOB_HEADER_FLOATS), linear weights packed in `packing`
+ * (DSC_LAYOUT_*).  Tensors viewing the same rows of the same key in the
+ * same layout share one entry. */
+int weights_plan_for(const graph *g, int packing, weight_layout *layout,
+                     dsc_err *err);
+/* The same in the layout of the host's ISA (rt_isa_native). */
 int weights_plan(const graph *g, weight_layout *layout, dsc_err *err);
 void weights_layout_free(weight_layout *layout);
 

@@ -6,7 +6,8 @@
  *                --random-weights) writes beside the C file
  *   TOKENS.i32   SEED_ENCODER_TOKENS_COUNT raw int32 token ids
  *   LOGITS.f32   where the raw float32 logits go
- * Exit status: 0, 1 for bad files, 2 when the model rejects a token. */
+ * Exit status: 0, 1 for bad files, 2 when the model rejects a token, 3
+ * when the weights were packed in another layout than the code expects. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -49,7 +50,11 @@ int main(int argc, char **argv)
     } else if (read_exact(argv[1], weights,
                           SEED_ENCODER_WEIGHT_FLOATS * sizeof(float)) == 0 &&
                read_exact(argv[2], tokens, sizeof tokens) == 0) {
-        if (seed_encoder_forward(ctx, weights, tokens, logits, arena) != DSC_OK) {
+        int status = seed_encoder_forward(ctx, weights, tokens, logits, arena);
+        if (status == DSC_EBADLAYOUT) {
+            fprintf(stderr, "%s: %s\n", argv[1], rt_ctx_error(ctx));
+            rc = 3;
+        } else if (status != DSC_OK) {
             fprintf(stderr, "a token id is outside the vocabulary\n");
             rc = 2;
         } else {

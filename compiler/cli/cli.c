@@ -27,6 +27,8 @@ const char cli_usage_text[] =
 "  -fno-dce            keep nodes no output needs\n"
 "  -fno-plan-memory    give every tensor its own arena region\n"
 "  -v                  print each pass and what it changed\n"
+"  --max-memory BYTES  refuse a model whose arena, weights and cache need\n"
+"                      more (suffix K, M, G or T; default half the RAM)\n"
 "\n"
 "compile options:\n"
 "  -o FILE.c           the C file to write (default NAME.c); NAME.h goes\n"
@@ -109,6 +111,28 @@ static int parse_count(const char *opt, const char *text, long long lo,
 }
 
 
+/* "4G", "512M", "1000000": bytes (K, M, G, T are powers of 1024). */
+static int parse_bytes(const char *opt, const char *text, long long *out)
+{
+    char *end;
+    errno = 0;
+    double v = text ? strtod(text, &end) : -1;
+    static const char units[] = "KMGT";
+    const char *u = text && *end ? strchr(units, end[0] & ~0x20) : NULL;
+    if (u && end[0]) {
+        v *= (double)(1LL << (10 * (u - units + 1)));
+        end += 1 + ((end[1] & ~0x20) == 'B');
+    }
+    if (!text || !*text || *end || errno || !(v >= 1) || v > 9e18) {
+        fprintf(stderr, "dsc: error: %s expects a size in bytes like 4G or "
+                "512M, got '%s'\n(see dsc --help)\n", opt, text ? text : "");
+        return 1;
+    }
+    *out = (long long)v;
+    return 0;
+}
+
+
 int cli_parse_args(int argc, char **argv, cli *c)
 {
     memset(c, 0, sizeof *c);
@@ -162,6 +186,9 @@ int cli_parse_args(int argc, char **argv, cli *c)
                                    "expects a number >= 0, got '%s'",
                                    next ? next : "");
             *(top_p ? &c->top_p : &c->temperature) = v;
+        } else if (strcmp(a, "--max-memory") == 0) {
+            if (parse_bytes(a, next, &c->max_memory))
+                return 1;
         } else if (strcmp(a, "--stats-json") == 0) {
             c->stats_path = next;
         } else if (strcmp(a, "--weights") == 0) {
@@ -232,6 +259,7 @@ build_options cli_build_options(const cli *c)
         .no_fuse_qkv = c->no_fuse_qkv, .no_fuse_epilogue = c->no_fuse_epilogue,
         .no_dce = c->no_dce, .no_plan_memory = c->no_plan_memory,
         .verbose = c->verbose ? stderr : NULL,
+        .max_memory = c->max_memory,
     };
 }
 

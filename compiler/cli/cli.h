@@ -41,6 +41,7 @@ typedef struct cli {
     int runs;          /* bench */
     const char *stats_path;
     int after_passes;  /* graph: draw the graph the passes leave */
+    long long max_memory;  /* --max-memory bytes, 0: the default */
 } cli;
 
 /* The help text, printed by --help. */

@@ -19,7 +19,13 @@ typedef struct build_options {
     int no_fuse_qkv, no_fuse_epilogue, no_dce;
     int no_plan_memory;   /* every tensor its own region */
     FILE *verbose;        /* -v: each pass and what it changed, or NULL */
+    /* --max-memory: a model whose arena, weights and cache need more bytes
+     * is refused before anything is allocated; 0: build_default_max_memory */
+    int64_t max_memory;
 } build_options;
+
+/* Half of the machine's physical memory (4 GiB if it cannot be told). */
+int64_t build_default_max_memory(void);
 
 /* What the pipeline did and made, for --stats-json. */
 typedef struct build_stats {

@@ -162,9 +162,12 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     }
     if (s->budget < 0) {
         spend_all(s);
-        if (s->out_of_time)
-            luaL_error(L, "the model ran past its CPU time limit (%.3g s)",
-                       s->cpu_limit);
+        if (s->out_of_time) {
+            char msg[100];
+            snprintf(msg, sizeof msg, "the model ran past its CPU time limit "
+                     "(%.3g s)", s->cpu_limit);
+            luaL_error(L, "%s", msg);
+        }
         luaL_error(L, "the model ran past its instruction budget (an endless "
                       "loop?)");
     }

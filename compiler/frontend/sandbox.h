@@ -36,7 +36,7 @@ typedef struct lua_State lua_State;
 #define SANDBOX_HOOK_EVERY      1000
 #define SANDBOX_BYTES_PER_STEP  64
 #define SANDBOX_MAX_STRING      ((size_t)256 << 10)  /* bytes in one string */
-#define SANDBOX_MAX_BLOCK       ((size_t)4 << 20)    /* any other block */
+#define SANDBOX_MAX_BLOCK       ((size_t)1 << 20)    /* any other block */
 #define SANDBOX_MAX_NAME        256  /* names and keys C code keeps */
 
 typedef struct sandbox_limits {

@@ -1,4 +1,5 @@
 -- expect: out of memory
+-- memory: 2000000
 -- Every byte the graph keeps counts against the memory limit.
 local x = dsc.input("x", {2, 4})
 local k = ("k"):rep(240)

@@ -353,26 +353,40 @@ Test(sandbox, guarded_functions_work)
 
 
 /* Every guard charges before it runs: each of these asks for more steps
- * than any budget has and is refused at once, naming itself. */
+ * than the budget has left and is refused at once, naming itself (the
+ * 200000-byte string costs 200000 steps to make, its pass 25000). */
 Test(sandbox, guards_refuse_huge_calls, .timeout = 30)
 {
     static const struct {
         const char *code, *what;
+        long long budget;
     } calls[] = {
-        { "table.concat({}, \"\", 1, math.maxinteger)", "table.concat" },
-        { "table.unpack({}, 1, math.maxinteger)", "table.unpack" },
+        { "table.concat({}, \"\", 1, math.maxinteger)", "table.concat", 1e6 },
+        { "table.unpack({}, 1, math.maxinteger)", "table.unpack", 1e6 },
         { "table.unpack(setmetatable({}, {__len = function() return "
-          "math.maxinteger end}))", "table.unpack" },
+          "math.maxinteger end}))", "table.unpack", 1e6 },
+        { "select(1, table.unpack({}, 1, 9000))", "select", 16000 },
+        { "(\"x\"):rep(200000):upper()", "string.upper", 215000 },
+        { "(\"x\"):rep(200000):lower()", "string.lower", 215000 },
+        { "(\"x\"):rep(200000):reverse()", "string.reverse", 215000 },
+        { "string.format(\"%s\", (\"x\"):rep(200000))", "string.format",
+          215000 },
+        { "(\"x\"):rep(200000):byte(1, -1)", "string.byte", 215000 },
+        { "utf8.len((\"x\"):rep(200000))", "utf8.len", 215000 },
+        { "local t = {} for i = 1, 10000 do t[i] = -i end table.sort(t)",
+          "table.sort", 100000 },
     };
-    frontend_limits lim = frontend_default_limits();
-    lim.instructions = 1000000;
     for (size_t i = 0; i < sizeof calls / sizeof *calls; i++) {
+        frontend_limits lim = frontend_default_limits();
+        lim.instructions = calls[i].budget;
         char text[400];
-        snprintf(text, sizeof text, "local _ = %s\n", calls[i].code);
+        snprintf(text, sizeof text, "local _ = 1\n%s\n", calls[i].code);
         dsc_err err;
         model *m = load(text, NULL, 0, &lim, &err);
         cr_assert_null(m, "%s", calls[i].code);
-        cr_assert(strstr(err.msg, calls[i].what) &&
+        char what[100];
+        snprintf(what, sizeof what, "%s could take", calls[i].what);
+        cr_assert(strstr(err.msg, what) &&
                   strstr(err.msg, "instruction budget"), "%s: %s",
                   calls[i].code, err.msg);
     }

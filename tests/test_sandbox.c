@@ -4,7 +4,9 @@
  *
  * Each tests/hostile/NAME.lua starts with "-- expect: FRAGMENT" and marks
  * with "-- error here" the line (or lines, in a loop) the error must name;
- * an optional "-- memory: BYTES" line sets its memory limit in process.
+ * optional "-- memory: BYTES" and "-- cpu: SECONDS" lines set its memory
+ * and CPU limits in process (else 16 MB, and 60 s: far above what the
+ * guards allow, so the guard under test, not the CPU limit, must stop it).
  * Every one must be refused with one line "FILE:LINE: error: ..." within
  * 10 s of CPU.  Run from the repository root (as `make test` does). */
 #define _POSIX_C_SOURCE 200809L
@@ -48,6 +50,7 @@ typedef struct hostile {
     int lines[16];   /* the marked lines */
     int n_lines;
     size_t memory;   /* 0: the test's default */
+    double cpu;      /* 0: the test's default */
 } hostile;
 
 
@@ -67,6 +70,9 @@ static void read_hostile(const char *name, hostile *h)
     const char *mem = strstr(h->text, "-- memory: ");
     if (mem)
         h->memory = strtoull(mem + strlen("-- memory: "), NULL, 10);
+    const char *cpu = strstr(h->text, "-- cpu: ");
+    if (cpu)
+        h->cpu = strtod(cpu + strlen("-- cpu: "), NULL);
     int line = 1;
     for (const char *p = h->text; *p; line++) {
         const char *end = strchr(p, '\n');
@@ -133,7 +139,7 @@ Test(hostile, refused_in_process, .timeout = 120)
         frontend_limits lim = { .instructions = 20000000,
                                 .memory_bytes = h.memory ? h.memory
                                                          : (size_t)16 << 20,
-                                .cpu_seconds = 60 };
+                                .cpu_seconds = h.cpu ? h.cpu : 60 };
         dsc_err err;
         memset(err.msg, 0, sizeof err.msg);
         double t0 = cpu_now();

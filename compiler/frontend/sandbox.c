@@ -254,8 +254,8 @@ void sandbox_reserve(lua_State *L, size_t bytes)
     sandbox *s = sandbox_of(L);
     if (bytes > s->reserved && bytes - s->reserved > s->mem_limit - s->mem_used)
         sandbox_error(L, "the model ran out of memory (its limit is %zu "
-                      "bytes; what it declared takes %zu)", s->mem_limit,
-                      bytes);
+                      "bytes; the graph it declared would take %zu of them)",
+                      s->mem_limit, bytes);
     s->mem_used = s->mem_used - s->reserved + bytes;
     s->reserved = bytes;
 }

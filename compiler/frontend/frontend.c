@@ -90,7 +90,8 @@ static size_t graph_bytes(frontend *f, int more, size_t name_bytes)
  * already there: the budget bounds the graph's size and the quadratic time
  * to build it (about 20000 tensors at the default budget).  The most the
  * call can add to the graph's memory is reserved against the model's
- * memory limit before it runs (account_graph settles it after). */
+ * memory limit before it runs (the next call's reservation starts from
+ * what the graph then really holds). */
 static void charge_graph(lua_State *L, size_t len)
 {
     frontend *f = ctx_of(L);
@@ -275,7 +276,6 @@ static int add_node(lua_State *L, graph_op op, const int *inputs, int n,
     int t = graph_add_node(f->g, op, inputs, n, attrs, loc, user, &err);
     if (t < 0)
         return fail_err(L, &err);
-    account_graph(L);
     push_tensor(L, t);
     return 1;
 }
@@ -347,7 +347,6 @@ static int l_input(lua_State *L)
     if (t < 0 || (opt_bool(L, 4, "input", "dynamic", 0) &&
                   graph_make_dynamic(f->g, t, user, &err)))
         return fail_err(L, &err);
-    account_graph(L);
     push_tensor(L, t);
     return 1;
 }
@@ -407,7 +406,6 @@ static int l_weight(lua_State *L)
         f->g, key, &key_shape, first, &shape, init, user, &err);
     if (t < 0)
         return fail_err(L, &err);
-    account_graph(L);
     push_tensor(L, t);
     return 1;
 }
@@ -568,7 +566,6 @@ static int l_output(lua_State *L)
     charge_graph(L, lua_rawlen(L, 1));
     if (graph_mark_output(f->g, t, name, user, &err))
         return fail_err(L, &err);
-    account_graph(L);
     return 0;
 }
 

@@ -19,12 +19,14 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "driver/build.h"
 #include "frontend/frontend.h"
 #include "frontend/sandbox.h"
 #include "io/fileio.h"
 
 #define HOSTILE "tests/hostile"
-#define MODEL   "models/test_model.lua"
+#define MODEL   "models/test_model.lua"  /* a name only */
+#define ENCODER "models/seed_encoder.lua"
 #define MAX_CPU_SECONDS 10.0
 
 static double cpu_now(void)
@@ -396,4 +398,62 @@ Test(sandbox, guards_refuse_huge_calls, .timeout = 30)
                   strstr(err.msg, "instruction budget"), "%s: %s",
                   calls[i].code, err.msg);
     }
+}
+
+
+/* ---- --max-memory ---------------------------------------------------------- */
+
+/* A model that declares more arena + weights than the limit is refused
+ * by the pipeline before anything is allocated, naming the line of its
+ * largest tensor; the default limit is half the machine's memory. */
+Test(max_memory, declared_model_refused_before_allocating)
+{
+    char dir[] = "/tmp/dsc_maxmem_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/big.lua", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("local x = dsc.input(\"x\", {2, 100000})\n"
+          "local w = dsc.weight(\"w\", {100000, 100000})\n"
+          "dsc.output(\"y\", dsc.linear(x, w))\n", f);
+    fclose(f);
+    build_options opts = {0};
+    built_model b;
+    dsc_err err;
+    cr_assert_neq(build_model(path, &opts, &b, &err), 0, "40 GB built");
+    char prefix[200];
+    snprintf(prefix, sizeof prefix, "%s:2: error: the model needs "
+             "40012800000 bytes", path);
+    cr_assert(strncmp(err.msg, prefix, strlen(prefix)) == 0, "%s", err.msg);
+    cr_assert(strstr(err.msg, "--max-memory") && strstr(err.msg, "'w'"),
+              "%s", err.msg);
+    cr_assert_gt(build_default_max_memory(), (int64_t)1 << 26);
+    cr_assert_lt(build_default_max_memory(), (int64_t)40012800000);
+
+    /* An explicit limit, either side of what the small model needs. */
+    opts.max_memory = 1000;
+    cr_assert_neq(build_model(ENCODER, &opts, &b, &err), 0);
+    cr_assert(strstr(err.msg, "more than the memory limit of 1000 bytes"),
+              "%s", err.msg);
+    opts.max_memory = (int64_t)1 << 30;
+    cr_assert_eq(build_model(ENCODER, &opts, &b, &err), 0, "%s", err.msg);
+    built_model_free(&b);
+
+    /* The command line: sizes with suffixes, a clear error for others. */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "%s graph %s --max-memory 4G -o %s/g.dot "
+             "2>/dev/null && %s graph %s --max-memory 1.5k -o %s/g.dot "
+             "2>/dev/null", dsc(), ENCODER, dir, dsc(), ENCODER, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "%s compile %s --max-memory 1K -o %s/m.c "
+             "2>/dev/null", dsc(), ENCODER, dir);
+    int status = system(cmd);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "%s compile %s --max-memory 4Q -o %s/m.c "
+             "2>/dev/null", dsc(), ENCODER, dir);
+    status = system(cmd);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }

@@ -457,3 +457,30 @@ Test(max_memory, declared_model_refused_before_allocating)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+
+/* Parsing runs outside the instruction budget: a huge model file is
+ * refused before it is read (and, from memory, before it is parsed). */
+Test(sandbox, huge_model_file_refused)
+{
+    size_t len = FRONTEND_MAX_SOURCE + 1;
+    char *text = malloc(len);
+    cr_assert_not_null(text);
+    memset(text, ' ', len);
+    dsc_err err;
+    model *m = frontend_load_string(MODEL, text, len, NULL, 0, NULL, &err);
+    cr_assert_null(m);
+    cr_assert(strstr(err.msg, MODEL ": error: a model file of") &&
+              strstr(err.msg, "larger than the limit"), "%s", err.msg);
+    char path[] = "/tmp/dsc_huge_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    cr_assert_eq(fwrite(text, 1, len, f), len);
+    fclose(f);
+    free(text);
+    m = frontend_load(path, NULL, 0, NULL, &err);
+    cr_assert_null(m);
+    cr_assert(strstr(err.msg, "larger than the limit"), "%s", err.msg);
+    remove(path);
+}

@@ -9,10 +9,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -811,6 +813,11 @@ model *frontend_load_string(const char *path, const char *text, size_t len,
                             const frontend_define *defines, int n_defines,
                             const frontend_limits *limits, dsc_err *err)
 {
+    if (len > FRONTEND_MAX_SOURCE) {
+        err_set(err, "%s: error: a model file of %zu bytes is larger than "
+                "the limit of %zu", path, len, FRONTEND_MAX_SOURCE);
+        return NULL;
+    }
     frontend_limits lim = limits ? *limits : frontend_default_limits();
     sandbox_limits slim = { .instructions = lim.instructions,
                             .memory_bytes = lim.memory_bytes,
@@ -859,6 +866,16 @@ model *frontend_load(const char *path, const frontend_define *defines,
                      int n_defines, const frontend_limits *limits,
                      dsc_err *err)
 {
+    /* A model file is a page of Lua: refuse a huge one before reading it
+     * (parsing is outside the instruction budget). */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+        (uintmax_t)st.st_size > FRONTEND_MAX_SOURCE) {
+        err_set(err, "%s: error: a model file of %jd bytes is larger than "
+                "the limit of %zu", path, (intmax_t)st.st_size,
+                FRONTEND_MAX_SOURCE);
+        return NULL;
+    }
     size_t len;
     dsc_err read_err;
     char *text = file_read_all(path, &len, &read_err);

@@ -15,6 +15,10 @@
 #include "ir/graph.h"
 #include "ir/model.h"
 
+/* The largest model file read (a model is a page of Lua; parsing is not
+ * under the instruction budget). */
+#define FRONTEND_MAX_SOURCE ((size_t)4 << 20)
+
 /* One `-D key=value` from the command line. */
 typedef struct frontend_define {
     const char *key;

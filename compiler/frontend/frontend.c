@@ -1,9 +1,15 @@
-/* frontend.c — the embedded, sandboxed Lua 5.4 that runs model files.
+/* frontend.c — the dsc.* builder API a model file runs against, in the
+ * Lua sandbox (sandbox.c).
  *
  * Builder functions (dsc.linear, ...) turn Lua calls into graph nodes; each
  * node keeps the Lua line that made it and the model file's line that led
  * there, so errors point at the user's code even when the call came through
- * the nn block library. */
+ * the nn block library.
+ *
+ * A builder runs no model code: it reads its tables raw (no __index, __len
+ * or __newindex), and the sandbox allows no finalizers.  Still, none holds
+ * a pointer into the graph's growable arrays across a Lua call (anything
+ * that allocates may run the collector): it copies what it needs. */
 #define _POSIX_C_SOURCE 200809L
 #include "frontend/frontend.h"
 

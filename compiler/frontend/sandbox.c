@@ -373,6 +373,16 @@ static double pattern_steps(const char *p, size_t plen, size_t n,
 }
 
 
+/* The string at arg (after guards check it), or its length 0. */
+static size_t arg_len(lua_State *L, int arg)
+{
+    size_t n = 0;
+    if (lua_type(L, arg) == LUA_TSTRING)
+        lua_tolstring(L, arg, &n);
+    return n;
+}
+
+
 /* string.find, match, gmatch and gsub: the original is upvalue 1. */
 static int guarded_pattern(lua_State *L, const char *what, int anchor)
 {
@@ -380,7 +390,17 @@ static int guarded_pattern(lua_State *L, const char *what, int anchor)
     luaL_checklstring(L, 1, &n);
     const char *p = luaL_checklstring(L, 2, &plen);
     int plain = strcmp(what, "string.find") == 0 && lua_toboolean(L, 4);
-    sandbox_charge(L, what, pattern_steps(p, plen, n, anchor, plain));
+    double steps = pattern_steps(p, plen, n, anchor, plain);
+    /* gsub expands a replacement string at every match, even an empty
+     * match: up to n + 1 of them, each one step per escape (%0) in it. */
+    if (strcmp(what, "string.gsub") == 0 && lua_type(L, 3) == LUA_TSTRING) {
+        double matches = (double)n + 1;
+        if (lua_isinteger(L, 4) && (double)lua_tointeger(L, 4) < matches)
+            matches = lua_tointeger(L, 4) > 0 ? (double)lua_tointeger(L, 4)
+                                               : 0;
+        steps += matches * (1 + (double)arg_len(L, 3) / 2);
+    }
+    sandbox_charge(L, what, steps);
     return call_original(L);
 }
 
@@ -458,16 +478,6 @@ static int l_remove(lua_State *L)
     lua_pushnil(L);
     lua_seti(L, 1, pos);
     return 1;
-}
-
-
-/* The string at arg (after guards check it), or its length 0. */
-static size_t arg_len(lua_State *L, int arg)
-{
-    size_t n = 0;
-    if (lua_type(L, arg) == LUA_TSTRING)
-        lua_tolstring(L, arg, &n);
-    return n;
 }
 
 

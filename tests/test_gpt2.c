@@ -57,7 +57,7 @@ static void parse_config(fixture *f)
         cr_assert_not_null(eq, "config: %s", tok);
         cr_assert_lt(f->n_defines, MAX_DEFINES);
         *eq = '\0';
-        f->defines[f->n_defines++] = (frontend_define){ tok, eq + 1 };
+        f->defines[f->n_defines++] = (frontend_define){ .key = tok, .value = eq + 1 };
     }
 }
 

@@ -8,7 +8,7 @@
 #include "driver/build.h"
 #include "backend/load.h"
 
-static const frontend_define small[] = { {"layers", "1"}, {"d_model", "32"} };
+static const frontend_define small[] = { { .key = "layers", .value = "1" }, { .key = "d_model", .value = "32" } };
 
 
 /* Line number (1-based) of the first line of text containing needle. */

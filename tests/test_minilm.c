@@ -45,7 +45,7 @@ static void read_config(config *c, const char *path)
         cr_assert_not_null(eq, "config: %s", tok);
         cr_assert_lt(c->n_defines, MAX_DEFINES);
         *eq = '\0';
-        c->defines[c->n_defines++] = (frontend_define){ tok, eq + 1 };
+        c->defines[c->n_defines++] = (frontend_define){ .key = tok, .value = eq + 1 };
     }
 }
 

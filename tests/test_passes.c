@@ -1018,8 +1018,8 @@ static void all_flag_combinations_agree(const char *path,
 Test(equivalence, seed_encoder_small_config, .timeout = 120)
 {
     frontend_define d[] = {
-        { "vocab", "37" }, { "d_model", "32" }, { "heads", "4" },
-        { "layers", "2" }, { "d_ff", "48" }, { "seq", "5" }, { "batch", "3" },
+        { .key = "vocab", .value = "37" }, { .key = "d_model", .value = "32" }, { .key = "heads", .value = "4" },
+        { .key = "layers", .value = "2" }, { .key = "d_ff", .value = "48" }, { .key = "seq", .value = "5" }, { .key = "batch", .value = "3" },
     };
     all_flag_combinations_agree("models/seed_encoder.lua", d, 7, 2);
 }
@@ -1028,8 +1028,8 @@ Test(equivalence, seed_encoder_small_config, .timeout = 120)
 Test(equivalence, seed_encoder_odd_config, .timeout = 120)
 {
     frontend_define d[] = {
-        { "vocab", "29" }, { "d_model", "24" }, { "heads", "3" },
-        { "layers", "3" }, { "d_ff", "40" }, { "seq", "7" }, { "batch", "2" },
+        { .key = "vocab", .value = "29" }, { .key = "d_model", .value = "24" }, { .key = "heads", .value = "3" },
+        { .key = "layers", .value = "3" }, { .key = "d_ff", .value = "40" }, { .key = "seq", .value = "7" }, { .key = "batch", .value = "2" },
     };
     all_flag_combinations_agree("models/seed_encoder.lua", d, 7, 3);
 }
@@ -1040,8 +1040,8 @@ Test(equivalence, seed_attention_separate_qkv_keys, .timeout = 120)
     /* Separate W_Q/W_K/W_V keys, batch_first attention, a relu between
      * the feed-forward linears (no residuals: one epilogue). */
     frontend_define d[] = {
-        { "input_dim", "24" }, { "d_k", "8" }, { "d_v", "6" },
-        { "d_ff", "16" }, { "batch", "3" }, { "seq", "5" }, { "ff_in", "6" },
+        { .key = "input_dim", .value = "24" }, { .key = "d_k", .value = "8" }, { .key = "d_v", .value = "6" },
+        { .key = "d_ff", .value = "16" }, { .key = "batch", .value = "3" }, { .key = "seq", .value = "5" }, { .key = "ff_in", .value = "6" },
     };
     int64_t n_ref;
     build_stats st;
@@ -1200,14 +1200,13 @@ Test(stats, over_configs)
             frontend_define d[4];
             int nd = 0;
             snprintf(layers_s, sizeof layers_s, "%d", layers);
-            d[nd++] = (frontend_define){ "layers", layers_s };
+            d[nd++] = (frontend_define){ .key = "layers", .value = layers_s };
             for (int k = 0; k < 2; k++)
                 if (variants[v][k][0])
-                    d[nd++] = (frontend_define){ variants[v][k][0],
-                                                 variants[v][k][1] };
+                    d[nd++] = (frontend_define){ .key = variants[v][k][0], .value = variants[v][k][1] };
             /* Seq = batch = 1 with the rest: the smallest model there is. */
             if (v == 0) {
-                d[nd++] = (frontend_define){ "d_ff", "8" };
+                d[nd++] = (frontend_define){ .key = "d_ff", .value = "8" };
             }
             build_stats s = stats_of(d, nd, 0);
             build_stats u = stats_of(d, nd, NO_QKV);

@@ -559,8 +559,8 @@ static int count_op(const graph *g, graph_op op)
 Test(autodiff, seed_training_graph)
 {
     static const frontend_define defs[] = {
-        { "d_model", "16" }, { "vocab", "20" }, { "d_ff", "32" },
-        { "seq", "3" }, { "batch", "2" },
+        { .key = "d_model", .value = "16" }, { .key = "vocab", .value = "20" }, { .key = "d_ff", .value = "32" },
+        { .key = "seq", .value = "3" }, { .key = "batch", .value = "2" },
     };
     built_train b;
     dsc_err err;

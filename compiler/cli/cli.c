@@ -39,6 +39,8 @@ const char cli_usage_text[] =
 "  --target T          native (default), avx2, avx512 or generic: the packed\n"
 "                      weight layout (and, for run and bench, the kernels;\n"
 "                      native honours $DSC_ISA)\n"
+"  --max-memory BYTES  refuse a model whose arena, weights and cache need\n"
+"                      more (suffix K, M, G or T; default half the RAM)\n"
 "\n"
 "compile options:\n"
 "  -o FILE.c           the C file to write (default NAME.c); NAME.h goes\n"
@@ -152,6 +154,26 @@ static int parse_count(const char *opt, const char *text, long long lo,
 }
 
 
+/* "4G", "512M", "1000000": bytes (K, M, G, T are powers of 1024). */
+static int parse_bytes(const char *opt, const char *text, long long *out)
+{
+    char *end;
+    errno = 0;
+    double v = text ? strtod(text, &end) : -1;
+    static const char units[] = "KMGT";
+    const char *u = text && *end ? strchr(units, end[0] & ~0x20) : NULL;
+    if (u && end[0]) {
+        v *= (double)(1LL << (10 * (u - units + 1)));
+        end += 1 + ((end[1] & ~0x20) == 'B');
+    }
+    if (!text || !*text || *end || errno || !(v >= 1) || v > 9e18) {
+        fprintf(stderr, "dsc: error: %s expects a size in bytes like 4G or "
+                "512M, got '%s'\n(see dsc --help)\n", opt, text ? text : "");
+        return 1;
+    }
+    *out = (long long)v;
+    return 0;
+}
 static int merge_config_json(cli *c);
 
 
@@ -260,6 +282,9 @@ int cli_parse_args(int argc, char **argv, cli *c)
             /* run and bench: the kernels follow, where the CPU has them. */
             if (rt_isa_supported(isa))
                 setenv("DSC_ISA", rt_isa_name(isa), 1);
+        } else if (strcmp(a, "--max-memory") == 0) {
+            if (parse_bytes(a, next, &c->max_memory))
+                return 1;
         } else if (strcmp(a, "--stats-json") == 0) {
             c->stats_path = next;
         } else if (strcmp(a, "--weights") == 0) {
@@ -366,6 +391,7 @@ build_options cli_build_options(const cli *c)
         .no_fuse_qkv = c->no_fuse_qkv, .no_fuse_epilogue = c->no_fuse_epilogue,
         .no_dce = c->no_dce, .no_plan_memory = c->no_plan_memory,
         .verbose = c->verbose ? stderr : NULL, .layout = c->layout,
+        .max_memory = c->max_memory,
     };
 }
 

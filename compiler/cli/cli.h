@@ -54,6 +54,7 @@ typedef struct cli {
     long long max_length;   /* tokenize, embed: 0 = not given */
     long long batch;        /* embed: sentences per forward, 0 = default */
     int layout;        /* --target: DSC_LAYOUT_*, 0 = native */
+    long long max_memory;  /* --max-memory bytes, 0: the default */
 } cli;
 
 /* The help text, printed by --help. */

@@ -1,7 +1,9 @@
+#define _POSIX_C_SOURCE 200809L
 #include "driver/build.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/emit_c.h"
 
@@ -15,6 +17,58 @@ const char *build_runtime_header(void)
 
 
 typedef int (*graph_pass)(graph *g, pass_report *report, dsc_err *err);
+
+
+int64_t build_default_max_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || size <= 0)
+        return (int64_t)4 << 30;
+    return (int64_t)pages / 2 * size;
+}
+
+
+/* A model file declares how much memory running it takes: refuse one that
+ * needs more than the limit before the arena or the weights are allocated
+ * (a hostile or mistyped shape would otherwise take the machine's memory).
+ * The error names the line of the largest tensor. */
+static int check_memory(const built_model *b, int64_t limit, dsc_err *err)
+{
+    const graph *g = b->model->graph;
+    double weights = (double)b->weights.total_floats * sizeof(float);
+    double cache = (double)emit_cache_floats(g) * sizeof(float);
+    double need = (double)b->plan.arena_bytes + weights + cache;
+    if (limit <= 0)
+        limit = build_default_max_memory();
+    if (need <= (double)limit)
+        return 0;
+    int big = 0;
+    for (int i = 1; i < g->n_tensors; i++)
+        if (graph_tensor_bytes(&g->tensors[i]) >
+            graph_tensor_bytes(&g->tensors[big]))
+            big = i;
+    const graph_tensor *t = &g->tensors[big];
+    /* The model file's line for it (passes may leave a library line). */
+    graph_loc at = t->loc;
+    if (t->producer >= 0 && t->producer < g->n_nodes)
+        at = g->nodes[t->producer].user_loc;
+    if (!at.file || strcmp(at.file, b->model->path) != 0)
+        at = t->loc;
+    if (!at.file || strcmp(at.file, b->model->path) != 0)
+        at = (graph_loc){ b->model->path, 0 };
+    char shape[96];
+    char place[1100];
+    snprintf(place, sizeof place, at.line > 0 ? "%s:%d" : "%s", at.file,
+             at.line);
+    return err_set(err, "%s: error: the model needs %.0f bytes (arena "
+                   "%lld, weights %.0f, cache %.0f), more than the memory "
+                   "limit of %lld bytes (--max-memory); its largest tensor, "
+                   "'%.64s' %s, is declared here", place, need,
+                   (long long)b->plan.arena_bytes, weights, cache,
+                   (long long)limit,
+                   t->name ? t->name : "?",
+                   graph_shape_str(&t->shape, shape, sizeof shape));
+}
 
 
 /* Run one pass, check the graph it leaves, say what it did. */
@@ -71,7 +125,8 @@ int build_model(const char *path, const build_options *opts,
          run_pass(out, opts, "dce", pass_dce, &st->dce_removed, err)) ||
         pass_plan_memory(g, !opts->no_plan_memory, &out->plan, err) ||
         (opts->layout ? weights_plan_for(g, opts->layout, &out->weights, err)
-                      : weights_plan(g, &out->weights, err))) {
+                      : weights_plan(g, &out->weights, err)) ||
+        check_memory(out, opts->max_memory, err)) {
         built_model_free(out);
         return -1;
     }

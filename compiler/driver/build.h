@@ -28,7 +28,13 @@ typedef struct build_options {
     FILE *print;          /* the model's print(); NULL: stderr */
     int layout;           /* DSC_LAYOUT_* of the packed weights; 0: the
                              host's (--target native) */
+    /* --max-memory: a model whose arena, weights and cache need more bytes
+     * is refused before anything is allocated; 0: build_default_max_memory */
+    int64_t max_memory;
 } build_options;
+
+/* Half of the machine's physical memory (4 GiB if it cannot be told). */
+int64_t build_default_max_memory(void);
 
 /* What the pipeline did and made, for --stats-json. */
 typedef struct build_stats {

@@ -128,8 +128,8 @@ static embed_shape *shape_for(embedder *e, int64_t tokens, dsc_err *err)
     }
     snprintf(batchs, sizeof batchs, "%lld", (long long)batch);
     snprintf(seqs, sizeof seqs, "%lld", (long long)tokens);
-    defs[n] = (frontend_define){ "sentences", batchs };
-    defs[n + 1] = (frontend_define){ "tokens", seqs };
+    defs[n] = (frontend_define){ .key = "sentences", .value = batchs };
+    defs[n + 1] = (frontend_define){ .key = "tokens", .value = seqs };
     build_options bo = o->build;
     bo.defines = defs;
     bo.n_defines = n + 2;

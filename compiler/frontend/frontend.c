@@ -1,24 +1,33 @@
-/* frontend.c — the embedded, sandboxed Lua 5.4 that runs model files.
+/* frontend.c — the dsc.* builder API a model file runs against, in the
+ * Lua sandbox (sandbox.c).
  *
  * Builder functions (dsc.linear, ...) turn Lua calls into graph nodes; each
  * node keeps the Lua line that made it and the model file's line that led
  * there, so errors point at the user's code even when the call came through
- * the nn block library. */
+ * the nn block library.
+ *
+ * A builder runs no model code: it reads its tables raw (no __index, __len
+ * or __newindex), and the sandbox allows no finalizers.  Still, none holds
+ * a pointer into the graph's growable arrays across a Lua call (anything
+ * that allocates may run the collector): it copies what it needs. */
 #define _POSIX_C_SOURCE 200809L
 #include "frontend/frontend.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 
 #include "dsc_runtime.h"
+#include "frontend/sandbox.h"
 #include "io/fileio.h"
 #include "util/ctext.h"
 
@@ -26,12 +35,11 @@ extern const char embedded_nn_lua[];
 
 #define TENSOR_MT   "dsc.tensor"
 #define LIB_CHUNK   "nn.lua"
-#define HOOK_EVERY  1000
 
-/* Everything one model run needs; reached from Lua through the state's
- * extra space, so nothing here is global. */
+/* Everything one model run needs; reached from Lua through the sandbox's
+ * user pointer, so nothing here is global. */
 typedef struct frontend {
-    lua_State *L;
+    sandbox *sb;
     graph *g;
     const char *path;          /* interned model path */
     const char *lib;           /* interned library chunk name */
@@ -40,98 +48,48 @@ typedef struct frontend {
     int config_called;
     model_config_entry *config;
     int n_config;
-    long long budget;          /* instructions left */
-    FILE *print;               /* print()'s output */
-    size_t mem_used, mem_limit;
+    /* Bytes the graph and the config hold, counted against the model's
+     * memory limit: string bytes of the first strings_seen strings. */
+    size_t string_bytes, config_bytes;
+    int strings_seen;
 } frontend;
 
 
 static frontend *ctx_of(lua_State *L)
 {
-    return *(frontend **)lua_getextraspace(L);
+    return sandbox_user(L);
 }
 
 
 frontend_limits frontend_default_limits(void)
 {
-    return (frontend_limits){ .instructions = 200000000LL,
-                              .memory_bytes = (size_t)256 << 20 };
+    sandbox_limits s = sandbox_default_limits();
+    return (frontend_limits){ .instructions = s.instructions,
+                              .memory_bytes = s.memory_bytes,
+                              .cpu_seconds = s.cpu_seconds };
 }
 
 
-/* ---- sandbox limits ---------------------------------------------------- */
+/* ---- what the graph costs ---------------------------------------------- */
 
-static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+/* The bytes g holds, with room for `more` tensors, nodes and strings and
+ * `name_bytes` more string bytes (what one builder call can add, arrays
+ * doubling included). */
+static size_t graph_bytes(frontend *f, int more, size_t name_bytes)
 {
-    frontend *f = ud;
-    size_t old = ptr ? osize : 0;
-    if (nsize == 0) {
-        f->mem_used -= old;
-        free(ptr);
-        return NULL;
+    const graph *g = f->g;
+    for (; f->strings_seen < g->n_strings; f->strings_seen++)
+        f->string_bytes += strlen(g->strings[f->strings_seen]) + 1;
+    size_t t = (size_t)g->cap_tensors, n = (size_t)g->cap_nodes,
+           st = (size_t)g->cap_strings;
+    if (more) {  /* graph.c doubles a full array (from 16) */
+        t = g->n_tensors + more > g->cap_tensors ? 2 * t + 16 : t;
+        n = g->n_nodes + more > g->cap_nodes ? 2 * n + 16 : n;
+        st = g->n_strings + more > g->cap_strings ? 2 * st + 16 : st;
     }
-    if (nsize > old && nsize - old > f->mem_limit - f->mem_used)
-        return NULL;  /* Lua raises "not enough memory" */
-    void *p = realloc(ptr, nsize);
-    if (p)
-        f->mem_used = f->mem_used - old + nsize;
-    return p;
-}
-
-
-static void budget_hook(lua_State *L, lua_Debug *ar)
-{
-    (void)ar;
-    frontend *f = ctx_of(L);
-    f->budget -= HOOK_EVERY;
-    if (f->budget < 0) {
-        /* Spent: fail at every instruction from now on, so a pcall that
-         * catches this error cannot keep the model running. */
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "the model ran past its instruction budget (an endless "
-                      "loop?)");
-    }
-}
-
-
-/* ---- C loops the hook cannot see --------------------------------------- */
-
-/* The count hook runs between VM instructions, never inside a C function,
- * and a few library functions loop in C for as long as their arguments
- * say: a pattern that backtracks (string.find(("a"):rep(3000),
- * ".-.-.-.-b") runs for years), string.rep of an empty string, table.move
- * of a huge range, table.insert/remove under a __len that returns 1e15.
- * The sandbox charges that work to the instruction budget up front, one
- * step as one instruction: each of those functions is wrapped, the wrapper
- * works out a bound on the steps the call can take from its arguments, and
- * refuses the call (a catchable error; nothing is spent) when the bound is
- * more than the budget has left, else spends it and calls the original.
- *
- * The bound for a pattern over an n-byte subject: every quantified item
- * (*, +, -) that has more pattern after it, every %b and every back-
- * reference %1-%9 may try n + 1 extents for each try of the items before
- * it, every ? two, and a search tries up to n + 1 start positions (one when
- * anchored with ^); each try costs at most the pattern's length:
- *     steps = (plen + 1) * 2^q * starts * (n + 1)^k + n
- * A quantified item at the very end (after it only ')') never backtracks:
- * once reached it matches and the search moves past what it took, so it
- * adds the n.  Ordinary patterns stay cheap (s:gsub("%s+", " ") over 10 KB
- * is ~3e4 steps, s:match("^(%w+)=(.*)$") over 100 bytes ~1e5); patterns
- * that can backtrack over long strings are refused before they start.
- * table.insert/remove call __len (a Lua function that could answer
- * differently twice), so they are reimplemented here charging each step. */
-
-static void charge(lua_State *L, const char *what, double steps)
-{
-    frontend *f = ctx_of(L);
-    if (!(steps <= (double)f->budget)) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "%s could take up to %.3g steps, more than "
-                 "is left of the model's instruction budget (%lld)", what,
-                 steps, f->budget > 0 ? f->budget : 0LL);
-        luaL_error(L, "%s", msg);
-    }
-    f->budget -= (long long)steps;
+    return t * sizeof(graph_tensor) + n * sizeof(graph_node) +
+           st * sizeof(char *) + f->string_bytes + name_bytes +
+           (size_t)more * 16 + f->config_bytes;
 }
 
 
@@ -139,219 +97,40 @@ static void charge(lua_State *L, const char *what, double steps)
  * scans in C (graph.c: unique names, interning), so a call is charged one
  * step per 64 bytes of the name it adds (len) for every tensor and name
  * already there: the budget bounds the graph's size and the quadratic time
- * to build it (about 20000 tensors at the default budget). */
+ * to build it (about 20000 tensors at the default budget).  The most the
+ * call can add to the graph's memory is reserved against the model's
+ * memory limit before it runs (the next call's reservation starts from
+ * what the graph then really holds). */
 static void charge_graph(lua_State *L, size_t len)
 {
     frontend *f = ctx_of(L);
     double have = (double)f->g->n_tensors + f->g->n_strings + 1;
-    if (have * (1 + (double)len / 64) > (double)f->budget)
-        luaL_error(L, "the graph has %d tensors: adding more would run past "
-                   "the model's instruction budget", f->g->n_tensors);
-    f->budget -= (long long)(have * (1 + (double)len / 64));
+    double steps = have * (1 + (double)len / 64);
+    char what[80];
+    snprintf(what, sizeof what, "the graph has %d tensors: adding more",
+             f->g->n_tensors);
+    sandbox_charge(L, what, steps);
+    sandbox_reserve(L, graph_bytes(f, 3, 3 * (len + 1)));
 }
 
 
-/* Where the single-character class at p ends (lstrlib's classEnd), never
- * past end. */
-static const char *pattern_class_end(const char *p, const char *end)
+static void account_graph(lua_State *L)
 {
-    if (p >= end)
-        return end;
-    if (*p == '%')
-        return end - p > 2 ? p + 2 : end;
-    if (*p++ != '[')
-        return p;
-    if (p < end && *p == '^')
-        p++;
-    do {  /* the first character is in the set even if it is ']' */
-        if (p >= end)
-            return end;
-        if (*p++ == '%' && p < end)
-            p++;
-    } while (p < end && *p != ']');
-    return p < end ? p + 1 : end;
+    frontend *f = ctx_of(L);
+    sandbox_reserve(L, graph_bytes(f, 0, 0));
 }
 
-
-static double pattern_steps(const char *p, size_t plen, size_t n,
-                            int anchor, int plain)
-{
-    const char *end = p + plen;
-    double starts = (double)n + 1;
-    int k = 0, q = 0;
-    if (plain)
-        p = end;
-    if (anchor && p < end && *p == '^') {
-        starts = 1;
-        p++;
-    }
-    while (p < end) {
-        if (*p == '(' || *p == ')') {
-            p++;
-        } else if (*p == '%' && end - p > 1 &&
-                   (p[1] == 'b' || (p[1] >= '0' && p[1] <= '9'))) {
-            size_t step = p[1] == 'b' ? 4 : 2;  /* %bxy or %1 */
-            k++;  /* %b scans, %1 compares: up to n per try */
-            p += (size_t)(end - p) < step ? (size_t)(end - p) : step;
-        } else if (*p == '%' && end - p > 1 && p[1] == 'f') {
-            p = pattern_class_end(p + 2, end);
-        } else {
-            const char *e = pattern_class_end(p, end);
-            int quant = e < end ? *e : 0;
-            p = e;
-            if (quant == '*' || quant == '+' || quant == '-') {
-                const char *rest = ++p;
-                while (rest < end && *rest == ')')
-                    rest++;
-                k += rest < end;
-            } else if (quant == '?') {
-                q++;
-                p++;
-            }
-        }
-    }
-    return ((double)plen + 1) * pow(2, q) * starts * pow((double)n + 1, k)
-         + (double)n;
-}
-
-
-/* string.find, match, gmatch and gsub: the original is upvalue 1. */
-static int guarded_pattern(lua_State *L, const char *what, int anchor)
-{
-    size_t n, plen;
-    luaL_checklstring(L, 1, &n);
-    const char *p = luaL_checklstring(L, 2, &plen);
-    int plain = strcmp(what, "string.find") == 0 && lua_toboolean(L, 4);
-    charge(L, what, pattern_steps(p, plen, n, anchor, plain));
-    return lua_tocfunction(L, lua_upvalueindex(1))(L);
-}
-
-static int l_find(lua_State *L)   { return guarded_pattern(L, "string.find", 1); }
-static int l_match(lua_State *L)  { return guarded_pattern(L, "string.match", 1); }
-/* gmatch does not anchor: a leading ^ is an ordinary character there. */
-static int l_gmatch(lua_State *L) { return guarded_pattern(L, "string.gmatch", 0); }
-static int l_gsub(lua_State *L)   { return guarded_pattern(L, "string.gsub", 1); }
-
-
-/* string.rep loops n times even when each copy is empty. */
-static int l_rep(lua_State *L)
-{
-    lua_Integer n = luaL_checkinteger(L, 2);
-    charge(L, "string.rep", n > 0 ? (double)n : 0);
-    return lua_tocfunction(L, lua_upvalueindex(1))(L);
-}
-
-
-/* table.move(a1, f, e, t [, a2]) moves e - f + 1 elements. */
-static int l_move(lua_State *L)
-{
-    lua_Integer first = luaL_checkinteger(L, 2), last = luaL_checkinteger(L, 3);
-    charge(L, "table.move", last >= first ? (double)last - (double)first + 1
-                                          : 0);
-    return lua_tocfunction(L, lua_upvalueindex(1))(L);
-}
-
-
-/* ltablib.c's tinsert and tremove (Lua 5.4), each step charged. */
-static lua_Integer table_len(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    return luaL_len(L, 1);
-}
-
-static int l_insert(lua_State *L)
-{
-    lua_Integer e = table_len(L), pos;
-    e = (lua_Integer)((lua_Unsigned)e + 1u);  /* first empty element */
-    switch (lua_gettop(L)) {
-    case 2:
-        pos = e;
-        break;
-    case 3:
-        pos = luaL_checkinteger(L, 2);
-        luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)e, 2,
-                      "position out of bounds");
-        charge(L, "table.insert", (double)e - (double)pos);
-        for (lua_Integer i = e; i > pos; i--) {
-            lua_geti(L, 1, i - 1);
-            lua_seti(L, 1, i);
-        }
-        break;
-    default:
-        return luaL_error(L, "wrong number of arguments to 'insert'");
-    }
-    lua_seti(L, 1, pos);
-    return 0;
-}
-
-static int l_remove(lua_State *L)
-{
-    lua_Integer size = table_len(L);
-    lua_Integer pos = luaL_optinteger(L, 2, size);
-    if (pos != size)
-        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2,
-                      "position out of bounds");
-    charge(L, "table.remove", pos < size ? (double)size - (double)pos : 0);
-    lua_geti(L, 1, pos);
-    for (; pos < size; pos++) {
-        lua_geti(L, 1, pos + 1);
-        lua_seti(L, 1, pos);
-    }
-    lua_pushnil(L);
-    lua_seti(L, 1, pos);
-    return 1;
-}
-
-
-/* Replace lib[name] by guard, which finds the original as upvalue 1. */
-static void guard(lua_State *L, const char *lib, const char *name,
-                  lua_CFunction fn)
-{
-    lua_getglobal(L, lib);
-    if (lua_getfield(L, -1, name) != LUA_TFUNCTION)
-        luaL_error(L, "%s.%s is missing", lib, name);
-    lua_pushcclosure(L, fn, 1);
-    lua_setfield(L, -2, name);
-    lua_pop(L, 1);
-}
-
-
-static void guard_c_loops(lua_State *L)
-{
-    guard(L, LUA_STRLIBNAME, "find", l_find);
-    guard(L, LUA_STRLIBNAME, "match", l_match);
-    guard(L, LUA_STRLIBNAME, "gmatch", l_gmatch);
-    guard(L, LUA_STRLIBNAME, "gsub", l_gsub);
-    guard(L, LUA_STRLIBNAME, "rep", l_rep);
-    guard(L, LUA_TABLIBNAME, "move", l_move);
-    guard(L, LUA_TABLIBNAME, "insert", l_insert);
-    guard(L, LUA_TABLIBNAME, "remove", l_remove);
-}
 
 /* ---- locations --------------------------------------------------------- */
 
-/* The innermost Lua frame, and the innermost frame in the model file. */
+/* The innermost Lua line, and the innermost line in the model file (the
+ * sandbox names chunks by the interned strings it was given). */
 static void where(lua_State *L, graph_loc *loc, graph_loc *user_loc)
 {
-    frontend *f = ctx_of(L);
-    lua_Debug ar;
-    int found_loc = 0;
-    *loc = *user_loc = (graph_loc){ f->path, 0 };
-    for (int level = 1; lua_getstack(L, level, &ar); level++) {
-        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0)
-            continue;
-        const char *src = ar.source[0] == '@' ? ar.source + 1 : ar.source;
-        int is_model = strcmp(src, f->path) == 0;
-        if (!found_loc) {
-            *loc = (graph_loc){ is_model ? f->path : f->lib, ar.currentline };
-            found_loc = 1;
-        }
-        if (is_model) {
-            *user_loc = (graph_loc){ f->path, ar.currentline };
-            return;
-        }
-    }
-    *user_loc = *loc;
+    sandbox_loc inner, user;
+    sandbox_where(L, &inner, &user);
+    *loc = (graph_loc){ inner.file, inner.line };
+    *user_loc = (graph_loc){ user.file, user.line };
 }
 
 
@@ -361,15 +140,12 @@ static int fail(lua_State *L, const char *fmt, ...)
 
 static int fail(lua_State *L, const char *fmt, ...)
 {
-    graph_loc loc, user;
-    where(L, &loc, &user);
     char msg[900];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    lua_pushfstring(L, "%s:%d: error: %s", user.file, user.line, msg);
-    return lua_error(L);
+    return sandbox_error(L, "%s", msg);
 }
 
 
@@ -413,13 +189,13 @@ static void check_shape_arg(lua_State *L, int arg, const char *op,
     if (!lua_istable(L, arg))
         fail(L, "%s: argument %d must be a shape like {16, 20}, got %s", op,
              arg, luaL_typename(L, arg));
-    lua_Integer n = luaL_len(L, arg);
+    lua_Unsigned n = lua_rawlen(L, arg);
     if (n > GRAPH_MAX_RANK)
-        fail(L, "%s: rank %lld is above the limit of %d", op, (long long)n,
-             GRAPH_MAX_RANK);
+        fail(L, "%s: rank %llu is above the limit of %d", op,
+             (unsigned long long)n, GRAPH_MAX_RANK);
     shape->rank = (int)n;
     for (int i = 0; i < shape->rank; i++) {
-        lua_geti(L, arg, i + 1);
+        lua_rawgeti(L, arg, i + 1);
         int ok;
         lua_Integer d = lua_tointegerx(L, -1, &ok);
         lua_pop(L, 1);
@@ -455,6 +231,15 @@ static void check_options(lua_State *L, int arg, const char *op,
 }
 
 
+/* Push t[key] for the table at arg without metamethods: a builder runs no
+ * model code, so no graph pointer can go stale under it. */
+static int raw_field(lua_State *L, int arg, const char *key)
+{
+    lua_pushstring(L, key);
+    return lua_rawget(L, arg);
+}
+
+
 /* opts[key] as a number (def when absent). */
 static double opt_number(lua_State *L, int arg, const char *op,
                          const char *key, double def)
@@ -462,7 +247,7 @@ static double opt_number(lua_State *L, int arg, const char *op,
     if (lua_isnoneornil(L, arg))
         return def;
     double v = def;
-    if (lua_getfield(L, arg, key) != LUA_TNIL) {
+    if (raw_field(L, arg, key) != LUA_TNIL) {
         if (!lua_isnumber(L, -1))
             fail(L, "%s: option '%s' must be a number", op, key);
         v = lua_tonumber(L, -1);
@@ -478,7 +263,7 @@ static int opt_bool(lua_State *L, int arg, const char *op, const char *key,
     if (lua_isnoneornil(L, arg))
         return def;
     int v = def;
-    int type = lua_getfield(L, arg, key);
+    int type = raw_field(L, arg, key);
     if (type != LUA_TNIL) {
         if (type != LUA_TBOOLEAN)
             fail(L, "%s: option '%s' must be true or false", op, key);
@@ -510,19 +295,20 @@ static int tensor_index(lua_State *L)
     frontend *f = ctx_of(L);
     int t = *(int *)luaL_checkudata(L, 1, TENSOR_MT);
     const char *key = luaL_checkstring(L, 2);
-    const graph_tensor *tensor = &f->g->tensors[t];
+    /* A copy: no pointer into the graph's arrays across a Lua call. */
+    const graph_tensor tensor = f->g->tensors[t];
     if (strcmp(key, "shape") == 0) {
-        lua_createtable(L, tensor->shape.rank, 0);
-        for (int i = 0; i < tensor->shape.rank; i++) {
-            lua_pushinteger(L, tensor->shape.dim[i]);
-            lua_seti(L, -2, i + 1);
+        lua_createtable(L, tensor.shape.rank, 0);
+        for (int i = 0; i < tensor.shape.rank; i++) {
+            lua_pushinteger(L, tensor.shape.dim[i]);
+            lua_rawseti(L, -2, i + 1);
         }
     } else if (strcmp(key, "rank") == 0) {
-        lua_pushinteger(L, tensor->shape.rank);
+        lua_pushinteger(L, tensor.shape.rank);
     } else if (strcmp(key, "dtype") == 0) {
-        lua_pushstring(L, graph_dtype_name(tensor->dtype));
+        lua_pushstring(L, graph_dtype_name(tensor.dtype));
     } else if (strcmp(key, "name") == 0) {
-        lua_pushstring(L, tensor->name);
+        lua_pushstring(L, tensor.name);  /* interned: never moves */
     } else {
         return fail(L, "a tensor has shape, rank, dtype and name, not '%s'",
                     key);
@@ -534,11 +320,11 @@ static int tensor_index(lua_State *L)
 static int tensor_tostring(lua_State *L)
 {
     frontend *f = ctx_of(L);
-    const graph_tensor *t =
-        &f->g->tensors[*(int *)luaL_checkudata(L, 1, TENSOR_MT)];
+    const graph_tensor t =
+        f->g->tensors[*(int *)luaL_checkudata(L, 1, TENSOR_MT)];
     char shape[96];
-    lua_pushfstring(L, "tensor %s %s%s", t->name, graph_dtype_name(t->dtype),
-                    graph_shape_str(&t->shape, shape, sizeof shape));
+    lua_pushfstring(L, "tensor %s %s%s", t.name, graph_dtype_name(t.dtype),
+                    graph_shape_str(&t.shape, shape, sizeof shape));
     return 1;
 }
 
@@ -548,7 +334,7 @@ static int tensor_tostring(lua_State *L)
 static int l_input(lua_State *L)
 {
     frontend *f = ctx_of(L);
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = sandbox_check_name(L, 1, "input");
     graph_shape shape;
     check_shape_arg(L, 2, "input", &shape);
     const char *dtype = luaL_optstring(L, 3, "float32");
@@ -579,7 +365,7 @@ static int l_weight(lua_State *L)
 {
     static const char *const known[] = { "rows", "init", "transpose", NULL };
     frontend *f = ctx_of(L);
-    const char *key = luaL_checkstring(L, 1);
+    const char *key = sandbox_check_name(L, 1, "weight");
     graph_shape key_shape, shape;
     check_shape_arg(L, 2, "weight", &key_shape);
     check_options(L, 3, "weight", known);
@@ -594,13 +380,13 @@ static int l_weight(lua_State *L)
     int64_t first = 0;
     graph_init init = GRAPH_INIT_UNIFORM;
     if (lua_istable(L, 3)) {
-        if (lua_getfield(L, 3, "rows") != LUA_TNIL) {
+        if (raw_field(L, 3, "rows") != LUA_TNIL) {
             int ok1, ok2;
             if (!lua_istable(L, -1) || key_shape.rank < 1)
                 return fail(L, "weight '%s': rows must be {first, count}",
                             key);
-            lua_geti(L, -1, 1);
-            lua_geti(L, -2, 2);
+            lua_rawgeti(L, -1, 1);
+            lua_rawgeti(L, -2, 2);
             first = lua_tointegerx(L, -2, &ok1);
             shape.dim[0] = lua_tointegerx(L, -1, &ok2);
             if (!ok1 || !ok2 || first < 0 || shape.dim[0] < 1)
@@ -609,7 +395,7 @@ static int l_weight(lua_State *L)
             lua_pop(L, 2);
         }
         lua_pop(L, 1);
-        if (lua_getfield(L, 3, "init") != LUA_TNIL) {
+        if (raw_field(L, 3, "init") != LUA_TNIL) {
             const char *s = lua_tostring(L, -1);
             if (s && strcmp(s, "ones") == 0)
                 init = GRAPH_INIT_ONES;
@@ -674,7 +460,7 @@ static int l_gelu(lua_State *L)
     check_options(L, 2, "gelu", known);
     graph_attrs a = { .act = RT_ACT_GELU };
     if (lua_istable(L, 2)) {
-        lua_getfield(L, 2, "approximate");
+        raw_field(L, 2, "approximate");
         const char *s = lua_tostring(L, -1);
         if (s && strcmp(s, "tanh") == 0)
             a.act = RT_ACT_GELU_TANH;
@@ -718,8 +504,8 @@ static int l_attention(lua_State *L)
     double heads = opt_number(L, 4, "attention", "heads", 1);
     if (heads != floor(heads) || heads < 1 || heads > 1e6)
         return fail(L, "attention: heads must be a positive integer");
-    const graph_shape *q = &f->g->tensors[in[0]].shape;
-    double head_dim = q->rank == 3 ? (double)q->dim[2] / heads : 1;
+    const graph_shape q = f->g->tensors[in[0]].shape;
+    double head_dim = q.rank == 3 ? (double)q.dim[2] / heads : 1;
     graph_attrs a = {
         .heads = (int)heads,
         .scale = (float)opt_number(L, 4, "attention", "scale",
@@ -969,7 +755,7 @@ static int l_moe_expert(lua_State *L)
 static int l_output(lua_State *L)
 {
     frontend *f = ctx_of(L);
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = sandbox_check_name(L, 1, "output");
     int t = check_tensor(L, 2, "output");
     graph_loc loc, user;
     dsc_err err;
@@ -1125,8 +911,56 @@ static char *dup_str(const char *s)
 }
 
 
+/* The keys of the config table at 1, sorted and joined, pushed (for the
+ * unknown -D key message).  The strings live in the table. */
+static void push_config_keys(lua_State *L, int n)
+{
+    const char **keys = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *keys,
+                                          0);
+    int n_keys = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1) && n_keys < n) {
+        lua_pop(L, 1);
+        keys[n_keys++] = lua_tostring(L, -1);
+    }
+    lua_settop(L, 2);  /* the table and keys */
+    qsort(keys, (size_t)n_keys, sizeof *keys, compare_strings);
+    luaL_Buffer known;
+    luaL_buffinit(L, &known);
+    for (int k = 0; k < n_keys; k++) {
+        luaL_addstring(&known, k ? ", " : "");
+        luaL_addstring(&known, keys[k]);
+    }
+    luaL_pushresult(&known);
+}
+
+
+/* Count the config table's entries, checking each is name = number,
+ * boolean or string. */
+static int count_config(lua_State *L)
+{
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        int vt = lua_type(L, -1);
+        if (lua_type(L, -2) != LUA_TSTRING ||
+            (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN && vt != LUA_TSTRING))
+            return fail(L, "dsc.config: every entry must be name = number, "
+                        "boolean or string");
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        sandbox_check_name(L, -1, "dsc.config");
+        lua_pop(L, 1);
+        n++;
+    }
+    return n;
+}
+
+
 /* dsc.config(defaults): the defaults with -D overrides applied; records the
- * final values for the generated file's header. */
+ * final values for the generated file's header.  The table is read and
+ * written raw (lua_next, lua_rawget, lua_rawset): no metamethod, so no
+ * model code runs while it is read and it cannot change under the count. */
 static int l_config(lua_State *L)
 {
     frontend *f = ctx_of(L);
@@ -1137,42 +971,15 @@ static int l_config(lua_State *L)
         return fail(L, "dsc.config takes a table of defaults, got %s",
                     luaL_typename(L, 1));
     lua_settop(L, 1);
-    /* Keys must be strings with number, boolean or string defaults. */
-    int n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {
-        int vt = lua_type(L, -1);
-        if (lua_type(L, -2) != LUA_TSTRING ||
-            (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN && vt != LUA_TSTRING))
-            return fail(L, "dsc.config: every entry must be name = number, "
-                        "boolean or string");
-        lua_pop(L, 1);
-        n++;
-    }
+    int n = count_config(L);
     for (int i = 0; i < f->n_defines; i++) {
         const char *key = f->defines[i].key;
-        if (lua_getfield(L, 1, key) == LUA_TNIL) {
+        lua_pushstring(L, key);
+        if (lua_rawget(L, 1) == LUA_TNIL) {
             lua_pop(L, 1);
             if (f->defines[i].source)  /* --config: not this model's key */
                 continue;
-            /* The model's keys, sorted, for the message.  The strings
-             * live in the config table, which outlives this list. */
-            const char **keys = lua_newuserdatauv(L, (size_t)(n + 1) *
-                                                  sizeof *keys, 0);
-            int n_keys = 0;
-            lua_pushnil(L);
-            while (lua_next(L, 1)) {
-                lua_pop(L, 1);
-                keys[n_keys++] = lua_tostring(L, -1);
-            }
-            qsort(keys, (size_t)n_keys, sizeof *keys, compare_strings);
-            luaL_Buffer known;
-            luaL_buffinit(L, &known);
-            for (int k = 0; k < n_keys; k++) {
-                luaL_addstring(&known, k ? ", " : "");
-                luaL_addstring(&known, keys[k]);
-            }
-            luaL_pushresult(&known);
+            push_config_keys(L, n);
             return fail(L, "-D %s: unknown config key '%s' (this model's "
                         "keys: %s)", key, key, lua_tostring(L, -1));
         }
@@ -1180,14 +987,20 @@ static int l_config(lua_State *L)
             push_json_define(L, &f->defines[i]);
         else
             push_define(L, key, f->defines[i].value);
-        lua_setfield(L, 1, key);
+        lua_pushstring(L, key);
+        lua_insert(L, -2);
+        lua_rawset(L, 1);  /* replaces a value: the count stays */
         lua_pop(L, 1);
     }
+    /* Every byte kept is counted against the memory limit first. */
+    f->config_bytes = (size_t)n * (sizeof *f->config + 2 * 16 + 64 +
+                                   SANDBOX_MAX_NAME + 1);
+    account_graph(L);
     f->config = calloc((size_t)n + 1, sizeof *f->config);
     if (!f->config)
         return fail(L, "out of memory");
     lua_pushnil(L);
-    while (lua_next(L, 1)) {
+    while (f->n_config < n && lua_next(L, 1)) {
         char value[64];
         if (lua_isinteger(L, -1))
             snprintf(value, sizeof value, "%lld",
@@ -1200,37 +1013,21 @@ static int l_config(lua_State *L)
         else
             snprintf(value, sizeof value, "%.60s", lua_tostring(L, -1));
         lua_pop(L, 1);
+        const char *key = lua_tostring(L, -1);
         model_config_entry *e = &f->config[f->n_config];
-        e->key = dup_str(lua_tostring(L, -1));
+        e->key = dup_str(key ? key : "");
         e->value = dup_str(value);
         f->n_config++;
         if (!e->key || !e->value)
             return fail(L, "out of memory");
     }
     qsort(f->config, (size_t)f->n_config, sizeof *f->config, compare_config);
+    lua_settop(L, 1);
     return 1;
 }
 
 
-static int l_print(lua_State *L)
-{
-    int n = lua_gettop(L);
-    FILE *out = ctx_of(L)->print;
-    for (int i = 1; i <= n; i++)
-        fprintf(out, "%s%s", i > 1 ? "\t" : "", luaL_tolstring(L, i, NULL));
-    fputc('\n', out);
-    return 0;
-}
-
-
-/* ---- the sandbox ------------------------------------------------------- */
-
-/* Globals removed after opening the safe libraries: they reach files,
- * bytecode or the collector. */
-static const char *const unsafe_globals[] = {
-    "dofile", "loadfile", "load", "require", "collectgarbage", "print",
-    NULL
-};
+/* ---- the builder API's registration ----------------------------------- */
 
 static const luaL_Reg builder_api[] = {
     { "config", l_config },       { "input", l_input },
@@ -1252,31 +1049,8 @@ static const luaL_Reg builder_api[] = {
 };
 
 
-static void open_sandbox(lua_State *L)
+static int open_builder(lua_State *L)
 {
-    static const luaL_Reg libs[] = {
-        { LUA_GNAME, luaopen_base },        { LUA_TABLIBNAME, luaopen_table },
-        { LUA_STRLIBNAME, luaopen_string }, { LUA_MATHLIBNAME, luaopen_math },
-        { LUA_UTF8LIBNAME, luaopen_utf8 },  { NULL, NULL }
-    };
-    for (const luaL_Reg *lib = libs; lib->func; lib++) {
-        luaL_requiref(L, lib->name, lib->func, 1);
-        lua_pop(L, 1);
-    }
-    for (int i = 0; unsafe_globals[i]; i++) {
-        lua_pushnil(L);
-        lua_setglobal(L, unsafe_globals[i]);
-    }
-    /* string.dump makes bytecode; the string metatable reaches the same
-     * table, so remove it there. */
-    lua_getglobal(L, LUA_STRLIBNAME);
-    lua_pushnil(L);
-    lua_setfield(L, -2, "dump");
-    lua_pop(L, 1);
-    lua_pushcfunction(L, l_print);
-    lua_setglobal(L, "print");
-    guard_c_loops(L);
-
     luaL_newmetatable(L, TENSOR_MT);
     lua_pushcfunction(L, tensor_index);
     lua_setfield(L, -2, "__index");
@@ -1290,97 +1064,23 @@ static void open_sandbox(lua_State *L)
 
     luaL_newlib(L, builder_api);
     lua_setglobal(L, "dsc");
-}
-
-
-static int open_sandbox_protected(lua_State *L)
-{
-    open_sandbox(L);
     return 0;
 }
 
 
-/* Message handler: every error becomes "model.lua:LINE: error: ...", at the
- * model's line even when raised inside the block library. */
-static int message_handler(lua_State *L)
+/* Run the block library; its table becomes the global nn. */
+static int run_library(frontend *f, dsc_err *err)
 {
-    const char *msg = lua_tostring(L, 1);
-    if (!msg)
-        msg = "(error object is not a string)";
-    if (strstr(msg, ": error: ")) {
-        lua_pushstring(L, msg);
-        return 1;
-    }
-    /* Strip Lua's "chunk:line: " prefix; the stack says where. */
-    const char *rest = msg, *colon = strchr(msg, ':');
-    if (colon && isdigit((unsigned char)colon[1])) {
-        const char *p = colon + 1;
-        while (isdigit((unsigned char)*p))
-            p++;
-        if (p[0] == ':' && p[1] == ' ')
-            rest = p + 2;
-    }
-    graph_loc loc, user;
-    where(L, &loc, &user);
-    if (loc.file == user.file || loc.line == 0)
-        lua_pushfstring(L, "%s:%d: error: %s", user.file, user.line, rest);
-    else
-        lua_pushfstring(L, "%s:%d: error: %s (in %s:%d)", user.file,
-                        user.line, rest, loc.file, loc.line);
-    return 1;
-}
-
-
-/* A syntax error: Lua's message names the chunk, maybe shortened; name the
- * file fully and say "error". */
-static void syntax_error(frontend *f, const char *msg, dsc_err *err)
-{
-    const char *colon = strchr(msg, ':');
-    const char *p = colon ? colon + 1 : NULL;
-    int line = 0;
-    while (p && isdigit((unsigned char)*p))
-        line = line * 10 + (*p++ - '0');
-    if (p && line > 0 && p[0] == ':' && p[1] == ' ')
-        err_set(err, "%s:%d: error: %s", f->path, line, p + 2);
-    else
-        err_set(err, "%s: error: %s", f->path, msg);
-}
-
-
-static int run_chunk(frontend *f, const char *text, size_t len,
-                     const char *chunk, const char *lib_name, dsc_err *err)
-{
-    lua_State *L = f->L;
-    char name[1100];
-    snprintf(name, sizeof name, "@%s", chunk);
-    lua_pushcfunction(L, message_handler);
-    if (luaL_loadbufferx(L, text, len, name, "t") != LUA_OK) {
-        syntax_error(f, lua_tostring(L, -1), err);
-        lua_pop(L, 2);
+    lua_State *L = sandbox_lua(f->sb);
+    if (sandbox_run(f->sb, embedded_nn_lua, strlen(embedded_nn_lua), f->lib,
+                    1, err))
         return -1;
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return err_set(err, "%s: error: library did not return a table",
+                       LIB_CHUNK);
     }
-    int status = lua_pcall(L, 0, lib_name ? 1 : 0, -2);
-    if (status != LUA_OK) {
-        /* Lua calls no message handler for a memory error: name the
-         * model here. */
-        const char *m = lua_tostring(L, -1);
-        if (status == LUA_ERRMEM)
-            err_set(err, "%s: error: the model ran out of memory (its limit "
-                    "is %zu bytes)", f->path, f->mem_limit);
-        else
-            err_set(err, "%s", m ? m : "error");
-        lua_pop(L, 2);
-        return -1;
-    }
-    if (lib_name) {
-        if (!lua_istable(L, -1)) {
-            lua_pop(L, 2);
-            return err_set(err, "%s: error: library did not return a table",
-                           chunk);
-        }
-        lua_setglobal(L, lib_name);
-    }
-    lua_pop(L, 1);
+    lua_setglobal(L, "nn");
     return 0;
 }
 
@@ -1405,10 +1105,17 @@ model *frontend_load_string(const char *path, const char *text, size_t len,
                             const frontend_define *defines, int n_defines,
                             const frontend_limits *limits, dsc_err *err)
 {
+    if (len > FRONTEND_MAX_SOURCE) {
+        err_set(err, "%s: error: a model file of %zu bytes is larger than "
+                "the limit of %zu", path, len, FRONTEND_MAX_SOURCE);
+        return NULL;
+    }
     frontend_limits lim = limits ? *limits : frontend_default_limits();
-    frontend f = { .defines = defines, .n_defines = n_defines,
-                   .budget = lim.instructions, .mem_limit = lim.memory_bytes,
-                   .print = lim.print ? lim.print : stderr };
+    sandbox_limits slim = { .instructions = lim.instructions,
+                            .memory_bytes = lim.memory_bytes,
+                            .cpu_seconds = lim.cpu_seconds,
+                            .print = lim.print };
+    frontend f = { .defines = defines, .n_defines = n_defines };
     model *m = calloc(1, sizeof *m);
     if (!m || !(f.g = graph_new()) || !(m->path = dup_str(path)) ||
         !(m->name = model_name(path)) || !(f.path = graph_intern(f.g, path)) ||
@@ -1417,24 +1124,9 @@ model *frontend_load_string(const char *path, const char *text, size_t len,
         goto fail;
     }
     m->graph = f.g;
-    f.L = lua_newstate(capped_alloc, &f);
-    if (!f.L) {
-        err_set(err, "%s: error: cannot start Lua", path);
-        goto fail;
-    }
-    *(frontend **)lua_getextraspace(f.L) = &f;
-    lua_sethook(f.L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
-    /* Protected: with a small memory limit, opening the libraries can fail,
-     * and an unprotected error would abort the process. */
-    lua_pushcfunction(f.L, open_sandbox_protected);
-    if (lua_pcall(f.L, 0, 0, 0) != LUA_OK) {
-        err_set(err, "%s: error: cannot start Lua: %s", path,
-                lua_tostring(f.L, -1) ? lua_tostring(f.L, -1) : "error");
-        goto fail;
-    }
-    if (run_chunk(&f, embedded_nn_lua, strlen(embedded_nn_lua), LIB_CHUNK,
-                  "nn", err) ||
-        run_chunk(&f, text, len, path, NULL, err))
+    if (!(f.sb = sandbox_new(f.path, &slim, &f, err)) ||
+        sandbox_protect(f.sb, open_builder, err) || run_library(&f, err) ||
+        sandbox_run(f.sb, text, len, f.path, 0, err))
         goto fail;
     for (int i = 0; i < n_defines && !f.config_called; i++) {
         if (defines[i].source)  /* --config: not this model's key */
@@ -1446,14 +1138,13 @@ model *frontend_load_string(const char *path, const char *text, size_t len,
     }
     if (graph_verify(f.g, path, err))
         goto fail;
-    lua_close(f.L);
+    sandbox_free(f.sb);
     m->config = f.config;
     m->n_config = f.n_config;
     return m;
 
 fail:
-    if (f.L)
-        lua_close(f.L);
+    sandbox_free(f.sb);
     for (int i = 0; i < f.n_config; i++) {
         free(f.config[i].key);
         free(f.config[i].value);
@@ -1470,6 +1161,16 @@ model *frontend_load(const char *path, const frontend_define *defines,
                      int n_defines, const frontend_limits *limits,
                      dsc_err *err)
 {
+    /* A model file is a page of Lua: refuse a huge one before reading it
+     * (parsing is outside the instruction budget). */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+        (uintmax_t)st.st_size > FRONTEND_MAX_SOURCE) {
+        err_set(err, "%s: error: a model file of %jd bytes is larger than "
+                "the limit of %zu", path, (intmax_t)st.st_size,
+                FRONTEND_MAX_SOURCE);
+        return NULL;
+    }
     size_t len;
     dsc_err read_err;
     char *text = file_read_all(path, &len, &read_err);

@@ -1,9 +1,11 @@
 /* frontend.h — run a Lua model description and get its op graph.
  *
- * The model file runs in a sandboxed Lua 5.4 state (no os, io, require,
- * dofile, loadfile, load, string.dump or debug; a bounded instruction budget
- * and a capped allocator).  It builds the graph through the `dsc` builder
- * API and the `nn` block library (compiler/frontend/nn.lua, embedded). */
+ * The model file runs in a sandboxed Lua 5.4 state (compiler/frontend/
+ * sandbox.h: no files, bytecode or finalizers; an instruction budget, a
+ * CPU-time limit and a capped allocator).  It builds the graph through the
+ * `dsc` builder API and the `nn` block library (compiler/frontend/nn.lua,
+ * embedded); every byte the graph keeps for it counts against its memory
+ * limit. */
 #ifndef DSC_FRONTEND_H
 #define DSC_FRONTEND_H
 
@@ -13,6 +15,10 @@
 #include "util/diag.h"
 #include "ir/graph.h"
 #include "ir/model.h"
+
+/* The largest model file read (a model is a page of Lua; parsing is not
+ * under the instruction budget). */
+#define FRONTEND_MAX_SOURCE ((size_t)4 << 20)
 
 /* One `-D key=value` from the command line, or one setting of a
  * config.json (--config): source names that file, whose keys the model
@@ -29,7 +35,8 @@ typedef struct frontend_define {
 
 typedef struct frontend_limits {
     long long instructions;  /* Lua VM instructions the model may run */
-    size_t memory_bytes;     /* bytes the Lua state may hold */
+    size_t memory_bytes;     /* bytes the Lua state and its graph may hold */
+    double cpu_seconds;      /* CPU time the model may run; 0: default */
     FILE *print;             /* where the model's print() writes; NULL:
                               * stderr (dsc as a library keeps it) */
 } frontend_limits;

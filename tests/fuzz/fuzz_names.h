@@ -655,7 +655,7 @@ static inline void names_verdict_of_fields(const char *const *field,
     const char *stem = field[F_FILE];
     snprintf(source, sizeof source, "%.200s.c", stem);
     snprintf(header, sizeof header, "%.200s.h", stem);
-    frontend_define define = { field[F_CONFIG_KEY], field[F_DEFINE] };
+    frontend_define define = { .key = field[F_CONFIG_KEY], .value = field[F_DEFINE] };
     emit_verify(model_path, lua, strlen(lua), &define, *field[F_DEFINE] != 0,
                 *stem ? source : NULL, *stem ? header : NULL, v);
     if (v->status == VERDICT_OK && *stem &&

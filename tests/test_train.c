@@ -585,7 +585,7 @@ Test(autodiff, seed_training_graph)
     cr_expect_gt(b.train.plan.arena_bytes, b.fwd.plan.arena_bytes);
     cr_expect_lt(b.train.plan.arena_bytes, b.train.plan.no_reuse_bytes);
     cr_expect(strstr(b.train.source, "_train_step(rt_ctx *ctx, float *w, "
-                     "float *state, const int32_t *tokens, float *loss, "
+                     "float *state, const int32_t *in_tokens, float *out_loss, "
                      "void *arena)"));
     cr_expect(strstr(b.train.source, "int seed_encoder_forward("));
     cr_expect(strstr(b.train.header, "SEED_ENCODER_STATE_FLOATS"));

@@ -31,6 +31,7 @@ int rt_ctx_threads(const rt_ctx *ctx);
 /* Status codes returned by generated entry points. */
 #define DSC_OK          0
 #define DSC_EBADTOKEN (-1)  /* a token id below 0 or >= the vocabulary */
+#define DSC_ENOMEM    (-3)  /* a train step's scratch could not be allocated */
 
 /* Byte alignment of every arena region and every weight in the blob. */
 #define DSC_ALIGN 64
@@ -170,7 +171,7 @@ void rt_softmax_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
                      int64_t rows, int64_t dim);
 /* The mean over rows of logsumexp(logits) - logits[target] (as
  * nn.CrossEntropyLoss()), and its gradient; DSC_EBADTOKEN for a target
- * outside [0, classes). */
+ * outside [0, classes), DSC_ENOMEM. */
 int rt_cross_entropy(rt_ctx *ctx, float *loss, const float *logits,
                      const int32_t *targets, int64_t rows, int64_t classes);
 int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
@@ -197,20 +198,22 @@ void rt_bias_grad(rt_ctx *ctx, float *db, const float *dy, int64_t lddy,
 void rt_layernorm_grad_x(rt_ctx *ctx, float *dx, const float *dy,
                          const float *x, const float *gamma, int64_t rows,
                          int64_t dim, float eps);
-void rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
-                             const float *x, int64_t rows, int64_t dim,
-                             float eps, int accumulate);
+/* These three return DSC_OK, or DSC_ENOMEM when their scratch could not
+ * be allocated (the results are then undefined). */
+int rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
+                            const float *x, int64_t rows, int64_t dim,
+                            float eps, int accumulate);
 /* rt_attention with dropout p on the attention weights (training). */
-void rt_attention_train(rt_ctx *ctx, float *out, const float *q,
-                        const float *k, const float *v,
-                        const rt_attention_shape *shape, float p,
-                        uint64_t key);
+int rt_attention_train(rt_ctx *ctx, float *out, const float *q,
+                       const float *k, const float *v,
+                       const rt_attention_shape *shape, float p,
+                       uint64_t key);
 /* The gradients of q, k and v (row stride ldd) from that of out (row stride
  * shape->ldo), recomputing the attention weights. */
-void rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
-                       int64_t ldd, const float *dout, const float *q,
-                       const float *k, const float *v,
-                       const rt_attention_shape *shape, float p, uint64_t key);
+int rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
+                      int64_t ldd, const float *dout, const float *q,
+                      const float *k, const float *v,
+                      const rt_attention_shape *shape, float p, uint64_t key);
 /* dtable[ids[i]] += dy[i] (zeroed first unless accumulate). */
 int rt_embedding_grad(rt_ctx *ctx, float *dtable, const float *dy,
                       const int32_t *ids, int64_t n, int64_t vocab,

@@ -22,7 +22,7 @@
  *                                 UPPER(M)_X_COUNT in the header
  *   weight key k                  macro W_K (capitals)
  * against dsc's own: ctx, w, a, n, pos, token, cache, arena, s, io, and
- * the train step's state, gw, scratch; the model's functions and the
+ * the train step's state, gw, scratch, rc; the model's functions and the
  * intermediates OP_T_ (lowercase, ending in '_'), the runtime's rt_*, RT_*
  * and DSC_*, and <stddef.h>/<stdint.h>.  One set of names covers the .c and
  * the .h, and every name made from outside text is claimed in it: one that
@@ -110,7 +110,7 @@ int emit_names_make(names *nm, const model *m, const weight_layout *w)
 {
     static const char *const fixed[] = {
         "ctx", "w", "a", "n", "pos", "token", "cache", "arena", "s", "io",
-        "state", "gw", "scratch", NULL
+        "state", "gw", "scratch", "rc", NULL
     };
     static const char *const fixed_macros[] = {
         "_H", "_ARENA_BYTES", "_WEIGHT_FLOATS", "_CONTEXT", "_CACHE_FLOATS",

@@ -2,7 +2,7 @@
  * emit_c.c (NAME_forward) and emit_train.c (NAME_train_step, written into
  * the same file) both use, and the helpers that put outside text and float
  * constants into C.  emit_c.c says which names come from where; the train
- * step adds its own fixed names (state, gw, scratch, io) and functions
+ * step adds its own fixed names (state, gw, scratch, rc, io) and functions
  * (NAME_train_step, NAME_train_step_io), claimed in every build so that
  * the forward's names do not depend on whether a train step follows. */
 #ifndef DSC_EMIT_NAMES_H

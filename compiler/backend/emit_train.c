@@ -89,8 +89,9 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
     case GRAPH_OP_CROSS_ENTROPY:
     case GRAPH_OP_CROSS_ENTROPY_GRAD:
         cols = last_dim(g, in[0]);
-        sb_printf(sb, "    if (rt_cross_entropy%s(ctx, %s, %s, %s, %lld, "
-                  "%lld))\n        return DSC_EBADTOKEN;\n",
+        sb_printf(sb, "    {\n        int rc = rt_cross_entropy%s(ctx, %s, %s, "
+                  "%s, %lld, %lld);\n        if (rc)  /* DSC_EBADTOKEN, "
+                  "DSC_ENOMEM */\n            return rc;\n    }\n",
                   n->op == GRAPH_OP_CROSS_ENTROPY ? "" : "_grad", y,
                   nm[in[0]], nm[in[1]],
                   (long long)(count_of(g, in[0]) / cols), cols);
@@ -149,8 +150,8 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
         return 0;
     case GRAPH_OP_LAYERNORM_GRAD_GAMMA:
         cols = last_dim(g, in[1]);
-        sb_printf(sb, "    rt_layernorm_grad_gamma(ctx, %s, %s, %s, %lld, "
-                  "%lld, %s, %d);\n", y, nm[in[0]], nm[in[1]],
+        sb_printf(sb, "    if (rt_layernorm_grad_gamma(ctx, %s, %s, %s, %lld, "
+                  "%lld, %s, %d))\n        return DSC_ENOMEM;\n", y, nm[in[0]], nm[in[1]],
                   (long long)(count_of(g, in[1]) / cols), cols,
                   flt(n->attrs.eps, f, sizeof f), n->attrs.accumulate);
         return 0;
@@ -158,8 +159,9 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
         sb_append(sb, "    {\n");
         attention_shape(sb, g, n, in[0], in[1], in[2],
                         last_dim(g, n->output));
-        sb_printf(sb, "        rt_attention_train(ctx, %s, %s, %s, %s, &s, "
-                  "%s, rt_dropout_key(state, %d));\n    }\n", y, nm[in[0]],
+        sb_printf(sb, "        if (rt_attention_train(ctx, %s, %s, %s, %s, &s, "
+                  "%s, rt_dropout_key(state, %d)))\n            return "
+                  "DSC_ENOMEM;\n    }\n", y, nm[in[0]],
                   nm[in[1]], nm[in[2]], flt(n->attrs.p, f, sizeof f),
                   n->attrs.stream);
         return 0;
@@ -168,9 +170,10 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
         sb_append(sb, "    {\n");
         attention_shape(sb, g, n, in[1], in[2], in[3],
                         graph_row_stride(g, in[0]));
-        sb_printf(sb, "        rt_attention_grad(ctx, %s, %s + %lld, %s + "
+        sb_printf(sb, "        if (rt_attention_grad(ctx, %s, %s + %lld, %s + "
                   "%lld, %lld, %s, %s, %s, %s, &s, %s, "
-                  "rt_dropout_key(state, %d));\n    }\n", y, y,
+                  "rt_dropout_key(state, %d)))\n            return "
+                  "DSC_ENOMEM;\n    }\n", y, y,
                   (long long)wq, y, (long long)(wq + wk),
                   (long long)last_dim(g, n->output), nm[in[0]], nm[in[1]],
                   nm[in[2]], nm[in[3]], flt(n->attrs.p, f, sizeof f),
@@ -445,7 +448,8 @@ char *emit_train_header(const model *m, const memory_plan *plan,
               (long long)rt_train_state_floats(w->total_floats), nm.upper,
               (long long)emit_train_arena_bytes(g, plan));
     sb_append(&sb, "/* Forward, backward and one Adam step on w; *out_loss "
-              "gets the loss before\n * the step.  DSC_OK or DSC_EBADTOKEN. */\n");
+              "gets the loss before\n * the step.  DSC_OK, DSC_EBADTOKEN or "
+              "DSC_ENOMEM. */\n");
     train_signature(&sb, g, &nm, loss);
     sb_printf(&sb, ";\nint %s_train_step_io(rt_ctx *ctx, float *w, float "
               "*state, void *const *io, float *%s, void *arena);\n",

@@ -32,6 +32,7 @@ int rt_ctx_threads(const rt_ctx *ctx);
 #define DSC_OK          0
 #define DSC_EBADTOKEN (-1)  /* a token id below 0 or >= the vocabulary */
 #define DSC_EBADLAYOUT (-3) /* weights packed in another layout: rt_ctx_error */
+#define DSC_ENOMEM    (-4)  /* a kernel could not allocate its scratch */
 
 /* ---- instruction sets and packed layouts ------------------------------
  * The kernels come in one version per instruction set, chosen once per
@@ -221,7 +222,7 @@ void rt_softmax_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
                      int64_t rows, int64_t dim);
 /* The mean over rows of logsumexp(logits) - logits[target] (as
  * nn.CrossEntropyLoss()), and its gradient; DSC_EBADTOKEN for a target
- * outside [0, classes). */
+ * outside [0, classes), DSC_ENOMEM. */
 int rt_cross_entropy(rt_ctx *ctx, float *loss, const float *logits,
                      const int32_t *targets, int64_t rows, int64_t classes);
 int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
@@ -251,20 +252,22 @@ void rt_bias_grad(rt_ctx *ctx, float *db, const float *dy, int64_t lddy,
 void rt_layernorm_grad_x(rt_ctx *ctx, float *dx, const float *dy,
                          const float *x, const float *gamma, int64_t rows,
                          int64_t dim, float eps);
-void rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
-                             const float *x, int64_t rows, int64_t dim,
-                             float eps, int accumulate);
+/* These three return DSC_OK, or DSC_ENOMEM when their scratch could not
+ * be allocated (the results are then undefined). */
+int rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
+                            const float *x, int64_t rows, int64_t dim,
+                            float eps, int accumulate);
 /* rt_attention with dropout p on the attention weights (training). */
-void rt_attention_train(rt_ctx *ctx, float *out, const float *q,
-                        const float *k, const float *v,
-                        const rt_attention_shape *shape, float p,
-                        uint64_t key);
+int rt_attention_train(rt_ctx *ctx, float *out, const float *q,
+                       const float *k, const float *v,
+                       const rt_attention_shape *shape, float p,
+                       uint64_t key);
 /* The gradients of q, k and v (row stride ldd) from that of out (row stride
  * shape->ldo), recomputing the attention weights. */
-void rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
-                       int64_t ldd, const float *dout, const float *q,
-                       const float *k, const float *v,
-                       const rt_attention_shape *shape, float p, uint64_t key);
+int rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
+                      int64_t ldd, const float *dout, const float *q,
+                      const float *k, const float *v,
+                      const rt_attention_shape *shape, float p, uint64_t key);
 /* dtable[ids[i]] += dy[i] (zeroed first unless accumulate). */
 int rt_embedding_grad(rt_ctx *ctx, float *dtable, const float *dy,
                       const int32_t *ids, int64_t n, int64_t vocab,
@@ -278,7 +281,6 @@ void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
  * transformers' DeepseekV3ForCausalLM: RMSNorm, SwiGLU, multi-head latent
  * attention (MLA) over a compressed cache, the sigmoid-routed experts. */
 
-#define DSC_ENOMEM (-4)  /* a kernel could not allocate its scratch */
 
 /* Per row: y = w * x / sqrt(mean(x²) + eps).  x has row stride ldx; y is
  * contiguous and may alias x when ldx == dim. */

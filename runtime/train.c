@@ -18,6 +18,7 @@
 #include "rt_internal.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #if RT_X86_DISPATCH
@@ -272,6 +273,7 @@ typedef struct row_job {
     int64_t rows, dim;
     float eps;
     double *row_loss;
+    atomic_int *failed;  /* set by a worker whose scratch malloc failed */
 } row_job;
 
 
@@ -398,13 +400,13 @@ void rt_bias_grad(rt_ctx *ctx, float *db, const float *dy, int64_t lddy,
 }
 
 
-void rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
-                             const float *x, int64_t rows, int64_t dim,
-                             float eps, int accumulate)
+int rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
+                            const float *x, int64_t rows, int64_t dim,
+                            float eps, int accumulate)
 {
     double *stats = malloc((size_t)(2 * rows + 2) * sizeof *stats);
     if (!stats)
-        abort();  /* a few KB; nothing sensible to return from a step */
+        return DSC_ENOMEM;
     for (int64_t r = 0; r < rows; r++)
         row_stats(x + r * dim, dim, eps, &stats[2 * r], &stats[2 * r + 1]);
     col_job j = { .out = dgamma, .dy = dy, .x = x, .ld = dim, .rows = rows,
@@ -412,6 +414,7 @@ void rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
     rt_parallel(ctx, rt_threads_for(ctx, rows * dim, RT_TRAIN_GRAIN), dim,
                 col_sum_range, &j);
     free(stats);
+    return DSC_OK;
 }
 
 
@@ -462,8 +465,10 @@ static void cross_entropy_rows(void *arg, int64_t r0, int64_t r1)
 {
     const row_job *j = arg;
     float *e = malloc((size_t)(j->dim + 1) * sizeof *e);
-    if (!e)
-        abort();
+    if (!e) {
+        atomic_store(j->failed, 1);
+        return;
+    }
 #if RT_X86_DISPATCH
     if (rt_cpu_has_avx2())
         cross_entropy_avx2(arg, r0, r1, e);
@@ -490,11 +495,16 @@ int rt_cross_entropy(rt_ctx *ctx, float *loss, const float *logits,
         return DSC_EBADTOKEN;
     double *row_loss = malloc((size_t)(rows + 1) * sizeof *row_loss);
     if (!row_loss)
-        abort();
+        return DSC_ENOMEM;
+    atomic_int failed = 0;
     row_job j = { .x = logits, .targets = targets, .rows = rows,
-                  .dim = classes, .row_loss = row_loss };
+                  .dim = classes, .row_loss = row_loss, .failed = &failed };
     rt_parallel(ctx, rt_threads_for(ctx, rows * classes, RT_TRAIN_GRAIN / 8),
                 rows, cross_entropy_rows, &j);
+    if (atomic_load(&failed)) {
+        free(row_loss);
+        return DSC_ENOMEM;
+    }
     double s = 0;
     for (int64_t r = 0; r < rows; r++)
         s += row_loss[r];
@@ -510,11 +520,12 @@ int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
 {
     if (check_targets(targets, rows, classes))
         return DSC_EBADTOKEN;
+    atomic_int failed = 0;
     row_job j = { .out = dlogits, .x = logits, .targets = targets,
-                  .rows = rows, .dim = classes };
+                  .rows = rows, .dim = classes, .failed = &failed };
     rt_parallel(ctx, rt_threads_for(ctx, rows * classes, RT_TRAIN_GRAIN / 8),
                 rows, cross_entropy_rows, &j);
-    return DSC_OK;
+    return atomic_load(&failed) ? DSC_ENOMEM : DSC_OK;
 }
 
 
@@ -744,6 +755,7 @@ typedef struct attn_job {
     const float *dout, *q, *k, *v;
     float p;
     uint64_t key;
+    atomic_int *failed;  /* set by a worker whose scratch malloc failed */
 } attn_job;
 
 
@@ -805,8 +817,10 @@ RT_INLINE void attn_train_body(void *arg, int64_t t0, int64_t t1)
     const rt_attention_shape *s = j->s;
     const int64_t S = s->seq, dv = s->head_dim_v;
     float *pr = malloc((size_t)(2 * S * S + 1) * sizeof *pr);
-    if (!pr)
-        abort();
+    if (!pr) {
+        atomic_store(j->failed, 1);
+        return;
+    }
     float *pd = pr + S * S;
     for (int64_t task = t0; task < t1; task++) {
         int64_t b = task / s->heads, h = task % s->heads;
@@ -846,18 +860,20 @@ RT_TARGET_AVX2 static void attn_train_avx2(void *arg, int64_t t0, int64_t t1)
 #endif
 
 
-void rt_attention_train(rt_ctx *ctx, float *out, const float *q,
-                        const float *k, const float *v,
-                        const rt_attention_shape *shape, float p,
-                        uint64_t key)
+int rt_attention_train(rt_ctx *ctx, float *out, const float *q,
+                       const float *k, const float *v,
+                       const rt_attention_shape *shape, float p,
+                       uint64_t key)
 {
+    atomic_int failed = 0;
     attn_job j = { .s = shape, .out = out, .q = q, .k = k, .v = v, .p = p,
-                   .key = key };
+                   .key = key, .failed = &failed };
     int64_t tasks = shape->batch * shape->heads;
     rt_parallel(ctx, rt_threads_for(ctx, tasks * shape->seq * shape->seq *
                                     shape->head_dim_qk, RT_TRAIN_GRAIN),
                 tasks, rt_cpu_has_avx2() ? attn_train_fast : attn_train_base,
                 &j);
+    return atomic_load(&failed) ? DSC_ENOMEM : DSC_OK;
 }
 
 
@@ -867,8 +883,10 @@ RT_INLINE void attn_grad_body(void *arg, int64_t t0, int64_t t1)
     const rt_attention_shape *s = j->s;
     const int64_t S = s->seq, dk = s->head_dim_qk, dv = s->head_dim_v;
     float *pr = malloc((size_t)(3 * S * S + 1) * sizeof *pr);
-    if (!pr)
-        abort();
+    if (!pr) {
+        atomic_store(j->failed, 1);
+        return;
+    }
     float *pd = pr + S * S, *ds = pd + S * S;
     float scale_keep = 1.0f / (1.0f - j->p);
 #define ROW(base, ld, t) ((base) + ((t) * s->seq_step + b * s->batch_step) * (ld))
@@ -944,18 +962,21 @@ RT_TARGET_AVX2 static void attn_grad_avx2(void *arg, int64_t t0, int64_t t1)
 #endif
 
 
-void rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
-                       int64_t ldd, const float *dout, const float *q,
-                       const float *k, const float *v,
-                       const rt_attention_shape *shape, float p, uint64_t key)
+int rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
+                      int64_t ldd, const float *dout, const float *q,
+                      const float *k, const float *v,
+                      const rt_attention_shape *shape, float p, uint64_t key)
 {
+    atomic_int failed = 0;
     attn_job j = { .s = shape, .dq = dq, .dk = dk, .dv = dv, .ldd = ldd,
-                   .dout = dout, .q = q, .k = k, .v = v, .p = p, .key = key };
+                   .dout = dout, .q = q, .k = k, .v = v, .p = p, .key = key,
+                   .failed = &failed };
     int64_t tasks = shape->batch * shape->heads;
     rt_parallel(ctx, rt_threads_for(ctx, 3 * tasks * shape->seq * shape->seq *
                                     shape->head_dim_qk, RT_TRAIN_GRAIN),
                 tasks, rt_cpu_has_avx2() ? attn_grad_fast : attn_grad_base,
                 &j);
+    return atomic_load(&failed) ? DSC_ENOMEM : DSC_OK;
 }
 
 

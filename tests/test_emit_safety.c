@@ -4,7 +4,8 @@
  * One test per attack: weight keys, config keys and values, the model's
  * path, input and output names that clash with dsc's own names or are C
  * keywords and macros, float constants out of float32's range, the -o file
- * name; then a deterministic randomized run of the names harness
+ * name; the same in a model that declares a loss, whose C also holds
+ * NAME_train_step (dsc train, dsc compile --train); then a deterministic randomized run of the names harness
  * (tests/fuzz/fuzz_names.h, which `make fuzz` runs under libFuzzer).  Each
  * builds a small model, checks the C with emit_verify (compiles with tcc,
  * no preprocessor line, declaration or symbol dsc did not write) and then
@@ -17,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend/emit_dot.h"
+#include "backend/emit_train.h"
 #include "fuzz/fuzz_names.h"
 #include "io/fileio.h"
 #include "util/ctext.h"
@@ -308,6 +311,181 @@ Test(emit_safety, the_c_includes_the_header_by_the_name_it_is_written_under)
 }
 
 
+/* ---- the same attacks on a model with a loss: NAME_train_step ---- */
+
+/* As expect_clean_fields, on the model with a loss (mode "t"): the texts
+ * checked are the train build's. */
+static void expect_clean_trained(const field_set *set,
+                                 const char *const *words)
+{
+    field_set all[F_COUNT + 2];
+    int n = 0;
+    all[n++] = (field_set){ F_MODE, "t" };
+    for (; set && set->field >= 0; set++)
+        all[n++] = *set;
+    all[n] = (field_set){ -1, NULL };
+    emit_verdict v;
+    verify_fields(all, &v);
+    expect_clean(&v, words);
+    cr_expect(v.trained, "the train step was not built");
+    cr_expect(strstr(v.source, "_train_step("), "%s", v.source);
+    verdict_free(&v);
+}
+
+
+Test(emit_safety, the_train_step_holds_no_injected_key_config_or_path)
+{
+    static const char *const keys[] = {
+        "k */\nint system(const char *);\n#define rt_adam(...) "
+        "system(\"id > /tmp/dsc-pwned\")\n/*",
+        "k ?\?/\n#define W_K 0", "k \\\n#define evil 1", "*/", "/*",
+    };
+    static const char *const words[] = { "system", "evil", "pwned",
+                                         "hostname", "constructor",
+                                         "#define rt_", NULL };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        for (int f = F_EMB; f <= F_BETA; f++) {
+            field_set set[] = { { f, keys[i] }, { -1, NULL } };
+            expect_clean_trained(set, words);
+        }
+    static const char *const config[] = {
+        "*/\n#include \"/etc/hostname\"\n/*",
+        "*/ __attribute__((constructor)) static void evil(void) { } /*",
+    };
+    for (size_t i = 0; i < sizeof config / sizeof config[0]; i++) {
+        field_set key[] = { { F_CONFIG_KEY, config[i] }, { -1, NULL } };
+        field_set value[] = { { F_CONFIG_VALUE, config[i] }, { -1, NULL } };
+        field_set define[] = { { F_CONFIG_VALUE, "v" },
+                               { F_DEFINE, config[i] }, { -1, NULL } };
+        expect_clean_trained(key, words);
+        expect_clean_trained(value, words);
+        expect_clean_trained(define, words);
+    }
+    static const char *const paths[] = {
+        "models/x\n#include \"/etc/hostname\"\n*/m.lua",
+        "/tmp/?\?/\nevil*/int evil;\n/*.lua", "rt_adam.lua", "9.lua",
+    };
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        field_set set[] = { { F_PATH, paths[i] }, { -1, NULL } };
+        expect_clean_trained(set, words);
+    }
+}
+
+
+Test(emit_safety, train_step_names_that_clash_with_dsc_or_c_still_compile)
+{
+    /* The step's own names (w, state, gw, scratch, io, the loss, its
+     * functions) against inputs and outputs named like them. */
+    static const field_set sets[][7] = {
+        { { F_TOKENS, "w" }, { F_X, "a" }, { F_OUT1, "int" },
+          { F_OUT2, "NULL" }, { F_OUT3, "state" }, { -1, NULL } },
+        { { F_TOKENS, "loss" }, { F_X, "ctx" }, { F_OUT1, "train_step" },
+          { F_OUT2, "out_loss" }, { F_OUT3, "gw" }, { -1, NULL } },
+        { { F_TOKENS, "int" }, { F_X, "state" }, { F_OUT1, "scratch" },
+          { F_OUT2, "io" }, { F_OUT3, "arena" }, { -1, NULL } },
+        { { F_TOKENS, "NULL" }, { F_X, "in_loss" }, { F_OUT1, "w" },
+          { F_OUT2, "a" }, { F_OUT3, "ctx" }, { -1, NULL } },
+        /* Model "in": in_train_step is its function, not a parameter. */
+        { { F_PATH, "in.lua" }, { F_TOKENS, "train_step" },
+          { F_X, "train_step_io" }, { -1, NULL } },
+        /* Model "w": the W_ macros and the model's own W_..._COUNT ones. */
+        { { F_PATH, "w.lua" }, { F_EMB, "loss_count" }, { F_W, "y_count" },
+          { F_B, "state_floats" }, { F_G, "train_arena_bytes" },
+          { -1, NULL } },
+        { { F_FILE, "other" }, { F_TOKENS, "x" }, { F_X, "X" }, { -1, NULL } },
+    };
+    static const char *const none[] = { NULL };
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        expect_clean_trained(sets[i], none);
+    /* The parameters follow the forward's scheme. */
+    field_set loss[] = { { F_MODE, "t" }, { F_TOKENS, "loss" },
+                         { F_X, "state" }, { -1, NULL } };
+    emit_verdict v;
+    verify_fields(loss, &v);
+    cr_assert_eq(v.status, VERDICT_OK, "%s%s", v.why, v.err.msg);
+    cr_expect(strstr(v.source, "int fuzz_train_step(rt_ctx *ctx, float *w, "
+                     "float *state, const int32_t *in_loss, const float "
+                     "*in_state, float *out_loss, void *arena)"), "%s",
+              v.source);
+    cr_expect(strstr(v.header, "#define FUZZ_STATE_FLOATS "), "%s", v.header);
+    verdict_free(&v);
+}
+
+
+Test(emit_safety, train_step_constants_out_of_range_are_errors)
+{
+    static const struct {
+        int field;
+        const char *value, *op;
+    } cases[] = {
+        { F_EPS, "1e300", "layernorm eps" },
+        { F_SCALE, "1e39", "attention scale" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        field_set set[] = { { F_MODE, "t" }, { cases[i].field, cases[i].value },
+                            { -1, NULL } };
+        emit_verdict v;
+        verify_fields(set, &v);
+        cr_expect_eq(v.status, VERDICT_REFUSED, "%s compiled", cases[i].value);
+        cr_expect(strstr(v.err.msg, cases[i].op), "%s", v.err.msg);
+        verdict_free(&v);
+    }
+}
+
+
+/* The train step's own constants (dropout p, the backward's eps and
+ * scale) are checked by the train emitter itself, whatever made them. */
+Test(emit_safety, the_train_emitter_refuses_a_non_finite_constant)
+{
+    const char *field[F_COUNT];
+    size_t len[F_COUNT];
+    for (int f = 0; f < F_COUNT; f++) {
+        field[f] = names_defaults[f];
+        len[f] = strlen(field[f]);
+    }
+    field[F_MODE] = "t";
+    len[F_MODE] = 1;
+    char *lua = names_model_text(field, len);
+    build_options opts = { .text = lua, .text_len = strlen(lua) };
+    static const graph_op ops[] = {
+        GRAPH_OP_DROPOUT, GRAPH_OP_DROPOUT_GRAD, GRAPH_OP_ATTENTION,
+        GRAPH_OP_ATTENTION_GRAD, GRAPH_OP_LAYERNORM_GRAD_X,
+        GRAPH_OP_LAYERNORM_GRAD_GAMMA,
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        built_train b;
+        dsc_err err;
+        cr_assert_eq(build_train("t.lua", &opts, &b, &err), 0, "%s", err.msg);
+        graph *g = b.train.model->graph;
+        graph_node *n = NULL;
+        for (int k = 0; k < g->n_nodes && !n; k++)
+            if (g->nodes[k].op == ops[i])
+                n = &g->nodes[k];
+        cr_assert_not_null(n, "no %s node", graph_op_name(ops[i]));
+        cr_expect_eq(emit_train_check(b.train.model, &err), 0, "%s", err.msg);
+        if (ops[i] == GRAPH_OP_LAYERNORM_GRAD_X ||
+            ops[i] == GRAPH_OP_LAYERNORM_GRAD_GAMMA)
+            n->attrs.eps = INFINITY;
+        else if (ops[i] == GRAPH_OP_ATTENTION_GRAD)
+            n->attrs.scale = NAN;
+        else
+            n->attrs.p = NAN;
+        cr_expect_eq(emit_train_check(b.train.model, &err), -1, "%s",
+                     graph_op_name(ops[i]));
+        char want[64];
+        snprintf(want, sizeof want, "t.lua:%d: error: %s ", n->user_loc.line,
+                 graph_op_name(ops[i]));
+        cr_expect(strstr(err.msg, want), "'%s' not in %s", want, err.msg);
+        cr_expect_null(emit_train_source(b.train.model, &b.train.plan,
+                                         &b.train.weights, &err));
+        cr_expect_null(emit_train_header(b.train.model, &b.train.plan,
+                                         &b.train.weights));
+        built_train_free(&b);
+    }
+    free(lua);
+}
+
+
 /* ---- the same through the command line ---- */
 
 static char tmp[256];
@@ -414,6 +592,102 @@ Test(emit_cli, run_of_a_hostile_model_runs_no_injected_code)
     char pwned[600];
     snprintf(pwned, sizeof pwned, "%s/pwned", tmp);
     cr_expect_eq(access(pwned, F_OK), -1, "the injected command ran");
+}
+
+
+Test(emit_cli, compile_train_o_writes_a_pair_that_compiles)
+{
+    cr_assert_eq(run("mkdir -p %s/o2 && %s compile --train "
+                     "models/seed_encoder.lua -D layers=1 -D d_model=16 "
+                     "-D d_ff=32 -D vocab=20 -o %s/o2/other.c", tmp, dsc(),
+                     tmp), 0, "%s", slurp("err"));
+    char *c = slurp("o2/other.c");
+    cr_expect(strstr(c, "#include \"other.h\"\n"), "%.300s", c);
+    cr_expect(strstr(c, "int seed_encoder_train_step(rt_ctx *ctx, float *w, "
+                     "float *state, const int32_t *in_tokens, float "
+                     "*out_loss, void *arena)"), "no train step");
+    free(c);
+    char stray[600];
+    snprintf(stray, sizeof stray, "%s/o2/seed_encoder.h", tmp);
+    cr_expect_eq(access(stray, F_OK), -1, "a header under another name");
+    cr_assert_eq(run("cc -std=c11 -Wall -Wextra -Werror -Iruntime -c "
+                     "%s/o2/other.c -o %s/other.o", tmp, tmp), 0, "%s",
+                 slurp("err"));
+}
+
+
+/* A model with a loss: config, a weight key, inputs and outputs named
+ * like dsc's and C's own, in a file whose path breaks comments.  `dsc
+ * train` (JIT and --aot) runs no injected code, and `dsc compile --train`
+ * writes C that cc compiles without a warning and that holds none of it
+ * outside comments. */
+Test(emit_cli, train_of_a_hostile_model_runs_no_injected_code)
+{
+    char dir[600], model_path[800];
+    snprintf(dir, sizeof dir, "%s/x*/\n#include \"/etc/hostname\"\n/*", tmp);
+    snprintf(model_path, sizeof model_path, "%s/m\n*/int evil;/*.lua", dir);
+    /* mkdir -p of its directory: one component at a time */
+    for (char *p = strchr(model_path + strlen(tmp) + 1, '/'); p;
+         p = strchr(p + 1, '/')) {
+        *p = '\0';
+        cr_assert(mkdir(model_path, 0700) == 0 || access(model_path, F_OK)
+                  == 0, "%s", model_path);
+        *p = '/';
+    }
+    FILE *fp = fopen(model_path, "w");
+    cr_assert_not_null(fp, "%s", model_path);
+    fprintf(fp,
+            "dsc.config{['*/ #include \"/etc/hostname\" /*'] = "
+            "'*/ __attribute__((constructor)) static void e(void) { "
+            "system(\"touch %s/pwned\"); } /*'}\n"
+            "local t = dsc.input('int', {3, 2}, 'int32')\n"
+            "local x = dsc.input('loss', {3, 2, 4})\n"
+            "local s = dsc.input('state', {3, 2, 4})\n"
+            "local e = dsc.embedding(t, dsc.weight('k */\\nint system(const "
+            "char *);\\n#define rt_adam(...) system(\"touch %s/pwned\")\\n"
+            "/*', {4, 4}))\n"
+            "local h = dsc.linear(e + x + s, dsc.weight('w', {4, 4}), "
+            "dsc.weight('NULL', {4}))\n"
+            "dsc.output('w', h)\n"
+            "dsc.output('a', dsc.relu(h))\n"
+            "dsc.output('ctx', dsc.softmax(h))\n"
+            "dsc.loss(dsc.cross_entropy(h, t))\n", tmp, tmp);
+    fclose(fp);
+    /* The path, for the shell: from a file, as "$(cat ...)" keeps it. */
+    char list[700];
+    snprintf(list, sizeof list, "%s/path", tmp);
+    fp = fopen(list, "w");
+    cr_assert_not_null(fp);
+    fputs(model_path, fp);
+    fclose(fp);
+    cr_expect_eq(run("%s train \"$(cat %s)\" --epochs 2", dsc(), list), 0,
+                 "%s", slurp("err"));
+    cr_expect_eq(run("%s train --aot \"$(cat %s)\" --epochs 2", dsc(), list),
+                 0, "%s", slurp("err"));
+    cr_expect_eq(run("%s compile --train \"$(cat %s)\" -o %s/m.c && "
+                     "cc -std=c11 -Wall -Wextra -Werror -Iruntime -c %s/m.c "
+                     "-o %s/m.o", dsc(), list, tmp, tmp, tmp), 0, "%s",
+                 slurp("err"));
+    char pwned[600];
+    snprintf(pwned, sizeof pwned, "%s/pwned", tmp);
+    cr_expect_eq(access(pwned, F_OK), -1, "the injected command ran");
+    static const char *const words[] = { "system", "hostname", "evil",
+                                         "constructor", NULL };
+    static const char *const files[] = { "m.c", "m.h" };
+    for (int f = 0; f < 2; f++) {
+        char *text = slurp(files[f]);
+        char *code = names_strip_comments(text);
+        for (int w = 0; words[w]; w++)
+            cr_expect(!strstr(code, words[w]), "'%s' outside comments in "
+                      "%s:\n%s", words[w], files[f], text);
+        if (f == 0)
+            cr_expect(strstr(code, "_train_step(rt_ctx *ctx, float *w, float "
+                             "*state, const int32_t *in_int, const float "
+                             "*in_loss, const float *in_state, float "
+                             "*out_loss, void *arena)"), "%s", text);
+        free(code);
+        free(text);
+    }
 }
 
 
@@ -690,7 +964,8 @@ Test(emit_safety, the_fuzzer_seeds_keep_their_purpose)
         { "decoder_clashes", VERDICT_OK }, { "define", VERDICT_OK },
         { "injection", VERDICT_OK }, { "clashes", VERDICT_OK },
         { "bytes", VERDICT_OK }, { "eps_inf", VERDICT_REFUSED },
-        { "scale_inf", VERDICT_REFUSED },
+        { "scale_inf", VERDICT_REFUSED }, { "train", VERDICT_OK },
+        { "train_clashes", VERDICT_OK }, { "train_eps_inf", VERDICT_REFUSED },
     };
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
         char path[300];
@@ -704,6 +979,9 @@ Test(emit_safety, the_fuzzer_seeds_keep_their_purpose)
         fuzz_names_verdict((const uint8_t *)bytes, len, path, &v);
         cr_expect_eq(v.status, seeds[i].status, "%s: %s%s", path, v.why,
                      v.err.msg);
+        /* A trained seed's texts are the train step's. */
+        cr_expect_eq(v.trained, strncmp(seeds[i].name, "train", 5) == 0 &&
+                     seeds[i].status == VERDICT_OK, "%s", path);
         verdict_free(&v);
         free(bytes);
     }
@@ -788,4 +1066,32 @@ Test(emit_safety, random_strings_in_every_position, .timeout = 300)
     /* The sample exercises the emitter, not only the frontend's refusals. */
     cr_expect_gt(ok, 100, "only %d of 400 compiled", ok);
     cr_expect_gt(refused, 10, "only %d of 400 refused", refused);
+}
+
+
+Test(emit_safety, random_strings_in_a_trained_model, .timeout = 300)
+{
+    uint64_t state = 20261202;
+    int trained = 0, refused = 0;
+    for (int round = 0; round < 120; round++) {
+        char text[F_COUNT][120];
+        field_set set[F_COUNT + 2];
+        int n = 0;
+        for (int f = 0; f < F_COUNT; f++) {
+            if (f == F_MODE || rng_next(&state) % 3)
+                continue;
+            random_field(&state, f, text[f], sizeof text[f]);
+            set[n++] = (field_set){ f, text[f] };
+        }
+        set[n++] = (field_set){ F_MODE, "train" };
+        set[n] = (field_set){ -1, NULL };
+        emit_verdict v;
+        verify_fields(set, &v);
+        cr_assert_neq(v.status, VERDICT_BROKEN, "round %d: %s", round, v.why);
+        trained += v.status == VERDICT_OK && v.trained;
+        refused += v.status == VERDICT_REFUSED;
+        verdict_free(&v);
+    }
+    cr_expect_gt(trained, 30, "only %d of 120 trained", trained);
+    cr_expect_gt(refused, 3, "only %d of 120 refused", refused);
 }

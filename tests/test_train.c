@@ -458,6 +458,27 @@ Test(kernels, attention_dropout_backward_against_finite_differences)
 
 /* ---- embedding, dropout, Adam ---------------------------------------------- */
 
+/* Scratch that cannot be had is a status, not an abort: attention's
+ * per-task probabilities for a sequence of 2^24 (2 PB) fail to allocate
+ * before any row is read (seq_step 0: one row of q, k and v serves). */
+Test(kernels, attention_scratch_failure_is_dsc_enomem)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    cr_skip_test("ASan aborts on an allocation this large");
+#else
+    float q[4] = { 0 }, k[4] = { 0 }, v[4] = { 0 }, out[4] = { 0 };
+    rt_attention_shape s = { .seq = (int64_t)1 << 24, .batch = 1, .heads = 1,
+                             .head_dim_qk = 1, .head_dim_v = 1, .seq_step = 0,
+                             .batch_step = 0, .ldq = 1, .ldk = 1, .ldv = 1,
+                             .ldo = 1, .scale = 1, .causal = 0 };
+    cr_expect_eq(rt_attention_train(NULL, out, q, k, v, &s, 0.5f, 1),
+                 DSC_ENOMEM);
+    cr_expect_eq(rt_attention_grad(NULL, out, out, out, 1, q, q, k, v, &s,
+                                   0.5f, 1), DSC_ENOMEM);
+#endif
+}
+
+
 Test(kernels, embedding_gradient_scatters_and_sums)
 {
     const int64_t vocab = 7, dim = 5, n = 9;
@@ -589,7 +610,7 @@ Test(autodiff, seed_training_graph)
     cr_expect_gt(b.train.plan.arena_bytes, b.fwd.plan.arena_bytes);
     cr_expect_lt(b.train.plan.arena_bytes, b.train.plan.no_reuse_bytes);
     cr_expect(strstr(b.train.source, "_train_step(rt_ctx *ctx, float *w, "
-                     "float *state, const int32_t *tokens, float *loss, "
+                     "float *state, const int32_t *in_tokens, float *out_loss, "
                      "void *arena)"));
     cr_expect(strstr(b.train.source, "int seed_encoder_forward("));
     cr_expect(strstr(b.train.header, "SEED_ENCODER_STATE_FLOATS"));

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/emit_names.h"
 #include "dsc_runtime.h"
 #include "util/ctext.h"
 #include "backend/emit_deepseek.h"
@@ -21,24 +22,13 @@
  *   input / output x              parameters in_x / out_x; macro
  *                                 UPPER(M)_X_COUNT in the header
  *   weight key k                  macro W_K (capitals)
- * against dsc's own: ctx, w, a, n, pos, token, cache, arena, s, the
- * model's functions and the
+ * against dsc's own: ctx, w, a, n, pos, token, cache, arena, s, io, and
+ * the train step's state, gw, scratch, rc; the model's functions and the
  * intermediates OP_T_ (lowercase, ending in '_'), the runtime's rt_*, RT_*
  * and DSC_*, and <stddef.h>/<stdint.h>.  One set of names covers the .c and
  * the .h, and every name made from outside text is claimed in it: one that
  * is taken (keys differing only in punctuation, x and X) gets _2, _3, ... */
-typedef struct names {
-    char **tensor;   /* per tensor: C expression for its pointer */
-    char **weight;   /* per weight entry: its offset macro */
-    char **count;    /* per input or output: its _COUNT macro, else NULL */
-    char ident[CTEXT_MODEL_NAME_MAX + 1];  /* the model: seed_encoder */
-    char upper[CTEXT_MODEL_NAME_MAX + 1];  /* in capitals, for macros */
-    /* A decoder step: dimension 0 of one input is the runtime token count
-     * n (at most max_tokens), and state lives in caller memory. */
-    int dynamic;
-    int64_t max_tokens;
-    int64_t cache_floats;
-} names;
+typedef emit_names names;  /* backend/emit_names.h */
 
 /* Room for a name: a prefix, CTEXT_IDENT_MAX bytes of outside text and
  * dsc's suffixes ("_R<row>", "_CAT<n>", "_COUNT", "_<k>"). */
@@ -57,7 +47,7 @@ static char *dup_printf(const char *fmt, const char *a, int n)
 }
 
 
-static void names_free(names *nm, const graph *g, const weight_layout *w)
+void emit_names_free(names *nm, const graph *g, const weight_layout *w)
 {
     for (int i = 0; i < g->n_tensors; i++) {
         if (nm->tensor)
@@ -117,20 +107,21 @@ static void model_ident(const model *m, char *ident, char *upper)
 }
 
 
-static int names_make(names *nm, const model *m, const weight_layout *w)
+int emit_names_make(names *nm, const model *m, const weight_layout *w)
 {
     static const char *const fixed[] = {
-        "ctx", "w", "a", "n", "pos", "token", "cache", "arena", "s", NULL
+        "ctx", "w", "a", "n", "pos", "token", "cache", "arena", "s", "io",
+        "state", "gw", "scratch", "rc", NULL
     };
     static const char *const fixed_macros[] = {
         "_H", "_ARENA_BYTES", "_WEIGHT_FLOATS", "_CONTEXT", "_CACHE_FLOATS",
-        NULL
+        "_STATE_FLOATS", "_TRAIN_ARENA_BYTES", NULL
     };
     /* Model "in" with an input "step": in_prefill's parameter in_step
      * must not hide the function in_step it calls. */
     static const char *const functions[] = {
         "_forward", "_forward_io", "_step", "_step_io", "_prefill",
-        "_decode", NULL
+        "_decode", "_train_step", "_train_step_io", NULL
     };
     const graph *g = m->graph;
     ctext_names used = {0};
@@ -187,7 +178,14 @@ static int names_make(names *nm, const model *m, const weight_layout *w)
         if (!nm->tensor[t])
             goto out;
     }
-    /* Then the names made from outside text. */
+    /* Then the names made from outside text: the weights' first, so that
+     * their macros do not depend on the graph's inputs and outputs (a
+     * train step has other outputs than the forward whose macros it
+     * uses). */
+    for (int e = 0; e < w->n_entries; e++)
+        if (!(nm->weight[e] = weight_macro(
+                  &used, &g->tensors[w->entries[e].tensor].weight)))
+            goto out;
     for (int t = 0; t < g->n_tensors; t++) {
         const graph_tensor *x = &g->tensors[t];
         if (x->kind != GRAPH_INPUT && x->kind != GRAPH_OUTPUT)
@@ -200,17 +198,22 @@ static int names_make(names *nm, const model *m, const weight_layout *w)
             !(nm->count[t] = claim(&used, "%s_%s_COUNT", nm->upper, caps)))
             goto out;
     }
-    for (int e = 0; e < w->n_entries; e++)
-        if (!(nm->weight[e] = weight_macro(
-                  &used, &g->tensors[w->entries[e].tensor].weight)))
-            goto out;
     for (int t = 0; t < g->n_tensors; t++) {
         const graph_tensor *x = &g->tensors[t];
         if (nm->tensor[t] || x->view_of >= 0)
             continue;  /* named above, or a view: named after its storage */
+        int grad_of = -1;  /* a weight's gradient: the weight (the
+                            * last input of the node that makes it) */
+        if (x->kind == GRAPH_GRAD && x->producer >= 0) {
+            const graph_node *p = &g->nodes[x->producer];
+            grad_of = p->inputs[p->n_inputs - 1];
+        }
         if (x->kind == GRAPH_WEIGHT && w->entry_of[t] >= 0)
             nm->tensor[t] = dup_printf("(w + %s)", nm->weight[w->entry_of[t]],
                                        0);
+        else if (grad_of >= 0 && w->entry_of[grad_of] >= 0)
+            nm->tensor[t] = dup_printf("(gw + %s)",
+                                       nm->weight[w->entry_of[grad_of]], 0);
         else
             nm->tensor[t] = dup_printf("NULL", NULL, 0);
         if (!nm->tensor[t])
@@ -267,6 +270,23 @@ static void loc_comment(strbuf *sb, graph_loc loc)
 {
     ctext_comment(sb, loc.file ? loc.file : "?");
     sb_printf(sb, ":%d", loc.line);
+}
+
+
+void emit_node_locs(strbuf *sb, const graph_node *n)
+{
+    loc_comment(sb, n->user_loc);
+    if (n->loc.file != n->user_loc.file) {
+        sb_append(sb, " (");
+        loc_comment(sb, n->loc);
+        sb_append(sb, ")");
+    }
+}
+
+
+const char *emit_float_literal(float v, char *buf, size_t len)
+{
+    return float_literal(v, buf, len);
 }
 
 
@@ -611,8 +631,8 @@ const char *emit_entry_name(const model *m, char *buf, int len)
 
 
 /* Is v a float the C can spell: finite (1e300 became inf in float32). */
-static int check_constant(const model *m, const graph_node *n,
-                          const char *what, float v, dsc_err *err)
+int emit_check_constant(const model *m, const graph_node *n,
+                        const char *what, float v, dsc_err *err)
 {
     if (isfinite(v))
         return 0;
@@ -630,9 +650,9 @@ int emit_check(const model *m, const emit_options *opts, dsc_err *err)
     for (int i = 0; i < g->n_nodes; i++) {
         const graph_node *n = &g->nodes[i];
         if ((n->op == GRAPH_OP_LAYERNORM &&
-             check_constant(m, n, "eps", n->attrs.eps, err)) ||
+             emit_check_constant(m, n, "eps", n->attrs.eps, err)) ||
             ((n->op == GRAPH_OP_ATTENTION || n->op == GRAPH_OP_KV_ATTENTION) &&
-             check_constant(m, n, "scale", n->attrs.scale, err)))
+             emit_check_constant(m, n, "scale", n->attrs.scale, err)))
             return -1;
     }
     const char *files[2] = { opts ? opts->source_name : NULL,
@@ -668,8 +688,8 @@ char *emit_c_source(const model *m, const memory_plan *plan,
     char shape[96];
     if (emit_check(m, opts, NULL))
         return NULL;
-    if (names_make(&nm, m, w)) {
-        names_free(&nm, g, w);
+    if (emit_names_make(&nm, m, w)) {
+        emit_names_free(&nm, g, w);
         return NULL;
     }
     const char *file = file_name(&nm, opts ? opts->source_name : NULL, ".c",
@@ -788,7 +808,7 @@ char *emit_c_source(const model *m, const memory_plan *plan,
             sb_append(&sb, ", cache, arena);\n}\n");
         }
     }
-    names_free(&nm, g, w);
+    emit_names_free(&nm, g, w);
     return sb_take(&sb);
 }
 
@@ -802,8 +822,8 @@ char *emit_c_header(const model *m, const memory_plan *plan,
     char file_buf[CTEXT_MODEL_NAME_MAX + 8], shape[96];
     if (emit_check(m, opts, NULL))
         return NULL;
-    if (names_make(&nm, m, w)) {
-        names_free(&nm, g, w);
+    if (emit_names_make(&nm, m, w)) {
+        emit_names_free(&nm, g, w);
         return NULL;
     }
     const char *file = file_name(&nm, opts ? opts->header_name : NULL, ".h",
@@ -865,6 +885,6 @@ char *emit_c_header(const model *m, const memory_plan *plan,
         sb_append(&sb, ";\n");
     }
     sb_append(&sb, "\n#endif\n");
-    names_free(&nm, g, w);
+    emit_names_free(&nm, g, w);
     return sb_take(&sb);
 }

@@ -3,90 +3,21 @@
  * then torch.optim.Adam's update of every trained weight in the blob.
  *
  * The text goes after NAME_forward's in the same file; the forward half
- * of the step reuses emit_c.c's calls (emit_c_node). */
+ * of the step reuses emit_c.c's calls (emit_c_node), and every name comes
+ * from emit_c.c's table (backend/emit_names.h): the model's identifier,
+ * inputs as in_x, the loss as out_loss, weights and their gradients at
+ * the W_ macros NAME_forward's part of the file defines.  Outside text
+ * reaches the text only through util/ctext. */
 #include "backend/emit_train.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/emit_c.h"
+#include "backend/emit_names.h"
 #include "dsc_runtime.h"
 #include "util/strbuf.h"
-
-
-static char *dup_text(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
-
-
-static void free_names(char **names, int n)
-{
-    for (int i = 0; names && i < n; i++)
-        free(names[i]);
-    free(names);
-}
-
-
-/* The blob entry of the weight whose gradient node i makes (its last
- * input). */
-static int grad_entry(const graph *g, const weight_layout *w, int t)
-{
-    const graph_node *n = &g->nodes[g->tensors[t].producer];
-    return w->entry_of[n->inputs[n->n_inputs - 1]];
-}
-
-
-/* A C expression per tensor: API names, weights and gradients at their
- * blob offsets, arena tensors by op and index, views off their base. */
-static char **make_names(const graph *g, const weight_layout *w)
-{
-    char **nm = calloc((size_t)g->n_tensors + 1, sizeof *nm);
-    char buf[256];
-    if (!nm)
-        return NULL;
-    for (int t = 0; t < g->n_tensors; t++) {
-        const graph_tensor *x = &g->tensors[t];
-        if (x->view_of >= 0)
-            continue;
-        if (x->kind == GRAPH_INPUT || x->kind == GRAPH_OUTPUT)
-            snprintf(buf, sizeof buf, "%s", x->name);
-        else if (x->kind == GRAPH_WEIGHT && w->entry_of[t] >= 0)
-            snprintf(buf, sizeof buf, "(w + %lld)",
-                     (long long)w->entries[w->entry_of[t]].offset);
-        else if (x->kind == GRAPH_GRAD && x->producer >= 0)
-            snprintf(buf, sizeof buf, "(gw + %lld)",
-                     (long long)w->entries[grad_entry(g, w, t)].offset);
-        else if (x->producer >= 0)
-            snprintf(buf, sizeof buf, "%s_%d_",
-                     graph_op_name(g->nodes[x->producer].op), t);
-        else
-            snprintf(buf, sizeof buf, "NULL");
-        if (!(nm[t] = dup_text(buf)))
-            goto fail;
-    }
-    for (int t = 0; t < g->n_tensors; t++) {
-        if (g->tensors[t].view_of < 0)
-            continue;
-        int64_t col = 0;
-        int base = t;
-        for (; g->tensors[base].view_of >= 0; base = g->tensors[base].view_of)
-            col += g->tensors[base].view_col;
-        snprintf(buf, sizeof buf, "(%s + %lld)", nm[base], (long long)col);
-        if (!(nm[t] = dup_text(buf)))
-            goto fail;
-    }
-    return nm;
-fail:
-    free_names(nm, g->n_tensors);
-    return NULL;
-}
 
 
 static int64_t count_of(const graph *g, int t)
@@ -102,17 +33,10 @@ static int64_t last_dim(const graph *g, int t)
 }
 
 
+/* Shorter to write in the calls below. */
 static const char *flt(float v, char *buf, size_t len)
 {
-    for (int digits = 6; digits <= 9; digits++) {
-        snprintf(buf, len, "%.*g", digits, (double)v);
-        if (strtof(buf, NULL) == v)
-            break;
-    }
-    if (!strpbrk(buf, ".en"))
-        strncat(buf, ".0", len - strlen(buf) - 1);
-    strncat(buf, "f", len - strlen(buf) - 1);
-    return buf;
+    return emit_float_literal(v, buf, len);
 }
 
 
@@ -151,13 +75,9 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
     const char *y = nm[n->output];
     char f[48];
     long long rows, cols;
-    if (n->loc.file == n->user_loc.file)
-        sb_printf(sb, "    /* %s:%d %s */\n", n->loc.file, n->loc.line,
-                  graph_op_name(n->op));
-    else
-        sb_printf(sb, "    /* %s:%d (%s:%d) %s */\n", n->user_loc.file,
-                  n->user_loc.line, n->loc.file, n->loc.line,
-                  graph_op_name(n->op));
+    sb_append(sb, "    /* ");
+    emit_node_locs(sb, n);
+    sb_printf(sb, " %s */\n", graph_op_name(n->op));
     switch (n->op) {
     case GRAPH_OP_DROPOUT:
     case GRAPH_OP_DROPOUT_GRAD:
@@ -169,8 +89,9 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
     case GRAPH_OP_CROSS_ENTROPY:
     case GRAPH_OP_CROSS_ENTROPY_GRAD:
         cols = last_dim(g, in[0]);
-        sb_printf(sb, "    if (rt_cross_entropy%s(ctx, %s, %s, %s, %lld, "
-                  "%lld))\n        return DSC_EBADTOKEN;\n",
+        sb_printf(sb, "    {\n        int rc = rt_cross_entropy%s(ctx, %s, %s, "
+                  "%s, %lld, %lld);\n        if (rc)  /* DSC_EBADTOKEN, "
+                  "DSC_ENOMEM */\n            return rc;\n    }\n",
                   n->op == GRAPH_OP_CROSS_ENTROPY ? "" : "_grad", y,
                   nm[in[0]], nm[in[1]],
                   (long long)(count_of(g, in[0]) / cols), cols);
@@ -229,8 +150,8 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
         return 0;
     case GRAPH_OP_LAYERNORM_GRAD_GAMMA:
         cols = last_dim(g, in[1]);
-        sb_printf(sb, "    rt_layernorm_grad_gamma(ctx, %s, %s, %s, %lld, "
-                  "%lld, %s, %d);\n", y, nm[in[0]], nm[in[1]],
+        sb_printf(sb, "    if (rt_layernorm_grad_gamma(ctx, %s, %s, %s, %lld, "
+                  "%lld, %s, %d))\n        return DSC_ENOMEM;\n", y, nm[in[0]], nm[in[1]],
                   (long long)(count_of(g, in[1]) / cols), cols,
                   flt(n->attrs.eps, f, sizeof f), n->attrs.accumulate);
         return 0;
@@ -238,8 +159,9 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
         sb_append(sb, "    {\n");
         attention_shape(sb, g, n, in[0], in[1], in[2],
                         last_dim(g, n->output));
-        sb_printf(sb, "        rt_attention_train(ctx, %s, %s, %s, %s, &s, "
-                  "%s, rt_dropout_key(state, %d));\n    }\n", y, nm[in[0]],
+        sb_printf(sb, "        if (rt_attention_train(ctx, %s, %s, %s, %s, &s, "
+                  "%s, rt_dropout_key(state, %d)))\n            return "
+                  "DSC_ENOMEM;\n    }\n", y, nm[in[0]],
                   nm[in[1]], nm[in[2]], flt(n->attrs.p, f, sizeof f),
                   n->attrs.stream);
         return 0;
@@ -248,9 +170,10 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
         sb_append(sb, "    {\n");
         attention_shape(sb, g, n, in[1], in[2], in[3],
                         graph_row_stride(g, in[0]));
-        sb_printf(sb, "        rt_attention_grad(ctx, %s, %s + %lld, %s + "
+        sb_printf(sb, "        if (rt_attention_grad(ctx, %s, %s + %lld, %s + "
                   "%lld, %lld, %s, %s, %s, %s, &s, %s, "
-                  "rt_dropout_key(state, %d));\n    }\n", y, y,
+                  "rt_dropout_key(state, %d)))\n            return "
+                  "DSC_ENOMEM;\n    }\n", y, y,
                   (long long)wq, y, (long long)(wq + wk),
                   (long long)last_dim(g, n->output), nm[in[0]], nm[in[1]],
                   nm[in[2]], nm[in[3]], flt(n->attrs.p, f, sizeof f),
@@ -354,16 +277,65 @@ int emit_train_ranges(const graph *g, const weight_layout *w,
 }
 
 
-static void train_signature(strbuf *sb, const model *m)
+/* The loss: the training graph's one output (pass_autodiff makes it). */
+static int loss_tensor(const graph *g)
 {
-    const graph *g = m->graph;
+    int found = -1;
+    for (int t = 0; t < g->n_tensors; t++)
+        if (g->tensors[t].kind == GRAPH_OUTPUT) {
+            if (found >= 0)
+                return -1;
+            found = t;
+        }
+    return found;
+}
+
+
+/* "int NAME_train_step(rt_ctx *ctx, float *w, float *state, <in_x...>,
+ *  float *out_loss, void *arena)": parameters named as NAME_forward's. */
+static void train_signature(strbuf *sb, const graph *g, const emit_names *nm,
+                            int loss)
+{
     sb_printf(sb, "int %s_train_step(rt_ctx *ctx, float *w, float *state",
-              m->name);
+              nm->ident);
     for (int t = 0; t < g->n_tensors; t++)
         if (g->tensors[t].kind == GRAPH_INPUT)
             sb_printf(sb, ", const %s *%s", g->tensors[t].dtype == GRAPH_I32
-                      ? "int32_t" : "float", g->tensors[t].name);
-    sb_append(sb, ", float *loss, void *arena)");
+                      ? "int32_t" : "float", nm->tensor[t]);
+    sb_printf(sb, ", float *%s, void *arena)", nm->tensor[loss]);
+}
+
+
+int emit_train_check(const model *m, dsc_err *err)
+{
+    const graph *g = m->graph;
+    if (emit_check(m, NULL, err))
+        return -1;
+    if (loss_tensor(g) < 0)
+        return err_set(err, "%s: error: a training graph has one output, "
+                       "the loss", m->path);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        int eps = n->op == GRAPH_OP_LAYERNORM_GRAD_X ||
+                  n->op == GRAPH_OP_LAYERNORM_GRAD_GAMMA;
+        int scale = n->op == GRAPH_OP_ATTENTION_GRAD;
+        int p = n->op == GRAPH_OP_DROPOUT || n->op == GRAPH_OP_DROPOUT_GRAD ||
+                n->op == GRAPH_OP_ATTENTION || scale;
+        if ((eps && emit_check_constant(m, n, "eps", n->attrs.eps, err)) ||
+            (scale && emit_check_constant(m, n, "scale", n->attrs.scale,
+                                          err)) ||
+            (p && emit_check_constant(m, n, "p", n->attrs.p, err)))
+            return -1;
+        if (g->tensors[n->output].kind == GRAPH_GRAD) {
+            int wt = n->inputs[n->n_inputs - 1];
+            if (wt < 0 || g->tensors[wt].kind != GRAPH_WEIGHT)
+                return err_set(err, "%s:%d: error: %s makes a weight's "
+                               "gradient but reads no weight last",
+                               m->path, n->user_loc.line,
+                               graph_op_name(n->op));
+        }
+    }
+    return 0;
 }
 
 
@@ -371,19 +343,28 @@ char *emit_train_source(const model *m, const memory_plan *plan,
                         const weight_layout *w, dsc_err *err)
 {
     const graph *g = m->graph;
-    char **nm = make_names(g, w);
+    emit_names nm;
     strbuf sb = {0};
     char shape[96];
     enum { MAX_RANGES = 4096 };
-    int64_t *first = malloc(MAX_RANGES * sizeof *first);
-    int64_t *count = malloc(MAX_RANGES * sizeof *count);
-    if (!nm || !first || !count) {
+    int64_t *first = NULL, *count = NULL;
+    if (emit_train_check(m, err))
+        return NULL;
+    if (emit_names_make(&nm, m, w)) {
+        emit_names_free(&nm, g, w);
+        err_set(err, "error: out of memory generating the train step");
+        return NULL;
+    }
+    first = malloc(MAX_RANGES * sizeof *first);
+    count = malloc(MAX_RANGES * sizeof *count);
+    if (!first || !count) {
         err_set(err, "error: out of memory generating the train step");
         goto fail;
     }
     int n_ranges = emit_train_ranges(g, w, first, count, MAX_RANGES, err);
     if (n_ranges < 0)
         goto fail;
+    int loss = loss_tensor(g);
     int64_t arena = (plan->arena_bytes + DSC_ALIGN - 1) / DSC_ALIGN *
                     DSC_ALIGN;
     sb_printf(&sb, "\n/* One step of training: forward, backward (%d nodes "
@@ -393,7 +374,7 @@ char *emit_train_source(const model *m, const memory_plan *plan,
               (long long)plan->lower_bound_bytes,
               (long long)plan->no_reuse_bytes,
               (long long)emit_train_scratch_floats(g) * 4);
-    train_signature(&sb, m);
+    train_signature(&sb, g, &nm, loss);
     sb_printf(&sb, "\n{\n    char *a = arena;\n    float *gw = "
               "rt_train_grad(state);\n    float *scratch = (float *)(a + "
               "%lld);\n", (long long)arena);
@@ -402,7 +383,7 @@ char *emit_train_source(const model *m, const memory_plan *plan,
         if (plan->offset[t] < 0)
             continue;
         sb_printf(&sb, "    float *%s = (float *)(a + %lld);  /* %s */\n",
-                  nm[t], (long long)plan->offset[t],
+                  nm.tensor[t], (long long)plan->offset[t],
                   graph_shape_str(&g->tensors[t].shape, shape, sizeof shape));
     }
     sb_append(&sb, "    (void)a; (void)gw; (void)scratch;\n"
@@ -412,10 +393,10 @@ char *emit_train_source(const model *m, const memory_plan *plan,
         int own = train_op(n->op) ||
                   (n->op == GRAPH_OP_ATTENTION && n->attrs.p > 0);
         if (!own) {
-            emit_c_node(&sb, g, n, nm);
-        } else if (emit_train_node(&sb, g, n, nm, w->packing)) {
+            emit_c_node(&sb, g, n, nm.tensor);
+        } else if (emit_train_node(&sb, g, n, nm.tensor, w->packing)) {
             err_set(err, "%s:%d: error: %s cannot be emitted in a train step",
-                    n->user_loc.file, n->user_loc.line, graph_op_name(n->op));
+                    m->path, n->user_loc.line, graph_op_name(n->op));
             goto fail;
         }
     }
@@ -426,16 +407,16 @@ char *emit_train_source(const model *m, const memory_plan *plan,
     sb_append(&sb, "    return DSC_OK;\n}\n\n");
     sb_printf(&sb, "/* %s_train_step behind one signature: io holds the "
               "inputs. */\nint %s_train_step_io(rt_ctx *ctx, float *w, "
-              "float *state, void *const *io, float *loss, void *arena)\n{\n"
-              "    return %s_train_step(ctx, w, state", m->name, m->name,
-              m->name);
+              "float *state, void *const *io, float *%s, void *arena)\n{\n"
+              "    return %s_train_step(ctx, w, state", nm.ident, nm.ident,
+              nm.tensor[loss], nm.ident);
     int k = 0;
     for (int t = 0; t < g->n_tensors; t++)
         if (g->tensors[t].kind == GRAPH_INPUT)
             sb_printf(&sb, ", (const %s *)io[%d]", g->tensors[t].dtype ==
                       GRAPH_I32 ? "int32_t" : "float", k++);
-    sb_append(&sb, ", loss, arena);\n}\n");
-    free_names(nm, g->n_tensors);
+    sb_printf(&sb, ", %s, arena);\n}\n", nm.tensor[loss]);
+    emit_names_free(&nm, g, w);
     free(first);
     free(count);
     char *text = sb_take(&sb);
@@ -443,7 +424,7 @@ char *emit_train_source(const model *m, const memory_plan *plan,
         err_set(err, "error: out of memory generating the train step");
     return text;
 fail:
-    free_names(nm, g->n_tensors);
+    emit_names_free(&nm, g, w);
     free(first);
     free(count);
     sb_free(&sb);
@@ -454,23 +435,38 @@ fail:
 char *emit_train_header(const model *m, const memory_plan *plan,
                         const weight_layout *w)
 {
+    const graph *g = m->graph;
+    emit_names nm;
     strbuf sb = {0};
-    char upper[128];
-    size_t i = 0;
-    for (; m->name[i] && i + 1 < sizeof upper; i++)
-        upper[i] = (char)toupper((unsigned char)m->name[i]);
-    upper[i] = '\0';
+    int loss = loss_tensor(g);
+    if (loss < 0 || emit_train_check(m, NULL))
+        return NULL;
+    if (emit_names_make(&nm, m, w)) {
+        emit_names_free(&nm, g, w);
+        return NULL;
+    }
     sb_printf(&sb, "\n/* Training (dsc train): the state (rt_train_init: "
               "Adam's moments and the\n * gradients) and the arena a train "
               "step needs. */\n#define %s_STATE_FLOATS %lld\n"
-              "#define %s_TRAIN_ARENA_BYTES %lld\n", upper,
-              (long long)rt_train_state_floats(w->total_floats), upper,
-              (long long)emit_train_arena_bytes(m->graph, plan));
-    sb_append(&sb, "/* Forward, backward and one Adam step on w; *loss gets "
-              "the loss before the\n * step.  DSC_OK or DSC_EBADTOKEN. */\n");
-    train_signature(&sb, m);
+              "#define %s_TRAIN_ARENA_BYTES %lld\n", nm.upper,
+              (long long)rt_train_state_floats(w->total_floats), nm.upper,
+              (long long)emit_train_arena_bytes(g, plan));
+    sb_append(&sb, "/* Forward, backward and one Adam step on w; *out_loss "
+              "gets the loss before\n * the step.  DSC_OK, DSC_EBADTOKEN or "
+              "DSC_ENOMEM. */\n");
+    train_signature(&sb, g, &nm, loss);
     sb_printf(&sb, ";\nint %s_train_step_io(rt_ctx *ctx, float *w, float "
-              "*state, void *const *io, float *loss, void *arena);\n",
-              m->name);
+              "*state, void *const *io, float *%s, void *arena);\n",
+              nm.ident, nm.tensor[loss]);
+    emit_names_free(&nm, g, w);
     return sb_take(&sb);
+}
+
+
+const char *emit_train_entry_name(const model *m, char *buf, int len)
+{
+    char ident[CTEXT_MODEL_NAME_MAX + 1];
+    ctext_model_name(m->name, strlen(m->name), ident);
+    snprintf(buf, (size_t)len, "%s_train_step_io", ident);
+    return buf;
 }

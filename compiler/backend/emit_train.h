@@ -2,12 +2,14 @@
  * written after NAME_forward in the same file.
  *
  *   int NAME_train_step(rt_ctx *ctx, float *w, float *state, <inputs>,
- *                       float *loss, void *arena)
+ *                       float *out_loss, void *arena)
  *   int NAME_train_step_io(rt_ctx *ctx, float *w, float *state,
- *                          void *const *io, float *loss, void *arena)
+ *                          void *const *io, float *out_loss, void *arena)
  *
  * w is the packed weight blob, updated in place; state holds
- * rt_train_state_floats(blob floats) floats set up by rt_train_init. */
+ * rt_train_state_floats(blob floats) floats set up by rt_train_init.
+ * Named as emit_c.h's functions are (inputs in_x, the W_ macros of the
+ * forward's part of the file); outside text only through util/ctext. */
 #ifndef DSC_EMIT_TRAIN_H
 #define DSC_EMIT_TRAIN_H
 
@@ -17,6 +19,15 @@
 #include "io/weights.h"
 #include "passes/passes.h"
 #include "util/diag.h"
+
+/* Can the training graph be written as C: emit_check's checks, plus the
+ * training ops' constants (dropout p, the backward's eps and scale)
+ * finite, one output (the loss).  0, or -1 with an error naming the model
+ * line. */
+int emit_train_check(const model *m, dsc_err *err);
+
+/* NAME_train_step_io, NAME the model's C identifier, into buf. */
+const char *emit_train_entry_name(const model *m, char *buf, int len);
 
 /* The step's text (to append to NAME.c), or NULL with an error. */
 char *emit_train_source(const model *m, const memory_plan *plan,

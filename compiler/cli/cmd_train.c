@@ -135,6 +135,10 @@ int cmd_train(const cli *c)
         if (status == DSC_EBADTOKEN) {
             cli_report_bad_token(g, c, io, tokens, "random input");
             goto done;
+        } else if (status == DSC_ENOMEM) {
+            fprintf(stderr, "dsc: error: epoch %lld: out of memory for the "
+                    "train step's scratch\n", e + 1);
+            goto done;
         } else if (status != DSC_OK) {
             fprintf(stderr, "dsc: error: the train step returned status %d\n",
                     status);

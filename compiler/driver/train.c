@@ -42,15 +42,37 @@ static void drop_identity_dropout(graph *g)
 }
 
 
-static int same_layout(const weight_layout *a, const weight_layout *b)
+static int same_key(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+
+/* Do the two graphs' layouts hold the same weights at the same offsets,
+ * under the same keys: the train step uses the W_ macros the forward's
+ * part of the file defines (named after the keys), and the model file,
+ * run twice, could have declared others the second time. */
+static int same_layout(const graph *ga, const weight_layout *a,
+                       const graph *gb, const weight_layout *b)
 {
     if (a->n_entries != b->n_entries || a->total_floats != b->total_floats)
         return 0;
-    for (int e = 0; e < a->n_entries; e++)
+    for (int e = 0; e < a->n_entries; e++) {
         if (a->entries[e].offset != b->entries[e].offset ||
             a->entries[e].floats != b->entries[e].floats ||
             a->entries[e].packed_linear != b->entries[e].packed_linear)
             return 0;
+        const graph_weight *wa = &ga->tensors[a->entries[e].tensor].weight;
+        const graph_weight *wb = &gb->tensors[b->entries[e].tensor].weight;
+        if (wa->n_parts != wb->n_parts)
+            return 0;
+        for (int k = 0; k < wa->n_parts; k++)
+            if (!same_key(wa->part[k].key, wb->part[k].key) ||
+                wa->part[k].row_first != wb->part[k].row_first ||
+                wa->part[k].rows != wb->part[k].rows ||
+                wa->part[k].transposed != wb->part[k].transposed)
+                return 0;
+    }
     return 1;
 }
 
@@ -79,8 +101,15 @@ int build_train(const char *path, const build_options *opts, built_train *out,
     built_model *t = &out->train;
     pass_report r;
     char *src = NULL, *hdr = NULL;
-    if (!(t->model = frontend_load(path, opts->defines, opts->n_defines, NULL,
-                                   err)))
+    /* Loaded again, as build_model loads it: the same text, the same
+     * limits. */
+    frontend_limits limits = frontend_default_limits();
+    limits.print = opts->print;
+    t->model = opts->text
+        ? frontend_load_string(path, opts->text, opts->text_len,
+                               opts->defines, opts->n_defines, &limits, err)
+        : frontend_load(path, opts->defines, opts->n_defines, &limits, err);
+    if (!t->model)
         goto fail;
     graph *g = t->model->graph;
     if (!g->loss_plus1) {
@@ -106,7 +135,8 @@ int build_train(const char *path, const build_options *opts, built_train *out,
                 (long long)t->plan.arena_bytes,
                 (long long)t->plan.lower_bound_bytes,
                 (long long)t->plan.no_reuse_bytes);
-    if (!same_layout(&out->fwd.weights, &t->weights)) {
+    if (!same_layout(out->fwd.model->graph, &out->fwd.weights, g,
+                     &t->weights)) {
         err_set(err, "%s: error: the train step reads weights the forward "
                 "does not (or the reverse); dsc trains models whose every "
                 "weight reaches both the outputs and the loss", path);
@@ -120,7 +150,10 @@ int build_train(const char *path, const build_options *opts, built_train *out,
     }
     /* The header's #endif stays last. */
     const char *fh = out->fwd.header;
-    const char *endif = strstr(fh, "\n#endif");
+    const char *endif = NULL;
+    for (const char *at = strstr(fh, "\n#endif"); at;
+         at = strstr(at + 1, "\n#endif"))
+        endif = at;
     size_t cut = endif ? (size_t)(endif - fh) + 1 : strlen(fh);
     char *head = malloc(cut + 1);
     if (head) {
@@ -137,7 +170,7 @@ int build_train(const char *path, const build_options *opts, built_train *out,
         err_set(err, "%s: error: out of memory", path);
         goto fail;
     }
-    snprintf(t->entry, sizeof t->entry, "%s_train_step_io", t->model->name);
+    emit_train_entry_name(t->model, t->entry, sizeof t->entry);
     snprintf(t->passes, sizeof t->passes, "%.100s autodiff", out->fwd.passes);
     t->plan.arena_bytes = emit_train_arena_bytes(g, &t->plan);
     out->state_floats = rt_train_state_floats(t->weights.total_floats);

@@ -232,17 +232,11 @@ int pass_autodiff(graph *g, pass_report *report, dsc_err *err)
         if (rules[n.op](&c, &n))
             goto done;
     }
-    /* The step's one result is the loss. */
-    for (int t = 0; t < g->n_tensors; t++) {
-        if (g->tensors[t].kind == GRAPH_INPUT &&
-            strcmp(g->tensors[t].name, "loss") == 0) {
-            err_set(err, "error: an input is named 'loss'; the train step "
-                    "needs that name");
-            goto done;
-        }
+    /* The step's one result is the loss (its parameter is out_loss: an
+     * input may be named loss too). */
+    for (int t = 0; t < g->n_tensors; t++)
         if (g->tensors[t].kind == GRAPH_OUTPUT)
             g->tensors[t].kind = GRAPH_INTERMEDIATE;
-    }
     g->tensors[loss].kind = GRAPH_OUTPUT;
     g->tensors[loss].name = graph_intern(g, "loss");
     if (report)

@@ -18,10 +18,14 @@
  *   - the JIT's source compiles with libtcc (-Wall -Werror) and defines no
  *     global symbol but the model's functions (tcc_list_symbols), and the
  *     shippable .c with its .h compiles too.
+ * A model that declares a loss is then built again with its train step
+ * (driver/train.c, as `dsc train` and `dsc compile --train` build it) and
+ * those texts, forward and NAME_train_step together, get the same checks.
  * fuzz_names (the libFuzzer entry) splits its bytes into the strings of a
  * small model (F_* below) — weight keys, input and output names, a config
  * key, its value and a -D override, eps and scale, the model's file name,
- * the -o file name — and aborts on any finding. */
+ * the -o file name, the mode (encoder, "d..." decoder, "t..." encoder
+ * with a loss) — and aborts on any finding. */
 #ifndef DSC_FUZZ_NAMES_H
 #define DSC_FUZZ_NAMES_H
 
@@ -34,6 +38,7 @@
 
 #include "backend/emit_c.h"
 #include "driver/build.h"
+#include "driver/train.h"
 #include "dsc_runtime.h"
 #include "frontend/frontend.h"
 #include "ir/model.h"
@@ -52,6 +57,7 @@ typedef struct emit_verdict {
     char why[600];      /* BROKEN: what is wrong */
     char ident[CTEXT_MODEL_NAME_MAX + 1];  /* the model's identifier */
     char *source, *header, *jit;   /* the generated texts, when made */
+    int trained;        /* they hold the train step too */
 } emit_verdict;
 
 
@@ -207,7 +213,8 @@ static inline int names_is_model_function(const char *name, size_t len,
                                           const char *ident)
 {
     static const char *const suffixes[] = { "_forward", "_forward_io",
-        "_step", "_step_io", "_prefill", "_decode", NULL };
+        "_step", "_step_io", "_prefill", "_decode", "_train_step",
+        "_train_step_io", NULL };
     size_t k = strlen(ident);
     if (len <= k || strncmp(name, ident, k) != 0)
         return 0;
@@ -481,6 +488,43 @@ static inline int names_check_texts(emit_verdict *v, const char *source_name,
 
 typedef int (*names_pass_fn)(graph *g, pass_report *report, dsc_err *err);
 
+/* The model text at path, whose forward passed, built with its train step
+ * (build_train): its texts replace the forward's in v and are checked. */
+static inline void names_verify_train(const char *path, const char *lua,
+                                      size_t len,
+                                      const frontend_define *defines,
+                                      int n_defines, const char *source_name,
+                                      const char *header_name,
+                                      emit_verdict *v)
+{
+    build_options opts = { .defines = defines, .n_defines = n_defines,
+                           .source_name = source_name,
+                           .header_name = header_name, .text = lua,
+                           .text_len = len };
+    built_train bt;
+    if (build_train(path, &opts, &bt, &v->err)) {
+        v->status = VERDICT_REFUSED;
+        return;
+    }
+    verdict_free(v);
+    v->source = bt.train.source;
+    v->header = bt.train.header;
+    v->jit = bt.train.jit_source;
+    bt.train.source = bt.train.header = bt.train.jit_source = NULL;
+    v->trained = 1;
+    char entry[sizeof bt.train.entry];
+    snprintf(entry, sizeof entry, "%s_train_step_io", v->ident);
+    if (strcmp(bt.train.entry, entry) != 0)
+        verdict_broken(v, "the train step's entry is not named after the "
+                       "model's identifier", bt.train.entry);
+    else if (!strstr(v->source, entry))
+        verdict_broken(v, "the .c", "no train step");
+    else
+        names_check_texts(v, source_name, header_name);
+    built_train_free(&bt);
+}
+
+
 /* Build the model text at path as build_model does (with -D defines),
  * with the generated
  * files named source_name and header_name (NULL: the defaults), and check
@@ -490,8 +534,8 @@ static inline void emit_verify(const char *path, const char *lua, size_t len,
                                const char *source_name,
                                const char *header_name, emit_verdict *v)
 {
-    static const names_pass_fn passes[] = { pass_fuse_qkv, pass_fuse_epilogue,
-                                            pass_dce };
+    static const names_pass_fn passes[] = { pass_eval_mode, pass_fuse_qkv,
+                                            pass_fuse_epilogue, pass_dce };
     memset(v, 0, sizeof *v);
     v->status = VERDICT_REFUSED;
     frontend_limits lim = { .instructions = NAMES_INSTRUCTIONS,
@@ -501,6 +545,7 @@ static inline void emit_verify(const char *path, const char *lua, size_t len,
     if (!m)
         return;
     graph *g = m->graph;
+    int trains = g->loss_plus1 != 0;
     memory_plan plan = {0};
     weight_layout layout = {0};
     for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++) {
@@ -526,8 +571,9 @@ static inline void emit_verify(const char *path, const char *lua, size_t len,
         verdict_broken(v, "the emitter", "made no text for a checked model");
     else if (strcmp(v->ident, m->name) != 0)
         verdict_broken(v, "the model's name is not its identifier", m->name);
-    else
-        names_check_texts(v, source_name, header_name);
+    else if (names_check_texts(v, source_name, header_name) == 0 && trains)
+        names_verify_train(path, lua, len, defines, n_defines, source_name,
+                           header_name, v);
 out:
     weights_layout_free(&layout);
     memory_plan_free(&plan);
@@ -628,10 +674,31 @@ static inline char *names_model_text(const char *const *field,
         S(F_OUT1);
         sb_append(&sb, ", y)\ndsc.output(");
         S(F_OUT2);
-        sb_append(&sb, ", dsc.softmax(h))\ndsc.output(");
+        sb_append(&sb, ", dsc.softmax(h))\n");
+        /* "t...": trained (dsc.loss), with dropout in and after the
+         * attention, against the tokens as targets; its q, k and v one
+         * stacked linear (autodiff trains attention through fuse-qkv's
+         * views), its weights keyed after the linear's. */
+        int train = len[F_MODE] && field[F_MODE][0] == 't';
+        if (train) {
+            sb_append(&sb, "local function lin(k)\n"
+                      "  return dsc.linear(h, dsc.weight(");
+            S(F_W);
+            sb_append(&sb, " .. \"_qkv\", {12, 4}, {rows = {k * 4, 4}}), "
+                      "dsc.weight(");
+            S(F_B);
+            sb_append(&sb, " .. \"_qkv\", {12}, {rows = {k * 4, 4}}))\n"
+                      "end\n");
+        }
+        sb_printf(&sb, "local att = dsc.attention(%s, {heads = 2, "
+                  "scale = scale%s})\ndsc.output(", train
+                  ? "lin(0), lin(1), lin(2)" : "h, h, h",
+                  train ? ", dropout = 0.125" : "");
         S(F_OUT3);
-        sb_append(&sb, ", dsc.attention(h, h, h, {heads = 2, scale = scale}))"
-                  "\n");
+        sb_append(&sb, ", att)\n");
+        if (train)
+            sb_append(&sb, "dsc.loss(dsc.cross_entropy(dsc.dropout(y + att, "
+                      "0.25), t))\n");
     }
 #undef S
     char *text = sb_take(&sb);

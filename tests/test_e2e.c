@@ -15,70 +15,7 @@
 #include "io/fileio.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
-
-static char tmp[256];
-
-
-static void make_tmp(void)
-{
-    snprintf(tmp, sizeof tmp, "/tmp/dsc-e2e-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp));
-}
-
-
-static void remove_tmp(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    cr_assert_eq(system(cmd), 0);
-}
-
-
-static const char *dsc(void)
-{
-    const char *path = getenv("DSC");
-    return path && *path ? path : "build/dsc";
-}
-
-
-/* Run a shell command (printf-style); stderr goes to tmp/stderr.
- * Returns the exit status. */
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    cr_assert_lt(n, (int)sizeof cmd - 64);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " >%s/stdout 2>%s/stderr", tmp,
-             tmp);
-    int status = system(cmd);
-    cr_assert(WIFEXITED(status), "command did not exit: %s", cmd);
-    return WEXITSTATUS(status);
-}
-
-
-static char *slurp(const char *path)
-{
-    size_t len;
-    dsc_err err;
-    char *text = file_read_all(path, &len, &err);
-    cr_assert_not_null(text, "%s", err.msg);
-    return text;
-}
-
-
-/* A path in the test's directory; a few may be in use in one call. */
-static char *tmp_file(const char *name)
-{
-    static char paths[4][512];
-    static int next;
-    char *path = paths[next++ % 4];
-    snprintf(path, 512, "%s/%s", tmp, name);
-    return path;
-}
-
+#include "cli_test.h"
 
 static char *stderr_text(void)
 {

@@ -28,6 +28,7 @@
 #include "io/fileio.h"
 #include "util/ctext.h"
 #include "util/rng.h"
+#include "cli_test.h"
 
 /* Field overrides for the harness's model: {field, text}, ended by -1. */
 typedef struct field_set {
@@ -488,79 +489,28 @@ Test(emit_safety, the_train_emitter_refuses_a_non_finite_constant)
 
 /* ---- the same through the command line ---- */
 
-static char tmp[256];
-
-static void make_tmp(void)
-{
-    snprintf(tmp, sizeof tmp, "/tmp/dsc-emit-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp));
-}
-
-
-static void remove_tmp(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    cr_assert_eq(system(cmd), 0);
-}
-
-
-static const char *dsc(void)
-{
-    const char *path = getenv("DSC");
-    return path && *path ? path : "build/dsc";
-}
-
-
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    size_t n = strlen(cmd);
-    snprintf(cmd + n, sizeof cmd - n, " >%s/out 2>%s/err", tmp, tmp);
-    int status = system(cmd);
-    cr_assert(WIFEXITED(status), "%s", cmd);
-    return WEXITSTATUS(status);
-}
-
-
-static char *slurp(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmp, name);
-    size_t len;
-    dsc_err err;
-    char *text = file_read_all(path, &len, &err);
-    cr_assert_not_null(text, "%s", err.msg);
-    return text;
-}
-
-
 TestSuite(emit_cli, .init = make_tmp, .fini = remove_tmp);
 
 Test(emit_cli, compile_o_writes_a_pair_that_compiles)
 {
     cr_assert_eq(run("mkdir -p %s/dir && %s compile models/seed_encoder.lua "
                      "-D layers=1 -o %s/dir/other.c", tmp, dsc(), tmp), 0,
-                 "%s", slurp("err"));
-    char *c = slurp("dir/other.c");
+                 "%s", slurp(tmp_file("stderr")));
+    char *c = slurp(tmp_file("dir/other.c"));
     cr_expect(strstr(c, "#include \"other.h\"\n"), "%.300s", c);
     free(c);
-    char *h = slurp("dir/other.h");
+    char *h = slurp(tmp_file("dir/other.h"));
     free(h);
     char stray[600];
     snprintf(stray, sizeof stray, "%s/dir/seed_encoder.h", tmp);
     cr_expect_eq(access(stray, F_OK), -1, "a header under another name");
     cr_assert_eq(run("cc -std=c11 -Wall -Wextra -Werror -Iruntime -c "
                      "%s/dir/other.c -o %s/other.o", tmp, tmp), 0, "%s",
-                 slurp("err"));
+                 slurp(tmp_file("stderr")));
     /* A name the C could not #include is refused, and nothing written. */
     cr_expect_eq(run("%s compile models/seed_encoder.lua -o '%s/we\"ird.c'",
                      dsc(), tmp), 1);
-    char *err = slurp("err");
+    char *err = slurp(tmp_file("stderr"));
     cr_expect(strstr(err, "dsc: error: -o"), "%s", err);
     free(err);
     cr_expect_eq(run("ls %s | grep -c ird", tmp), 1, "a file was written");
@@ -584,11 +534,11 @@ Test(emit_cli, run_of_a_hostile_model_runs_no_injected_code)
             "#define rt_linear(...) system(\"touch %s/pwned\")\\n/*', {4, 4})\n"
             "dsc.output('y', dsc.linear(x, w))\n", tmp, tmp);
     fclose(fp);
-    cr_expect_eq(run("%s run %s", dsc(), model_path), 0, "%s", slurp("err"));
-    cr_expect_eq(run("%s run --aot %s", dsc(), model_path), 0, "%s", slurp("err"));
+    cr_expect_eq(run("%s run %s", dsc(), model_path), 0, "%s", slurp(tmp_file("stderr")));
+    cr_expect_eq(run("%s run --aot %s", dsc(), model_path), 0, "%s", slurp(tmp_file("stderr")));
     cr_expect_eq(run("%s compile %s -o %s/m.c && cc -std=c11 -Wall -Werror "
                      "-Iruntime -c %s/m.c -o %s/m.o", dsc(), model_path, tmp, tmp,
-                     tmp), 0, "%s", slurp("err"));
+                     tmp), 0, "%s", slurp(tmp_file("stderr")));
     char pwned[600];
     snprintf(pwned, sizeof pwned, "%s/pwned", tmp);
     cr_expect_eq(access(pwned, F_OK), -1, "the injected command ran");
@@ -600,8 +550,8 @@ Test(emit_cli, compile_train_o_writes_a_pair_that_compiles)
     cr_assert_eq(run("mkdir -p %s/o2 && %s compile --train "
                      "models/seed_encoder.lua -D layers=1 -D d_model=16 "
                      "-D d_ff=32 -D vocab=20 -o %s/o2/other.c", tmp, dsc(),
-                     tmp), 0, "%s", slurp("err"));
-    char *c = slurp("o2/other.c");
+                     tmp), 0, "%s", slurp(tmp_file("stderr")));
+    char *c = slurp(tmp_file("o2/other.c"));
     cr_expect(strstr(c, "#include \"other.h\"\n"), "%.300s", c);
     cr_expect(strstr(c, "int seed_encoder_train_step(rt_ctx *ctx, float *w, "
                      "float *state, const int32_t *in_tokens, float "
@@ -612,7 +562,7 @@ Test(emit_cli, compile_train_o_writes_a_pair_that_compiles)
     cr_expect_eq(access(stray, F_OK), -1, "a header under another name");
     cr_assert_eq(run("cc -std=c11 -Wall -Wextra -Werror -Iruntime -c "
                      "%s/o2/other.c -o %s/other.o", tmp, tmp), 0, "%s",
-                 slurp("err"));
+                 slurp(tmp_file("stderr")));
 }
 
 
@@ -661,13 +611,13 @@ Test(emit_cli, train_of_a_hostile_model_runs_no_injected_code)
     fputs(model_path, fp);
     fclose(fp);
     cr_expect_eq(run("%s train \"$(cat %s)\" --epochs 2", dsc(), list), 0,
-                 "%s", slurp("err"));
+                 "%s", slurp(tmp_file("stderr")));
     cr_expect_eq(run("%s train --aot \"$(cat %s)\" --epochs 2", dsc(), list),
-                 0, "%s", slurp("err"));
+                 0, "%s", slurp(tmp_file("stderr")));
     cr_expect_eq(run("%s compile --train \"$(cat %s)\" -o %s/m.c && "
                      "cc -std=c11 -Wall -Wextra -Werror -Iruntime -c %s/m.c "
                      "-o %s/m.o", dsc(), list, tmp, tmp, tmp), 0, "%s",
-                 slurp("err"));
+                 slurp(tmp_file("stderr")));
     char pwned[600];
     snprintf(pwned, sizeof pwned, "%s/pwned", tmp);
     cr_expect_eq(access(pwned, F_OK), -1, "the injected command ran");
@@ -675,7 +625,7 @@ Test(emit_cli, train_of_a_hostile_model_runs_no_injected_code)
                                          "constructor", NULL };
     static const char *const files[] = { "m.c", "m.h" };
     for (int f = 0; f < 2; f++) {
-        char *text = slurp(files[f]);
+        char *text = slurp(tmp_file(files[f]));
         char *code = names_strip_comments(text);
         for (int w = 0; words[w]; w++)
             cr_expect(!strstr(code, words[w]), "'%s' outside comments in "
@@ -726,8 +676,8 @@ Test(emit_cli, dot_labels_hold_a_hostile_path_as_text)
             "dsc.output('y', dsc.relu(x))\n");
     fclose(fp);
     cr_assert_eq(run("%s graph \"$(ls -d %s/g*)\" -o %s/g.dot", dsc(), tmp,
-                     tmp), 0, "%s", slurp("err"));
-    char *dot = slurp("g.dot");
+                     tmp), 0, "%s", slurp(tmp_file("stderr")));
+    char *dot = slurp(tmp_file("g.dot"));
     cr_expect(strstr(dot, "\\\"];\\n"), "%s", dot);
     expect_sound_dot(dot);
     free(dot);

@@ -31,6 +31,7 @@
 #include "backend/load.h"
 #include "passes/passes.h"
 #include "io/weights.h"
+#include "cli_test.h"
 
 static const graph_loc L = { "t.lua", 1 };
 
@@ -1242,67 +1243,6 @@ Test(stats, over_configs)
 /* Running dsc                                                          */
 /* ------------------------------------------------------------------ */
 
-static char tmp[256];
-
-static void make_tmp(void)
-{
-    snprintf(tmp, sizeof tmp, "/tmp/dsc-passes-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp));
-}
-
-
-static void remove_tmp(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    cr_assert_eq(system(cmd), 0);
-}
-
-
-static const char *dsc(void)
-{
-    const char *path = getenv("DSC");
-    return path && *path ? path : "build/dsc";
-}
-
-
-static char *tmp_file(const char *name)
-{
-    static char paths[4][512];
-    static int next;
-    char *path = paths[next++ % 4];
-    snprintf(path, 512, "%s/%s", tmp, name);
-    return path;
-}
-
-
-/* Run a shell command (printf-style), stdout and stderr to tmp/out and
- * tmp/err; the exit status. */
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    cr_assert_lt(n, (int)sizeof cmd - 600);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " >%s/out 2>%s/err", tmp, tmp);
-    int status = system(cmd);
-    cr_assert(WIFEXITED(status), "command did not exit: %s", cmd);
-    return WEXITSTATUS(status);
-}
-
-
-static char *slurp(const char *path)
-{
-    size_t len;
-    dsc_err e;
-    char *text = file_read_all(path, &len, &e);
-    cr_assert_not_null(text, "%s", e.msg);
-    return text;
-}
-
-
 static int count_of(const char *text, const char *what)
 {
     int n = 0;
@@ -1318,7 +1258,7 @@ Test(cli, stats_json_has_every_key)
 {
     cr_assert_eq(run("%s compile models/seed_encoder.lua -o %s --stats-json "
                      "%s", dsc(), tmp_file("m.c"), tmp_file("stats.json")), 0,
-                 "%s", slurp(tmp_file("err")));
+                 "%s", slurp(tmp_file("stderr")));
     char *json = slurp(tmp_file("stats.json"));
     static const char *const keys[] = {
         "nodes_before", "nodes_after", "gemm_calls", "fused_qkv",
@@ -1360,7 +1300,7 @@ Test(cli, graph_after_passes_draws_fusions)
 {
     cr_assert_eq(run("%s graph models/seed_encoder.lua --after-passes -o %s",
                      dsc(), tmp_file("g.dot")), 0, "%s",
-                 slurp(tmp_file("err")));
+                 slurp(tmp_file("stderr")));
     char *dot = slurp(tmp_file("g.dot"));
     cr_expect(strncmp(dot, "digraph ", 8) == 0, "%s", dot);
     cr_expect(strstr(dot, "fused"), "%s", dot);
@@ -1396,9 +1336,9 @@ Test(cli, graph_after_passes_draws_fusions)
     if (system("command -v dot >/dev/null 2>&1") != 0)
         cr_skip_test("graphviz's dot is not installed");
     cr_expect_eq(run("dot -Tsvg %s -o %s", tmp_file("g.dot"),
-                     tmp_file("g.svg")), 0, "%s", slurp(tmp_file("err")));
+                     tmp_file("g.svg")), 0, "%s", slurp(tmp_file("stderr")));
     cr_expect_eq(run("dot -Tsvg %s -o %s", tmp_file("raw.dot"),
-                     tmp_file("raw.svg")), 0, "%s", slurp(tmp_file("err")));
+                     tmp_file("raw.svg")), 0, "%s", slurp(tmp_file("stderr")));
     char *svg = slurp(tmp_file("g.svg"));
     cr_expect(strstr(svg, "<svg"), "dot wrote SVG");
     free(svg);
@@ -1412,14 +1352,14 @@ Test(cli, graph_of_an_oddly_named_model_is_valid_dot)
                  0);
     cr_assert_eq(run("%s graph '%s/we\"ird\\m.lua' -D layers=1 "
                      "--after-passes -o %s", dsc(), tmp, tmp_file("w.dot")),
-                 0, "%s", slurp(tmp_file("err")));
+                 0, "%s", slurp(tmp_file("stderr")));
     char *dot = slurp(tmp_file("w.dot"));
     cr_expect(strstr(dot, "we\\\"ird\\\\m.lua"), "quoted in labels: %s", dot);
     free(dot);
     if (system("command -v dot >/dev/null 2>&1") != 0)
         cr_skip_test("graphviz's dot is not installed");
     cr_expect_eq(run("dot -Tsvg %s -o %s", tmp_file("w.dot"),
-                     tmp_file("w.svg")), 0, "%s", slurp(tmp_file("err")));
+                     tmp_file("w.svg")), 0, "%s", slurp(tmp_file("stderr")));
 }
 
 
@@ -1427,7 +1367,7 @@ Test(cli, verbose_prints_one_line_per_pass)
 {
     cr_assert_eq(run("%s compile models/seed_encoder.lua -o %s -v", dsc(),
                      tmp_file("m.c")), 0);
-    char *err = slurp(tmp_file("err"));
+    char *err = slurp(tmp_file("stderr"));
     cr_expect_eq(count_of(err, "dsc: fuse-qkv "), 1, "%s", err);
     cr_expect_eq(count_of(err, "dsc: fuse-epilogue "), 1, "%s", err);
     cr_expect_eq(count_of(err, "dsc: dce "), 1, "%s", err);
@@ -1445,7 +1385,7 @@ Test(cli, verbose_prints_one_line_per_pass)
     cr_assert_eq(run("%s compile models/seed_encoder.lua -o %s -v "
                      "-fno-fuse-qkv -fno-dce -fno-plan-memory", dsc(),
                      tmp_file("m.c")), 0);
-    err = slurp(tmp_file("err"));
+    err = slurp(tmp_file("stderr"));
     cr_expect_eq(count_of(err, "dsc: fuse-qkv"), 0, "%s", err);
     cr_expect_eq(count_of(err, "dsc: dce"), 0, "%s", err);
     cr_expect_eq(count_of(err, "dsc: fuse-epilogue "), 1, "%s", err);
@@ -1455,7 +1395,7 @@ Test(cli, verbose_prints_one_line_per_pass)
     /* Without -v, nothing about passes. */
     cr_assert_eq(run("%s compile models/seed_encoder.lua -o %s", dsc(),
                      tmp_file("m.c")), 0);
-    err = slurp(tmp_file("err"));
+    err = slurp(tmp_file("stderr"));
     cr_expect_eq(count_of(err, "changed"), 0, "%s", err);
     free(err);
 }

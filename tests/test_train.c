@@ -33,6 +33,7 @@
 #include "io/safetensors.h"
 #include "passes/passes.h"
 #include "util/rng.h"
+#include "cli_test.h"
 
 /* ------------------------------------------------------------------ */
 /* Finite differences                                                   */
@@ -742,50 +743,6 @@ Test(autodiff, whole_backward_unfused)
 /* ------------------------------------------------------------------ */
 /* dsc train against PyTorch                                            */
 /* ------------------------------------------------------------------ */
-
-static char tmp[256];
-
-static void make_tmp(void)
-{
-    snprintf(tmp, sizeof tmp, "/tmp/dsc-train-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp));
-}
-
-static void remove_tmp(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    cr_assert_eq(system(cmd), 0);
-}
-
-static const char *dsc(void)
-{
-    const char *path = getenv("DSC");
-    return path && *path ? path : "build/dsc";
-}
-
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " >%s/stdout 2>%s/stderr", tmp,
-             tmp);
-    int status = system(cmd);
-    cr_assert(WIFEXITED(status), "%s", cmd);
-    return WEXITSTATUS(status);
-}
-
-static char *slurp(const char *path)
-{
-    size_t len;
-    dsc_err err;
-    char *text = file_read_all(path, &len, &err);
-    cr_assert_not_null(text, "%s", err.msg);
-    return text;
-}
 
 /* The last command's stderr, for messages (a static buffer: no leak). */
 static const char *err_text(void)

@@ -34,23 +34,6 @@ typedef struct kv_job {
 } kv_job;
 
 
-/* Dot product with 8 partial sums: vectorizes without -ffast-math, and
- * sums in the same order on every run. */
-RT_INLINE float dot8(const float *a, const float *b, int64_t n)
-{
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += a[i + j] * b[i + j];
-    float sum = 0;
-    for (; i < n; i++)
-        sum += a[i] * b[i];
-    return sum + ((acc[0] + acc[4]) + (acc[1] + acc[5])) +
-                 ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-
 /* One (token i, head h) task: causal attention of the query at position
  * pos + i over cache rows 0..pos + i, blocks of keys with an online
  * softmax accumulating straight into the output row. */
@@ -75,7 +58,7 @@ RT_INLINE void kv_task_body(void *arg, int64_t begin, int64_t end)
             int64_t n = last + 1 - t0 < KEY_BLOCK ? last + 1 - t0 : KEY_BLOCK;
             float block_max = -INFINITY;
             for (int64_t t = 0; t < n; t++) {
-                scores[t] = dot8(q, kh + (t0 + t) * wk, dqk) * s->scale;
+                scores[t] = rt_dot8(q, kh + (t0 + t) * wk, dqk) * s->scale;
                 block_max = scores[t] > block_max ? scores[t] : block_max;
             }
             float new_max = block_max > max ? block_max : max;

@@ -137,21 +137,6 @@ typedef struct mla_job {
 } mla_job;
 
 
-RT_INLINE float dot(const float *a, const float *b, int64_t n)
-{
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += a[i + j] * b[i + j];
-    float sum = 0;
-    for (; i < n; i++)
-        sum += a[i] * b[i];
-    return sum + ((acc[0] + acc[4]) + (acc[1] + acc[5])) +
-                 ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-
 /* One (token i, head h): the absorbed form.  With W_UK, W_UV head h's rows
  * of kv_b_proj, q_nope·(W_UK c_t) = (W_UKᵀ q_nope)·c_t, and the output
  * W_UV Σ p_t c_t: the latent cache is never expanded. */
@@ -186,7 +171,7 @@ RT_INLINE void mla_body(void *arg, int64_t begin, int64_t end)
             float block_max = -INFINITY;
             for (int64_t t = 0; t < n; t++) {
                 const float *row = j->cache + (t0 + t) * w;
-                scores[t] = (dot(q_lat, row, r) + dot(q_rope, row + r,
+                scores[t] = (rt_dot8(q_lat, row, r) + rt_dot8(q_rope, row + r,
                                                       s->d_rope)) * s->scale;
                 block_max = scores[t] > block_max ? scores[t] : block_max;
             }
@@ -207,7 +192,7 @@ RT_INLINE void mla_body(void *arg, int64_t begin, int64_t end)
         float inv_sum = 1.0f / sum;
         float *o = j->out + i * s->ldo + h * s->d_v;
         for (int64_t d = 0; d < s->d_v; d++)
-            o[d] = dot(wv + d * r, o_lat, r) * inv_sum;
+            o[d] = rt_dot8(wv + d * r, o_lat, r) * inv_sum;
     }
 }
 

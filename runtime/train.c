@@ -759,23 +759,6 @@ typedef struct attn_job {
 } attn_job;
 
 
-/* sum a[c] b[c] in 8 independent lanes (so it vectorizes), then in order. */
-RT_INLINE float dot8(const float *a, const float *b, int64_t n)
-{
-    float lane[8] = {0};
-    int64_t c = 0;
-    for (; c + 8 <= n; c += 8)
-        for (int l = 0; l < 8; l++)
-            lane[l] += a[c + l] * b[c + l];
-    float s = 0;
-    for (int l = 0; l < 8; l++)
-        s += lane[l];
-    for (; c < n; c++)
-        s += a[c] * b[c];
-    return s;
-}
-
-
 /* P = softmax(scale q kᵀ) for (b, h) into pr (seq x seq), and the dropped
  * and scaled Pd into pd. */
 RT_INLINE void attn_probs(const attn_job *j, int64_t b, int64_t h, float *pr,
@@ -792,7 +775,7 @@ RT_INLINE void attn_probs(const attn_job *j, int64_t b, int64_t h, float *pr,
         for (int64_t t = 0; t < last; t++) {
             const float *kt = j->k + (t * s->seq_step + b * s->batch_step) *
                               s->ldk + h * s->head_dim_qk;
-            pr[i * S + t] = dot8(qi, kt, s->head_dim_qk) * s->scale;
+            pr[i * S + t] = rt_dot8(qi, kt, s->head_dim_qk) * s->scale;
             mx = pr[i * S + t] > mx ? pr[i * S + t] : mx;
         }
         double sum = 0;
@@ -898,7 +881,7 @@ RT_INLINE void attn_grad_body(void *arg, int64_t t0, int64_t t1)
             double rowdot = 0;
             for (int64_t t = 0; t < S; t++) {
                 const float *vt = ROW(j->v, s->ldv, t) + h * dv;
-                float dpd = dot8(go, vt, dv);
+                float dpd = rt_dot8(go, vt, dv);
                 int64_t idx = ((b * s->heads + h) * S + i) * S + t;
                 float dp = j->p > 0
                     ? dpd * keep_scale(j->key, idx, j->p, scale_keep) : dpd;

@@ -495,7 +495,7 @@ static void json_str(FILE *out, const char *s)
 }
 
 
-static double median_of(double *v, int n)
+double bench_median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
@@ -632,7 +632,7 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
     int isa = rt_ctx_isa(r.ctx);
     runner_close(&r);
     opened = 0;
-    double pre_ms = median_of(pre, runs), dec_ms = median_of(dec, runs);
+    double pre_ms = bench_median(pre, runs), dec_ms = bench_median(dec, runs);
     int n_steps = (int)(runs * steps);
     qsort(step, (size_t)n_steps, sizeof *step, cmp_double);
     double bytes = bench_decode_weight_bytes(g, &b->weights);
@@ -749,9 +749,7 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
     runner_close(&r);  /* before the peak: its threads must not compete */
     opened = 0;
 
-    qsort(times, (size_t)runs, sizeof *times, cmp_double);
-    double median = runs % 2 ? times[runs / 2]
-                             : (times[runs / 2 - 1] + times[runs / 2]) / 2;
+    double median = bench_median(times, runs);  /* sorts times */
     double gflop = bench_graph_flop(g);
     double gflops = median > 0 ? gflop / (median / 1e3) : 0;
     double peak = bench_fma_peak_isa(threads, isa);
@@ -780,7 +778,7 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
             "\"gflop\":%.9g,\"gflops\":%.3f,\"peak_gflops\":%.3f,"
             "\"pct_peak\":%.3f,\"build_ms\":%.3f,\"load_ms\":%.3f,"
             "\"compile_ms\":%.3f,\"peak_rss_kb\":%ld}\n",
-            median, times[0], times[runs - 1], median_of(cpu, runs),
+            median, times[0], times[runs - 1], bench_median(cpu, runs),
             quantile(times, runs, 0.50),
             quantile(times, runs, 0.90), quantile(times, runs, 0.99), gflop,
             gflops, peak,

@@ -30,6 +30,9 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
 /* Floating-point operations of one forward, counted from the graph. */
 double bench_graph_flop(const graph *g);
 
+/* The median of n timings; sorts v. */
+double bench_median(double *v, int n);
+
 /* The machine's FMA peak for `threads` threads, measured now (GFLOP/s),
  * in the instruction set the kernels would use (rt_isa_native), or isa. */
 double bench_fma_peak(int threads);

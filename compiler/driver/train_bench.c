@@ -14,13 +14,6 @@
 #define MAX_INPUTS 16
 
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-
 int bench_train(const built_train *b, const bench_options *o, FILE *out,
                 dsc_err *err)
 {
@@ -64,11 +57,10 @@ int bench_train(const built_train *b, const bench_options *o, FILE *out,
         if (i >= 0)
             times[i] = timing_now_ms() - t0;
     }
-    qsort(times, (size_t)runs, sizeof *times, by_value);
     /* A linear's backward is two GEMMs of its forward's size; the rest is
      * small: 3x the forward's count. */
     double gflop = 3 * bench_graph_flop(b->fwd.model->graph);
-    double median = times[runs / 2];
+    double median = bench_median(times, runs);  /* sorts times */
     struct rusage ru;
     long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
     fprintf(out, "{\"model\":\"%s\",\"mode\":\"%s\",\"what\":\"train_step\","

@@ -391,7 +391,8 @@ int rt_weights_check(rt_ctx *ctx, const float *blob, int layout)
         if (ctx)
             snprintf(ctx->error, sizeof ctx->error,
                      "weights packed in layout %s, but the code was "
-                     "generated for layout %s (dsc compile --target)",
+                     "generated for layout %s (dsc compile --target, "
+                     "-fweights)",
                      got < 0 ? "none (not a dsc weight blob)"
                              : rt_layout_name(got),
                      rt_layout_name(layout));

@@ -31,7 +31,8 @@ int rt_ctx_threads(const rt_ctx *ctx);
 /* Status codes returned by generated entry points. */
 #define DSC_OK          0
 #define DSC_EBADTOKEN (-1)  /* a token id below 0 or >= the vocabulary */
-#define DSC_EBADLAYOUT (-3) /* weights packed in another layout: rt_ctx_error */
+#define DSC_EBADLAYOUT (-3) /* weights packed in another layout or format:
+                               rt_ctx_error says which */
 #define DSC_ENOMEM    (-4)  /* a kernel could not allocate its scratch */
 
 /* ---- instruction sets and packed layouts ------------------------------
@@ -48,14 +49,32 @@ int rt_ctx_threads(const rt_ctx *ctx);
 #define DSC_LAYOUT_PANEL32 32
 #define DSC_LAYOUT_PANEL64 64
 
+/* The format each linear weight value is stored in: float32; bfloat16
+ * (a float's top 16 bits, rounded to nearest even); or Q8_0 (int8 values
+ * in blocks of 32 along the input, one float scale max|w| / 127 per block
+ * and output column).  Activations are float32 throughout; the kernels
+ * convert the weights as they read them. */
+#define DSC_WEIGHTS_F32  0
+#define DSC_WEIGHTS_BF16 1
+#define DSC_WEIGHTS_Q8   2
+
+/* A layout is a panel width and a format: DSC_LAYOUT(64, DSC_WEIGHTS_Q8).
+ * The float32 layouts are the panel widths themselves. */
+#define DSC_LAYOUT(panel, format) ((panel) | (format) << 8)
+#define DSC_LAYOUT_PANEL_OF(layout) ((layout) & 0xff)
+#define DSC_LAYOUT_FORMAT_OF(layout) ((layout) >> 8)
+
 int rt_isa_native(void);          /* what a new context would choose now */
 int rt_isa_supported(int isa);    /* can this CPU run it? */
 const char *rt_isa_name(int isa); /* "generic", "avx2", "avx512" */
 int rt_isa_parse(const char *name);  /* DSC_ISA_* or -1 */
 int rt_ctx_isa(const rt_ctx *ctx);
-int rt_isa_layout(int isa);       /* the layout isa runs best */
+int rt_isa_layout(int isa);       /* the float32 layout isa runs best */
 int rt_layout_valid(int layout);
-const char *rt_layout_name(int layout);  /* "panel32", "panel64" */
+/* "panel32", "panel64", "panel64-bf16", "panel32-q8", ... */
+const char *rt_layout_name(int layout);
+const char *rt_format_name(int format);   /* "f32", "bf16", "q8" */
+int rt_format_parse(const char *name);    /* DSC_WEIGHTS_* or -1 */
 
 /* The weight blob starts with a header of DSC_BLOB_HEADER_FLOATS floats
  * (magic, format version, layout, size); the weights follow. */
@@ -100,12 +119,19 @@ int rt_embedding(rt_ctx *ctx, float *out, const int32_t *ids, int64_t n,
 #define RT_LINEAR_HEADER_FLOATS 16
 
 /* Floats rt_linear_pack writes for an [n_out, n_in] weight in layout
- * (DSC_LAYOUT_*; a header and the panels). */
+ * (a header and the panels, in the layout's format; a multiple of 16). */
 int64_t rt_linear_packed_floats(int64_t n_out, int64_t n_in, int layout);
 
-/* Repack a PyTorch-layout weight w[n_out][n_in] into dst. */
+/* Repack a PyTorch-layout weight w[n_out][n_in] into dst, converting to
+ * the layout's format (dst 64-byte aligned for the kernels' sake). */
 void rt_linear_pack(float *dst, const float *w, int64_t n_out, int64_t n_in,
                     int layout);
+
+/* The inverse: w[n_out][n_in] from a packed weight in whatever layout its
+ * header names (the stored values: bfloat16 or q * scale for the reduced
+ * formats); -1 if the header names none for this shape. */
+int rt_linear_unpack(float *w, const float *packed, int64_t n_out,
+                     int64_t n_in);
 
 /* y[m, n] = act(sum_k x[m, k] * W[n, k] + bias[n]) + residual[m, n]
  * for m < rows, n < n_out, k < n_in.  packed_w comes from rt_linear_pack;
@@ -228,10 +254,6 @@ int rt_cross_entropy(rt_ctx *ctx, float *loss, const float *logits,
 int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
                           const int32_t *targets, int64_t rows,
                           int64_t classes);
-/* The inverse of rt_linear_pack (to save trained weights), in whatever
- * layout packed's header names; -1 if it names none for this shape. */
-int rt_linear_unpack(float *w, const float *packed, int64_t n_out,
-                     int64_t n_in);
 /* Scratch floats rt_linear_grad_x and rt_linear_grad_w need. */
 int64_t rt_linear_grad_scratch_floats(int64_t rows, int64_t n_out,
                                       int64_t n_in);

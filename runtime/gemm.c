@@ -1,24 +1,21 @@
 /* gemm.c — rt_linear: y = act(x·Wᵀ + b) + residual.  This is where the time
  * goes; everything else in the runtime is bandwidth-bound and small.
  *
- * Packed weight layout.  A packed weight starts with a header of
- * RT_PACK_HEADER floats (64 bytes, so what follows stays aligned):
- *   u32[0] RT_PACK_MAGIC, u32[1] the panel width P (the layout: 32 or 64),
- *   u32[2] n_out, u32[3] n_in, the rest zero.
- * Then W stored transposed, cut into panels of P output columns.  Panel p
- * holds Wt[k][p*P + j] = W[p*P + j][k] at
- *       body[(p * n_in + k) * P + j]    for k < n_in, j < P,
- * with zeros in the columns past n_out of the last panel.
+ * The packed weight (rt_pack.h): W transposed in panels of P output
+ * columns, float32, bfloat16 or Q8_0.  A float32 panel is a column-major
+ * P x n_in matrix with lda = P, which is exactly libxsmm's A operand for
+ * C(N x M) = A(N x K) B(K x M) with B = x as stored; for the portable and
+ * skinny paths every k step reads P contiguous floats.  Every kernel runs
+ * every layout; the layout only decides which runs best: 64 columns are 4
+ * zmm registers (AVX-512), 32 are 4 ymm (AVX2), which leaves libxsmm's
+ * register blocking room for more rows.  Because the header travels with
+ * each weight, rt_linear needs no other word on the layout, and refuses
+ * (NaN output) a weight whose header does not match its call.
  *
- * A panel is a column-major P x n_in matrix with lda = P, which is exactly
- * libxsmm's A operand for C(N x M) = A(N x K) B(K x M) with B = x as
- * stored; for the portable and skinny paths every k step reads P
- * contiguous floats.  Every kernel runs every layout; the layout only
- * decides which runs best: 64 columns are 4 zmm registers (AVX-512), 32
- * are 4 ymm (AVX2), which leaves libxsmm's register blocking room for more
- * rows.  Because the header travels with each weight, rt_linear needs no
- * other word on the layout, and refuses (NaN output) a weight whose
- * header does not match its call.
+ * The reduced formats are converted as they are read: a tile takes the
+ * panel RT_GEMM_KC rows of k at a time, converted into an L1-resident
+ * float block and multiplied as a float32 panel would be (the conversion
+ * is 1/mb of the multiply-adds), the blocks' products summed.
  *
  * Paths: rows <= RT_SKINNY_ROWS (a token, a decode step) take the skinny
  * kernel (AVX-512 or AVX2 intrinsics, else portable C), which streams each
@@ -26,7 +23,7 @@
  * columns); larger calls take libxsmm in tiles of MB rows x one panel, or
  * the same register-blocked kernels where libxsmm is missing.
  */
-#include "rt_internal.h"
+#include "rt_pack.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +36,6 @@
 #include <limits.h>
 #include <libxsmm.h>
 #endif
-
-#define RT_PACK_HEADER RT_LINEAR_HEADER_FLOATS
-#define RT_PACK_MAGIC 0x50435344u  /* "DSCP" */
-#define RT_PANEL_MAX 64
 
 /* Portable micro-tile: RT_GEMM_MR (= 4, fixed by micro_full's code) rows
  * by RT_GEMM_NR columns of y, kept in registers across the whole k loop:
@@ -60,14 +53,21 @@
 #if !defined(RT_GEMM_KB)
 #define RT_GEMM_KB 64
 #endif
+/* k rows of a reduced-format panel converted at a time: 32 KB of floats
+ * at 64 columns; a multiple of RT_Q8_BLOCK and of both panels' k block. */
+#if !defined(RT_GEMM_KC)
+#define RT_GEMM_KC 128
+#endif
 /* The k block for a panel width: 32-column panels take twice the k per
  * batch-reduce step (the panel block is still 16 KB).  Measured under
  * DSC_ISA=avx2 LIBXSMM_TARGET=hsw with tools/gemm_bench.c on the seed's
  * shapes: 3-14% faster than 64 on four of five, 9% slower on one. */
+#ifdef DSC_HAVE_LIBXSMM
 static int64_t gemm_kb(int64_t P)
 {
     return P == 32 ? 2 * RT_GEMM_KB : RT_GEMM_KB;
 }
+#endif
 
 /* Calls with at most this many rows take the skinny path: the runtime's
  * own kernels, tasks split by panels, a smaller grain.  Measured with
@@ -87,79 +87,6 @@ static int64_t gemm_kb(int64_t P)
 #define RT_SKINNY_GRAIN (1 << 16)
 
 _Static_assert(RT_PANEL_MAX % RT_GEMM_NR == 0, "column strips tile a panel");
-
-
-static int64_t panels(int64_t n_out, int64_t P)
-{
-    return (n_out + P - 1) / P;
-}
-
-
-int rt_layout_valid(int layout)
-{
-    return layout == DSC_LAYOUT_PANEL32 || layout == DSC_LAYOUT_PANEL64;
-}
-
-
-const char *rt_layout_name(int layout)
-{
-    switch (layout) {
-    case DSC_LAYOUT_PANEL32: return "panel32";
-    case DSC_LAYOUT_PANEL64: return "panel64";
-    default: return "unknown";
-    }
-}
-
-
-int rt_isa_layout(int isa)
-{
-    return isa == DSC_ISA_AVX512 ? DSC_LAYOUT_PANEL64 : DSC_LAYOUT_PANEL32;
-}
-
-
-int64_t rt_linear_packed_floats(int64_t n_out, int64_t n_in, int layout)
-{
-    int64_t P = rt_layout_valid(layout) ? layout : RT_PANEL_MAX;
-    return RT_PACK_HEADER + panels(n_out, P) * P * n_in;
-}
-
-
-void rt_linear_pack_header(float *dst, int64_t P, int64_t n_out,
-                           int64_t n_in)
-{
-    uint32_t hdr[RT_PACK_HEADER] = {RT_PACK_MAGIC, (uint32_t)P,
-                                    (uint32_t)n_out, (uint32_t)n_in};
-    memcpy(dst, hdr, sizeof hdr);
-}
-
-
-void rt_linear_pack(float *dst, const float *w, int64_t n_out, int64_t n_in,
-                    int layout)
-{
-    int64_t P = rt_layout_valid(layout) ? layout : RT_PANEL_MAX;
-    rt_linear_pack_header(dst, P, n_out, n_in);
-    float *body = dst + RT_PACK_HEADER;
-    for (int64_t p = 0; p < panels(n_out, P); p++) {
-        float *panel = body + p * n_in * P;
-        for (int64_t k = 0; k < n_in; k++) {
-            for (int64_t j = 0; j < P; j++) {
-                int64_t n = p * P + j;
-                panel[k * P + j] = n < n_out ? w[n * n_in + k] : 0.0f;
-            }
-        }
-    }
-}
-
-
-int64_t rt_packed_panel(const float *packed, int64_t n_out, int64_t n_in)
-{
-    uint32_t hdr[4];
-    memcpy(hdr, packed, sizeof hdr);
-    if (hdr[0] != RT_PACK_MAGIC || !rt_layout_valid((int)hdr[1]) ||
-        hdr[2] != (uint32_t)n_out || hdr[3] != (uint32_t)n_in)
-        return 0;
-    return hdr[1];
-}
 
 
 /* ---- libxsmm kernels, dispatched once per shape ---------------------- */
@@ -542,17 +469,22 @@ RT_INLINE void epilogue_tile(float *y, int64_t ldy, const float *c,
 /* One rt_linear call, as its threads see it. */
 typedef struct linear_job {
     float *y;
-    const float *x, *w, *bias, *res;   /* w: the panels, past the header */
+    const float *x, *bias, *res;
+    const char *w;      /* the panels, past the header */
     int64_t ldy, ldx, rows, n_out, n_in;
     int64_t P;          /* panel width */
+    int layout;         /* DSC_LAYOUT(P, format) */
+    int64_t panel_bytes;
+    int64_t kc;         /* k per block: n_in (float32), else RT_GEMM_KC */
     int64_t n_mb;       /* row blocks; tile t is panel t / n_mb, block t % n_mb */
     rt_act act;
     /* Without libxsmm: c (row stride P) = mb rows of x times a panel. */
     void (*tile)(float *c, const float *x, int64_t ldx, const float *panel,
                  int64_t P, int64_t mb, int64_t n_in);
 #ifdef DSC_HAVE_LIBXSMM
-    int xsmm;           /* use kfull/ktail (else jb->tile) */
-    xsmm_kernels kfull, ktail;
+    int xsmm;           /* use kern (else jb->tile) */
+    /* [a short row block?][a short k block?] */
+    xsmm_kernels kern[2][2];
 #endif
 } linear_job;
 
@@ -570,34 +502,58 @@ RT_INLINE void finish_tile(const linear_job *jb, const float *c, int64_t p,
 }
 
 
+/* c = mb rows of x times kc rows of a float32 panel (row stride P). */
+RT_INLINE void block_product(const linear_job *jb, float *c, const float *x,
+                             const float *a, int64_t mb, int64_t kc)
+{
+    const int64_t P = jb->P;
+#ifdef DSC_HAVE_LIBXSMM
+    if (jb->xsmm) {
+        const xsmm_kernels *k = &jb->kern[mb != RT_GEMM_MB][kc != jb->kc];
+        const int64_t kb = gemm_kb(P);
+        const unsigned long long nkb = (unsigned long long)(kc / kb);
+        const int64_t k_tail = kc / kb * kb;
+        if (k->full)
+            k->full(a, x, c, &nkb);
+        if (k->tail)
+            k->tail(a + k_tail * P, x + k_tail, c);
+        return;
+    }
+#endif
+    jb->tile(c, x, jb->ldx, a, P, mb, kc);
+}
+
+
 /* Tiles [begin, end), panel-major: consecutive tiles share a panel, which
  * stays in L2 while the row blocks of x stream past it, and a thread's
  * contiguous range touches only its own panels' weights.  Without libxsmm
- * the tile is the ISA's own kernel, jb->tile. */
+ * the tile is the ISA's own kernel, jb->tile.  A reduced format's panel
+ * goes through `a` RT_GEMM_KC rows at a time, each block's product summed
+ * into c from `part`. */
 RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
 {
     /* Aligned so the JIT kernel's loads and stores of c never split lines. */
     _Alignas(64) float c[RT_GEMM_MB * RT_PANEL_MAX];
+    _Alignas(64) float part[RT_GEMM_MB * RT_PANEL_MAX];
+    _Alignas(64) float a[RT_GEMM_KC * RT_PANEL_MAX];
     const int64_t P = jb->P;
+    const int f32 = DSC_LAYOUT_FORMAT_OF(jb->layout) == DSC_WEIGHTS_F32;
     for (int64_t t = begin; t < end; t++) {
         int64_t p = t / jb->n_mb, m0 = t % jb->n_mb * RT_GEMM_MB;
         int64_t mb = jb->rows - m0 < RT_GEMM_MB ? jb->rows - m0 : RT_GEMM_MB;
-        const float *panel = jb->w + p * jb->n_in * P;
+        const char *panel = jb->w + p * jb->panel_bytes;
         const float *xb = jb->x + m0 * jb->ldx;
-#ifdef DSC_HAVE_LIBXSMM
-        if (jb->xsmm) {
-            const xsmm_kernels *k = mb == RT_GEMM_MB ? &jb->kfull : &jb->ktail;
-            const int64_t kb = gemm_kb(P);
-            const unsigned long long nkb = (unsigned long long)(jb->n_in / kb);
-            const int64_t k_tail = jb->n_in / kb * kb;
-            if (k->full)
-                k->full(panel, xb, c, &nkb);
-            if (k->tail)
-                k->tail(panel + k_tail * P, xb + k_tail, c);
-        } else
-#endif
-        {
-            jb->tile(c, xb, jb->ldx, panel, P, mb, jb->n_in);
+        if (f32) {
+            block_product(jb, c, xb, (const float *)panel, mb, jb->n_in);
+        } else {
+            for (int64_t k0 = 0; k0 < jb->n_in; k0 += jb->kc) {
+                int64_t kc = jb->n_in - k0 < jb->kc ? jb->n_in - k0 : jb->kc;
+                rt_panel_to_f32(a, panel, jb->layout, k0, kc);
+                block_product(jb, k0 ? part : c, xb + k0, a, mb, kc);
+                if (k0)
+                    for (int64_t i = 0; i < mb * P; i++)
+                        c[i] += part[i];
+            }
         }
         finish_tile(jb, c, p, m0, mb);
     }
@@ -691,8 +647,8 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
 {
     if (rows <= 0 || n_out <= 0)
         return;
-    const int64_t P = rt_packed_panel(packed_w, n_out, n_in);
-    if (!P) {
+    const int layout = rt_packed_layout(packed_w, n_out, n_in);
+    if (!layout) {
         /* Not a weight packed for this call: say so loudly in the output
          * rather than compute with misread memory. */
         for (int64_t m = 0; m < rows; m++)
@@ -700,12 +656,17 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
                 y[m * ldy + n] = NAN;
         return;
     }
+    const int64_t P = DSC_LAYOUT_PANEL_OF(layout);
+    const int f32 = DSC_LAYOUT_FORMAT_OF(layout) == DSC_WEIGHTS_F32;
     const int isa = rt_ctx_isa(ctx);
     const int skinny = rows <= RT_SKINNY_ROWS;
     linear_job jb = {
-        .y = y, .x = x, .w = packed_w + RT_PACK_HEADER, .bias = bias,
-        .res = residual, .ldy = ldy, .ldx = ldx, .rows = rows, .n_out = n_out,
-        .n_in = n_in, .P = P, .n_mb = (rows + RT_GEMM_MB - 1) / RT_GEMM_MB,
+        .y = y, .x = x, .w = (const char *)(packed_w + RT_PACK_HEADER),
+        .bias = bias, .res = residual, .ldy = ldy, .ldx = ldx, .rows = rows,
+        .n_out = n_out, .n_in = n_in, .P = P, .layout = layout,
+        .panel_bytes = rt_panel_bytes(layout, n_in),
+        .kc = f32 || n_in < RT_GEMM_KC ? n_in : RT_GEMM_KC,
+        .n_mb = (rows + RT_GEMM_MB - 1) / RT_GEMM_MB,
         .act = act, .tile = tile_generic,
     };
     rt_task_fn fn = tiles_generic;
@@ -720,20 +681,25 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
 #endif
 #ifdef DSC_HAVE_LIBXSMM
     /* libxsmm for all but skinny calls, except under the generic ISA (the
-     * portable kernels throughout).  Any kernel libxsmm cannot generate
-     * sends the whole call down the runtime's own kernels. */
-    int64_t mb_tail = rows % RT_GEMM_MB;
+     * portable kernels throughout): kernels for the full and the short row
+     * block, times the full and the short k block.  Any kernel libxsmm
+     * cannot generate sends the whole call down the runtime's own. */
+    const int64_t mb_short = rows % RT_GEMM_MB, kc_short = n_in % jb.kc;
     jb.xsmm = !skinny && isa != DSC_ISA_GENERIC && n_in > 0 &&
-              ldx <= INT_MAX && n_in <= INT_MAX / P &&
-              (rows < RT_GEMM_MB ||
-               xsmm_kernels_for(ctx, &jb.kfull, P, RT_GEMM_MB, n_in, ldx)) &&
-              (!mb_tail ||
-               xsmm_kernels_for(ctx, &jb.ktail, P, mb_tail, n_in, ldx));
+              ldx <= INT_MAX && n_in <= INT_MAX / P;
+    for (int s = 0; s < 2 && jb.xsmm; s++) {
+        int64_t mb = s ? mb_short : RT_GEMM_MB;
+        if (!mb || (!s && rows < RT_GEMM_MB))
+            continue;
+        jb.xsmm = xsmm_kernels_for(ctx, &jb.kern[s][0], P, mb, jb.kc, ldx) &&
+                  (!kc_short || xsmm_kernels_for(ctx, &jb.kern[s][1], P, mb,
+                                                 kc_short, ldx));
+    }
 #endif
     /* A skinny call is one row block: its tasks are panels, i.e. threads
      * split the output columns, each streaming its own weights once. */
     int64_t work = rows * n_out * (n_in > 0 ? n_in : 1);
     rt_parallel(ctx, rt_threads_for(ctx, work, skinny ? RT_SKINNY_GRAIN
                                                       : RT_GEMM_GRAIN),
-                panels(n_out, P) * jb.n_mb, fn, &jb);
+                rt_panels(n_out, P) * jb.n_mb, fn, &jb);
 }

@@ -38,13 +38,6 @@ void rt_gemm_cache_free(struct rt_gemm_cache *cache);
  * first forward. */
 void rt_gemm_init(int isa);
 
-/* A packed weight's header (gemm.c): its panel width, or 0 if the header
- * does not describe an [n_out, n_in] weight in a layout this runtime
- * knows; and writing one, for weights packed outside rt_linear_pack. */
-int64_t rt_packed_panel(const float *packed, int64_t n_out, int64_t n_in);
-void rt_linear_pack_header(float *dst, int64_t P, int64_t n_out,
-                           int64_t n_in);
-
 /* The instruction set ctx's kernels use (DSC_ISA_*): chosen once, when the
  * context is made; without a context, rt_isa_native() each call. */
 int rt_ctx_isa(const rt_ctx *ctx);

@@ -15,7 +15,7 @@
  * sums).  Dropout masks are a hash of (seed, step, node, element): the
  * backward regenerates them instead of storing them.
  */
-#include "rt_internal.h"
+#include "rt_pack.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -585,26 +585,16 @@ static void pack_wt_range(void *arg, int64_t p0, int64_t p1)
 }
 
 
-int rt_linear_unpack(float *w, const float *packed, int64_t n_out,
-                     int64_t n_in)
-{
-    const int64_t P = rt_packed_panel(packed, n_out, n_in);
-    if (!P)
-        return -1;
-    const float *body = packed + RT_HDR;
-    for (int64_t n = 0; n < n_out; n++)
-        for (int64_t k = 0; k < n_in; k++)
-            w[n * n_in + k] = body[((n / P) * n_in + k) * P + n % P];
-    return 0;
-}
-
 
 void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
                       const float *packed_w, int64_t rows, int64_t n_out,
                       int64_t n_in, float *scratch)
 {
-    /* A weight whose header names no layout: NaN, as rt_linear does. */
-    const int64_t S = rt_packed_panel(packed_w, n_out, n_in);
+    /* A weight whose header names no float32 layout: NaN, as rt_linear
+     * does for one that names none (training keeps float32 weights). */
+    const int layout = rt_packed_layout(packed_w, n_out, n_in);
+    const int64_t S = DSC_LAYOUT_FORMAT_OF(layout) == DSC_WEIGHTS_F32
+                          ? DSC_LAYOUT_PANEL_OF(layout) : 0;
     rt_linear_pack_header(scratch, RT_TRAIN_PANEL, n_in, n_out);
     pack_job j = { .dst = scratch + RT_HDR, .src = packed_w + RT_HDR,
                    .a = n_out, .b = n_in, .src_panel = S ? S : RT_TRAIN_PANEL };
@@ -679,7 +669,9 @@ void rt_linear_grad_w(rt_ctx *ctx, float *packed_dw, int layout,
                       int64_t ldx, int64_t rows, int64_t n_out, int64_t n_in,
                       int accumulate, float *scratch)
 {
-    const int64_t P = rt_layout_valid(layout) ? layout : RT_TRAIN_PANEL;
+    const int64_t P = rt_layout_valid(layout) &&
+                      DSC_LAYOUT_FORMAT_OF(layout) == DSC_WEIGHTS_F32
+                          ? layout : RT_TRAIN_PANEL;
     float *xt = scratch;
     float *dyt = xt + round_up(n_in * rows, 16);
     float *dwt = dyt + round_up(RT_HDR + panels(n_out) * RT_TRAIN_PANEL * rows,

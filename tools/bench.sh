@@ -25,6 +25,7 @@
 #                   the decode rows' peer (default: $PYTHON, else python3)
 #   NO_DECODE=1     skip the GPT-2 decode rows
 #   DECODE_RUNS=N   runs of 64 decode steps per decoder row (default 50)
+#   FORMATS="f32 bf16 q8"  the -fweights of the decoder rows (default all)
 # Raw JSON lines go to build/bench/results.jsonl.
 #
 # Then decode rows for models/gpt2.lua at 1 thread: a small configuration
@@ -32,7 +33,9 @@
 # GPT-2-small's shape (random weights), where decoding is bound by memory
 # bandwidth: dsc bench's tokens/s against transformers' generate (or the
 # plain-PyTorch GPT-2 of tools/export_gpt2.py), and against the bound
-# (weight bytes read per token / measured copy bandwidth).
+# (weight bytes read per token / measured read bandwidth); each with the
+# linear weights in f32, bf16 and q8 (-fweights), the reduced ones with
+# their logits' distance from the f32 build's.
 set -u
 
 DSC=${1:-build/dsc}
@@ -183,24 +186,41 @@ rm -f "$OUT/peer.out" "$OUT/peer.err"
 DECODERS="small d256 x4|-D d_model=256 -D layers=4 -D heads=4 -D vocab=4096|--d-model 256 --layers 4 --heads 4 --vocab 4096
 GPT-2 small shape|-D d_model=768 -D layers=12 -D heads=12 -D vocab=50257|--d-model 768 --layers 12 --heads 12 --vocab 50257"
 GPY=${GPT2_PYTHON:-$PY}
+FORMATS=${FORMATS:-f32 bf16 q8}
 echo
-echo "| decoder (prompt 8, 64 new tokens) | engine | ISA | threads | prefill tok/s | decode tok/s | step p50 ms | step p99 ms | bound tok/s | % of bound | dsc speedup |"
-echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+echo "| decoder (prompt 8, 64 new tokens) | engine | ISA | weights | threads | prefill tok/s | decode tok/s | step p50 ms | step p99 ms | bound tok/s | % of bound | vs f32 | max diff vs f32 | argmax agree | blob MB | RSS MB | dsc speedup |"
+echo "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 while IFS='|' read -r name defs args; do
   for isa in $ISAS; do
     set -- env
     [ "$isa" = avx2 ] && set -- env DSC_ISA=avx2 LIBXSMM_TARGET=hsw
-    # 50 runs of 64 steps: 3200 single steps for the percentiles.
-    # shellcheck disable=SC2086
-    line=$("$@" "$DSC" bench models/gpt2.lua $defs --threads 1 --runs "${DECODE_RUNS:-50}" -n 64) \
-        || { echo "bench.sh: dsc bench gpt2 $defs ($isa) failed" >&2; failed=1; continue; }
-    echo "$name|$line" >>"$RESULTS"
-    [ "$isa" = native ] && dsc_tok=$(echo "$line" | field decode_tok_s)
-    printf '| %s | dsc jit | %s | 1 | %s | %s | %s | %s | %s | %s | - |\n' "$name" \
-        "$(echo "$line" | field isa)" "$(echo "$line" | field prefill_tok_s)" \
-        "$(echo "$line" | field decode_tok_s)" "$(echo "$line" | field step_p50_ms)" \
-        "$(echo "$line" | field step_p99_ms)" \
-        "$(echo "$line" | field bound_tok_s)" "$(echo "$line" | field pct_bound)"
+    for fmt in $FORMATS; do
+      # 50 runs of 64 steps: 3200 single steps for the percentiles.
+      # shellcheck disable=SC2086
+      line=$("$@" "$DSC" bench models/gpt2.lua $defs -fweights=$fmt --threads 1 \
+          --runs "${DECODE_RUNS:-50}" -n 64) \
+          || { echo "bench.sh: dsc bench gpt2 $defs -fweights=$fmt ($isa) failed" >&2; failed=1; continue; }
+      echo "$name|$line" >>"$RESULTS"
+      tok=$(echo "$line" | field decode_tok_s)
+      [ "$fmt" = f32 ] && f32_tok=$tok
+      [ "$fmt" = f32 ] && [ "$isa" = native ] && dsc_tok=$tok
+      awk -v n="$name" -v i="$(echo "$line" | field isa)" -v f="$fmt" \
+          -v p="$(echo "$line" | field prefill_tok_s)" -v d="$tok" \
+          -v p50="$(echo "$line" | field step_p50_ms)" \
+          -v p99="$(echo "$line" | field step_p99_ms)" \
+          -v b="$(echo "$line" | field bound_tok_s)" \
+          -v pb="$(echo "$line" | field pct_bound)" -v f32="$f32_tok" \
+          -v md="$(echo "$line" | field max_abs_diff_vs_f32)" \
+          -v ag="$(echo "$line" | field argmax_agree_vs_f32)" \
+          -v wb="$(echo "$line" | field weight_bytes)" \
+          -v rss="$(echo "$line" | field rss_kb)" 'BEGIN {
+          vs = f == "f32" ? "-" : sprintf("%.2fx", d / f32)
+          mds = md == "" ? "-" : sprintf("%.3g", md)
+          ags = ag == "" ? "-" : sprintf("%.1f%%", 100 * ag)
+          printf "| %s | dsc jit | %s | %s | 1 | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | - |\n",
+              n, i, f, p, d, p50, p99, b, pb, vs, mds, ags, wb / 1e6, rss / 1024
+      }'
+    done
   done
     [ $PEERS = 1 ] || continue
     # shellcheck disable=SC2086
@@ -212,9 +232,11 @@ while IFS='|' read -r name defs args; do
     awk -v n="$name" -v e="$(echo "$peer" | field engine)" \
         -v p="$(echo "$peer" | field prefill_tok_s)" -v d="$peer_tok" \
         -v dsc="$dsc_tok" 'BEGIN {
-        printf "| %s | %s | - | 1 | %s | %s | - | - | - | - | %.2fx |\n", n, e, p, d, dsc / d
+        printf "| %s | %s | - | f32 | 1 | %s | %s | - | - | - | - | - | - | - | - | - | %.2fx |\n", n, e, p, d, dsc / d
     }'
 done <<<"$DECODERS"
+echo
+echo "Decode bound: weight bytes read per token / the read bandwidth dsc bench measures (one thread streaming a 256 MB buffer); \"weights\" is -fweights, the linear layers' storage; \"vs f32\" the decode tok/s over the f32 row's of the same ISA; max diff and argmax agreement compare the logits with the f32 build's on the same weights and prompt (see dsc bench)."
 rm -f "$OUT/peer.err"
 tools/bench_train.sh "$DSC" || failed=1  # one training step: see that script
 [ -n "${NO_DEEPSEEK:-}" ] || DSC="$DSC" tools/bench_deepseek.sh || failed=1

@@ -17,7 +17,7 @@
 #define DEEPSEEK_V3_WEIGHT_LAYOUT 32
 /* Format the linear weights are stored in (f32; embeddings, norms and
  * biases are float32). */
-#define DEEPSEEK_V3_WEIGHT_FORMAT DSC_WEIGHTS_F32
+#define DEEPSEEK_V3_WEIGHT_FORMAT 0  /* DSC_WEIGHTS_F32 */
 /* Tokens a step may reach: pos + n <= this. */
 #define DEEPSEEK_V3_CONTEXT 512
 /* Floats of state (the KV cache) the caller keeps across steps. */

@@ -17,7 +17,7 @@
 #define GPT2_WEIGHT_LAYOUT 32
 /* Format the linear weights are stored in (f32; embeddings, norms and
  * biases are float32). */
-#define GPT2_WEIGHT_FORMAT DSC_WEIGHTS_F32
+#define GPT2_WEIGHT_FORMAT 0  /* DSC_WEIGHTS_F32 */
 /* Tokens a step may reach: pos + n <= this. */
 #define GPT2_CONTEXT 1024
 /* Floats of state (the KV cache) the caller keeps across steps. */

@@ -17,7 +17,7 @@
 #define MINILM_WEIGHT_LAYOUT 32
 /* Format the linear weights are stored in (f32; embeddings, norms and
  * biases are float32). */
-#define MINILM_WEIGHT_FORMAT DSC_WEIGHTS_F32
+#define MINILM_WEIGHT_FORMAT 0  /* DSC_WEIGHTS_F32 */
 
 /* input input_ids: int32 [256] */
 #define MINILM_INPUT_IDS_COUNT 256

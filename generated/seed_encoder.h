@@ -17,7 +17,7 @@
 #define SEED_ENCODER_WEIGHT_LAYOUT 32
 /* Format the linear weights are stored in (f32; embeddings, norms and
  * biases are float32). */
-#define SEED_ENCODER_WEIGHT_FORMAT DSC_WEIGHTS_F32
+#define SEED_ENCODER_WEIGHT_FORMAT 0  /* DSC_WEIGHTS_F32 */
 
 /* input tokens: int32 [16, 20] */
 #define SEED_ENCODER_TOKENS_COUNT 320

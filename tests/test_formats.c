@@ -135,8 +135,8 @@ Test(formats, header_and_blob_record_the_format)
         int layout = DSC_LAYOUT(32, f);
         char *h = slurp(tmp_file("m.h")), *c = slurp(tmp_file("m.c"));
         char want[160];
-        snprintf(want, sizeof want, "#define SEED_ENCODER_WEIGHT_FORMAT %s\n",
-                 macro[f]);
+        snprintf(want, sizeof want, "#define SEED_ENCODER_WEIGHT_FORMAT %d  "
+                 "/* %s */\n", f, macro[f]);
         cr_expect(strstr(h, want), "no '%s' in\n%s", want, h);
         snprintf(want, sizeof want, "#define SEED_ENCODER_WEIGHT_LAYOUT %d\n",
                  layout);

@@ -852,10 +852,13 @@ char *emit_c_header(const model *m, const memory_plan *plan,
         [DSC_WEIGHTS_BF16] = "DSC_WEIGHTS_BF16",
         [DSC_WEIGHTS_Q8] = "DSC_WEIGHTS_Q8",
     };
+    /* A number, as every macro here (the emitter's checks allow no
+     * other), with its DSC_WEIGHTS_ name beside it. */
     sb_printf(&sb, "/* Format the linear weights are stored in (%s; "
               "embeddings, norms and\n * biases are float32). */\n"
-              "#define %s_WEIGHT_FORMAT %s\n",
+              "#define %s_WEIGHT_FORMAT %d  /* %s */\n",
               rt_format_name(DSC_LAYOUT_FORMAT_OF(w->packing)), nm.upper,
+              DSC_LAYOUT_FORMAT_OF(w->packing),
               format_macro[DSC_LAYOUT_FORMAT_OF(w->packing)]);
     if (nm.dynamic)
         sb_printf(&sb, "/* Tokens a step may reach: pos + n <= this. */\n"

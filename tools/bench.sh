@@ -32,7 +32,7 @@
 # GPT-2-small's shape (random weights), where decoding is bound by memory
 # bandwidth: dsc bench's tokens/s against transformers' generate (or the
 # plain-PyTorch GPT-2 of tools/export_gpt2.py), and against the bound
-# (weight bytes read per token / measured copy bandwidth).
+# (weight bytes read per token / measured read bandwidth, bench.c).
 set -u
 
 DSC=${1:-build/dsc}

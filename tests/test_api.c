@@ -158,6 +158,26 @@ Test(api, aot_matches_pytorch_too, .timeout = 120)
 }
 
 
+static void expect_compile_error(const char *path, const char *text,
+                                 const char *const *opts, const char *want);
+
+
+/* "-fweights=bf16" and "=q8" reach the weight layout: the logits move off
+ * PyTorch's by the format's rounding (0.0039 and 0.013 measured on this
+ * fixture, as python/tests finds), no further; a bad format is an error. */
+Test(api, weight_formats_are_options)
+{
+    double bf16 = seed_fixture_diff("seed_encoder_small", "-fweights=bf16");
+    double q8 = seed_fixture_diff("seed_encoder_small", "-fweights=q8");
+    cr_expect(bf16 > 1e-3 && bf16 <= 0.01, "bf16: %g", bf16);
+    cr_expect(q8 > bf16 && q8 <= 0.03, "q8: %g (bf16 %g)", q8, bf16);
+    const char *bad[] = { "-fweights=fp8", NULL };
+    expect_compile_error("models/seed_encoder.lua", NULL, bad,
+                         "-fweights expects =f32, =bf16 or =q8, got "
+                         "'-fweights=fp8'");
+}
+
+
 Test(api, describes_inputs_and_outputs)
 {
     const char *opts[] = { "-D", "seq=7", "-Dbatch=3", "-D", "vocab=50",

@@ -203,3 +203,72 @@ Test(bench, latency_example_is_steady_in_kind)
     cr_expect_eq(faults, 0, "%s", out);
     cr_expect_eq(vol, 0, "%s", out);
 }
+
+
+/* -fweights=q8: the format, the blob's size, the resident set, and the
+ * comparison with float32 (same weights and inputs) in the JSON; f32 has
+ * no comparison. */
+Test(bench, reduced_format_reports_size_and_accuracy)
+{
+    char f32[4096], q8[4096];
+    const char *args = "bench models/seed_encoder.lua -D layers=1 -D seq=4 "
+                       "-D batch=2 --runs 3 --threads 1 --target avx2";
+    char cmd[512];
+    cr_assert_eq(run_dsc(args, f32, sizeof f32), 0);
+    snprintf(cmd, sizeof cmd, "%s -fweights=q8", args);
+    cr_assert_eq(run_dsc(cmd, q8, sizeof q8), 0);
+    string_is(f32, "weight_format", "f32");
+    string_is(q8, "weight_format", "q8");
+    string_is(q8, "layout", "panel32-q8");
+    cr_assert_null(value_of(f32, "max_abs_diff_vs_f32"), "%s", f32);
+    /* The linear weights are most of the blob; q8 stores 36 bytes per 32
+     * weights instead of 128. */
+    double wf = number(f32, "weight_bytes"), wq = number(q8, "weight_bytes");
+    cr_assert(wf > 1e6 && wq < 0.45 * wf, "f32 %g, q8 %g bytes", wf, wq);
+    cr_assert(number(q8, "rss_kb") > 1000, "%s", q8);
+    double diff = number(q8, "max_abs_diff_vs_f32");
+    double agree = number(q8, "argmax_agree_vs_f32");
+    cr_assert(diff > 1e-5 && diff < 0.05, "max |diff| %g", diff);
+    cr_assert(agree >= 0.75 && agree <= 1, "argmax agreement %g", agree);
+}
+
+
+/* A decoder: the read bandwidth sets the bound, the copy bandwidth the
+ * old one; a q8 step reads the bytes q8 stores. */
+Test(bench, decoder_bounds_and_reduced_bytes)
+{
+    char f32[4096], q8[4096];
+    const char *args = "bench models/gpt2.lua -D vocab=83 -D ctx=40 "
+                       "-D d_model=32 -D heads=4 -D layers=2 --runs 2 -n 8 "
+                       "--threads 1";
+    char cmd[512];
+    cr_assert_eq(run_dsc(args, f32, sizeof f32), 0);
+    snprintf(cmd, sizeof cmd, "%s -fweights=q8", args);
+    cr_assert_eq(run_dsc(cmd, q8, sizeof q8), 0);
+    for (int i = 0; i < 2; i++) {
+        const char *o = i ? q8 : f32;
+        double bytes = number(o, "weight_bytes_per_token");
+        double read = number(o, "read_gbps"), copy = number(o, "copy_gbps");
+        double tok_s = number(o, "decode_tok_s");
+        double bound = number(o, "bound_tok_s");
+        cr_assert(read > 0 && copy > 0, "%s", o);
+        /* read_gbps is printed to 0.01 GB/s */
+        cr_assert(fabs(bound - read * 1e9 / bytes) <= 0.0051 / read * bound,
+                  "bound %g is not read_gbps / bytes: %s", bound, o);
+        cr_assert(fabs(number(o, "pct_bound") - 100 * tok_s / bound) <=
+                  0.1 + 1e-3 * 100 * tok_s / bound, "%s", o);
+        double copy_bound = copy * 1e9 / bytes;
+        cr_assert(fabs(number(o, "pct_copy_bound") - 100 * tok_s /
+                       copy_bound) <= 0.1 + 0.0051 / copy * 100 * tok_s /
+                       copy_bound,
+                  "%s", o);
+        cr_assert(number(o, "rss_kb") > 1000, "%s", o);
+    }
+    cr_assert(number(q8, "weight_bytes_per_token") <
+              0.45 * number(f32, "weight_bytes_per_token"), "%s\n%s", f32, q8);
+    cr_assert(number(q8, "weight_bytes") < 0.45 * number(f32, "weight_bytes"));
+    double diff = number(q8, "max_abs_diff_vs_f32");
+    cr_assert(diff > 1e-5 && diff < 0.5, "max |diff| %g", diff);
+    double agree = number(q8, "argmax_agree_vs_f32");
+    cr_assert(agree >= 0 && agree <= 1, "%g", agree);
+}

@@ -33,7 +33,7 @@
 # GPT-2-small's shape (random weights), where decoding is bound by memory
 # bandwidth: dsc bench's tokens/s against transformers' generate (or the
 # plain-PyTorch GPT-2 of tools/export_gpt2.py), and against the bound
-# (weight bytes read per token / measured read bandwidth); each with the
+# (weight bytes read per token / measured read bandwidth, bench.c); each with the
 # linear weights in f32, bf16 and q8 (-fweights), the reduced ones with
 # their logits' distance from the f32 build's.
 set -u

@@ -58,6 +58,8 @@ const char *dsc_version(void);
  *   "--threads", "N"                       contexts' threads (default one per core)
  *   "--aot"                                build with $CC instead of libtcc
  *   "-fno-fuse-qkv", "-fno-fuse-epilogue", "-fno-dce", "-fno-plan-memory"
+ *   "-fweights=bf16" (or "=q8", "=f32")     how the linear weights are
+ *                                           stored (dsc --help)
  * NULL on failure, with the message in err (err_size bytes; may be NULL). */
 dsc_model *dsc_compile_file(const char *path, const char *const *options,
                             char *err, size_t err_size);

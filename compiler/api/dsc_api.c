@@ -139,6 +139,14 @@ static int parse_options(const char *const *words, int sampling,
             p->run.aot = 1;
             continue;
         }
+        if (!sampling && strncmp(a, "-fweights", 9) == 0) {
+            int f = a[9] == '=' ? rt_format_parse(a + 10) : -1;
+            if (f < 0)
+                return err_set(err, "dsc: error: -fweights expects =f32, "
+                               "=bf16 or =q8, got '%s'", a);
+            p->build.weight_format = f;
+            continue;
+        }
         int *flag = sampling ? NULL
             : strcmp(a, "-fno-fuse-qkv") == 0 ? &p->build.no_fuse_qkv
             : strcmp(a, "-fno-fuse-epilogue") == 0 ? &p->build.no_fuse_epilogue

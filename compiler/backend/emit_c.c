@@ -306,9 +306,11 @@ static void header_comment(strbuf *sb, const model *m, const char *file,
     sb_printf(sb, "%s\n * passes: %s\n", m->n_config ? "" : " (none)",
               passes && *passes ? passes : "(none)");
     sb_printf(sb, " * arena %lld bytes (lower bound %lld, without reuse "
-              "%lld); weights %lld floats */\n",
+              "%lld); weights %lld floats,\n * linear weights %s (%s) */\n",
               (long long)plan->arena_bytes, (long long)plan->lower_bound_bytes,
-              (long long)plan->no_reuse_bytes, (long long)w->total_floats);
+              (long long)plan->no_reuse_bytes, (long long)w->total_floats,
+              rt_format_name(DSC_LAYOUT_FORMAT_OF(w->packing)),
+              rt_layout_name(w->packing));
 }
 
 
@@ -730,8 +732,12 @@ char *emit_c_source(const model *m, const memory_plan *plan,
             if (p->transposed)
                 sb_append(&sb, " (stored transposed)");
         }
-        sb_printf(&sb, "%s */\n", we->packed_linear ? ", packed"
-                                  : we->bf16 ? ", bfloat16" : "");
+        int format = DSC_LAYOUT_FORMAT_OF(w->packing);
+        sb_printf(&sb, "%s%s%s */\n", we->packed_linear ? ", packed"
+                  : we->bf16 ? ", bfloat16" : "",
+                  we->packed_linear && format != DSC_WEIGHTS_F32 ? " " : "",
+                  we->packed_linear && format != DSC_WEIGHTS_F32
+                  ? rt_format_name(format) : "");
     }
 
     sb_append(&sb, "\n");
@@ -841,6 +847,19 @@ char *emit_c_header(const model *m, const memory_plan *plan,
               "the forward\n * returns DSC_EBADLAYOUT for a blob packed in "
               "another. */\n#define %s_WEIGHT_LAYOUT %d\n",
               rt_layout_name(w->packing), nm.upper, w->packing);
+    static const char *const format_macro[] = {
+        [DSC_WEIGHTS_F32] = "DSC_WEIGHTS_F32",
+        [DSC_WEIGHTS_BF16] = "DSC_WEIGHTS_BF16",
+        [DSC_WEIGHTS_Q8] = "DSC_WEIGHTS_Q8",
+    };
+    /* A number, as every macro here (the emitter's checks allow no
+     * other), with its DSC_WEIGHTS_ name beside it. */
+    sb_printf(&sb, "/* Format the linear weights are stored in (%s; "
+              "embeddings, norms and\n * biases are float32). */\n"
+              "#define %s_WEIGHT_FORMAT %d  /* %s */\n",
+              rt_format_name(DSC_LAYOUT_FORMAT_OF(w->packing)), nm.upper,
+              DSC_LAYOUT_FORMAT_OF(w->packing),
+              format_macro[DSC_LAYOUT_FORMAT_OF(w->packing)]);
     if (nm.dynamic)
         sb_printf(&sb, "/* Tokens a step may reach: pos + n <= this. */\n"
                   "#define %s_CONTEXT %lld\n", nm.upper,

@@ -39,6 +39,12 @@ const char cli_usage_text[] =
 "  --target T          native (default), avx2, avx512 or generic: the packed\n"
 "                      weight layout (and, for run and bench, the kernels;\n"
 "                      native honours $DSC_ISA)\n"
+"  -fweights=FORMAT    f32 (default), bf16 or q8: how the linear layers'\n"
+"                      packed weights are stored (bf16: a float's top half,\n"
+"                      rounded to nearest even; q8: int8 in blocks of 32\n"
+"                      inputs with one scale each, as llama.cpp's Q8_0);\n"
+"                      embeddings, norms and biases stay f32.  compile, run,\n"
+"                      generate, bench, embed; not train\n"
 "  --max-memory BYTES  refuse a model whose arena, weights and cache need\n"
 "                      more (suffix K, M, G or T; default half the RAM)\n"
 "\n"
@@ -80,6 +86,8 @@ const char cli_usage_text[] =
 "  --runs N            timed forwards after a warm-up (default 20)\n"
 "  -n N                a decoder: one-token steps after an 8-token prompt\n"
 "                      (default 64); reports tokens/s and the bandwidth bound\n"
+"  -fweights=bf16|q8   also reports the blob size and, after the timed runs,\n"
+"                      max |diff| and argmax agreement against float32\n"
 "  --weights, --seed, --threads, --aot as for run\n"
 "\n"
 "graph options:\n"
@@ -111,6 +119,9 @@ const char cli_usage_text[] =
 "                      into a shared object instead of the JIT\n"
 "  --threads N         threads for the kernels (default: $DSC_NUM_THREADS,\n"
 "                      else one per core)\n"
+"  --compare-f32       with -fweights=bf16 or q8: run the same inputs through\n"
+"                      a float32 build too and print, per output, the max\n"
+"                      |diff| and the rows whose argmax agrees (stderr)\n"
 "\n"
 "  dsc --version       print the version\n";
 
@@ -282,6 +293,13 @@ int cli_parse_args(int argc, char **argv, cli *c)
             /* run and bench: the kernels follow, where the CPU has them. */
             if (rt_isa_supported(isa))
                 setenv("DSC_ISA", rt_isa_name(isa), 1);
+        } else if (strncmp(a, "-fweights", 9) == 0) {
+            takes = 0;
+            int f = a[9] == '=' ? rt_format_parse(a + 10) : -1;
+            if (f < 0)
+                return cli_usage_error("-fweights expects =f32, =bf16 or =q8, "
+                                       "got '%s'", a);
+            c->weight_format = f;
         } else if (strcmp(a, "--max-memory") == 0) {
             if (parse_bytes(a, next, &c->max_memory))
                 return 1;
@@ -330,6 +348,8 @@ int cli_parse_args(int argc, char **argv, cli *c)
                 c->argmax = 1;
             else if (strcmp(a, "--train") == 0)
                 c->train = 1;
+            else if (strcmp(a, "--compare-f32") == 0)
+                c->compare_f32 = 1;
             else if (a[0] == '-' && a[1])
                 return cli_usage_error("unknown option '%s'", a);
             else if (c->model_path)
@@ -344,6 +364,13 @@ int cli_parse_args(int argc, char **argv, cli *c)
             i++;
         }
     }
+    if (c->compare_f32 && strcmp(c->command, "run") != 0)
+        return cli_usage_error("--compare-f32 is for run (bench compares "
+                               "with f32 by itself), not %s", c->command);
+    if (c->compare_f32 && c->weight_format == DSC_WEIGHTS_F32)
+        return cli_usage_error("%s", "--compare-f32 needs -fweights=bf16 or "
+                               "-fweights=q8 (a float32 build has nothing to "
+                               "compare with)");
     if (!c->model_path && strcmp(c->command, "tokenize") != 0)
         return cli_usage_error("%s: no model file given", c->command);
     return c->config_json ? merge_config_json(c) : 0;
@@ -391,6 +418,7 @@ build_options cli_build_options(const cli *c)
         .no_fuse_qkv = c->no_fuse_qkv, .no_fuse_epilogue = c->no_fuse_epilogue,
         .no_dce = c->no_dce, .no_plan_memory = c->no_plan_memory,
         .verbose = c->verbose ? stderr : NULL, .layout = c->layout,
+        .weight_format = c->weight_format,
         .max_memory = c->max_memory,
     };
 }

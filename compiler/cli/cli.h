@@ -54,6 +54,8 @@ typedef struct cli {
     long long max_length;   /* tokenize, embed: 0 = not given */
     long long batch;        /* embed: sentences per forward, 0 = default */
     int layout;        /* --target: DSC_LAYOUT_*, 0 = native */
+    int weight_format; /* -fweights: DSC_WEIGHTS_*, 0 = f32 */
+    int compare_f32;   /* run: also run a float32 build, print the diff */
     long long max_memory;  /* --max-memory bytes, 0: the default */
 } cli;
 

@@ -40,7 +40,8 @@ int cmd_bench(const cli *c)
                          .runs = c->runs ? c->runs : 20, .threads = threads,
                          .aot = c->aot, .build_ms = timing_now_ms() - t0,
                          .new_tokens = c->new_tokens_given ? c->new_tokens
-                                                           : 64 };
+                                                           : 64,
+                         .model_path = c->model_path, .build = &opts };
     int rc = bench_model(&b, &bo, stdout, &err);
     if (rc)
         cli_print_err(&err);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "driver/compare.h"
 #include "driver/runner.h"
 #include "driver/sample.h"
 #include "dsc_runtime.h"
@@ -176,6 +177,54 @@ static void print_argmax(const graph_tensor *x, const float *v)
 }
 
 
+/* --compare-f32: the same inputs through a float32 build; per output, the
+ * max |diff| and (logits) the argmax agreement, to stderr. */
+static int compare_with_f32(const cli *c, const build_options *opts,
+                            const built_model *b, const runner_options *ro,
+                            void **io, int n_io, int64_t tokens)
+{
+    build_options fo = compare_f32_options(opts);
+    built_model fb;
+    runner fr;
+    dsc_err err;
+    const graph *g = b->model->graph;
+    int n_out = graph_count_kind(g, GRAPH_OUTPUT);
+    compare_stats *st = calloc((size_t)n_out + 1, sizeof *st);
+    if (!st) {
+        fprintf(stderr, "dsc: error: out of memory\n");
+        return -1;
+    }
+    runner_options quiet = *ro;
+    quiet.notes = NULL;  /* the first build said it already */
+    if (build_model(c->model_path, &fo, &fb, &err)) {
+        cli_print_err(&err);
+        free(st);
+        return -1;
+    }
+    int rc = runner_open(&fr, &fb, &quiet, &err) ||
+             compare_forward(&fr, g, io, n_io, tokens, st, &err);
+    if (rc) {
+        cli_print_err(&err);
+    } else {
+        for (int i = 0, t = 0; t < g->n_tensors; t++) {
+            const graph_tensor *x = &g->tensors[t];
+            if (x->kind != GRAPH_OUTPUT)
+                continue;
+            char shape[96], text[256];
+            compare_describe(&st[i++], text, sizeof text);
+            fprintf(stderr, "dsc: %s vs f32: %s %s: %s\n",
+                    rt_format_name(DSC_LAYOUT_FORMAT_OF(b->weights.packing)),
+                    x->name, graph_shape_str(&x->shape, shape, sizeof shape),
+                    text);
+        }
+    }
+    runner_close(&fr);
+    built_model_free(&fb);
+    free(st);
+    return rc ? -1 : 0;
+}
+
+
 int cmd_run(const cli *c)
 {
     build_options opts = cli_build_options(c);
@@ -273,6 +322,10 @@ int cmd_run(const cli *c)
     printf("build %.1f ms, %s %.1f ms, forward %.3f ms on %d thread%s\n",
            t1 - t0, c->aot ? "cc" : "tcc", r.load_ms, t3 - t2,
            rt_ctx_threads(r.ctx), rt_ctx_threads(r.ctx) > 1 ? "s" : "");
+    fflush(stdout);
+    if (c->compare_f32 && compare_with_f32(c, &opts, &b, &ro, io, n_io,
+                                           tokens))
+        goto done;
     rc = 0;
 done:
     for (int i = 0; i < n_io; i++)

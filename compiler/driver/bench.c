@@ -20,9 +20,45 @@
  *   peak_gflops  the FMA peak of `isa` on `threads` threads, measured after
  *                the timed runs
  *   pct_peak     100 * gflops / peak_gflops
- *   peak_rss_kb  the process's high-water resident set (getrusage) */
+ *   peak_rss_kb  the process's high-water resident set (getrusage)
+ *   weight_format  f32, bf16 or q8: how the linear weights are stored
+ *                (-fweights); weight_bytes the blob's size in bytes
+ *   rss_kb       the resident set right after the timed runs
+ *                (/proc/self/statm): the model as it runs, nothing else
+ *
+ * A reduced format (bf16, q8) is then compared with float32: the same
+ * model built with -fweights=f32 (same panel width), the same weights
+ * (file, or the same seed: random weights are drawn per key whatever the
+ * layout) and the same inputs.  This happens after the timed runs and
+ * after rss_kb and peak_rss_kb are read, so those describe the reduced
+ * model alone.
+ *   max_abs_diff_vs_f32  the largest |reduced - f32| over every output
+ *                element (an encoder: the last timed run's outputs; a
+ *                decoder: the logits of the prompt's last position and of
+ *                every greedy decode step)
+ *   argmax_agree_vs_f32  the fraction of rows of the logits (outputs a
+ *                linear writes) whose argmax is the same; null if none.
+ *                A decoder's rows are its positions: the prompt's last,
+ *                then each decode step, both builds fed the token the
+ *                reduced one picked (greedy), so one early disagreement
+ *                does not make every later position differ
+ *
+ * A decoder also reports
+ *   weight_bytes_per_token  the weight bytes one decode step reads, as
+ *                stored (a q8 linear counts its int8 values and scales)
+ *   copy_gbps    memcpy bandwidth (bytes read plus written)
+ *   read_gbps    read-only bandwidth: a vector integer sum over a 256 MB
+ *                huge-page buffer with software prefetch, what a decode
+ *                step does to its weights
+ *   bound_tok_s  read_gbps / weight_bytes_per_token: no decoder streaming
+ *                its weights once per token gets past it; pct_bound is
+ *                decode_tok_s against it.  (A copy reads and writes, and
+ *                one thread's copy rate is not its read rate:
+ *                pct_copy_bound sets decode_tok_s against copy_gbps /
+ *                weight_bytes_per_token, the bound reported before.) */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +74,7 @@
 #include "driver/bench.h"
 #include "dsc_runtime.h"
 #include "backend/emit_c.h"
+#include "driver/compare.h"
 #include "driver/runner.h"
 #include "driver/sample.h"
 #include "util/timing.h"
@@ -424,6 +461,78 @@ double bench_copy_gbps(int threads)
 }
 
 
+/* Read-only bandwidth: what a decode step does to its weights.  Each
+ * thread sums its slice of a READ_BYTES buffer (rt_alloc: huge pages, as
+ * the weight blob gets) as 64-bit integers, four independent vector
+ * accumulators per 64-byte line, with a software prefetch READ_AHEAD bytes
+ * ahead; bytes read over the time, the best of 4 trials. */
+#define READ_BYTES ((size_t)256 << 20)
+#define READ_AHEAD 512
+
+typedef uint64_t bench_v2u64 __attribute__((vector_size(16)));
+
+typedef struct read_job {
+    const char *src;
+    size_t bytes;
+    uint64_t sum;  /* kept, so the loads are too */
+} read_job;
+
+
+static void *read_thread(void *arg)
+{
+    read_job *job = arg;
+    const bench_v2u64 *p = (const bench_v2u64 *)(const void *)job->src;
+    bench_v2u64 s0 = {0, 0}, s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i < job->bytes / 64; i++, p += 4) {
+        __builtin_prefetch((const char *)p + READ_AHEAD);
+        s0 += p[0];
+        s1 += p[1];
+        s2 += p[2];
+        s3 += p[3];
+    }
+    bench_v2u64 sum = s0 + s1 + s2 + s3;
+    job->sum = sum[0] + sum[1];
+    return NULL;
+}
+
+
+double bench_read_gbps(int threads)
+{
+    char *src = rt_alloc(READ_BYTES);
+    read_job jobs[64];
+    pthread_t tids[64];
+    if (threads < 1 || threads > 64)
+        threads = 1;
+    if (!src)
+        return 0;
+    memset(src, 1, READ_BYTES);  /* fault every page in before timing */
+    size_t slice = READ_BYTES / (size_t)threads / 64 * 64;
+    double best = 0;
+    uint64_t sink = 0;
+    for (int trial = 0; trial < 4; trial++) {
+        double t0 = timing_now_ms();
+        int started = 0;
+        for (int t = 0; t < threads; t++)
+            jobs[t] = (read_job){ src + t * slice, slice, 0 };
+        for (int t = 1; t < threads; t++, started++)
+            if (pthread_create(&tids[t], NULL, read_thread, &jobs[t]))
+                break;
+        read_thread(&jobs[0]);
+        for (int t = 1; t <= started; t++)
+            pthread_join(tids[t], NULL);
+        double ms = timing_now_ms() - t0;
+        for (int t = 0; t <= started; t++)
+            sink += jobs[t].sum;
+        double gbps = (double)slice * (started + 1) / (ms * 1e6);
+        best = gbps > best ? gbps : best;
+    }
+    free(src);
+    volatile uint64_t keep = sink;
+    (void)keep;
+    return best;
+}
+
+
 /* The share of weight entry e one token reads: for a routed expert's
  * weights, top_k of its layer's experts (a token reads top_k experts'
  * weights per layer); 1 for the rest. */
@@ -554,6 +663,69 @@ static void json_target(FILE *out, int isa, int layout)
 }
 
 
+/* The resident set now, in kB (/proc/self/statm), 0 if unknown. */
+static long rss_now_kb(void)
+{
+    long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%ld %ld", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+
+/* Does b store its linear weights in a reduced format, with what it takes
+ * to build the float32 twin? */
+static int reduced(const built_model *b, const bench_options *opts)
+{
+    return DSC_LAYOUT_FORMAT_OF(b->weights.packing) != DSC_WEIGHTS_F32 &&
+           opts->build && opts->model_path;
+}
+
+
+/* The float32 build of the same model, opened on the same weights. */
+static int open_f32_twin(const bench_options *opts, built_model *fb,
+                         runner *fr, dsc_err *err)
+{
+    build_options fo = compare_f32_options(opts->build);
+    runner_options ro = { .weights_path = opts->weights_path,
+                          .seed = opts->seed, .threads = opts->threads,
+                          .aot = opts->aot };
+    if (build_model(opts->model_path, &fo, fb, err))
+        return -1;
+    if (runner_open(fr, fb, &ro, err)) {
+        built_model_free(fb);
+        return -1;
+    }
+    return 0;
+}
+
+
+/* "weight_format", "weight_bytes", "rss_kb" and, for a reduced format,
+ * "max_abs_diff_vs_f32" and "argmax_agree_vs_f32" (a fraction of rows;
+ * null when no output is logits); each followed by a comma. */
+static void json_format(FILE *out, const built_model *b, long rss_kb,
+                        int compared, const compare_stats *cs)
+{
+    fprintf(out, "\"weight_format\":\"%s\",\"weight_bytes\":%lld,"
+            "\"rss_kb\":%ld,",
+            rt_format_name(DSC_LAYOUT_FORMAT_OF(b->weights.packing)),
+            (long long)b->weights.total_floats * (long long)sizeof(float),
+            rss_kb);
+    if (!compared)
+        return;
+    fprintf(out, "\"max_abs_diff_vs_f32\":%.6g,", cs->max_abs_diff);
+    if (cs->rows)
+        fprintf(out, "\"argmax_agree_vs_f32\":%.6f,",
+                (double)cs->agree / (double)cs->rows);
+    else
+        fputs("\"argmax_agree_vs_f32\":null,", out);
+}
+
+
 /* A decoder: per run, a fresh cache, a prompt of opts->prompt_tokens, then
  * opts->new_tokens one-token steps (greedy); tokens/s of each phase, and
  * decode against the memory-bandwidth bound. */
@@ -630,6 +802,22 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
     }
     double load_ms = r.load_ms;
     int isa = rt_ctx_isa(r.ctx);
+    long rss_kb = rss_now_kb();  /* the reduced model alone */
+    struct rusage ru;
+    long peak_rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+    compare_stats cs = {0};
+    int compared = reduced(b, opts);
+    if (compared) {  /* after the timed runs: see the top of the file */
+        built_model fb;
+        runner fr;
+        if (open_f32_twin(opts, &fb, &fr, err))
+            goto done;
+        int bad = compare_decode(&r, &fr, g, ids, prompt, steps, &cs, err);
+        runner_close(&fr);
+        built_model_free(&fb);
+        if (bad)
+            goto done;
+    }
     runner_close(&r);
     opened = 0;
     double pre_ms = bench_median(pre, runs), dec_ms = bench_median(dec, runs);
@@ -637,14 +825,15 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
     qsort(step, (size_t)n_steps, sizeof *step, cmp_double);
     double bytes = bench_decode_weight_bytes(g, &b->weights);
     double gbps = bench_copy_gbps(threads);
+    double read_gbps = bench_read_gbps(threads);
     double tok_s = steps / (dec_ms / 1e3);
-    double bound = gbps > 0 ? gbps * 1e9 / bytes : 0;
-    struct rusage ru;
-    long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+    double bound = read_gbps > 0 ? read_gbps * 1e9 / bytes : 0;
+    double copy_bound = gbps > 0 ? gbps * 1e9 / bytes : 0;
     fputs("{\"model\":", out);
     json_str(out, b->model->name);
     fputc(',', out);
     json_target(out, isa, b->weights.packing);
+    json_format(out, b, rss_kb, compared, &cs);
     fprintf(out, "\"mode\":\"%s\",\"threads\":%d,\"runs\":%d,"
             "\"prompt_tokens\":%lld,\"new_tokens\":%lld,"
             "\"prefill_ms\":%.4f,\"prefill_tok_s\":%.2f,"
@@ -652,16 +841,17 @@ static int bench_decoder(const built_model *b, const bench_options *opts,
             "\"step_runs\":%d,\"step_p50_ms\":%.4f,\"step_p90_ms\":%.4f,"
             "\"step_p99_ms\":%.4f,\"step_max_ms\":%.4f,"
             "\"weight_bytes_per_token\":%.0f,\"copy_gbps\":%.2f,"
-            "\"bound_tok_s\":%.2f,\"pct_bound\":%.1f,"
+            "\"read_gbps\":%.2f,\"bound_tok_s\":%.2f,\"pct_bound\":%.1f,"
+            "\"pct_copy_bound\":%.1f,"
             "\"build_ms\":%.3f,\"load_ms\":%.3f,\"compile_ms\":%.3f,"
             "\"peak_rss_kb\":%ld}\n", opts->aot ? "aot" : "jit", threads,
             runs, (long long)prompt, (long long)steps, pre_ms,
             prompt / (pre_ms / 1e3), dec_ms, tok_s, n_steps,
             quantile(step, n_steps, 0.50), quantile(step, n_steps, 0.90),
             quantile(step, n_steps, 0.99), step[n_steps - 1], bytes, gbps,
-            bound,
-            bound > 0 ? 100 * tok_s / bound : 0, opts->build_ms, load_ms,
-            opts->build_ms + load_ms, rss_kb);
+            read_gbps, bound, bound > 0 ? 100 * tok_s / bound : 0,
+            copy_bound > 0 ? 100 * tok_s / copy_bound : 0, opts->build_ms,
+            load_ms, opts->build_ms + load_ms, peak_rss_kb);
     fflush(out);
     rc = 0;
 done:
@@ -746,6 +936,36 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
     }
     double load_ms = r.load_ms;
     int isa = rt_ctx_isa(r.ctx);
+    long rss_kb = rss_now_kb();  /* the reduced model alone */
+    struct rusage ru;
+    long peak_rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+    compare_stats cs = {0};
+    int compared = reduced(b, opts);
+    if (compared) {  /* io holds the last timed run's outputs */
+        int n_out = graph_count_kind(g, GRAPH_OUTPUT);
+        compare_stats *st = calloc((size_t)n_out + 1, sizeof *st);
+        built_model fb;
+        runner fr;
+        if (!st || open_f32_twin(opts, &fb, &fr, err)) {
+            if (!st)
+                err_set(err, "%s: error: out of memory", path);
+            free(st);
+            goto done;
+        }
+        int bad = compare_forward(&fr, g, io, n_io, tokens, st, err);
+        runner_close(&fr);
+        built_model_free(&fb);
+        for (int i = 0; !bad && i < n_out; i++) {  /* all outputs at once */
+            cs.max_abs_diff = st[i].max_abs_diff > cs.max_abs_diff ||
+                              st[i].max_abs_diff != st[i].max_abs_diff
+                              ? st[i].max_abs_diff : cs.max_abs_diff;
+            cs.rows += st[i].rows;
+            cs.agree += st[i].agree;
+        }
+        free(st);
+        if (bad)
+            goto done;
+    }
     runner_close(&r);  /* before the peak: its threads must not compete */
     opened = 0;
 
@@ -753,8 +973,6 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
     double gflop = bench_graph_flop(g);
     double gflops = median > 0 ? gflop / (median / 1e3) : 0;
     double peak = bench_fma_peak_isa(threads, isa);
-    struct rusage ru;
-    long rss_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
 
     fputs("{\"model\":", out);
     json_str(out, b->model->name);
@@ -769,6 +987,7 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
     }
     fputs("},", out);
     json_target(out, isa, b->weights.packing);
+    json_format(out, b, rss_kb, compared, &cs);
     fprintf(out, "\"mode\":\"%s\",\"threads\":%d,\"runs\":%d,",
             opts->aot ? "aot" : "jit", threads, runs);
     if (tokens)  /* a decoder: each run a fresh cache and one step */
@@ -783,7 +1002,7 @@ int bench_model(const built_model *b, const bench_options *opts, FILE *out,
             quantile(times, runs, 0.90), quantile(times, runs, 0.99), gflop,
             gflops, peak,
             peak > 0 ? 100 * gflops / peak : 0, opts->build_ms, load_ms,
-            opts->build_ms + load_ms, rss_kb);
+            opts->build_ms + load_ms, peak_rss_kb);
     fflush(out);
     rc = 0;
 done:

@@ -16,6 +16,10 @@ typedef struct bench_options {
     double build_ms;           /* Lua + passes + emit, measured by the caller */
     long long prompt_tokens;   /* a decoder's prompt (default 8) */
     long long new_tokens;      /* a decoder's one-token steps (default 64) */
+    /* How the model was built (a reduced -fweights is compared with the
+     * float32 build of the same path and options), or NULL: no comparison */
+    const char *model_path;
+    const build_options *build;
 } bench_options;
 
 /* Load b (JIT or AOT), run it opts->runs times on random inputs, and print
@@ -41,6 +45,10 @@ double bench_fma_peak_isa(int threads, int isa);
 /* Memory copy bandwidth on `threads` threads, measured now (GB/s, bytes
  * read plus written). */
 double bench_copy_gbps(int threads);
+
+/* Read-only memory bandwidth on `threads` threads, measured now (GB/s):
+ * a vector integer sum over a huge-page buffer, prefetching ahead. */
+double bench_read_gbps(int threads);
 
 /* Bytes of weights one decode step of g reads. */
 double bench_decode_weight_bytes(const graph *g, const weight_layout *w);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "backend/emit_c.h"
+#include "dsc_runtime.h"
 
 extern const char embedded_runtime_h[];
 
@@ -72,6 +73,16 @@ static int check_memory(const built_model *b, int64_t limit, dsc_err *err)
 
 
 /* Run one pass, check the graph it leaves, say what it did. */
+int build_layout(const build_options *opts)
+{
+    int layout = opts->layout ? opts->layout
+                              : rt_isa_layout(rt_isa_native());
+    if (opts->weight_format)  /* the panel of --target, -fweights' format */
+        layout = DSC_LAYOUT(DSC_LAYOUT_PANEL_OF(layout), opts->weight_format);
+    return layout;
+}
+
+
 static int run_pass(built_model *b, const build_options *opts,
                     const char *name, graph_pass pass, int *changed,
                     dsc_err *err)
@@ -124,8 +135,7 @@ int build_model(const char *path, const build_options *opts,
         (!opts->no_dce &&
          run_pass(out, opts, "dce", pass_dce, &st->dce_removed, err)) ||
         pass_plan_memory(g, !opts->no_plan_memory, &out->plan, err) ||
-        (opts->layout ? weights_plan_for(g, opts->layout, &out->weights, err)
-                      : weights_plan(g, &out->weights, err)) ||
+        weights_plan_for(g, build_layout(opts), &out->weights, err) ||
         check_memory(out, opts->max_memory, err)) {
         built_model_free(out);
         return -1;

@@ -28,10 +28,16 @@ typedef struct build_options {
     FILE *print;          /* the model's print(); NULL: stderr */
     int layout;           /* DSC_LAYOUT_* of the packed weights; 0: the
                              host's (--target native) */
+    int weight_format;    /* -fweights: DSC_WEIGHTS_* the linear weights are
+                             stored in (0: float32, or layout's format) */
     /* --max-memory: a model whose arena, weights and cache need more bytes
      * is refused before anything is allocated; 0: build_default_max_memory */
     int64_t max_memory;
 } build_options;
+
+/* The layout opts ask the linear weights to be packed in: --target's
+ * panel width (the host's when 0) in -fweights' format. */
+int build_layout(const build_options *opts);
 
 /* Half of the machine's physical memory (4 GiB if it cannot be told). */
 int64_t build_default_max_memory(void);

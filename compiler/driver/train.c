@@ -96,6 +96,15 @@ int build_train(const char *path, const build_options *opts, built_train *out,
     if (!opts)
         opts = &none;
     memset(out, 0, sizeof *out);
+    /* Adam updates the weights in place, in float32: a reduced format
+     * would round every step's update away. */
+    if (opts->weight_format != DSC_WEIGHTS_F32 ||
+        DSC_LAYOUT_FORMAT_OF(opts->layout) != DSC_WEIGHTS_F32)
+        return err_set(err, "%s: error: -fweights=%s: training keeps float32 "
+                       "weights (bf16 and q8 are for compile, run, generate "
+                       "and bench)", path, rt_format_name(
+                           opts->weight_format ? opts->weight_format
+                           : DSC_LAYOUT_FORMAT_OF(opts->layout)));
     if (build_model(path, opts, &out->fwd, err))
         return -1;
     built_model *t = &out->train;

@@ -117,7 +117,8 @@ def _words(items):
     return arr
 
 
-def _options(defines, weights, threads, aot, seed, disable):
+def _options(defines, weights, threads, aot, seed, disable,
+             weights_format=None):
     words = []
     for key, value in (defines or {}).items():
         if isinstance(value, bool):
@@ -133,6 +134,8 @@ def _options(defines, weights, threads, aot, seed, disable):
         words += ["--seed", seed]
     for name in disable or ():
         words.append("-fno-" + name)
+    if weights_format is not None:
+        words.append("-fweights=%s" % weights_format)
     return words
 
 
@@ -293,7 +296,7 @@ class Model:
 
 
 def compile(path, defines=None, weights=None, threads=None, aot=False,
-            seed=0, disable=()):
+            seed=0, disable=(), weights_format=None):
     """Compile the model file at path.
 
     defines: {key: value} overriding the model's dsc.config defaults (-D);
@@ -301,10 +304,13 @@ def compile(path, defines=None, weights=None, threads=None, aot=False,
     threads: the kernels' threads per call (None: one per core);
     aot: build with the system C compiler instead of libtcc;
     disable: passes to switch off ("fuse-qkv", "fuse-epilogue", "dce",
-    "plan-memory")."""
+    "plan-memory");
+    weights_format: "f32" (None: the default), "bf16" or "q8", how the
+    linear layers' weights are stored (-fweights)."""
     path = os.fspath(path)
     err = ctypes.create_string_buffer(_ERROR_SIZE)
-    words = _words(_options(defines, weights, threads, aot, seed, disable))
+    words = _words(_options(defines, weights, threads, aot, seed, disable,
+                            weights_format))
     ptr = _lib.dsc_compile_file(path.encode(), words, err, _ERROR_SIZE)
     if not ptr:
         raise Error(err.value.decode())
@@ -312,11 +318,13 @@ def compile(path, defines=None, weights=None, threads=None, aot=False,
 
 
 def compile_string(text, name="model.lua", defines=None, weights=None,
-                   threads=None, aot=False, seed=0, disable=()):
+                   threads=None, aot=False, seed=0, disable=(),
+                   weights_format=None):
     """compile() for model text in memory; name stands for the file in
     messages and names the generated code."""
     err = ctypes.create_string_buffer(_ERROR_SIZE)
-    words = _words(_options(defines, weights, threads, aot, seed, disable))
+    words = _words(_options(defines, weights, threads, aot, seed, disable,
+                            weights_format))
     ptr = _lib.dsc_compile_string(name.encode(), text.encode(), words, err,
                                   _ERROR_SIZE)
     if not ptr:

@@ -49,6 +49,25 @@ def test_aot_and_disabled_passes_agree_with_pytorch():
     assert np.abs(m(tokens=tokens)["logits"] - want).max() <= 1e-4
 
 
+def test_weights_format_reaches_the_compiler():
+    """weights_format= is -fweights: bf16 and q8 logits move off PyTorch's
+    float32 ones by their rounding (measured on this fixture: 0.0039 and
+    0.013 of logits up to 1.9), q8 (a step of max|w|/127 per block of 32)
+    more than bf16 (8 significant bits), and stay close."""
+    diff = {}
+    for fmt in ("f32", "bf16", "q8"):
+        m, tokens, want = seed_model("seed_encoder_small", weights_format=fmt)
+        got = m(tokens=tokens)["logits"]
+        diff[fmt] = np.abs(got - want).max()
+        assert (got.argmax(-1) == want.argmax(-1)).all()
+    assert diff["f32"] <= 1e-4
+    assert 1e-3 < diff["bf16"] <= 0.01
+    assert diff["bf16"] < diff["q8"] <= 0.03
+    assert error_of(dsc.compile, SEED, weights_format="int4") == \
+        "dsc: error: -fweights expects =f32, =bf16 or =q8, got " \
+        "'-fweights=int4'"
+
+
 def test_describes_inputs_and_outputs():
     m = dsc.compile(SEED, defines={"seq": 7, "batch": 3, "vocab": 50})
     assert m.inputs == [dsc.TensorInfo("tokens", (7, 3), np.dtype(np.int32),

@@ -23,7 +23,7 @@
  * columns); larger calls take libxsmm in tiles of MB rows x one panel, or
  * the same register-blocked kernels where libxsmm is missing.
  */
-#include "rt_pack.h"
+#include "gemm_lowp.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +77,15 @@ static int64_t gemm_kb(int64_t P)
  * libxsmm the same kernels serve every call (2-3x the portable C). */
 #if !defined(RT_SKINNY_ROWS)
 #define RT_SKINNY_ROWS 1
+#endif
+
+/* Calls with a reduced-format weight and at most this many rows take the
+ * fused kernels of gemm_lowp.c (AVX2, AVX-512), which convert in
+ * registers; larger ones convert a block of the panel at a time and
+ * multiply it as float32 (libxsmm), the conversion shared by the block's
+ * rows.  See gemm_lowp.h. */
+#if !defined(RT_LOWP_ROWS)
+#define RT_LOWP_ROWS 4
 #endif
 
 /* Multiply-adds per thread below which a GEMM stays on fewer threads:
@@ -478,6 +487,8 @@ typedef struct linear_job {
     int64_t kc;         /* k per block: n_in (float32), else RT_GEMM_KC */
     int64_t n_mb;       /* row blocks; tile t is panel t / n_mb, block t % n_mb */
     rt_act act;
+    /* A reduced format's fused kernel, or NULL: convert, then multiply. */
+    gemm_lowp_tile_fn *lowp;
     /* Without libxsmm: c (row stride P) = mb rows of x times a panel. */
     void (*tile)(float *c, const float *x, int64_t ldx, const float *panel,
                  int64_t P, int64_t mb, int64_t n_in);
@@ -543,7 +554,9 @@ RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
         int64_t mb = jb->rows - m0 < RT_GEMM_MB ? jb->rows - m0 : RT_GEMM_MB;
         const char *panel = jb->w + p * jb->panel_bytes;
         const float *xb = jb->x + m0 * jb->ldx;
-        if (f32) {
+        if (jb->lowp) {
+            jb->lowp(c, xb, jb->ldx, panel, jb->layout, mb, jb->n_in);
+        } else if (f32) {
             block_product(jb, c, xb, (const float *)panel, mb, jb->n_in);
         } else {
             for (int64_t k0 = 0; k0 < jb->n_in; k0 += jb->kc) {
@@ -671,12 +684,15 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
     };
     rt_task_fn fn = tiles_generic;
 #if RT_X86_DISPATCH
+    const int lowp = !f32 && rows <= RT_LOWP_ROWS;
     if (isa == DSC_ISA_AVX512) {
         fn = tiles_avx512;
         jb.tile = tile_avx512;
+        jb.lowp = lowp ? gemm_lowp_tile_avx512 : NULL;
     } else if (isa == DSC_ISA_AVX2) {
         fn = tiles_avx2;
         jb.tile = tile_avx2;
+        jb.lowp = lowp ? gemm_lowp_tile_avx2 : NULL;
     }
 #endif
 #ifdef DSC_HAVE_LIBXSMM
@@ -685,7 +701,7 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
      * block, times the full and the short k block.  Any kernel libxsmm
      * cannot generate sends the whole call down the runtime's own. */
     const int64_t mb_short = rows % RT_GEMM_MB, kc_short = n_in % jb.kc;
-    jb.xsmm = !skinny && isa != DSC_ISA_GENERIC && n_in > 0 &&
+    jb.xsmm = !skinny && !jb.lowp && isa != DSC_ISA_GENERIC && n_in > 0 &&
               ldx <= INT_MAX && n_in <= INT_MAX / P;
     for (int s = 0; s < 2 && jb.xsmm; s++) {
         int64_t mb = s ? mb_short : RT_GEMM_MB;
@@ -699,7 +715,8 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
     /* A skinny call is one row block: its tasks are panels, i.e. threads
      * split the output columns, each streaming its own weights once. */
     int64_t work = rows * n_out * (n_in > 0 ? n_in : 1);
-    rt_parallel(ctx, rt_threads_for(ctx, work, skinny ? RT_SKINNY_GRAIN
-                                                      : RT_GEMM_GRAIN),
+    rt_parallel(ctx, rt_threads_for(ctx, work, skinny || jb.lowp
+                                                   ? RT_SKINNY_GRAIN
+                                                   : RT_GEMM_GRAIN),
                 rt_panels(n_out, P) * jb.n_mb, fn, &jb);
 }

@@ -80,12 +80,17 @@ static int64_t gemm_kb(int64_t P)
 #endif
 
 /* Calls with a reduced-format weight and at most this many rows take the
- * fused kernels of gemm_lowp.c (AVX2, AVX-512), which convert in
- * registers; larger ones convert a block of the panel at a time and
- * multiply it as float32 (libxsmm), the conversion shared by the block's
- * rows.  See gemm_lowp.h. */
-#if !defined(RT_LOWP_ROWS)
-#define RT_LOWP_ROWS 4
+ * fused kernels of gemm_lowp.c, which convert in registers; larger ones
+ * convert a block of the panel at a time and multiply it as float32
+ * (libxsmm), the conversion shared by the block's rows.  Measured with
+ * tools/gemm_bench.c, 3072x768, bf16 and q8, weights from L2 and from
+ * memory, on a Xeon (AVX-512, and AVX2 forced): fused is 1.5-2.5x faster
+ * at 1-4 rows, still 10-25% at 8 (AVX-512: 16), ties or loses past. */
+#if !defined(RT_LOWP_ROWS_AVX512)
+#define RT_LOWP_ROWS_AVX512 16
+#endif
+#if !defined(RT_LOWP_ROWS_AVX2)
+#define RT_LOWP_ROWS_AVX2 8
 #endif
 
 /* Multiply-adds per thread below which a GEMM stays on fewer threads:
@@ -684,15 +689,16 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
     };
     rt_task_fn fn = tiles_generic;
 #if RT_X86_DISPATCH
-    const int lowp = !f32 && rows <= RT_LOWP_ROWS;
     if (isa == DSC_ISA_AVX512) {
         fn = tiles_avx512;
         jb.tile = tile_avx512;
-        jb.lowp = lowp ? gemm_lowp_tile_avx512 : NULL;
+        if (!f32 && rows <= RT_LOWP_ROWS_AVX512)
+            jb.lowp = gemm_lowp_tile_avx512;
     } else if (isa == DSC_ISA_AVX2) {
         fn = tiles_avx2;
         jb.tile = tile_avx2;
-        jb.lowp = lowp ? gemm_lowp_tile_avx2 : NULL;
+        if (!f32 && rows <= RT_LOWP_ROWS_AVX2)
+            jb.lowp = gemm_lowp_tile_avx2;
     }
 #endif
 #ifdef DSC_HAVE_LIBXSMM

@@ -12,10 +12,16 @@
  * each weight, rt_linear needs no other word on the layout, and refuses
  * (NaN output) a weight whose header does not match its call.
  *
- * The reduced formats are converted as they are read: a tile takes the
- * panel RT_GEMM_KC rows of k at a time, converted into an L1-resident
- * float block and multiplied as a float32 panel would be (the conversion
- * is 1/mb of the multiply-adds), the blocks' products summed.
+ * The reduced formats are converted as they are read.  Few rows (a
+ * decode step; up to RT_LOWP_ROWS_*) take gemm_lowp.c's fused kernels,
+ * which convert in registers, so memory sees only the small values.
+ * More rows under libxsmm: each panel is converted once into a float
+ * buffer for all the row blocks a thread computes with it, then
+ * multiplied as a float32 panel (measured on the seed's shapes at 320
+ * rows: the same time as float32, where converting per 128-row k block
+ * and tile cost 5-19%).  Otherwise (the generic ISA, no libxsmm) a tile
+ * converts RT_GEMM_KC rows of k at a time into an L1-resident block and
+ * sums the blocks' products.
  *
  * Paths: rows <= RT_SKINNY_ROWS (a token, a decode step) take the skinny
  * kernel (AVX-512 or AVX2 intrinsics, else portable C), which streams each
@@ -489,7 +495,8 @@ typedef struct linear_job {
     int64_t P;          /* panel width */
     int layout;         /* DSC_LAYOUT(P, format) */
     int64_t panel_bytes;
-    int64_t kc;         /* k per block: n_in (float32), else RT_GEMM_KC */
+    int64_t kc;         /* k of libxsmm's kernels: n_in */
+    int whole;          /* a reduced format multiplied by libxsmm */
     int64_t n_mb;       /* row blocks; tile t is panel t / n_mb, block t % n_mb */
     rt_act act;
     /* A reduced format's fused kernel, or NULL: convert, then multiply. */
@@ -543,9 +550,12 @@ RT_INLINE void block_product(const linear_job *jb, float *c, const float *x,
 /* Tiles [begin, end), panel-major: consecutive tiles share a panel, which
  * stays in L2 while the row blocks of x stream past it, and a thread's
  * contiguous range touches only its own panels' weights.  Without libxsmm
- * the tile is the ISA's own kernel, jb->tile.  A reduced format's panel
- * goes through `a` RT_GEMM_KC rows at a time, each block's product summed
- * into c from `part`. */
+ * the tile is the ISA's own kernel, jb->tile.  A reduced format's panel,
+ * unless a fused kernel takes it (jb->lowp): under libxsmm it is converted
+ * whole into `whole` once for all the row blocks of it in the range, then
+ * multiplied as a float32 panel; otherwise (or if `whole` cannot be had)
+ * it goes through `a` RT_GEMM_KC rows at a time, each block's product by
+ * jb->tile summed into c from `part`. */
 RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
 {
     /* Aligned so the JIT kernel's loads and stores of c never split lines. */
@@ -554,6 +564,10 @@ RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
     _Alignas(64) float a[RT_GEMM_KC * RT_PANEL_MAX];
     const int64_t P = jb->P;
     const int f32 = DSC_LAYOUT_FORMAT_OF(jb->layout) == DSC_WEIGHTS_F32;
+    float *whole = NULL;
+    int64_t whole_p = -1;  /* the panel in whole */
+    if (jb->whole && begin < end)
+        whole = aligned_alloc(64, (size_t)(P * jb->n_in) * sizeof(float));
     for (int64_t t = begin; t < end; t++) {
         int64_t p = t / jb->n_mb, m0 = t % jb->n_mb * RT_GEMM_MB;
         int64_t mb = jb->rows - m0 < RT_GEMM_MB ? jb->rows - m0 : RT_GEMM_MB;
@@ -563,11 +577,17 @@ RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
             jb->lowp(c, xb, jb->ldx, panel, jb->layout, mb, jb->n_in);
         } else if (f32) {
             block_product(jb, c, xb, (const float *)panel, mb, jb->n_in);
+        } else if (whole) {
+            if (p != whole_p)
+                rt_panel_to_f32(whole, panel, jb->layout, 0, jb->n_in);
+            whole_p = p;
+            block_product(jb, c, xb, whole, mb, jb->n_in);
         } else {
-            for (int64_t k0 = 0; k0 < jb->n_in; k0 += jb->kc) {
-                int64_t kc = jb->n_in - k0 < jb->kc ? jb->n_in - k0 : jb->kc;
+            for (int64_t k0 = 0; k0 < jb->n_in; k0 += RT_GEMM_KC) {
+                int64_t kc = jb->n_in - k0 < RT_GEMM_KC ? jb->n_in - k0
+                                                        : RT_GEMM_KC;
                 rt_panel_to_f32(a, panel, jb->layout, k0, kc);
-                block_product(jb, k0 ? part : c, xb + k0, a, mb, kc);
+                jb->tile(k0 ? part : c, xb + k0, jb->ldx, a, P, mb, kc);
                 if (k0)
                     for (int64_t i = 0; i < mb * P; i++)
                         c[i] += part[i];
@@ -575,6 +595,7 @@ RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
         }
         finish_tile(jb, c, p, m0, mb);
     }
+    free(whole);
 }
 
 
@@ -683,7 +704,7 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
         .bias = bias, .res = residual, .ldy = ldy, .ldx = ldx, .rows = rows,
         .n_out = n_out, .n_in = n_in, .P = P, .layout = layout,
         .panel_bytes = rt_panel_bytes(layout, n_in),
-        .kc = f32 || n_in < RT_GEMM_KC ? n_in : RT_GEMM_KC,
+        .kc = n_in,
         .n_mb = (rows + RT_GEMM_MB - 1) / RT_GEMM_MB,
         .act = act, .tile = tile_generic,
     };
@@ -717,6 +738,7 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
                   (!kc_short || xsmm_kernels_for(ctx, &jb.kern[s][1], P, mb,
                                                  kc_short, ldx));
     }
+    jb.whole = !f32 && jb.xsmm;
 #endif
     /* A skinny call is one row block: its tasks are panels, i.e. threads
      * split the output columns, each streaming its own weights once. */

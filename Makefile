@@ -78,7 +78,7 @@ $(BUILD)/libdsc.a: $(DSC_OBJ)
 $(BUILD)/dsc: $(CLI_OBJ) $(BUILD)/libdsc.a $(BUILD)/libdscrt.a
 	$(CC) -rdynamic $^ $(LIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libdsc.a \
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h tests/fuzz/*.h) $(BUILD)/libdsc.a \
                   $(BUILD)/libdscrt.a
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) $(LUA_CFLAGS) -Icompiler -Iruntime -rdynamic \
@@ -243,7 +243,7 @@ $(BUILD)/rt-portable/libdscrt.a: $(RT_PORTABLE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/tests/test_runtime_portable: tests/test_runtime.c $(BUILD)/libdsc.a \
+$(BUILD)/tests/test_runtime_portable: tests/test_runtime.c tests/rt_test.h $(BUILD)/libdsc.a \
                                       $(BUILD)/rt-portable/libdscrt.a
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) $(LUA_CFLAGS) -Icompiler -Iruntime -rdynamic $< \

@@ -12,10 +12,16 @@
  * each weight, rt_linear needs no other word on the layout, and refuses
  * (NaN output) a weight whose header does not match its call.
  *
- * The reduced formats are converted as they are read: a tile takes the
- * panel RT_GEMM_KC rows of k at a time, converted into an L1-resident
- * float block and multiplied as a float32 panel would be (the conversion
- * is 1/mb of the multiply-adds), the blocks' products summed.
+ * The reduced formats are converted as they are read.  Few rows (a
+ * decode step; up to RT_LOWP_ROWS_*) take gemm_lowp.c's fused kernels,
+ * which convert in registers, so memory sees only the small values.
+ * More rows under libxsmm: each panel is converted once into a float
+ * buffer for all the row blocks a thread computes with it, then
+ * multiplied as a float32 panel (measured on the seed's shapes at 320
+ * rows: the same time as float32, where converting per 128-row k block
+ * and tile cost 5-19%).  Otherwise (the generic ISA, no libxsmm) a tile
+ * converts RT_GEMM_KC rows of k at a time into an L1-resident block and
+ * sums the blocks' products.
  *
  * Paths: rows <= RT_SKINNY_ROWS (a token, a decode step) take the skinny
  * kernel (AVX-512 or AVX2 intrinsics, else portable C), which streams each
@@ -23,7 +29,7 @@
  * columns); larger calls take libxsmm in tiles of MB rows x one panel, or
  * the same register-blocked kernels where libxsmm is missing.
  */
-#include "rt_pack.h"
+#include "gemm_lowp.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +83,20 @@ static int64_t gemm_kb(int64_t P)
  * libxsmm the same kernels serve every call (2-3x the portable C). */
 #if !defined(RT_SKINNY_ROWS)
 #define RT_SKINNY_ROWS 1
+#endif
+
+/* Calls with a reduced-format weight and at most this many rows take the
+ * fused kernels of gemm_lowp.c, which convert in registers; larger ones
+ * convert a block of the panel at a time and multiply it as float32
+ * (libxsmm), the conversion shared by the block's rows.  Measured with
+ * tools/gemm_bench.c, 3072x768, bf16 and q8, weights from L2 and from
+ * memory, on a Xeon (AVX-512, and AVX2 forced): fused is 1.5-2.5x faster
+ * at 1-4 rows, still 10-25% at 8 (AVX-512: 16), ties or loses past. */
+#if !defined(RT_LOWP_ROWS_AVX512)
+#define RT_LOWP_ROWS_AVX512 16
+#endif
+#if !defined(RT_LOWP_ROWS_AVX2)
+#define RT_LOWP_ROWS_AVX2 8
 #endif
 
 /* Multiply-adds per thread below which a GEMM stays on fewer threads:
@@ -475,9 +495,12 @@ typedef struct linear_job {
     int64_t P;          /* panel width */
     int layout;         /* DSC_LAYOUT(P, format) */
     int64_t panel_bytes;
-    int64_t kc;         /* k per block: n_in (float32), else RT_GEMM_KC */
+    int64_t kc;         /* k of libxsmm's kernels: n_in */
+    int whole;          /* a reduced format multiplied by libxsmm */
     int64_t n_mb;       /* row blocks; tile t is panel t / n_mb, block t % n_mb */
     rt_act act;
+    /* A reduced format's fused kernel, or NULL: convert, then multiply. */
+    gemm_lowp_tile_fn *lowp;
     /* Without libxsmm: c (row stride P) = mb rows of x times a panel. */
     void (*tile)(float *c, const float *x, int64_t ldx, const float *panel,
                  int64_t P, int64_t mb, int64_t n_in);
@@ -527,9 +550,12 @@ RT_INLINE void block_product(const linear_job *jb, float *c, const float *x,
 /* Tiles [begin, end), panel-major: consecutive tiles share a panel, which
  * stays in L2 while the row blocks of x stream past it, and a thread's
  * contiguous range touches only its own panels' weights.  Without libxsmm
- * the tile is the ISA's own kernel, jb->tile.  A reduced format's panel
- * goes through `a` RT_GEMM_KC rows at a time, each block's product summed
- * into c from `part`. */
+ * the tile is the ISA's own kernel, jb->tile.  A reduced format's panel,
+ * unless a fused kernel takes it (jb->lowp): under libxsmm it is converted
+ * whole into `whole` once for all the row blocks of it in the range, then
+ * multiplied as a float32 panel; otherwise (or if `whole` cannot be had)
+ * it goes through `a` RT_GEMM_KC rows at a time, each block's product by
+ * jb->tile summed into c from `part`. */
 RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
 {
     /* Aligned so the JIT kernel's loads and stores of c never split lines. */
@@ -538,18 +564,30 @@ RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
     _Alignas(64) float a[RT_GEMM_KC * RT_PANEL_MAX];
     const int64_t P = jb->P;
     const int f32 = DSC_LAYOUT_FORMAT_OF(jb->layout) == DSC_WEIGHTS_F32;
+    float *whole = NULL;
+    int64_t whole_p = -1;  /* the panel in whole */
+    if (jb->whole && begin < end)
+        whole = aligned_alloc(64, (size_t)(P * jb->n_in) * sizeof(float));
     for (int64_t t = begin; t < end; t++) {
         int64_t p = t / jb->n_mb, m0 = t % jb->n_mb * RT_GEMM_MB;
         int64_t mb = jb->rows - m0 < RT_GEMM_MB ? jb->rows - m0 : RT_GEMM_MB;
         const char *panel = jb->w + p * jb->panel_bytes;
         const float *xb = jb->x + m0 * jb->ldx;
-        if (f32) {
+        if (jb->lowp) {
+            jb->lowp(c, xb, jb->ldx, panel, jb->layout, mb, jb->n_in);
+        } else if (f32) {
             block_product(jb, c, xb, (const float *)panel, mb, jb->n_in);
+        } else if (whole) {
+            if (p != whole_p)
+                rt_panel_to_f32(whole, panel, jb->layout, 0, jb->n_in);
+            whole_p = p;
+            block_product(jb, c, xb, whole, mb, jb->n_in);
         } else {
-            for (int64_t k0 = 0; k0 < jb->n_in; k0 += jb->kc) {
-                int64_t kc = jb->n_in - k0 < jb->kc ? jb->n_in - k0 : jb->kc;
+            for (int64_t k0 = 0; k0 < jb->n_in; k0 += RT_GEMM_KC) {
+                int64_t kc = jb->n_in - k0 < RT_GEMM_KC ? jb->n_in - k0
+                                                        : RT_GEMM_KC;
                 rt_panel_to_f32(a, panel, jb->layout, k0, kc);
-                block_product(jb, k0 ? part : c, xb + k0, a, mb, kc);
+                jb->tile(k0 ? part : c, xb + k0, jb->ldx, a, P, mb, kc);
                 if (k0)
                     for (int64_t i = 0; i < mb * P; i++)
                         c[i] += part[i];
@@ -557,6 +595,7 @@ RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
         }
         finish_tile(jb, c, p, m0, mb);
     }
+    free(whole);
 }
 
 
@@ -665,7 +704,7 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
         .bias = bias, .res = residual, .ldy = ldy, .ldx = ldx, .rows = rows,
         .n_out = n_out, .n_in = n_in, .P = P, .layout = layout,
         .panel_bytes = rt_panel_bytes(layout, n_in),
-        .kc = f32 || n_in < RT_GEMM_KC ? n_in : RT_GEMM_KC,
+        .kc = n_in,
         .n_mb = (rows + RT_GEMM_MB - 1) / RT_GEMM_MB,
         .act = act, .tile = tile_generic,
     };
@@ -674,9 +713,13 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
     if (isa == DSC_ISA_AVX512) {
         fn = tiles_avx512;
         jb.tile = tile_avx512;
+        if (!f32 && rows <= RT_LOWP_ROWS_AVX512)
+            jb.lowp = gemm_lowp_tile_avx512;
     } else if (isa == DSC_ISA_AVX2) {
         fn = tiles_avx2;
         jb.tile = tile_avx2;
+        if (!f32 && rows <= RT_LOWP_ROWS_AVX2)
+            jb.lowp = gemm_lowp_tile_avx2;
     }
 #endif
 #ifdef DSC_HAVE_LIBXSMM
@@ -685,7 +728,7 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
      * block, times the full and the short k block.  Any kernel libxsmm
      * cannot generate sends the whole call down the runtime's own. */
     const int64_t mb_short = rows % RT_GEMM_MB, kc_short = n_in % jb.kc;
-    jb.xsmm = !skinny && isa != DSC_ISA_GENERIC && n_in > 0 &&
+    jb.xsmm = !skinny && !jb.lowp && isa != DSC_ISA_GENERIC && n_in > 0 &&
               ldx <= INT_MAX && n_in <= INT_MAX / P;
     for (int s = 0; s < 2 && jb.xsmm; s++) {
         int64_t mb = s ? mb_short : RT_GEMM_MB;
@@ -695,11 +738,13 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
                   (!kc_short || xsmm_kernels_for(ctx, &jb.kern[s][1], P, mb,
                                                  kc_short, ldx));
     }
+    jb.whole = !f32 && jb.xsmm;
 #endif
     /* A skinny call is one row block: its tasks are panels, i.e. threads
      * split the output columns, each streaming its own weights once. */
     int64_t work = rows * n_out * (n_in > 0 ? n_in : 1);
-    rt_parallel(ctx, rt_threads_for(ctx, work, skinny ? RT_SKINNY_GRAIN
-                                                      : RT_GEMM_GRAIN),
+    rt_parallel(ctx, rt_threads_for(ctx, work, skinny || jb.lowp
+                                                   ? RT_SKINNY_GRAIN
+                                                   : RT_GEMM_GRAIN),
                 rt_panels(n_out, P) * jb.n_mb, fn, &jb);
 }

@@ -3,10 +3,13 @@
  * seed model's (12.6 MB) so they come from where a forward finds them.
  *
  *   make build/gemm_bench
- *   [DSC_ISA=avx2] [LAYOUT=32|64] [WS_MB=12.6] build/gemm_bench ROWS N_OUT N_IN [THREADS] [REPS]
- * LAYOUT: the panel width (default: the ISA's); WS_MB: the working set the
- * weight copies span (0.1 keeps them in L2).  Prints: rows n_out n_in
- * threads isa layout median_us min_us GFLOP/s (median) GB/s of weights. */
+ *   [DSC_ISA=avx2] [LAYOUT=32|64] [FORMAT=f32|bf16|q8] [WS_MB=12.6]
+ *   build/gemm_bench ROWS N_OUT N_IN [THREADS] [REPS]
+ * LAYOUT: the panel width (default: the ISA's); FORMAT: the weights'
+ * (default f32); WS_MB: the working set the weight copies span (0.1 keeps
+ * them in L2, 2000 sends them to memory).  Prints: rows n_out n_in
+ * threads isa layout median_us min_us GFLOP/s (median) GB/s of packed
+ * weights read (median). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +40,15 @@ int main(int argc, char **argv)
     int threads = argc > 4 ? atoi(argv[4]) : 1;
     int reps = argc > 5 ? atoi(argv[5]) : 2000;
     rt_ctx *ctx = rt_ctx_new(threads);
-    int layout = getenv("LAYOUT") ? atoi(getenv("LAYOUT"))
-                                  : rt_isa_layout(rt_ctx_isa(ctx));
+    int panel = getenv("LAYOUT") ? atoi(getenv("LAYOUT"))
+                                 : DSC_LAYOUT_PANEL_OF(
+                                       rt_isa_layout(rt_ctx_isa(ctx)));
+    int format = rt_format_parse(getenv("FORMAT") ? getenv("FORMAT") : "f32");
+    if (format < 0) {
+        fprintf(stderr, "gemm_bench: FORMAT is f32, bf16 or q8\n");
+        return 1;
+    }
+    int layout = DSC_LAYOUT(panel, format);
     long pf = rt_linear_packed_floats(n_out, n_in, layout);
     double ws = getenv("WS_MB") ? atof(getenv("WS_MB")) * 1e6 : 12.6e6;
     long copies = (long)(ws / 4 / pf) + 1;
@@ -46,7 +56,8 @@ int main(int argc, char **argv)
     float *x = malloc((size_t)rows * n_in * sizeof *x);
     float *y = malloc((size_t)rows * n_out * sizeof *y);
     float *b = malloc((size_t)n_out * sizeof *b);
-    float *pw = aligned_alloc(64, (size_t)(pf * copies * 4 + 64) / 64 * 64);
+    /* rt_alloc: huge pages, as a model's weight blob gets them. */
+    float *pw = rt_alloc((size_t)(pf * copies) * 4);
     for (long i = 0; i < n_out * n_in; i++)
         w[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
     for (long i = 0; i < rows * n_in; i++)
@@ -70,7 +81,7 @@ int main(int argc, char **argv)
     printf("%ld %ld %ld %d %s %s %.2f %.2f %.1f %.1f\n", rows, n_out, n_in,
            threads, rt_isa_name(rt_ctx_isa(ctx)), rt_layout_name(layout), med,
            t[0], 2.0 * rows * n_out * n_in / med / 1e3,
-           4.0 * n_out * n_in / med / 1e3);
+           4.0 * (double)pf / med / 1e3);
     rt_ctx_free(ctx);
     return 0;
 }

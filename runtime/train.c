@@ -25,6 +25,11 @@
 #include <immintrin.h>
 #endif
 
+#ifdef DSC_HAVE_LIBXSMM
+#include <limits.h>
+#include <libxsmm.h>
+#endif
+
 /* The panel width of the weights train.c packs for itself (rt_linear reads
  * any layout from the header; gemm.c documents the layout). */
 #define RT_TRAIN_PANEL 64
@@ -529,6 +534,123 @@ int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
 }
 
 
+/* ---- tiled GEMMs on libxsmm --------------------------------------------- */
+
+#ifdef DSC_HAVE_LIBXSMM
+/* C (M x N) = A (M x K) op(B) (+ C), column-major as libxsmm sees it, op(B)
+ * = B or Bᵀ, on operands packed in blocks so that each step of a tile
+ * reads contiguous memory (a row stride of 1 or 8 KB, as dy and x have,
+ * maps a block's rows onto a few cache sets and thrashes L1).  A task is
+ * one tm x TILE_N tile of C, computed by one thread over k in order,
+ * TILE_K at a time: the result does not depend on the thread count.
+ * Block (i, kk) of A starts at a + i * a_mstride + kk * a_kstride, block
+ * (j, kk) of B at b + j * b_nstride + kk * b_kstride, tile (i, j) of C at
+ * c + i * c_mstride + j * TILE_N * ldc, so C may be a packed weight's
+ * panels.  A C whose row stride is not tm is computed in an L1 buffer and
+ * copied out. */
+#define TILE_N 64
+#define TILE_K 64
+
+typedef struct tgemm {
+    const float *a, *b;
+    float *c;
+    int64_t m, n, k, lda, ldb, ldc;
+    int64_t a_mstride, a_kstride, b_nstride, b_kstride, c_mstride;
+    int64_t tm;  /* the tile's m: 64, or a packed weight's panel width */
+    int trans_b, accumulate;
+    /* [short m][short n][short k][beta 1] */
+    libxsmm_smmfunction kern[2][2][2][2];
+} tgemm;
+
+
+static int tgemm_direct(const tgemm *g)
+{
+    return g->ldc == g->tm;
+}
+
+
+/* Dispatch every kernel the tiles need (on the calling thread, before
+ * the workers run).  Returns 0 if libxsmm cannot generate one. */
+static int tgemm_prepare(tgemm *g)
+{
+    if (g->tm > RT_PANEL_MAX || g->lda > INT_MAX || g->ldb > INT_MAX ||
+        g->ldc > INT_MAX)
+        return 0;
+    memset(g->kern, 0, sizeof g->kern);
+    const float alpha = 1.0f, beta0 = 0.0f, beta1 = 1.0f;
+    const int flags = g->trans_b ? LIBXSMM_GEMM_FLAG_TRANS_B
+                                 : LIBXSMM_GEMM_FLAG_NONE;
+    const int prefetch = LIBXSMM_GEMM_PREFETCH_NONE;
+    const libxsmm_blasint lda = (libxsmm_blasint)g->lda;
+    const libxsmm_blasint ldb = (libxsmm_blasint)g->ldb;
+    const libxsmm_blasint ldc = (libxsmm_blasint)(tgemm_direct(g) ? g->ldc
+                                                                  : g->tm);
+    for (int sm = 0; sm < 2; sm++)
+        for (int sn = 0; sn < 2; sn++)
+            for (int sk = 0; sk < 2; sk++)
+                for (int b1 = 0; b1 < 2; b1++) {
+                    int64_t m = sm ? g->m % g->tm : g->tm;
+                    int64_t n = sn ? g->n % TILE_N : TILE_N;
+                    int64_t k = sk ? g->k % TILE_K : TILE_K;
+                    if (!m || !n || !k || (!sm && g->m < g->tm) ||
+                        (!sn && g->n < TILE_N) || (!sk && g->k < TILE_K))
+                        continue;
+                    g->kern[sm][sn][sk][b1] = libxsmm_smmdispatch(
+                        (libxsmm_blasint)m, (libxsmm_blasint)n,
+                        (libxsmm_blasint)k, &lda, &ldb, &ldc, &alpha,
+                        b1 ? &beta1 : &beta0, &flags, &prefetch);
+                    if (!g->kern[sm][sn][sk][b1])
+                        return 0;
+                }
+    return 1;
+}
+
+
+/* Tiles [t0, t1), m block major (consecutive tiles share an A block). */
+static void tgemm_tiles(void *arg, int64_t t0, int64_t t1)
+{
+    const tgemm *g = arg;
+    _Alignas(64) float buf[RT_PANEL_MAX * TILE_N];
+    const int64_t nn = (g->n + TILE_N - 1) / TILE_N;
+    const int direct = tgemm_direct(g);
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t mi = t / nn, nj = t % nn;
+        int64_t mw = g->m - mi * g->tm < g->tm ? g->m - mi * g->tm : g->tm;
+        int64_t nw = g->n - nj * TILE_N < TILE_N ? g->n - nj * TILE_N
+                                                 : TILE_N;
+        float *c = g->c + mi * g->c_mstride + nj * TILE_N * g->ldc;
+        float *cc = direct ? c : buf;
+        for (int64_t kk = 0; kk * TILE_K < g->k; kk++) {
+            int sk = g->k - kk * TILE_K < TILE_K;
+            int b1 = kk > 0 || (direct && g->accumulate);
+            g->kern[mw < g->tm][nw < TILE_N][sk][b1](
+                g->a + mi * g->a_mstride + kk * g->a_kstride,
+                g->b + nj * g->b_nstride + kk * g->b_kstride, cc);
+        }
+        if (!direct)
+            for (int64_t j = 0; j < nw; j++)
+                for (int64_t i = 0; i < mw; i++)
+                    c[j * g->ldc + i] = g->accumulate
+                        ? c[j * g->ldc + i] + buf[j * g->tm + i]
+                        : buf[j * g->tm + i];
+    }
+}
+
+
+/* Runs g; returns 0 (nothing written) when it cannot. */
+static int tgemm_run(rt_ctx *ctx, tgemm *g)
+{
+    if (rt_ctx_isa(ctx) == DSC_ISA_GENERIC || !tgemm_prepare(g))
+        return 0;
+    int64_t tiles = (g->m + g->tm - 1) / g->tm *
+                    ((g->n + TILE_N - 1) / TILE_N);
+    rt_parallel(ctx, rt_threads_for(ctx, g->m * g->n * g->k, 1 << 17),
+                tiles, tgemm_tiles, g);
+    return 1;
+}
+#endif
+
+
 /* ---- linear backward: repack, then rt_linear ------------------------- */
 
 static int64_t panels_of(int64_t n, int64_t P)
@@ -546,11 +668,17 @@ static int64_t panels(int64_t n)
 int64_t rt_linear_grad_scratch_floats(int64_t rows, int64_t n_out,
                                       int64_t n_in)
 {
-    int64_t for_x = RT_HDR + panels(n_in) * RT_TRAIN_PANEL * n_out;
+    int64_t for_x = round_up(RT_HDR + panels(n_in) * RT_TRAIN_PANEL * n_out,
+                             16) +
+                    panels(n_out) * RT_TRAIN_PANEL * rows;
     int64_t for_w = round_up(n_in * rows, 16) +
                     round_up(RT_HDR + panels(n_out) * RT_TRAIN_PANEL * rows,
                              16) +
                     round_up(n_in * n_out, 16);
+    /* The libxsmm path of rt_linear_grad_w: dy and x in column blocks. */
+    int64_t for_w2 = round_up(panels(n_out) * RT_TRAIN_PANEL * rows, 16) +
+                     panels(n_in) * RT_TRAIN_PANEL * rows;
+    for_w = for_w > for_w2 ? for_w : for_w2;
     return for_x > for_w ? for_x : for_w;
 }
 
@@ -566,24 +694,107 @@ typedef struct pack_job {
 
 
 /* Wᵀ packed from W packed (panel width S): dst panel p (columns k of W),
- * row n holds W[n][p*P + j] = src[((n / S) * K + k) * S + n % S].  Task =
- * one destination panel.  a = N (n_out), b = K (n_in). */
-static void pack_wt_range(void *arg, int64_t p0, int64_t p1)
+ * row n holds W[n][p*P + j] = src[((n / S) * K + k) * S + n % S].  Moved
+ * in 8 x 8 blocks (8 k rows of 8 contiguous n in, 8 n rows of 8 k out), so
+ * both sides go a cache line at a time; blocks cut by N or K go element
+ * by element.  Task = one destination panel.  a = N (n_out), b = K
+ * (n_in). */
+RT_INLINE void pack_wt_block(float *d, const float *s, int64_t S,
+                             int64_t nw, int64_t kw)
 {
-    const pack_job *j = arg;
+    for (int64_t i = 0; i < nw; i++)
+        for (int64_t jj = 0; jj < 8; jj++)
+            d[i * RT_TRAIN_PANEL + jj] = jj < kw ? s[jj * S + i] : 0.0f;
+}
+
+#if RT_X86_DISPATCH
+/* d[i * 64 + jj] = s[jj * S + i] for i, jj < 8. */
+RT_TARGET_AVX2 static void transpose8_avx2(float *d, const float *sk,
+                                           int64_t S)
+{
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(sk + i * S);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(d + i * RT_TRAIN_PANEL,
+                         _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+        _mm256_storeu_ps(d + (i + 4) * RT_TRAIN_PANEL,
+                         _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    }
+}
+#endif
+
+
+RT_INLINE void pack_wt_body(const pack_job *j, int64_t p0, int64_t p1,
+                            int avx2)
+{
     const int64_t N = j->a, K = j->b, P = RT_TRAIN_PANEL, S = j->src_panel;
+    (void)avx2;
     for (int64_t p = p0; p < p1; p++) {
         float *panel = j->dst + p * N * P;
-        for (int64_t n = 0; n < N; n++) {
-            const float *s = j->src + ((n / S) * K) * S + n % S;
-            for (int64_t jj = 0; jj < P; jj++) {
-                int64_t k = p * P + jj;
-                panel[n * P + jj] = k < K ? s[k * S] : 0.0f;
+        for (int64_t n0 = 0; n0 < N; n0 += 8) {
+            /* 8 rows of W, within one source panel (S is 32 or 64). */
+            int64_t nw = N - n0 < 8 ? N - n0 : 8;
+            const float *s = j->src + (n0 / S) * K * S + n0 % S;
+            for (int64_t jb = 0; jb < P; jb += 8) {
+                int64_t k0 = p * P + jb;
+                int64_t kw = K - k0 < 8 ? (K - k0 > 0 ? K - k0 : 0) : 8;
+                float *d = panel + n0 * P + jb;
+                const float *sk = s + k0 * S;
+#if RT_X86_DISPATCH
+                if (avx2 && nw == 8 && kw == 8) {
+                    transpose8_avx2(d, sk, S);
+                    continue;
+                }
+#endif
+                pack_wt_block(d, sk, S, nw, kw);
             }
         }
     }
 }
 
+
+static void pack_wt_range(void *arg, int64_t p0, int64_t p1)
+{
+    pack_wt_body(arg, p0, p1, 0);
+}
+
+
+#if RT_X86_DISPATCH
+static void pack_wt_avx2(void *arg, int64_t p0, int64_t p1)
+{
+    pack_wt_body(arg, p0, p1, 1);
+}
+#endif
+
+
+/* Columns of a row-major matrix in blocks of `panel`, zero-padded: block
+ * p holds rows 0 .. a-1, each the panel's columns (dst + (p * a + m) *
+ * panel).  a = rows, b = columns, ld = src's row stride.  Task = one
+ * block. */
+static void pack_cols_range(void *arg, int64_t p0, int64_t p1)
+{
+    const pack_job *j = arg;
+    const int64_t P = j->panel;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t m = 0; m < j->a; m++) {
+            float *d = j->dst + (p * j->a + m) * P;
+            const float *s = j->src + m * j->ld + p * P;
+            int64_t w = j->b - p * P < P ? j->b - p * P : P;
+            memcpy(d, s, (size_t)w * sizeof *d);
+            memset(d + w, 0, (size_t)(P - w) * sizeof *d);
+        }
+}
 
 
 void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
@@ -604,8 +815,35 @@ void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
                 dx[i * n_in + k] = NAN;
         return;
     }
+    rt_task_fn pack_wt = pack_wt_range;
+#if RT_X86_DISPATCH
+    if (rt_cpu_has_avx2())
+        pack_wt = pack_wt_avx2;
+#endif
     rt_parallel(ctx, rt_threads_for(ctx, n_out * n_in, RT_TRAIN_GRAIN),
-                panels(n_in), pack_wt_range, &j);
+                panels(n_in), pack_wt, &j);
+#ifdef DSC_HAVE_LIBXSMM
+    /* dxᵀ = Wᵀ dyᵀ (column-major): A = the panels of Wᵀ just packed, B =
+     * dy in blocks of 64 columns (n), C = dx through an L1 buffer. */
+    if (rt_ctx_isa(ctx) != DSC_ISA_GENERIC) {
+        float *dyp = scratch + round_up(RT_HDR + panels(n_in) *
+                                        RT_TRAIN_PANEL * n_out, 16);
+        pack_job b = { .dst = dyp, .src = dy, .a = rows, .b = n_out,
+                       .ld = lddy, .panel = RT_TRAIN_PANEL };
+        rt_parallel(ctx, rt_threads_for(ctx, rows * n_out, RT_TRAIN_GRAIN),
+                    panels(n_out), pack_cols_range, &b);
+        tgemm g = { .a = scratch + RT_HDR, .b = dyp, .c = dx, .m = n_in,
+                    .n = rows, .k = n_out, .lda = RT_TRAIN_PANEL,
+                    .ldb = RT_TRAIN_PANEL, .ldc = n_in,
+                    .a_mstride = RT_TRAIN_PANEL * n_out,
+                    .a_kstride = TILE_K * RT_TRAIN_PANEL,
+                    .b_nstride = TILE_N * RT_TRAIN_PANEL,
+                    .b_kstride = rows * RT_TRAIN_PANEL,
+                    .c_mstride = RT_TRAIN_PANEL, .tm = RT_TRAIN_PANEL };
+        if (tgemm_run(ctx, &g))
+            return;
+    }
+#endif
     /* dx[m, k] = sum_n dy[m, n] W[n, k] = dy · (Wᵀ)ᵀ. */
     rt_linear(ctx, dx, n_in, dy, lddy, scratch, NULL, rows, n_in, n_out,
               RT_ACT_NONE, NULL);
@@ -625,23 +863,6 @@ static void transpose_range(void *arg, int64_t b0, int64_t b1)
             for (int64_t k = kk; k < ke; k++)
                 for (int64_t m = m0; m < me; m++)
                     j->dst[k * j->a + m] = j->src[m * j->ld + k];
-        }
-}
-
-
-/* dyᵀ packed as an [n_out, rows] weight: panel p, row m holds
- * dy[m][p*64 .. p*64+63].  a = rows, b = n_out. */
-static void pack_dyt_range(void *arg, int64_t p0, int64_t p1)
-{
-    const pack_job *j = arg;
-    const int64_t P = RT_TRAIN_PANEL;
-    for (int64_t p = p0; p < p1; p++)
-        for (int64_t m = 0; m < j->a; m++) {
-            float *d = j->dst + (p * j->a + m) * P;
-            const float *s = j->src + m * j->ld + p * P;
-            int64_t w = j->b - p * P < P ? j->b - p * P : P;
-            memcpy(d, s, (size_t)w * sizeof *d);
-            memset(d + w, 0, (size_t)(P - w) * sizeof *d);
         }
 }
 
@@ -676,13 +897,40 @@ void rt_linear_grad_w(rt_ctx *ctx, float *packed_dw, int layout,
     float *dyt = xt + round_up(n_in * rows, 16);
     float *dwt = dyt + round_up(RT_HDR + panels(n_out) * RT_TRAIN_PANEL * rows,
                                 16);
+#ifdef DSC_HAVE_LIBXSMM
+    /* Panel p of dW (P x n_in, column-major) = dy[:, panel p]ᵀ x: A = dy
+     * in blocks of P columns (lda = P), B = x in blocks of 64 columns,
+     * transposed (ldb = 64), C = the panel itself; rows of a short last
+     * panel past n_out are left alone, as below. */
+    if (rt_ctx_isa(ctx) != DSC_ISA_GENERIC && P <= RT_TRAIN_PANEL) {
+        float *dyp = scratch;
+        float *xp = scratch + round_up(panels_of(n_out, P) * P * rows, 16);
+        int tp = rt_threads_for(ctx, rows * (n_in + n_out), RT_TRAIN_GRAIN);
+        pack_job a = { .dst = dyp, .src = dy, .a = rows, .b = n_out,
+                       .ld = lddy, .panel = P };
+        rt_parallel(ctx, tp, panels_of(n_out, P), pack_cols_range, &a);
+        pack_job b = { .dst = xp, .src = x, .a = rows, .b = n_in, .ld = ldx,
+                       .panel = RT_TRAIN_PANEL };
+        rt_parallel(ctx, tp, panels(n_in), pack_cols_range, &b);
+        tgemm g = { .a = dyp, .b = xp, .c = packed_dw + RT_HDR, .m = n_out,
+                    .n = n_in, .k = rows, .lda = P, .ldb = RT_TRAIN_PANEL,
+                    .ldc = P, .a_mstride = P * rows, .a_kstride = TILE_K * P,
+                    .b_nstride = rows * RT_TRAIN_PANEL,
+                    .b_kstride = TILE_K * RT_TRAIN_PANEL,
+                    .c_mstride = P * n_in, .tm = P, .trans_b = 1,
+                    .accumulate = accumulate };
+        rt_linear_pack_header(packed_dw, P, n_out, n_in);
+        if (tgemm_run(ctx, &g))
+            return;
+    }
+#endif
     int t = rt_threads_for(ctx, rows * (n_in + n_out), RT_TRAIN_GRAIN);
     pack_job a = { .dst = xt, .src = x, .a = rows, .b = n_in, .ld = ldx };
     rt_parallel(ctx, t, (n_in + 63) / 64, transpose_range, &a);
     rt_linear_pack_header(dyt, RT_TRAIN_PANEL, n_out, rows);
     pack_job b = { .dst = dyt + RT_HDR, .src = dy, .a = rows, .b = n_out,
-                   .ld = lddy };
-    rt_parallel(ctx, t, panels(n_out), pack_dyt_range, &b);
+                   .ld = lddy, .panel = RT_TRAIN_PANEL };
+    rt_parallel(ctx, t, panels(n_out), pack_cols_range, &b);
     /* dwt[k][n] = sum_m xt[k][m] dy[m][n]. */
     rt_linear(ctx, dwt, n_out, xt, rows, dyt, NULL, n_in, n_out, rows,
               RT_ACT_NONE, NULL);

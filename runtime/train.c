@@ -171,6 +171,50 @@ RT_TARGET_AVX2 static void dropout_avx2(void *arg, int64_t c0, int64_t c1)
 #endif
 
 
+#if RT_X86_DISPATCH
+/* The same, sixteen lanes at a time: the hash is four 32-bit multiplies an
+ * element, which AVX2 does at half this width.  Bit for bit the scalar
+ * result (y = x * 0 or x * scale, as there). */
+RT_TARGET_AVX512 static __m512i fmix32_avx512(__m512i h)
+{
+    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
+    h = _mm512_mullo_epi32(h, _mm512_set1_epi32((int)0x85ebca6bu));
+    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 13));
+    h = _mm512_mullo_epi32(h, _mm512_set1_epi32((int)0xc2b2ae35u));
+    return _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
+}
+
+RT_TARGET_AVX512 static void dropout_avx512(void *arg, int64_t c0,
+                                            int64_t c1)
+{
+    const ew_job *j = arg;
+    int64_t i = c0 * RT_TRAIN_CHUNK;
+    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    const __m512 scale = _mm512_set1_ps(1.0f / (1.0f - j->p));
+    const __m512i thr = _mm512_set1_epi32((int)drop_threshold(j->p));
+    const __m512i lo = _mm512_set1_epi32((int)(uint32_t)j->key);
+    const __m512i hi = _mm512_set1_epi32((int)(uint32_t)(j->key >> 32));
+    const __m512i golden = _mm512_set1_epi32((int)0x9e3779b9u);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                           11, 12, 13, 14, 15);
+    for (; i + 16 <= end; i += 16) {
+        __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)i),
+                                       lane);
+        __m512i h = _mm512_add_epi32(_mm512_mullo_epi32(idx, golden), lo);
+        h = fmix32_avx512(_mm512_xor_si512(fmix32_avx512(h), hi));
+        __mmask16 drop = _mm512_cmplt_epu32_mask(h, thr);
+        __m512 sc = _mm512_mask_blend_ps(drop, scale, _mm512_setzero_ps());
+        _mm512_storeu_ps(j->y + i, _mm512_mul_ps(_mm512_loadu_ps(j->a + i),
+                                                 sc));
+    }
+    float sc = 1.0f / (1.0f - j->p);
+    uint32_t t = drop_threshold(j->p);
+    for (; i < end; i++)
+        j->y[i] = j->a[i] * rt_select(mask_bits(j->key, i) < t, 0.0f, sc);
+}
+#endif
+
+
 void rt_dropout(rt_ctx *ctx, float *y, const float *x, int64_t n, float p,
                 uint64_t key)
 {
@@ -178,7 +222,9 @@ void rt_dropout(rt_ctx *ctx, float *y, const float *x, int64_t n, float p,
     int64_t chunks = (n + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
     rt_task_fn fn = dropout_base;
 #if RT_X86_DISPATCH
-    if (rt_cpu_has_avx2())
+    if (rt_ctx_isa(ctx) == DSC_ISA_AVX512)
+        fn = dropout_avx512;
+    else if (rt_cpu_has_avx2())
         fn = dropout_avx2;
 #endif
     rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN), chunks, fn, &j);

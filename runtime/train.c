@@ -1323,6 +1323,38 @@ RT_TARGET_AVX2 static void adam_avx2(void *arg, int64_t c0, int64_t c1)
     }
     adam_body(j, i, end);  /* the tail, by element index */
 }
+
+RT_TARGET_AVX512 static void adam_avx512(void *arg, int64_t c0, int64_t c1)
+{
+    const adam_job *j = arg;
+    int64_t i = c0 * RT_TRAIN_CHUNK;
+    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    const __m512 b1 = _mm512_set1_ps(j->b1), b2 = _mm512_set1_ps(j->b2);
+    const __m512 ob1 = _mm512_set1_ps(j->one_b1);
+    const __m512 ob2 = _mm512_set1_ps(j->one_b2);
+    const __m512 bc2 = _mm512_set1_ps(j->bc2_sqrt);
+    const __m512 eps = _mm512_set1_ps(j->eps);
+    const __m512 nss = _mm512_set1_ps(j->neg_step_size);
+    const __m512 wd = _mm512_set1_ps(j->wd);
+    for (; i + 16 <= end; i += 16) {
+        __m512 g = _mm512_loadu_ps(j->g + i);
+        if (j->wd != 0.0f)  /* grad.add(param, alpha=weight_decay) */
+            g = _mm512_add_ps(g, _mm512_mul_ps(wd,
+                                               _mm512_loadu_ps(j->w + i)));
+        __m512 m = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(j->m + i), b1),
+                                 _mm512_mul_ps(g, ob1));
+        __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(j->v + i), b2),
+                                 _mm512_mul_ps(_mm512_mul_ps(ob2, g), g));
+        _mm512_storeu_ps(j->m + i, m);
+        _mm512_storeu_ps(j->v + i, v);
+        __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), bc2),
+                                     eps);
+        __m512 w = _mm512_loadu_ps(j->w + i);
+        _mm512_storeu_ps(j->w + i, _mm512_add_ps(
+            w, _mm512_mul_ps(nss, _mm512_div_ps(m, denom))));
+    }
+    adam_body(j, i, end);  /* the tail, by element index */
+}
 #endif
 
 
@@ -1348,7 +1380,9 @@ void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
     int64_t chunks = (count + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
     rt_task_fn fn = adam_base;
 #if RT_X86_DISPATCH
-    if (rt_cpu_has_avx2())
+    if (rt_ctx_isa(ctx) == DSC_ISA_AVX512)
+        fn = adam_avx512;
+    else if (rt_cpu_has_avx2())
         fn = adam_avx2;
 #endif
     rt_parallel(ctx, rt_threads_for(ctx, count, RT_TRAIN_GRAIN), chunks, fn,

@@ -580,6 +580,34 @@ int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
 }
 
 
+#if RT_X86_DISPATCH
+/* d[i * ldd + jj] = s[jj * S + i] for i, jj < 8. */
+RT_TARGET_AVX2 static void transpose8_avx2(float *d, int64_t ldd,
+                                           const float *sk, int64_t S)
+{
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(sk + i * S);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(d + i * ldd,
+                         _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+        _mm256_storeu_ps(d + (i + 4) * ldd,
+                         _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    }
+}
+#endif
+
+
 /* ---- tiled GEMMs on libxsmm --------------------------------------------- */
 
 #ifdef DSC_HAVE_LIBXSMM
@@ -604,6 +632,9 @@ typedef struct tgemm {
     int64_t a_mstride, a_kstride, b_nstride, b_kstride, c_mstride;
     int64_t tm;  /* the tile's m: 64, or a packed weight's panel width */
     int trans_b, accumulate;
+    int c_trans;  /* C is stored transposed: tile (i, j) at c + i * tm * ldc
+                     + j * TILE_N, element (r, s) at [r * ldc + s] */
+    int avx2;
     /* [short m][short n][short k][beta 1] */
     libxsmm_smmfunction kern[2][2][2][2];
 } tgemm;
@@ -611,7 +642,7 @@ typedef struct tgemm {
 
 static int tgemm_direct(const tgemm *g)
 {
-    return g->ldc == g->tm;
+    return !g->c_trans && g->ldc == g->tm;
 }
 
 
@@ -664,7 +695,8 @@ static void tgemm_tiles(void *arg, int64_t t0, int64_t t1)
         int64_t mw = g->m - mi * g->tm < g->tm ? g->m - mi * g->tm : g->tm;
         int64_t nw = g->n - nj * TILE_N < TILE_N ? g->n - nj * TILE_N
                                                  : TILE_N;
-        float *c = g->c + mi * g->c_mstride + nj * TILE_N * g->ldc;
+        float *c = g->c_trans ? g->c + mi * g->tm * g->ldc + nj * TILE_N
+                              : g->c + mi * g->c_mstride + nj * TILE_N * g->ldc;
         float *cc = direct ? c : buf;
         for (int64_t kk = 0; kk * TILE_K < g->k; kk++) {
             int sk = g->k - kk * TILE_K < TILE_K;
@@ -673,7 +705,25 @@ static void tgemm_tiles(void *arg, int64_t t0, int64_t t1)
                 g->a + mi * g->a_mstride + kk * g->a_kstride,
                 g->b + nj * g->b_nstride + kk * g->b_kstride, cc);
         }
-        if (!direct)
+        if (g->c_trans && !g->accumulate) {
+            for (int64_t i0 = 0; i0 < mw; i0 += 8)
+                for (int64_t j0 = 0; j0 < nw; j0 += 8) {
+#if RT_X86_DISPATCH
+                    if (g->avx2 && mw - i0 >= 8 && nw - j0 >= 8) {
+                        transpose8_avx2(c + i0 * g->ldc + j0, g->ldc,
+                                        buf + j0 * g->tm + i0, g->tm);
+                        continue;
+                    }
+#endif
+                    for (int64_t i = i0; i < i0 + 8 && i < mw; i++)
+                        for (int64_t j = j0; j < j0 + 8 && j < nw; j++)
+                            c[i * g->ldc + j] = buf[j * g->tm + i];
+                }
+        } else if (g->c_trans) {
+            for (int64_t i = 0; i < mw; i++)
+                for (int64_t j = 0; j < nw; j++)
+                    c[i * g->ldc + j] += buf[j * g->tm + i];
+        } else if (!direct)
             for (int64_t j = 0; j < nw; j++)
                 for (int64_t i = 0; i < mw; i++)
                     c[j * g->ldc + i] = g->accumulate
@@ -688,6 +738,7 @@ static int tgemm_run(rt_ctx *ctx, tgemm *g)
 {
     if (rt_ctx_isa(ctx) == DSC_ISA_GENERIC || !tgemm_prepare(g))
         return 0;
+    g->avx2 = rt_cpu_has_avx2();
     int64_t tiles = (g->m + g->tm - 1) / g->tm *
                     ((g->n + TILE_N - 1) / TILE_N);
     rt_parallel(ctx, rt_threads_for(ctx, g->m * g->n * g->k, 1 << 17),
@@ -717,6 +768,10 @@ int64_t rt_linear_grad_scratch_floats(int64_t rows, int64_t n_out,
     int64_t for_x = round_up(RT_HDR + panels(n_in) * RT_TRAIN_PANEL * n_out,
                              16) +
                     panels(n_out) * RT_TRAIN_PANEL * rows;
+    /* The direct path: dyᵀ in 64 x 64 blocks. */
+    int64_t for_x2 = panels(rows) * panels(n_out) * RT_TRAIN_PANEL *
+                     RT_TRAIN_PANEL;
+    for_x = for_x > for_x2 ? for_x : for_x2;
     int64_t for_w = round_up(n_in * rows, 16) +
                     round_up(RT_HDR + panels(n_out) * RT_TRAIN_PANEL * rows,
                              16) +
@@ -753,32 +808,6 @@ RT_INLINE void pack_wt_block(float *d, const float *s, int64_t S,
             d[i * RT_TRAIN_PANEL + jj] = jj < kw ? s[jj * S + i] : 0.0f;
 }
 
-#if RT_X86_DISPATCH
-/* d[i * 64 + jj] = s[jj * S + i] for i, jj < 8. */
-RT_TARGET_AVX2 static void transpose8_avx2(float *d, const float *sk,
-                                           int64_t S)
-{
-    __m256 r[8], t[8], u[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm256_loadu_ps(sk + i * S);
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        _mm256_storeu_ps(d + i * RT_TRAIN_PANEL,
-                         _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
-        _mm256_storeu_ps(d + (i + 4) * RT_TRAIN_PANEL,
-                         _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
-    }
-}
-#endif
 
 
 RT_INLINE void pack_wt_body(const pack_job *j, int64_t p0, int64_t p1,
@@ -799,7 +828,7 @@ RT_INLINE void pack_wt_body(const pack_job *j, int64_t p0, int64_t p1,
                 const float *sk = s + k0 * S;
 #if RT_X86_DISPATCH
                 if (avx2 && nw == 8 && kw == 8) {
-                    transpose8_avx2(d, sk, S);
+                    transpose8_avx2(d, P, sk, S);
                     continue;
                 }
 #endif
@@ -843,6 +872,44 @@ static void pack_cols_range(void *arg, int64_t p0, int64_t p1)
 }
 
 
+/* dyᵀ in 64 x 64 blocks, zero-padded: block (m block i, n block c) at dst
+ * + (i * ceil(b / 64) + c) * 64 * 64 holds [n][m] (column-major 64 rows of
+ * dy by 64 of its columns: libxsmm's A with lda = 64).  a = rows, b =
+ * n_out, ld = dy's row stride.  Task = one m block. */
+RT_INLINE void pack_dyt_body(const pack_job *j, int64_t i0, int64_t i1,
+                             int avx2)
+{
+    const int64_t T = RT_TRAIN_PANEL, nk = panels(j->b);
+    (void)avx2;
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t c = 0; c < nk; c++) {
+            float *blk = j->dst + (i * nk + c) * T * T;
+            for (int64_t n0 = 0; n0 < T; n0 += 8)
+                for (int64_t m0 = 0; m0 < T; m0 += 8) {
+                    int64_t m = i * T + m0, n = c * T + n0;
+                    const float *s = j->src + m * j->ld + n;
+#if RT_X86_DISPATCH
+                    if (avx2 && m + 8 <= j->a && n + 8 <= j->b) {
+                        transpose8_avx2(blk + n0 * T + m0, T, s, j->ld);
+                        continue;
+                    }
+#endif
+                    for (int64_t nn = 0; nn < 8; nn++)
+                        for (int64_t mm = 0; mm < 8; mm++)
+                            blk[(n0 + nn) * T + m0 + mm] =
+                                m + mm < j->a && n + nn < j->b
+                                    ? s[mm * j->ld + nn] : 0.0f;
+                }
+        }
+}
+
+
+static void pack_dyt_range(void *arg, int64_t i0, int64_t i1)
+{
+    pack_dyt_body(arg, i0, i1, rt_cpu_has_avx2());
+}
+
+
 void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
                       const float *packed_w, int64_t rows, int64_t n_out,
                       int64_t n_in, float *scratch)
@@ -861,6 +928,28 @@ void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
                 dx[i * n_in + k] = NAN;
         return;
     }
+#ifdef DSC_HAVE_LIBXSMM
+    /* A weight in 64-wide panels: dx = dy W (column-major dxᵀ = dyᵀ... as
+     * libxsmm sees it, C = dx transposed): A = dyᵀ in 64 x 64 blocks (dy
+     * was just written: it is in cache), B = W's panels as they are (panel
+     * p is W's rows p*64.. as a column-major 64 x n_in matrix: one k block
+     * of B), C = dx through an L1 buffer transposed on the way out.  No
+     * pass over W but the GEMM's own. */
+    if (S == RT_TRAIN_PANEL && rt_ctx_isa(ctx) != DSC_ISA_GENERIC) {
+        const int64_t T = RT_TRAIN_PANEL;
+        pack_job d = { .dst = scratch, .src = dy, .a = rows, .b = n_out,
+                       .ld = lddy };
+        rt_parallel(ctx, rt_threads_for(ctx, rows * n_out, RT_TRAIN_GRAIN),
+                    panels(rows), pack_dyt_range, &d);
+        tgemm g = { .a = scratch, .b = packed_w + RT_HDR, .c = dx,
+                    .m = rows, .n = n_in, .k = n_out, .lda = T, .ldb = T,
+                    .ldc = n_in, .a_mstride = panels(n_out) * T * T,
+                    .a_kstride = T * T, .b_nstride = TILE_N * T,
+                    .b_kstride = T * n_in, .tm = T, .c_trans = 1 };
+        if (tgemm_run(ctx, &g))
+            return;
+    }
+#endif
     rt_task_fn pack_wt = pack_wt_range;
 #if RT_X86_DISPATCH
     if (rt_cpu_has_avx2())

@@ -325,6 +325,7 @@ typedef struct row_job {
     float eps;
     double *row_loss;
     atomic_int *failed;  /* set by a worker whose scratch malloc failed */
+    int avx512;          /* the context's ISA is AVX-512 */
 } row_job;
 
 
@@ -509,6 +510,13 @@ RT_TARGET_AVX2 static void cross_entropy_avx2(void *arg, int64_t r0,
 {
     cross_entropy_body(arg, r0, r1, e);
 }
+
+
+RT_TARGET_AVX512 static void cross_entropy_avx512(void *arg, int64_t r0,
+                                                  int64_t r1, float *e)
+{
+    cross_entropy_body(arg, r0, r1, e);
+}
 #endif
 
 
@@ -521,7 +529,9 @@ static void cross_entropy_rows(void *arg, int64_t r0, int64_t r1)
         return;
     }
 #if RT_X86_DISPATCH
-    if (rt_cpu_has_avx2())
+    if (j->avx512)
+        cross_entropy_avx512(arg, r0, r1, e);
+    else if (rt_cpu_has_avx2())
         cross_entropy_avx2(arg, r0, r1, e);
     else
 #endif
@@ -549,7 +559,8 @@ int rt_cross_entropy(rt_ctx *ctx, float *loss, const float *logits,
         return DSC_ENOMEM;
     atomic_int failed = 0;
     row_job j = { .x = logits, .targets = targets, .rows = rows,
-                  .dim = classes, .row_loss = row_loss, .failed = &failed };
+                  .dim = classes, .row_loss = row_loss, .failed = &failed,
+                  .avx512 = rt_ctx_isa(ctx) == DSC_ISA_AVX512 };
     rt_parallel(ctx, rt_threads_for(ctx, rows * classes, RT_TRAIN_GRAIN / 8),
                 rows, cross_entropy_rows, &j);
     if (atomic_load(&failed)) {
@@ -573,7 +584,8 @@ int rt_cross_entropy_grad(rt_ctx *ctx, float *dlogits, const float *logits,
         return DSC_EBADTOKEN;
     atomic_int failed = 0;
     row_job j = { .out = dlogits, .x = logits, .targets = targets,
-                  .rows = rows, .dim = classes, .failed = &failed };
+                  .rows = rows, .dim = classes, .failed = &failed,
+                  .avx512 = rt_ctx_isa(ctx) == DSC_ISA_AVX512 };
     rt_parallel(ctx, rt_threads_for(ctx, rows * classes, RT_TRAIN_GRAIN / 8),
                 rows, cross_entropy_rows, &j);
     return atomic_load(&failed) ? DSC_ENOMEM : DSC_OK;
@@ -1212,9 +1224,17 @@ RT_TARGET_AVX2 static void attn_train_avx2(void *arg, int64_t t0, int64_t t1)
 {
     attn_train_body(arg, t0, t1);
 }
-#define attn_train_fast attn_train_avx2
+
+
+RT_TARGET_AVX512 static void attn_train_avx512(void *arg, int64_t t0,
+                                         int64_t t1)
+{
+    attn_train_body(arg, t0, t1);
+}
+#define attn_train_fast(ctx) (rt_ctx_isa(ctx) == DSC_ISA_AVX512 ? attn_train_avx512 \
+                                                           : attn_train_avx2)
 #else
-#define attn_train_fast attn_train_base
+#define attn_train_fast(ctx) attn_train_base
 #endif
 
 
@@ -1229,7 +1249,7 @@ int rt_attention_train(rt_ctx *ctx, float *out, const float *q,
     int64_t tasks = shape->batch * shape->heads;
     rt_parallel(ctx, rt_threads_for(ctx, tasks * shape->seq * shape->seq *
                                     shape->head_dim_qk, RT_TRAIN_GRAIN),
-                tasks, rt_cpu_has_avx2() ? attn_train_fast : attn_train_base,
+                tasks, rt_cpu_has_avx2() ? attn_train_fast(ctx) : attn_train_base,
                 &j);
     return atomic_load(&failed) ? DSC_ENOMEM : DSC_OK;
 }
@@ -1314,9 +1334,17 @@ RT_TARGET_AVX2 static void attn_grad_avx2(void *arg, int64_t t0, int64_t t1)
 {
     attn_grad_body(arg, t0, t1);
 }
-#define attn_grad_fast attn_grad_avx2
+
+
+RT_TARGET_AVX512 static void attn_grad_avx512(void *arg, int64_t t0,
+                                         int64_t t1)
+{
+    attn_grad_body(arg, t0, t1);
+}
+#define attn_grad_fast(ctx) (rt_ctx_isa(ctx) == DSC_ISA_AVX512 ? attn_grad_avx512 \
+                                                           : attn_grad_avx2)
 #else
-#define attn_grad_fast attn_grad_base
+#define attn_grad_fast(ctx) attn_grad_base
 #endif
 
 
@@ -1332,7 +1360,7 @@ int rt_attention_grad(rt_ctx *ctx, float *dq, float *dk, float *dv,
     int64_t tasks = shape->batch * shape->heads;
     rt_parallel(ctx, rt_threads_for(ctx, 3 * tasks * shape->seq * shape->seq *
                                     shape->head_dim_qk, RT_TRAIN_GRAIN),
-                tasks, rt_cpu_has_avx2() ? attn_grad_fast : attn_grad_base,
+                tasks, rt_cpu_has_avx2() ? attn_grad_fast(ctx) : attn_grad_base,
                 &j);
     return atomic_load(&failed) ? DSC_ENOMEM : DSC_OK;
 }

@@ -353,37 +353,55 @@ void rt_softmax_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
 }
 
 
-/* Mean and 1/sqrt(var + eps) of a row, in double. */
-static void row_stats(const float *x, int64_t dim, float eps, double *mean,
-                      double *rstd)
+/* Sums in double over a row, eight partial sums (lane i % 8) added in a
+ * fixed order at the end: the same result on every ISA and thread count,
+ * and eight independent add chains instead of one, so the loops
+ * vectorize. */
+RT_INLINE double sum8_total(const double *acc)
 {
-    double s = 0, sq = 0;
-    for (int64_t i = 0; i < dim; i++)
-        s += x[i];
-    *mean = s / (double)dim;
-    for (int64_t i = 0; i < dim; i++)
-        sq += (x[i] - *mean) * (x[i] - *mean);
-    *rstd = 1.0 / sqrt(sq / (double)dim + (double)eps);
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+           ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+
+/* Mean and 1/sqrt(var + eps) of a row, in double. */
+RT_INLINE void row_stats(const float *x, int64_t dim, float eps,
+                         double *mean, double *rstd)
+{
+    double s[8] = {0}, sq[8] = {0};
+    for (int64_t i = 0; i + 8 <= dim; i += 8)
+        for (int l = 0; l < 8; l++)
+            s[l] += x[i + l];
+    for (int64_t i = dim / 8 * 8; i < dim; i++)
+        s[i % 8] += x[i];
+    double mu = sum8_total(s) / (double)dim;
+    for (int64_t i = 0; i + 8 <= dim; i += 8)
+        for (int l = 0; l < 8; l++)
+            sq[l] += (x[i + l] - mu) * (x[i + l] - mu);
+    for (int64_t i = dim / 8 * 8; i < dim; i++)
+        sq[i % 8] += (x[i] - mu) * (x[i] - mu);
+    *mean = mu;
+    *rstd = 1.0 / sqrt(sum8_total(sq) / (double)dim + (double)eps);
 }
 
 
 /* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma. */
-static void layernorm_grad_rows(void *arg, int64_t r0, int64_t r1)
+RT_INLINE void layernorm_grad_body(const row_job *j, int64_t r0, int64_t r1)
 {
-    const row_job *j = arg;
+    const int64_t dim = j->dim;
     for (int64_t r = r0; r < r1; r++) {
-        const float *dy = j->dy + r * j->dim, *x = j->x + r * j->dim;
-        float *dx = j->out + r * j->dim;
-        double mean, rstd, sg = 0, sgx = 0;
-        row_stats(x, j->dim, j->eps, &mean, &rstd);
-        for (int64_t i = 0; i < j->dim; i++) {
+        const float *dy = j->dy + r * dim, *x = j->x + r * dim;
+        float *dx = j->out + r * dim;
+        double mean, rstd, sg8[8] = {0}, sgx8[8] = {0};
+        row_stats(x, dim, j->eps, &mean, &rstd);
+        for (int64_t i = 0; i < dim; i++) {
             double g = (double)dy[i] * (j->gamma ? j->gamma[i] : 1.0f);
-            sg += g;
-            sgx += g * (x[i] - mean) * rstd;
+            sg8[i % 8] += g;
+            sgx8[i % 8] += g * (x[i] - mean) * rstd;
         }
-        sg /= (double)j->dim;
-        sgx /= (double)j->dim;
-        for (int64_t i = 0; i < j->dim; i++) {
+        double sg = sum8_total(sg8) / (double)dim;
+        double sgx = sum8_total(sgx8) / (double)dim;
+        for (int64_t i = 0; i < dim; i++) {
             double g = (double)dy[i] * (j->gamma ? j->gamma[i] : 1.0f);
             double xhat = (x[i] - mean) * rstd;
             dx[i] = (float)(rstd * (g - sg - xhat * sgx));
@@ -392,14 +410,34 @@ static void layernorm_grad_rows(void *arg, int64_t r0, int64_t r1)
 }
 
 
+static void layernorm_grad_rows(void *arg, int64_t r0, int64_t r1)
+{
+    layernorm_grad_body(arg, r0, r1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX512 static void layernorm_grad_avx512(void *arg, int64_t r0,
+                                                   int64_t r1)
+{
+    layernorm_grad_body(arg, r0, r1);
+}
+#endif
+
+
 void rt_layernorm_grad_x(rt_ctx *ctx, float *dx, const float *dy,
                          const float *x, const float *gamma, int64_t rows,
                          int64_t dim, float eps)
 {
     row_job j = { .out = dx, .dy = dy, .x = x, .gamma = gamma, .rows = rows,
                   .dim = dim, .eps = eps };
+    rt_task_fn fn = layernorm_grad_rows;
+#if RT_X86_DISPATCH
+    if (rt_ctx_isa(ctx) == DSC_ISA_AVX512)
+        fn = layernorm_grad_avx512;
+#endif
     rt_parallel(ctx, rt_threads_for(ctx, rows * dim, RT_TRAIN_GRAIN / 4),
-                rows, layernorm_grad_rows, &j);
+                rows, fn, &j);
 }
 
 
@@ -415,9 +453,8 @@ typedef struct col_job {
 /* Columns [c0, c1): sums over every row in row order (each column's sum
  * in the same order whoever computes it), rows streamed contiguously. */
 #define RT_COL_BLOCK 256
-static void col_sum_range(void *arg, int64_t c0, int64_t c1)
+RT_INLINE void col_sum_body(const col_job *j, int64_t c0, int64_t c1)
 {
-    const col_job *j = arg;
     double s[RT_COL_BLOCK];
     for (int64_t b0 = c0; b0 < c1; b0 += RT_COL_BLOCK) {
         int64_t w = c1 - b0 < RT_COL_BLOCK ? c1 - b0 : RT_COL_BLOCK;
@@ -442,13 +479,40 @@ static void col_sum_range(void *arg, int64_t c0, int64_t c1)
 }
 
 
+static void col_sum_range(void *arg, int64_t c0, int64_t c1)
+{
+    col_sum_body(arg, c0, c1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX512 static void col_sum_avx512(void *arg, int64_t c0,
+                                            int64_t c1)
+{
+    col_sum_body(arg, c0, c1);
+}
+#endif
+
+
+/* The column sums' kernel for ctx's ISA. */
+static rt_task_fn col_sum_fn(const rt_ctx *ctx)
+{
+#if RT_X86_DISPATCH
+    if (rt_ctx_isa(ctx) == DSC_ISA_AVX512)
+        return col_sum_avx512;
+#endif
+    (void)ctx;
+    return col_sum_range;
+}
+
+
 void rt_bias_grad(rt_ctx *ctx, float *db, const float *dy, int64_t lddy,
                   int64_t rows, int64_t n, int accumulate)
 {
     col_job j = { .out = db, .dy = dy, .ld = lddy, .rows = rows, .dim = n,
                   .accumulate = accumulate };
     rt_parallel(ctx, rt_threads_for(ctx, rows * n, RT_TRAIN_GRAIN), n,
-                col_sum_range, &j);
+                col_sum_fn(ctx), &j);
 }
 
 
@@ -464,7 +528,7 @@ int rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
     col_job j = { .out = dgamma, .dy = dy, .x = x, .ld = dim, .rows = rows,
                   .dim = dim, .stats = stats, .accumulate = accumulate };
     rt_parallel(ctx, rt_threads_for(ctx, rows * dim, RT_TRAIN_GRAIN), dim,
-                col_sum_range, &j);
+                col_sum_fn(ctx), &j);
     free(stats);
     return DSC_OK;
 }
@@ -476,19 +540,34 @@ RT_INLINE void cross_entropy_body(const row_job *j, int64_t r0, int64_t r1,
 {
     for (int64_t r = r0; r < r1; r++) {
         const float *z = j->x + r * j->dim;
-        float mx = z[0];
-        for (int64_t i = 1; i < j->dim; i++)
+        const int64_t dim = j->dim;
+        /* The max in sixteen lanes (the same value in any order), the
+         * sum in eight partial doubles (sum8_total's fixed order). */
+        float mx = z[0], m16[16];
+        for (int l = 0; l < 16; l++)
+            m16[l] = z[0];
+        int64_t i = 0;
+        for (; i + 16 <= dim; i += 16)
+            for (int l = 0; l < 16; l++)
+                m16[l] = z[i + l] > m16[l] ? z[i + l] : m16[l];
+        for (; i < dim; i++)
             mx = z[i] > mx ? z[i] : mx;
+        for (int l = 0; l < 16; l++)
+            mx = m16[l] > mx ? m16[l] : mx;
         /* exp in float (rt_exp, vectorized), the sum in double. */
-        for (int64_t i = 0; i < j->dim; i++)
+        for (i = 0; i < dim; i++)
             e[i] = rt_exp(z[i] - mx);
-        double sum = 0;
-        for (int64_t i = 0; i < j->dim; i++)
-            sum += e[i];
+        double s8[8] = {0};
+        for (i = 0; i + 8 <= dim; i += 8)
+            for (int l = 0; l < 8; l++)
+                s8[l] += e[i + l];
+        for (; i < dim; i++)
+            s8[i % 8] += e[i];
+        double sum = sum8_total(s8);
         if (j->out) {  /* the gradient of the mean */
             float *dz = j->out + r * j->dim;
             float inv = (float)(1.0 / sum), scale = (float)(1.0 / j->rows);
-            for (int64_t i = 0; i < j->dim; i++)
+            for (i = 0; i < dim; i++)
                 dz[i] = e[i] * inv * scale;
             dz[j->targets[r]] -= scale;
         } else {

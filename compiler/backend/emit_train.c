@@ -351,9 +351,9 @@ static int emit_adam(strbuf *sb, const graph *g, const weight_layout *w,
     int n = emit_train_ranges(g, &one, first, count, max, err);
     if (n < 0)
         return -1;
+    /* No name in the comment: names are the model's text (util/ctext). */
     if (n > 0)
-        sb_printf(sb, "    /* torch.optim.Adam: %s */\n",
-                  g->tensors[w->entries[e].tensor].name);
+        sb_append(sb, "    /* torch.optim.Adam on the weight read last */\n");
     for (int r = 0; r < n; r++)
         sb_printf(sb, "    rt_adam(ctx, w, state, %lld, %lld);\n",
                   (long long)first[r], (long long)count[r]);

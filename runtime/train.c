@@ -1260,33 +1260,53 @@ RT_INLINE void attn_probs(const attn_job *j, int64_t b, int64_t h, float *pr,
 }
 
 
+/* out[c] = sum over r < n, in order, of w[r * ws] * rows[r * d + c], c <
+ * d: sixteen columns at a time held in registers across the rows. */
+RT_INLINE void attn_wsum(float *restrict out, const float *restrict w,
+                         int64_t ws, const float *restrict rows, int64_t d,
+                         int64_t n)
+{
+    int64_t c0 = 0;
+    for (; c0 + 16 <= d; c0 += 16) {
+        float acc[16] = {0};
+        for (int64_t r = 0; r < n; r++) {
+            float wr = w[r * ws];
+            const float *row = rows + r * d + c0;
+            for (int l = 0; l < 16; l++)
+                acc[l] += wr * row[l];
+        }
+        memcpy(out + c0, acc, sizeof acc);
+    }
+    for (; c0 < d; c0++) {
+        float acc = 0;
+        for (int64_t r = 0; r < n; r++)
+            acc += w[r * ws] * rows[r * d + c0];
+        out[c0] = acc;
+    }
+}
+
+
 RT_INLINE void attn_train_body(void *arg, int64_t t0, int64_t t1)
 {
     const attn_job *j = arg;
     const rt_attention_shape *s = j->s;
     const int64_t S = s->seq, dv = s->head_dim_v;
-    float *pr = malloc((size_t)(2 * S * S + 1) * sizeof *pr);
+    /* P, dropped P (S x S), the head's v rows gathered (S x dv). */
+    float *pr = malloc((size_t)(2 * S * S + S * dv + 1) * sizeof *pr);
     if (!pr) {
         atomic_store(j->failed, 1);
         return;
     }
-    float *pd = pr + S * S;
+    float *pd = pr + S * S, *vv = pd + S * S;
     for (int64_t task = t0; task < t1; task++) {
         int64_t b = task / s->heads, h = task % s->heads;
         attn_probs(j, b, h, pr, pd);
-        for (int64_t i = 0; i < S; i++) {
-            float *o = j->out + (i * s->seq_step + b * s->batch_step) *
-                       s->ldo + h * dv;
-            for (int64_t c = 0; c < dv; c++)
-                o[c] = 0;
-            for (int64_t t = 0; t < S; t++) {
-                const float *vt = j->v + (t * s->seq_step +
-                                          b * s->batch_step) * s->ldv + h * dv;
-                float w = pd[i * S + t];
-                for (int64_t c = 0; c < dv; c++)
-                    o[c] += w * vt[c];
-            }
-        }
+        for (int64_t t = 0; t < S; t++)
+            memcpy(vv + t * dv, j->v + (t * s->seq_step + b * s->batch_step) *
+                                s->ldv + h * dv, (size_t)dv * sizeof *vv);
+        for (int64_t i = 0; i < S; i++)
+            attn_wsum(j->out + (i * s->seq_step + b * s->batch_step) *
+                      s->ldo + h * dv, pd + i * S, 1, vv, dv, S);
     }
     free(pr);
 }
@@ -1331,32 +1351,6 @@ int rt_attention_train(rt_ctx *ctx, float *out, const float *q,
                 tasks, rt_cpu_has_avx2() ? attn_train_fast(ctx) : attn_train_base,
                 &j);
     return atomic_load(&failed) ? DSC_ENOMEM : DSC_OK;
-}
-
-
-/* out[c] = sum over r < n, in order, of w[r * ws] * rows[r * d + c], c <
- * d: sixteen columns at a time held in registers across the rows. */
-RT_INLINE void attn_wsum(float *restrict out, const float *restrict w,
-                         int64_t ws, const float *restrict rows, int64_t d,
-                         int64_t n)
-{
-    int64_t c0 = 0;
-    for (; c0 + 16 <= d; c0 += 16) {
-        float acc[16] = {0};
-        for (int64_t r = 0; r < n; r++) {
-            float wr = w[r * ws];
-            const float *row = rows + r * d + c0;
-            for (int l = 0; l < 16; l++)
-                acc[l] += wr * row[l];
-        }
-        memcpy(out + c0, acc, sizeof acc);
-    }
-    for (; c0 < d; c0++) {
-        float acc = 0;
-        for (int64_t r = 0; r < n; r++)
-            acc += w[r * ws] * rows[r * d + c0];
-        out[c0] = acc;
-    }
 }
 
 

@@ -127,14 +127,6 @@ static uint32_t drop_threshold(float p)
     return t >= 4294967295.0 ? 0xffffffffu : (uint32_t)t;
 }
 
-/* Element i of the mask keyed by key: 0 (dropped) with probability p,
- * else 1 / (1 - p), as torch's dropout scales. */
-static float keep_scale(uint64_t key, int64_t i, float p, float scale)
-{
-    return mask_bits(key, i) < drop_threshold(p) ? 0.0f : scale;
-}
-
-
 /* ---- dropout, relu ---------------------------------------------------- */
 
 typedef struct ew_job {
@@ -1258,12 +1250,24 @@ typedef struct attn_job {
 
 /* P = softmax(scale q kᵀ) for (b, h) into pr (seq x seq), and the dropped
  * and scaled Pd into pd. */
+/* out[t] = the mask's factor of element idx0 + t, t < n: 0 (dropped) with
+ * probability p, else 1 / (1 - p), as torch's dropout scales; in a loop
+ * that vectorizes. */
+RT_INLINE void keep_row(float *out, uint64_t key, int64_t idx0, int64_t n,
+                        float p)
+{
+    const float scale = 1.0f / (1.0f - p);
+    const uint32_t thr = drop_threshold(p);
+    for (int64_t t = 0; t < n; t++)
+        out[t] = rt_select(mask_bits(key, idx0 + t) < thr, 0.0f, scale);
+}
+
+
 RT_INLINE void attn_probs(const attn_job *j, int64_t b, int64_t h, float *pr,
                        float *pd)
 {
     const rt_attention_shape *s = j->s;
     const int64_t S = s->seq;
-    float scale_keep = 1.0f / (1.0f - j->p);
     for (int64_t i = 0; i < S; i++) {
         const float *qi = j->q + (i * s->seq_step + b * s->batch_step) *
                           s->ldq + h * s->head_dim_qk;
@@ -1282,10 +1286,14 @@ RT_INLINE void attn_probs(const attn_job *j, int64_t b, int64_t h, float *pr,
         }
         for (int64_t t = 0; t < S; t++) {
             pr[i * S + t] = t < last ? (float)(pr[i * S + t] / sum) : 0.0f;
-            int64_t idx = ((b * s->heads + h) * S + i) * S + t;
-            pd[i * S + t] = j->p > 0
-                ? pr[i * S + t] * keep_scale(j->key, idx, j->p, scale_keep)
-                : pr[i * S + t];
+        }
+        if (j->p > 0) {
+            keep_row(pd + i * S, j->key, ((b * s->heads + h) * S + i) * S, S,
+                     j->p);
+            for (int64_t t = 0; t < S; t++)
+                pd[i * S + t] = pr[i * S + t] * pd[i * S + t];
+        } else {
+            memcpy(pd + i * S, pr + i * S, (size_t)S * sizeof *pd);
         }
     }
 }
@@ -1395,8 +1403,8 @@ RT_INLINE void attn_grad_body(void *arg, int64_t t0, int64_t t1)
      * (gv: S x dv; gk, gq: S x dk) computed there, so the loops run on
      * unaliased memory and vectorize; the sums run in the same order as
      * over the strided rows. */
-    float *pr = malloc((size_t)(3 * S * S + 3 * S * (dv + dk) + S * dk + 1) *
-                       sizeof *pr);
+    float *pr = malloc((size_t)(3 * S * S + 3 * S * (dv + dk) + S * dk + S +
+                                1) * sizeof *pr);
     if (!pr) {
         atomic_store(j->failed, 1);
         return;
@@ -1405,8 +1413,7 @@ RT_INLINE void attn_grad_body(void *arg, int64_t t0, int64_t t1)
     float *restrict go = ds + S * S, *restrict vv = go + S * dv;
     float *restrict qq = vv + S * dv, *restrict kk = qq + S * dk;
     float *restrict gv = kk + S * dk, *restrict gk = gv + S * dv;
-    float *restrict gq = gk + S * dk;
-    float scale_keep = 1.0f / (1.0f - j->p);
+    float *restrict gq = gk + S * dk, *restrict kr = gq + S * dk;
 #define ROW(base, ld, t) ((base) + ((t) * s->seq_step + b * s->batch_step) * (ld))
     for (int64_t task = t0; task < t1; task++) {
         int64_t b = task / s->heads, h = task % s->heads;
@@ -1423,11 +1430,12 @@ RT_INLINE void attn_grad_body(void *arg, int64_t t0, int64_t t1)
         }
         for (int64_t i = 0; i < S; i++) {
             double rowdot = 0;
+            if (j->p > 0)
+                keep_row(kr, j->key, ((b * s->heads + h) * S + i) * S, S,
+                         j->p);
             for (int64_t t = 0; t < S; t++) {
                 float dpd = rt_dot8(go + i * dv, vv + t * dv, dv);
-                int64_t idx = ((b * s->heads + h) * S + i) * S + t;
-                float dp = j->p > 0
-                    ? dpd * keep_scale(j->key, idx, j->p, scale_keep) : dpd;
+                float dp = j->p > 0 ? dpd * kr[t] : dpd;
                 ds[i * S + t] = dp;
                 rowdot += (double)dp * pr[i * S + t];
             }

@@ -103,6 +103,10 @@ $(BUILD)/latency_seed: tests/example/latency_seed.c $(BUILD)/example/seed_encode
 $(BUILD)/gemm_bench: tools/gemm_bench.c $(BUILD)/libdscrt.a
 	$(CC) $(WARN) -O2 -Iruntime $^ $(XSMM_LIBS) -lpthread -lm -o $@
 
+# The three GEMMs of a linear's training step alone (tools/bench_train_gemm.c).
+$(BUILD)/bench_train_gemm: tools/bench_train_gemm.c $(BUILD)/libdscrt.a
+	$(CC) $(WARN) -O2 -Iruntime $^ $(XSMM_LIBS) -lpthread -lm -o $@
+
 latency: $(BUILD)/latency_seed
 	$(BUILD)/latency_seed $(BUILD)/example/seed_encoder.bin 3000 1
 

@@ -1,6 +1,7 @@
 /* emit_train.c — a training graph (forward, then the autodiff pass's
  * backward) as NAME_train_step: straight-line C, one runtime call per node,
- * then torch.optim.Adam's update of every trained weight in the blob.
+ * and torch.optim.Adam's update of each trained weight in the blob, right
+ * after the last node that reads the weight.
  *
  * The text goes after NAME_forward's in the same file; the forward half
  * of the step reuses emit_c.c's calls (emit_c_node), and every name comes
@@ -339,9 +340,31 @@ int emit_train_check(const model *m, dsc_err *err)
 }
 
 
+/* torch.optim.Adam on the trained ranges of weight entry e. */
+static int emit_adam(strbuf *sb, const graph *g, const weight_layout *w,
+                     int e, int64_t *first, int64_t *count, int max,
+                     dsc_err *err)
+{
+    weight_layout one = *w;
+    one.entries = &w->entries[e];
+    one.n_entries = 1;
+    int n = emit_train_ranges(g, &one, first, count, max, err);
+    if (n < 0)
+        return -1;
+    /* No name in the comment: names are the model's text (util/ctext). */
+    if (n > 0)
+        sb_append(sb, "    /* torch.optim.Adam on the weight read last */\n");
+    for (int r = 0; r < n; r++)
+        sb_printf(sb, "    rt_adam(ctx, w, state, %lld, %lld);\n",
+                  (long long)first[r], (long long)count[r]);
+    return 0;
+}
+
+
 char *emit_train_source(const model *m, const memory_plan *plan,
                         const weight_layout *w, dsc_err *err)
 {
+    int *last_reader = NULL;
     const graph *g = m->graph;
     emit_names nm;
     strbuf sb = {0};
@@ -388,6 +411,23 @@ char *emit_train_source(const model *m, const memory_plan *plan,
     }
     sb_append(&sb, "    (void)a; (void)gw; (void)scratch;\n"
               "    rt_train_begin(state);\n\n");
+    /* Each weight's Adam update right after the last node that reads it
+     * (its last gradient node reads it last of all): its gradient and the
+     * weight are still in cache, which halves the update's memory
+     * traffic.  Nothing reads a weight after that node. */
+    last_reader = malloc((size_t)(w->n_entries + 1) * sizeof *last_reader);
+    if (!last_reader) {
+        err_set(err, "error: out of memory generating the train step");
+        goto fail;
+    }
+    for (int e = 0; e < w->n_entries; e++)
+        last_reader[e] = -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) {
+            int t = g->nodes[i].inputs[k];
+            if (t >= 0 && w->entry_of[t] >= 0)
+                last_reader[w->entry_of[t]] = i;
+        }
     for (int i = 0; i < g->n_nodes; i++) {
         const graph_node *n = &g->nodes[i];
         int own = train_op(n->op) ||
@@ -399,11 +439,15 @@ char *emit_train_source(const model *m, const memory_plan *plan,
                     m->path, n->user_loc.line, graph_op_name(n->op));
             goto fail;
         }
+        for (int e = 0; e < w->n_entries; e++)
+            if (last_reader[e] == i &&
+                emit_adam(&sb, g, w, e, first, count, MAX_RANGES, err))
+                goto fail;
     }
-    sb_append(&sb, "\n    /* torch.optim.Adam on every trained weight */\n");
-    for (int r = 0; r < n_ranges; r++)
-        sb_printf(&sb, "    rt_adam(ctx, w, state, %lld, %lld);\n",
-                  (long long)first[r], (long long)count[r]);
+    for (int e = 0; e < w->n_entries; e++)
+        if (last_reader[e] < 0 &&
+            emit_adam(&sb, g, w, e, first, count, MAX_RANGES, err))
+            goto fail;
     sb_append(&sb, "    return DSC_OK;\n}\n\n");
     sb_printf(&sb, "/* %s_train_step behind one signature: io holds the "
               "inputs. */\nint %s_train_step_io(rt_ctx *ctx, float *w, "
@@ -419,6 +463,7 @@ char *emit_train_source(const model *m, const memory_plan *plan,
     emit_names_free(&nm, g, w);
     free(first);
     free(count);
+    free(last_reader);
     char *text = sb_take(&sb);
     if (!text)
         err_set(err, "error: out of memory generating the train step");
@@ -427,6 +472,7 @@ fail:
     emit_names_free(&nm, g, w);
     free(first);
     free(count);
+    free(last_reader);
     sb_free(&sb);
     return NULL;
 }

@@ -3,10 +3,11 @@
 # configuration (hidden 1024, 8 layers, 32 routed experts of which 4 active
 # per token, MLA with kv_lora_rank 256; tools/export_deepseek_v3.py's
 # deepseek_bench preset), random weights, prompt 8, 64 new tokens, 1 thread:
-# dsc JIT and AOT against transformers' DeepseekV3ForCausalLM, and against
-# the bandwidth bound of the weight bytes one token actually reads (the
-# routed experts counted top_k of each layer's; dsc bench measures the copy
-# bandwidth on the spot).  One markdown table on stdout.
+# dsc JIT and AOT against transformers' DeepseekV3ForCausalLM in float32
+# and in bfloat16, and against the bandwidth bound of the weight bytes one
+# token actually reads (the routed experts counted top_k of each layer's;
+# dsc bench measures the read bandwidth on the spot); dsc with float32
+# linears and with -fweights=bf16.  One markdown table on stdout.
 #
 #   DSC=build/dsc          the dsc to time
 #   DS_PYTHON=P            python with torch and transformers >= 5 for the
@@ -33,31 +34,44 @@ json.dump(published_config(PRESETS['deepseek_bench']), open('$CFG', 'w'), indent
 fi
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p"; }
 failed=0
+ROW="hidden 1024 x8, 32 experts, 4 active"
 echo
-echo "| DeepSeek-V3 mid-size (prompt 8, 64 new tokens) | engine | threads | prefill tok/s | decode tok/s | bound tok/s | % of bound | dsc speedup |"
-echo "|---|---|--:|--:|--:|--:|--:|--:|"
-dsc_tok=""
-for mode in jit aot; do
+echo "| DeepSeek-V3 mid-size (prompt 8, 64 new tokens) | engine | linear weights | threads | prefill tok/s | decode tok/s | bound tok/s | % of bound | max diff vs f32 | argmax agree | speedup of dsc jit (same weights) |"
+echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+declare -A dsc_tok
+# dsc: float32 linears (the routed experts bfloat16, as -D moe_bf16 has it
+# by default) JIT and AOT, then every linear in bfloat16 (-fweights=bf16,
+# the precision DeepSeek publishes its weights in).
+for run in "jit f32" "aot f32" "jit bf16"; do
+    set -- $run
+    mode=$1 fmt=$2
     flag=""; [ $mode = aot ] && flag=--aot
     line=$("$DSC" bench models/deepseek_v3.lua --config "$CFG" --threads 1 \
-        --runs 3 -n 64 $flag 2>"$OUT/err") \
-        || { echo "bench_deepseek.sh: dsc bench ($mode) failed: $(tail -1 "$OUT/err")" >&2; failed=1; continue; }
+        --runs 3 -n 64 -fweights=$fmt $flag 2>"$OUT/err") \
+        || { echo "bench_deepseek.sh: dsc bench ($mode, $fmt) failed: $(tail -1 "$OUT/err")" >&2; failed=1; continue; }
     tok=$(echo "$line" | field decode_tok_s)
-    [ $mode = jit ] && dsc_tok=$tok
-    printf '| hidden 1024 x8, 32 experts, 4 active | dsc %s | 1 | %s | %s | %s | %s | - |\n' \
-        $mode "$(echo "$line" | field prefill_tok_s)" "$tok" \
-        "$(echo "$line" | field bound_tok_s)" "$(echo "$line" | field pct_bound)"
-    [ $mode = jit ] && echo "weight bytes read per token: $(echo "$line" | field weight_bytes_per_token); copy bandwidth $(echo "$line" | field copy_gbps) GB/s" >"$OUT/notes"
+    [ $mode = jit ] && dsc_tok[$fmt]=$tok
+    md=$(echo "$line" | field max_abs_diff_vs_f32)
+    ag=$(echo "$line" | field argmax_agree_vs_f32)
+    printf '| %s | dsc %s | %s | 1 | %s | %s | %s | %s | %s | %s | - |\n' "$ROW" \
+        $mode "$fmt" "$(echo "$line" | field prefill_tok_s)" "$tok" \
+        "$(echo "$line" | field bound_tok_s)" "$(echo "$line" | field pct_bound)" \
+        "${md:--}" "$(awk -v a="$ag" 'BEGIN { print a == "" ? "-" : sprintf("%.1f%%", 100 * a) }')"
+    [ $mode = jit ] && echo "dsc $fmt: weight bytes read per token $(echo "$line" | field weight_bytes_per_token); read bandwidth $(echo "$line" | field read_gbps) GB/s (copy $(echo "$line" | field copy_gbps))" >>"$OUT/notes"
 done
-peer=$("$PY" tools/bench_deepseek_torch.py --config "$CFG" --threads 1 \
-    --prompt-len 8 --new-tokens 64 2>"$OUT/err") \
-    || { echo "bench_deepseek.sh: note: no transformers peer ($(tail -1 "$OUT/err"))" >&2; peer=""; }
-if [ -n "$peer" ] && [ -n "$dsc_tok" ]; then
-    awk -v e="$(echo "$peer" | field engine)" \
+# transformers in float32 (its default) and in bfloat16, each against the
+# dsc row whose linear weights are stored alike.
+for dtype in float32 bfloat16; do
+    fmt=f32; [ $dtype = bfloat16 ] && fmt=bf16
+    peer=$("$PY" tools/bench_deepseek_torch.py --config "$CFG" --threads 1 \
+        --prompt-len 8 --new-tokens 64 --dtype $dtype 2>"$OUT/err") \
+        || { echo "bench_deepseek.sh: note: no transformers peer ($(tail -1 "$OUT/err"))" >&2; continue; }
+    awk -v r="$ROW" -v e="$(echo "$peer" | field engine)" -v f="$dtype" \
         -v p="$(echo "$peer" | field prefill_tok_s)" \
-        -v d="$(echo "$peer" | field decode_tok_s)" -v dsc="$dsc_tok" 'BEGIN {
-        printf "| hidden 1024 x8, 32 experts, 4 active | %s | 1 | %s | %s | - | - | %.2fx |\n", e, p, d, dsc / d
+        -v d="$(echo "$peer" | field decode_tok_s)" -v dsc="${dsc_tok[$fmt]:-}" 'BEGIN {
+        sp = dsc != "" ? sprintf("%.2fx", dsc / d) : "-"
+        printf "| %s | %s | %s | 1 | %s | %s | - | - | - | - | %s |\n", r, e, f, p, d, sp
     }'
-fi
+done
 [ -s "$OUT/notes" ] && cat "$OUT/notes"
 exit $failed

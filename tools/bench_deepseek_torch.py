@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """transformers' DeepseekV3ForCausalLM generation speed, for comparing with
 dsc.  Builds a random model (float32, transformers' own init, every
-correction bias random) from an HF config.json, a random prompt of
+correction bias random; --dtype bfloat16 casts it) from an HF
+config.json, a random prompt of
 --prompt-len tokens, and prints ONE JSON line on stdout:
   {"engine": ..., "threads": T, "prefill_tok_s": P, "decode_tok_s": D}
   prefill_tok_s  prompt_len / median time of one forward over the prompt
@@ -25,6 +26,10 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"],
+                    default="float32",
+                    help="the model's parameters and activations (default "
+                         "float32)")
     a = ap.parse_args()
     import torch
     import transformers
@@ -37,6 +42,7 @@ def main():
     for mod in m.modules():
         if hasattr(mod, "e_score_correction_bias"):
             mod.e_score_correction_bias.normal_(0, 0.1)
+    m = m.to(getattr(torch, a.dtype))
     ids = torch.randint(0, cfg.vocab_size, (1, a.prompt_len))
 
     def prefill():
@@ -61,6 +67,7 @@ def main():
     print(json.dumps(separators=(",", ":"), obj={
         "engine": "transformers-%s/torch-%s" % (transformers.__version__,
                                                  torch.__version__),
+        "dtype": a.dtype,
         "threads": a.threads,
         "prefill_tok_s": round(a.prompt_len / statistics.median(pre), 2),
         "decode_tok_s": round((a.new_tokens - 1) / statistics.median(dec), 2),

@@ -1,6 +1,7 @@
 /* cli_test.h — what the tests that run the dsc binary share: a scratch
  * directory per test (TestSuite .init/.fini), the binary's path, a command
- * run with its output captured in the directory, and a file read whole.
+ * run with its output captured in the directory, a file read whole, and
+ * the committed fixtures' config lines and .npy files.
  * Header-only (each test binary is one .c), hence static inline. */
 #ifndef DSC_CLI_TEST_H
 #define DSC_CLI_TEST_H
@@ -12,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "io/fileio.h"
+#include "io/npy.h"
 
 /* The current test's scratch directory. */
 static char tmp[256];
@@ -77,6 +79,36 @@ static inline char *slurp(const char *path)
     char *text = file_read_all(path, &len, &err);
     cr_assert_not_null(text, "%s", err.msg);
     return text;
+}
+
+
+/* What the last run() wrote to stderr (malloc'd). */
+static inline char *stderr_text(void)
+{
+    return slurp(tmp_file("stderr"));
+}
+
+
+/* The -D options a fixture was made with: tests/fixtures/NAME/config's
+ * one line (malloc'd). */
+static inline char *fixture_config(const char *fixture)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/%s/config", fixture);
+    char *text = slurp(path);
+    text[strcspn(text, "\n")] = '\0';
+    return text;
+}
+
+
+/* A .npy file of the given dtype, or the test fails. */
+static inline npy_array load_npy(const char *path, npy_dtype dtype)
+{
+    npy_array a;
+    dsc_err err;
+    cr_assert_eq(npy_read(path, &a, &err), 0, "%s", err.msg);
+    cr_assert_eq(a.dtype, dtype, "%s", path);
+    return a;
 }
 
 #endif

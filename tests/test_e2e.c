@@ -17,11 +17,6 @@
 #include "io/safetensors.h"
 #include "cli_test.h"
 
-static char *stderr_text(void)
-{
-    return slurp(tmp_file("stderr"));
-}
-
 
 /* Largest |a - b| over two float32 .npy files of one shape. */
 static double max_abs_diff(const char *a_path, const char *b_path)
@@ -46,15 +41,6 @@ static double max_abs_diff(const char *a_path, const char *b_path)
     return worst;
 }
 
-
-static char *fixture_config(const char *fixture)
-{
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/%s/config", fixture);
-    char *text = slurp(path);
-    text[strcspn(text, "\n")] = '\0';
-    return text;
-}
 
 
 /* Tolerances against PyTorch: about 4x the largest |dsc - torch|
@@ -590,15 +576,6 @@ Test(e2e, non_f32_weights_match_their_f32_values)
  * top-2 gap of any row is 1.4e-3. */
 #define FULL_TOL 4e-6
 #define FULL_STAT_TOL 4e-7
-
-static npy_array load_npy(const char *path, npy_dtype dtype)
-{
-    npy_array a;
-    dsc_err err;
-    cr_assert_eq(npy_read(path, &a, &err), 0, "%s", err.msg);
-    cr_assert_eq(a.dtype, dtype, "%s", path);
-    return a;
-}
 
 static void check_full_size(const char *mode)
 {

@@ -40,30 +40,7 @@
 TestSuite(formats, .init = make_tmp, .fini = remove_tmp);
 
 
-static char *stderr_text(void)
-{
-    return slurp(tmp_file("stderr"));
-}
 
-
-static char *fixture_config(const char *fixture)
-{
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/%s/config", fixture);
-    char *text = slurp(path);
-    text[strcspn(text, "\n")] = '\0';
-    return text;
-}
-
-
-static npy_array load_npy(const char *path, npy_dtype dtype)
-{
-    npy_array a;
-    dsc_err err;
-    cr_assert_eq(npy_read(path, &a, &err), 0, "%s", err.msg);
-    cr_assert_eq(a.dtype, dtype, "%s", path);
-    return a;
-}
 
 
 /* ---- the flag ---- */

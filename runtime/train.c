@@ -265,6 +265,58 @@ void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
 }
 
 
+/* dy * scale where y > 0: dropout's backward (dy * 0 or dy * scale) then
+ * relu's (keep where relu(z) > 0) give dy * scale on the same elements,
+ * and +0 or -0 elsewhere (+0 here: a sum over a zero is the same sum). */
+RT_INLINE void dropout_relu_grad_body(const ew_job *j, int64_t c0,
+                                      int64_t c1)
+{
+    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    float *restrict y = j->y;
+    const float *restrict a = j->a, *restrict b = j->b;
+    float scale = 1.0f / (1.0f - j->p);
+    for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++)
+        y[i] = rt_select(b[i] > 0.0f, a[i] * scale, 0.0f);
+}
+
+
+static void dropout_relu_grad_base(void *arg, int64_t c0, int64_t c1)
+{
+    dropout_relu_grad_body(arg, c0, c1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void dropout_relu_grad_avx2(void *arg, int64_t c0,
+                                                  int64_t c1)
+{
+    dropout_relu_grad_body(arg, c0, c1);
+}
+
+RT_TARGET_AVX512 static void dropout_relu_grad_avx512(void *arg, int64_t c0,
+                                                      int64_t c1)
+{
+    dropout_relu_grad_body(arg, c0, c1);
+}
+#endif
+
+
+void rt_dropout_relu_grad(rt_ctx *ctx, float *dx, const float *dy,
+                          const float *y, int64_t n, float p)
+{
+    ew_job j = { .y = dx, .a = dy, .b = y, .n = n, .p = p };
+    int64_t chunks = (n + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
+    rt_task_fn fn = dropout_relu_grad_base;
+#if RT_X86_DISPATCH
+    if (rt_ctx_isa(ctx) == DSC_ISA_AVX512)
+        fn = dropout_relu_grad_avx512;
+    else if (rt_cpu_has_avx2())
+        fn = dropout_relu_grad_avx2;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN), chunks, fn, &j);
+}
+
+
 typedef struct gelu_job {
     float *dx;
     const float *dy, *x;
@@ -986,6 +1038,7 @@ static void pack_cols_range(void *arg, int64_t p0, int64_t p1)
 }
 
 
+#ifdef DSC_HAVE_LIBXSMM  /* (only rt_linear_grad_x's libxsmm path) */
 /* dyᵀ in 64 x 64 blocks, zero-padded: block (m block i, n block c) at dst
  * + (i * ceil(b / 64) + c) * 64 * 64 holds [n][m] (column-major 64 rows of
  * dy by 64 of its columns: libxsmm's A with lda = 64).  a = rows, b =
@@ -1022,6 +1075,7 @@ static void pack_dyt_range(void *arg, int64_t i0, int64_t i1)
 {
     pack_dyt_body(arg, i0, i1, rt_cpu_has_avx2());
 }
+#endif
 
 
 void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,

@@ -545,6 +545,49 @@ Test(kernels, dropout_mask_frequency_scaling_and_backward)
     free(x), free(y), free(y2), free(g);
 }
 
+/* dropout(relu(z))'s backward in one pass from y = dropout(relu(z)): the
+ * same bits as dropout's backward then relu's, but zeros are all +0. */
+Test(kernels, dropout_relu_grad_is_dropout_then_relu_backward)
+{
+    const int64_t n = 100003;  /* a tail past every vector width */
+    float *h = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+    float *dy = malloc((size_t)n * 4), *a = malloc((size_t)n * 4);
+    float *want = malloc((size_t)n * 4), *got = malloc((size_t)n * 4);
+    cr_assert(h && y && dy && a && want && got);
+    for (int64_t i = 0; i < n; i++) {
+        float z = (float)((i * 7919) % 2001 - 1000) / 337.0f;
+        h[i] = z > 0 ? z : 0.0f;  /* relu(z): a third or so are 0 */
+        dy[i] = (float)((i * 104729) % 1999 - 999) / 113.0f;
+    }
+    setenv("DSC_ISA", "generic", 1);
+    rt_ctx *generic = rt_ctx_new(1);
+    unsetenv("DSC_ISA");
+    rt_ctx *ctxs[] = { rt_ctx_new(1), rt_ctx_new(2), generic };
+    for (int c = 0; c < 3; c++) {
+        cr_assert(ctxs[c]);
+        const float p = c == 1 ? 0.5f : 0.1f;
+        rt_dropout(ctxs[c], y, h, n, p, 99);
+        rt_dropout(ctxs[c], a, dy, n, p, 99);
+        rt_relu_grad(ctxs[c], want, a, h, NULL, n);
+        rt_dropout_relu_grad(ctxs[c], got, dy, y, n, p);
+        int64_t kept = 0;
+        for (int64_t i = 0; i < n; i++) {
+            kept += got[i] != 0;
+            cr_assert(got[i] == want[i] && (got[i] != 0 || !signbit(got[i])),
+                      "ctx %d, element %lld: %g, want %g", c, (long long)i,
+                      (double)got[i], (double)want[i]);
+        }
+        /* kept: about (1 - p) of the positive half */
+        cr_assert_gt(kept, n / 5, "ctx %d: %lld kept", c, (long long)kept);
+        /* in place over dy, as the planner may place it */
+        memcpy(a, dy, (size_t)n * 4);
+        rt_dropout_relu_grad(ctxs[c], a, a, y, n, p);
+        cr_assert_eq(memcmp(a, got, (size_t)n * 4), 0, "ctx %d", c);
+        rt_ctx_free(ctxs[c]);
+    }
+    free(h), free(y), free(dy), free(a), free(want), free(got);
+}
+
 Test(kernels, adam_matches_its_formula_step_by_step)
 {
     const int64_t n = 1000;
@@ -607,8 +650,11 @@ Test(autodiff, seed_training_graph)
     cr_expect_eq(count_op(g, GRAPH_OP_BIAS_GRAD), 2 * 4 + 1 + 2 * 2);
     cr_expect_eq(count_op(g, GRAPH_OP_LAYERNORM_GRAD_GAMMA), 2 * 2);
     cr_expect_eq(count_op(g, GRAPH_OP_ATTENTION_GRAD), 2);
-    cr_expect_eq(count_op(g, GRAPH_OP_DROPOUT_GRAD), 2 * 3);
-    cr_expect_eq(count_op(g, GRAPH_OP_RELU_GRAD), 2);
+    /* linear1's ReLU and the dropout after it: one backward node from the
+     * recomputed dropout's result (no mask made again). */
+    cr_expect_eq(count_op(g, GRAPH_OP_DROPOUT_GRAD), 2 * 2);
+    cr_expect_eq(count_op(g, GRAPH_OP_DROPOUT_RELU_GRAD), 2);
+    cr_expect_eq(count_op(g, GRAPH_OP_RELU_GRAD), 0);
     cr_expect_eq(count_op(g, GRAPH_OP_EMBEDDING_GRAD), 1);
     cr_expect_eq(count_op(g, GRAPH_OP_CROSS_ENTROPY_GRAD), 1);
     /* The input x of a layer feeds QKV and the residual: one sum each. */

@@ -103,6 +103,11 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
                   n->n_inputs > 2 && in[2] >= 0 ? nm[in[2]] : "NULL",
                   (long long)count_of(g, n->output));
         return 0;
+    case GRAPH_OP_DROPOUT_RELU_GRAD:
+        sb_printf(sb, "    rt_dropout_relu_grad(ctx, %s, %s, %s, %lld, %s);\n",
+                  y, nm[in[0]], nm[in[1]], (long long)count_of(g, n->output),
+                  flt(n->attrs.p, f, sizeof f));
+        return 0;
     case GRAPH_OP_GELU_GRAD:
         sb_printf(sb, "    rt_gelu_grad(ctx, %s, %s, %s, %lld, %s);\n", y,
                   nm[in[0]], nm[in[1]], (long long)count_of(g, n->output),
@@ -203,6 +208,7 @@ static int train_op(graph_op op)
     case GRAPH_OP_DROPOUT: case GRAPH_OP_CROSS_ENTROPY:
     case GRAPH_OP_CROSS_ENTROPY_GRAD: case GRAPH_OP_DROPOUT_GRAD:
     case GRAPH_OP_RELU_GRAD: case GRAPH_OP_SOFTMAX_GRAD:
+    case GRAPH_OP_DROPOUT_RELU_GRAD:
     case GRAPH_OP_GELU_GRAD: case GRAPH_OP_LINEAR_GRAD_X: case GRAPH_OP_LINEAR_GRAD_W:
     case GRAPH_OP_BIAS_GRAD: case GRAPH_OP_LAYERNORM_GRAD_X:
     case GRAPH_OP_LAYERNORM_GRAD_GAMMA: case GRAPH_OP_ATTENTION_GRAD:
@@ -321,6 +327,7 @@ int emit_train_check(const model *m, dsc_err *err)
                   n->op == GRAPH_OP_LAYERNORM_GRAD_GAMMA;
         int scale = n->op == GRAPH_OP_ATTENTION_GRAD;
         int p = n->op == GRAPH_OP_DROPOUT || n->op == GRAPH_OP_DROPOUT_GRAD ||
+                n->op == GRAPH_OP_DROPOUT_RELU_GRAD ||
                 n->op == GRAPH_OP_ATTENTION || scale;
         if ((eps && emit_check_constant(m, n, "eps", n->attrs.eps, err)) ||
             (scale && emit_check_constant(m, n, "scale", n->attrs.scale,

@@ -15,6 +15,39 @@ int grad_embedding(ad_ctx *c, const graph_node *n)
 }
 
 
+/* relu's backward for y = relu(z) (the node's output) with output
+ * gradient dy.  When y's only reader is a dropout, dy is that dropout's
+ * backward (dy' * mask / (1 - p)); if the linear after it recomputed the
+ * dropout's result (grad_linear below), one pass from that result does
+ * both: dy' / (1 - p) where it is > 0.  The mask is not made again, and the
+ * now unread dropout backward goes in dce. */
+static int relu_grad_node(ad_ctx *c, const graph_node *n, int dy, int y)
+{
+    graph *g = ad_graph(c);
+    int dp = g->tensors[dy].producer;
+    if (dp >= 0 && g->nodes[dp].op == GRAPH_OP_DROPOUT_GRAD) {
+        graph_attrs a = g->nodes[dp].attrs;
+        int dy_in = g->nodes[dp].inputs[0], found = 0, last = -1;
+        for (int i = 0; i < g->n_nodes; i++) {
+            const graph_node *d = &g->nodes[i];
+            if (d->op == GRAPH_OP_DROPOUT && d->inputs[0] == y &&
+                d->attrs.stream == a.stream && d->attrs.p == a.p) {
+                found++;
+                last = d->output;
+            }
+        }
+        /* the forward's and a recomputed one (reading the forward's would
+         * keep its result alive through the backward) */
+        if (found >= 2) {
+            int in[2] = { dy_in, last };
+            return ad_node(c, n, GRAPH_OP_DROPOUT_RELU_GRAD, in, 2, &a);
+        }
+    }
+    int in[2] = { dy, y };
+    return ad_node(c, n, GRAPH_OP_RELU_GRAD, in, 2, NULL);
+}
+
+
 /* y = act(x Wᵀ + b) + r: r gets dy; dz = dy * act'(..); W gets dzᵀ x; b
  * gets the column sums of dz; x gets dz W. */
 int grad_linear(ad_ctx *c, const graph_node *n)
@@ -32,8 +65,8 @@ int grad_linear(ad_ctx *c, const graph_node *n)
     if (n->attrs.act == RT_ACT_RELU) {
         /* y = relu(z) + r: relu(z) > 0 exactly where y > r. */
         int in[3] = { dy, n->output, r };
-        if ((dz = ad_node(c, n, GRAPH_OP_RELU_GRAD, in, r >= 0 ? 3 : 2,
-                          NULL)) < 0)
+        if ((dz = r >= 0 ? ad_node(c, n, GRAPH_OP_RELU_GRAD, in, 3, NULL)
+                         : relu_grad_node(c, n, dy, n->output)) < 0)
             return -1;
     } else if (n->attrs.act != RT_ACT_NONE) {
         /* y = gelu(z) + r: gelu' needs z, which the epilogue did not keep:
@@ -89,8 +122,7 @@ int grad_add(ad_ctx *c, const graph_node *n)
 
 int grad_relu(ad_ctx *c, const graph_node *n)
 {
-    int in[2] = { ad_grad(c, n->output), n->output };
-    int dx = ad_node(c, n, GRAPH_OP_RELU_GRAD, in, 2, NULL);
+    int dx = relu_grad_node(c, n, ad_grad(c, n->output), n->output);
     return dx < 0 || ad_accumulate(c, n, n->inputs[0], dx);
 }
 

@@ -651,7 +651,9 @@ Test(autodiff, seed_training_graph)
     cr_expect_eq(count_op(g, GRAPH_OP_LAYERNORM_GRAD_GAMMA), 2 * 2);
     cr_expect_eq(count_op(g, GRAPH_OP_ATTENTION_GRAD), 2);
     /* linear1's ReLU and the dropout after it: one backward node from the
-     * recomputed dropout's result (no mask made again). */
+     * forward dropout's result, kept for it and linear2's dW (the relu's
+     * output is not kept; no mask made again, nothing recomputed). */
+    cr_expect_eq(count_op(g, GRAPH_OP_DROPOUT), 2 * 3);
     cr_expect_eq(count_op(g, GRAPH_OP_DROPOUT_GRAD), 2 * 2);
     cr_expect_eq(count_op(g, GRAPH_OP_DROPOUT_RELU_GRAD), 2);
     cr_expect_eq(count_op(g, GRAPH_OP_RELU_GRAD), 0);

@@ -1570,6 +1570,7 @@ typedef struct adam_job {
     int64_t n;
     float b1, b2, one_b1, one_b2, eps, bc2_sqrt, neg_step_size;
     float wd;  /* weight decay: L2, added to the gradient (not AdamW) */
+    float inv_bc2_sqrt;  /* 1 / bc2_sqrt, rounded to nearest */
 } adam_job;
 
 
@@ -1603,6 +1604,31 @@ static void adam_base(void *arg, int64_t c0, int64_t c1)
 
 
 #if RT_X86_DISPATCH
+/* s / b rounded to nearest, without a division (the divider is what bounds
+ * Adam's loop: two divisions and a square root per element): q = s * y
+ * with y = RN(1 / b) is within an ulp of s / b, r = s - q b is exact with
+ * an FMA, and then RN(q + r y) is RN(s / b) (Markstein's theorem; s >= 0
+ * is a square root, b >= 0.03 here: nothing underflows; s = inf makes r
+ * NaN, and then q, inf, is the quotient).  The same bits as the division;
+ * tests/test_train.c compares with the scalar code. */
+RT_TARGET_AVX2 static inline __m256 div_bc2_avx2(__m256 s, __m256 b,
+                                                 __m256 y)
+{
+    __m256 q = _mm256_mul_ps(s, y);
+    __m256 r = _mm256_fnmadd_ps(q, b, s);
+    return _mm256_blendv_ps(_mm256_fmadd_ps(r, y, q), q,
+                            _mm256_cmp_ps(r, r, _CMP_UNORD_Q));
+}
+
+RT_TARGET_AVX512 static inline __m512 div_bc2_avx512(__m512 s, __m512 b,
+                                                     __m512 y)
+{
+    __m512 q = _mm512_mul_ps(s, y);
+    __m512 r = _mm512_fnmadd_ps(q, b, s);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q),
+                                _mm512_fmadd_ps(r, y, q), q);
+}
+
 /* The same operations, eight lanes at a time (gcc will not vectorize
  * sqrtf, which may set errno); each rounds as the scalar code does. */
 RT_TARGET_AVX2 static void adam_avx2(void *arg, int64_t c0, int64_t c1)
@@ -1614,6 +1640,7 @@ RT_TARGET_AVX2 static void adam_avx2(void *arg, int64_t c0, int64_t c1)
     const __m256 ob1 = _mm256_set1_ps(j->one_b1);
     const __m256 ob2 = _mm256_set1_ps(j->one_b2);
     const __m256 bc2 = _mm256_set1_ps(j->bc2_sqrt);
+    const __m256 ibc2 = _mm256_set1_ps(j->inv_bc2_sqrt);
     const __m256 eps = _mm256_set1_ps(j->eps);
     const __m256 nss = _mm256_set1_ps(j->neg_step_size);
     const __m256 wd = _mm256_set1_ps(j->wd);
@@ -1628,8 +1655,8 @@ RT_TARGET_AVX2 static void adam_avx2(void *arg, int64_t c0, int64_t c1)
                                  _mm256_mul_ps(_mm256_mul_ps(ob2, g), g));
         _mm256_storeu_ps(j->m + i, m);
         _mm256_storeu_ps(j->v + i, v);
-        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v), bc2),
-                                     eps);
+        __m256 denom = _mm256_add_ps(div_bc2_avx2(_mm256_sqrt_ps(v), bc2,
+                                                  ibc2), eps);
         __m256 w = _mm256_loadu_ps(j->w + i);
         _mm256_storeu_ps(j->w + i, _mm256_add_ps(
             w, _mm256_mul_ps(nss, _mm256_div_ps(m, denom))));
@@ -1646,6 +1673,7 @@ RT_TARGET_AVX512 static void adam_avx512(void *arg, int64_t c0, int64_t c1)
     const __m512 ob1 = _mm512_set1_ps(j->one_b1);
     const __m512 ob2 = _mm512_set1_ps(j->one_b2);
     const __m512 bc2 = _mm512_set1_ps(j->bc2_sqrt);
+    const __m512 ibc2 = _mm512_set1_ps(j->inv_bc2_sqrt);
     const __m512 eps = _mm512_set1_ps(j->eps);
     const __m512 nss = _mm512_set1_ps(j->neg_step_size);
     const __m512 wd = _mm512_set1_ps(j->wd);
@@ -1660,8 +1688,8 @@ RT_TARGET_AVX512 static void adam_avx512(void *arg, int64_t c0, int64_t c1)
                                  _mm512_mul_ps(_mm512_mul_ps(ob2, g), g));
         _mm512_storeu_ps(j->m + i, m);
         _mm512_storeu_ps(j->v + i, v);
-        __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), bc2),
-                                     eps);
+        __m512 denom = _mm512_add_ps(div_bc2_avx512(_mm512_sqrt_ps(v), bc2,
+                                                    ibc2), eps);
         __m512 w = _mm512_loadu_ps(j->w + i);
         _mm512_storeu_ps(j->w + i, _mm512_add_ps(
             w, _mm512_mul_ps(nss, _mm512_div_ps(m, denom))));
@@ -1690,6 +1718,7 @@ void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
         .eps = (float)h->eps, .bc2_sqrt = (float)sqrt(bc2),
         .neg_step_size = (float)(-h->lr / bc1), .wd = (float)h->weight_decay,
     };
+    j.inv_bc2_sqrt = 1.0f / j.bc2_sqrt;
     int64_t chunks = (count + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
     rt_task_fn fn = adam_base;
 #if RT_X86_DISPATCH

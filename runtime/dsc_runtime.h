@@ -245,6 +245,12 @@ void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
  * relu(z)): one pass, no mask to regenerate.  dx may alias dy. */
 void rt_dropout_relu_grad(rt_ctx *ctx, float *dx, const float *dy,
                           const float *y, int64_t n, float p);
+/* The same over rows x cols (contiguous), db = dx's column sums as
+ * rt_bias_grad makes them (not accumulated): the bias's gradient in the
+ * same pass.  dx may alias dy. */
+void rt_dropout_relu_grad_bias(rt_ctx *ctx, float *dx, const float *dy,
+                               const float *y, int64_t rows, int64_t cols,
+                               float p, float *db);
 /* dx = dy * gelu'(x), act RT_ACT_GELU (erf) or RT_ACT_GELU_TANH. */
 void rt_gelu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *x,
                   int64_t n, rt_act act);
@@ -464,6 +470,7 @@ void rt_l2_normalize(rt_ctx *ctx, float *y, const float *x, int64_t rows,
     X(rt_dropout)              \
     X(rt_relu_grad)            \
     X(rt_dropout_relu_grad)    \
+    X(rt_dropout_relu_grad_bias) \
     X(rt_gelu_grad)            \
     X(rt_softmax_grad)         \
     X(rt_cross_entropy)        \

@@ -560,6 +560,70 @@ void rt_bias_grad(rt_ctx *ctx, float *db, const float *dy, int64_t lddy,
 }
 
 
+/* rt_dropout_relu_grad and the column sums of its result (the bias's
+ * gradient) in one pass: columns [c0, c1), every row in row order, each
+ * sum in double as col_sum_body adds it (the same bits). */
+typedef struct drg_bias_job {
+    float *dx, *db;
+    const float *dy, *y;
+    int64_t rows, cols;
+    float scale;
+} drg_bias_job;
+
+RT_INLINE void drg_bias_body(const drg_bias_job *j, int64_t c0, int64_t c1)
+{
+    double s[RT_COL_BLOCK];
+    for (int64_t b0 = c0; b0 < c1; b0 += RT_COL_BLOCK) {
+        int64_t w = c1 - b0 < RT_COL_BLOCK ? c1 - b0 : RT_COL_BLOCK;
+        for (int64_t c = 0; c < w; c++)
+            s[c] = 0;
+        for (int64_t r = 0; r < j->rows; r++) {
+            const float *dy = j->dy + r * j->cols + b0;  /* dx may be dy */
+            const float *y = j->y + r * j->cols + b0;
+            float *dx = j->dx + r * j->cols + b0;
+            for (int64_t c = 0; c < w; c++) {
+                float d = rt_select(y[c] > 0.0f, dy[c] * j->scale, 0.0f);
+                dx[c] = d;
+                s[c] += d;
+            }
+        }
+        for (int64_t c = 0; c < w; c++)
+            j->db[b0 + c] = (float)s[c];
+    }
+}
+
+
+static void drg_bias_base(void *arg, int64_t c0, int64_t c1)
+{
+    drg_bias_body(arg, c0, c1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX512 static void drg_bias_avx512(void *arg, int64_t c0,
+                                             int64_t c1)
+{
+    drg_bias_body(arg, c0, c1);
+}
+#endif
+
+
+void rt_dropout_relu_grad_bias(rt_ctx *ctx, float *dx, const float *dy,
+                               const float *y, int64_t rows, int64_t cols,
+                               float p, float *db)
+{
+    drg_bias_job j = { .dx = dx, .db = db, .dy = dy, .y = y, .rows = rows,
+                       .cols = cols, .scale = 1.0f / (1.0f - p) };
+    rt_task_fn fn = drg_bias_base;
+#if RT_X86_DISPATCH
+    if (rt_ctx_isa(ctx) == DSC_ISA_AVX512)
+        fn = drg_bias_avx512;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, rows * cols, RT_TRAIN_GRAIN), cols,
+                fn, &j);
+}
+
+
 int rt_layernorm_grad_gamma(rt_ctx *ctx, float *dgamma, const float *dy,
                             const float *x, int64_t rows, int64_t dim,
                             float eps, int accumulate)

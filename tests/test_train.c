@@ -588,6 +588,38 @@ Test(kernels, dropout_relu_grad_is_dropout_then_relu_backward)
     free(h), free(y), free(dy), free(a), free(want), free(got);
 }
 
+/* ... and with the bias's gradient summed in the same pass: the bits of
+ * rt_dropout_relu_grad then rt_bias_grad, at every thread count. */
+Test(kernels, dropout_relu_grad_bias_is_both_passes)
+{
+    const int64_t rows = 37, cols = 2701, n = rows * cols;
+    float *y = malloc((size_t)n * 4), *dy = malloc((size_t)n * 4);
+    float *want = malloc((size_t)n * 4), *got = malloc((size_t)n * 4);
+    float *db_want = malloc((size_t)cols * 4), *db = malloc((size_t)cols * 4);
+    cr_assert(y && dy && want && got && db_want && db);
+    for (int64_t i = 0; i < n; i++) {
+        float z = (float)((i * 7919) % 2001 - 1000) / 337.0f;
+        y[i] = z > 0 && i % 10 ? z / 0.9f : 0.0f;
+        dy[i] = (float)((i * 104729) % 1999 - 999) / 113.0f;
+    }
+    setenv("DSC_ISA", "generic", 1);
+    rt_ctx *generic = rt_ctx_new(1);
+    unsetenv("DSC_ISA");
+    rt_ctx *ctxs[] = { rt_ctx_new(1), rt_ctx_new(2), generic };
+    for (int c = 0; c < 3; c++) {
+        cr_assert(ctxs[c]);
+        rt_dropout_relu_grad(ctxs[c], want, dy, y, n, 0.1f);
+        rt_bias_grad(ctxs[c], db_want, want, cols, rows, cols, 0);
+        memcpy(got, dy, (size_t)n * 4);  /* in place, as the planner may */
+        rt_dropout_relu_grad_bias(ctxs[c], got, got, y, rows, cols, 0.1f,
+                                  db);
+        cr_assert_eq(memcmp(got, want, (size_t)n * 4), 0, "ctx %d", c);
+        cr_assert_eq(memcmp(db, db_want, (size_t)cols * 4), 0, "ctx %d", c);
+        rt_ctx_free(ctxs[c]);
+    }
+    free(y), free(dy), free(want), free(got), free(db_want), free(db);
+}
+
 Test(kernels, adam_matches_its_formula_step_by_step)
 {
     const int64_t n = 1000;

@@ -240,6 +240,17 @@ void rt_dropout(rt_ctx *ctx, float *y, const float *x, int64_t n, float p,
  * add (y = relu(z) + residual). */
 void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
                   const float *residual, int64_t n);
+/* dx = dy / (1 - p) where y > 0, else 0: the backward of dropout(relu(z))
+ * from the dropout's result y (> 0 exactly where the mask kept a positive
+ * relu(z)): one pass, no mask to regenerate.  dx may alias dy. */
+void rt_dropout_relu_grad(rt_ctx *ctx, float *dx, const float *dy,
+                          const float *y, int64_t n, float p);
+/* The same over rows x cols (contiguous), db = dx's column sums as
+ * rt_bias_grad makes them (not accumulated): the bias's gradient in the
+ * same pass.  dx may alias dy. */
+void rt_dropout_relu_grad_bias(rt_ctx *ctx, float *dx, const float *dy,
+                               const float *y, int64_t rows, int64_t cols,
+                               float p, float *db);
 /* dx = dy * gelu'(x), act RT_ACT_GELU (erf) or RT_ACT_GELU_TANH. */
 void rt_gelu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *x,
                   int64_t n, rt_act act);
@@ -458,6 +469,8 @@ void rt_l2_normalize(rt_ctx *ctx, float *y, const float *x, int64_t rows,
     X(rt_dropout_key)          \
     X(rt_dropout)              \
     X(rt_relu_grad)            \
+    X(rt_dropout_relu_grad)    \
+    X(rt_dropout_relu_grad_bias) \
     X(rt_gelu_grad)            \
     X(rt_softmax_grad)         \
     X(rt_cross_entropy)        \

@@ -265,6 +265,58 @@ void rt_relu_grad(rt_ctx *ctx, float *dx, const float *dy, const float *y,
 }
 
 
+/* dy * scale where y > 0: dropout's backward (dy * 0 or dy * scale) then
+ * relu's (keep where relu(z) > 0) give dy * scale on the same elements,
+ * and +0 or -0 elsewhere (+0 here: a sum over a zero is the same sum). */
+RT_INLINE void dropout_relu_grad_body(const ew_job *j, int64_t c0,
+                                      int64_t c1)
+{
+    int64_t end = c1 * RT_TRAIN_CHUNK < j->n ? c1 * RT_TRAIN_CHUNK : j->n;
+    float *restrict y = j->y;
+    const float *restrict a = j->a, *restrict b = j->b;
+    float scale = 1.0f / (1.0f - j->p);
+    for (int64_t i = c0 * RT_TRAIN_CHUNK; i < end; i++)
+        y[i] = rt_select(b[i] > 0.0f, a[i] * scale, 0.0f);
+}
+
+
+static void dropout_relu_grad_base(void *arg, int64_t c0, int64_t c1)
+{
+    dropout_relu_grad_body(arg, c0, c1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX2 static void dropout_relu_grad_avx2(void *arg, int64_t c0,
+                                                  int64_t c1)
+{
+    dropout_relu_grad_body(arg, c0, c1);
+}
+
+RT_TARGET_AVX512 static void dropout_relu_grad_avx512(void *arg, int64_t c0,
+                                                      int64_t c1)
+{
+    dropout_relu_grad_body(arg, c0, c1);
+}
+#endif
+
+
+void rt_dropout_relu_grad(rt_ctx *ctx, float *dx, const float *dy,
+                          const float *y, int64_t n, float p)
+{
+    ew_job j = { .y = dx, .a = dy, .b = y, .n = n, .p = p };
+    int64_t chunks = (n + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
+    rt_task_fn fn = dropout_relu_grad_base;
+#if RT_X86_DISPATCH
+    if (rt_ctx_isa(ctx) == DSC_ISA_AVX512)
+        fn = dropout_relu_grad_avx512;
+    else if (rt_cpu_has_avx2())
+        fn = dropout_relu_grad_avx2;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, n, RT_TRAIN_GRAIN), chunks, fn, &j);
+}
+
+
 typedef struct gelu_job {
     float *dx;
     const float *dy, *x;
@@ -505,6 +557,70 @@ void rt_bias_grad(rt_ctx *ctx, float *db, const float *dy, int64_t lddy,
                   .accumulate = accumulate };
     rt_parallel(ctx, rt_threads_for(ctx, rows * n, RT_TRAIN_GRAIN), n,
                 col_sum_fn(ctx), &j);
+}
+
+
+/* rt_dropout_relu_grad and the column sums of its result (the bias's
+ * gradient) in one pass: columns [c0, c1), every row in row order, each
+ * sum in double as col_sum_body adds it (the same bits). */
+typedef struct drg_bias_job {
+    float *dx, *db;
+    const float *dy, *y;
+    int64_t rows, cols;
+    float scale;
+} drg_bias_job;
+
+RT_INLINE void drg_bias_body(const drg_bias_job *j, int64_t c0, int64_t c1)
+{
+    double s[RT_COL_BLOCK];
+    for (int64_t b0 = c0; b0 < c1; b0 += RT_COL_BLOCK) {
+        int64_t w = c1 - b0 < RT_COL_BLOCK ? c1 - b0 : RT_COL_BLOCK;
+        for (int64_t c = 0; c < w; c++)
+            s[c] = 0;
+        for (int64_t r = 0; r < j->rows; r++) {
+            const float *dy = j->dy + r * j->cols + b0;  /* dx may be dy */
+            const float *y = j->y + r * j->cols + b0;
+            float *dx = j->dx + r * j->cols + b0;
+            for (int64_t c = 0; c < w; c++) {
+                float d = rt_select(y[c] > 0.0f, dy[c] * j->scale, 0.0f);
+                dx[c] = d;
+                s[c] += d;
+            }
+        }
+        for (int64_t c = 0; c < w; c++)
+            j->db[b0 + c] = (float)s[c];
+    }
+}
+
+
+static void drg_bias_base(void *arg, int64_t c0, int64_t c1)
+{
+    drg_bias_body(arg, c0, c1);
+}
+
+
+#if RT_X86_DISPATCH
+RT_TARGET_AVX512 static void drg_bias_avx512(void *arg, int64_t c0,
+                                             int64_t c1)
+{
+    drg_bias_body(arg, c0, c1);
+}
+#endif
+
+
+void rt_dropout_relu_grad_bias(rt_ctx *ctx, float *dx, const float *dy,
+                               const float *y, int64_t rows, int64_t cols,
+                               float p, float *db)
+{
+    drg_bias_job j = { .dx = dx, .db = db, .dy = dy, .y = y, .rows = rows,
+                       .cols = cols, .scale = 1.0f / (1.0f - p) };
+    rt_task_fn fn = drg_bias_base;
+#if RT_X86_DISPATCH
+    if (rt_ctx_isa(ctx) == DSC_ISA_AVX512)
+        fn = drg_bias_avx512;
+#endif
+    rt_parallel(ctx, rt_threads_for(ctx, rows * cols, RT_TRAIN_GRAIN), cols,
+                fn, &j);
 }
 
 
@@ -986,6 +1102,7 @@ static void pack_cols_range(void *arg, int64_t p0, int64_t p1)
 }
 
 
+#ifdef DSC_HAVE_LIBXSMM  /* (only rt_linear_grad_x's libxsmm path) */
 /* dyᵀ in 64 x 64 blocks, zero-padded: block (m block i, n block c) at dst
  * + (i * ceil(b / 64) + c) * 64 * 64 holds [n][m] (column-major 64 rows of
  * dy by 64 of its columns: libxsmm's A with lda = 64).  a = rows, b =
@@ -1022,6 +1139,7 @@ static void pack_dyt_range(void *arg, int64_t i0, int64_t i1)
 {
     pack_dyt_body(arg, i0, i1, rt_cpu_has_avx2());
 }
+#endif
 
 
 void rt_linear_grad_x(rt_ctx *ctx, float *dx, const float *dy, int64_t lddy,
@@ -1516,6 +1634,7 @@ typedef struct adam_job {
     int64_t n;
     float b1, b2, one_b1, one_b2, eps, bc2_sqrt, neg_step_size;
     float wd;  /* weight decay: L2, added to the gradient (not AdamW) */
+    float inv_bc2_sqrt;  /* 1 / bc2_sqrt, rounded to nearest */
 } adam_job;
 
 
@@ -1549,6 +1668,31 @@ static void adam_base(void *arg, int64_t c0, int64_t c1)
 
 
 #if RT_X86_DISPATCH
+/* s / b rounded to nearest, without a division (the divider is what bounds
+ * Adam's loop: two divisions and a square root per element): q = s * y
+ * with y = RN(1 / b) is within an ulp of s / b, r = s - q b is exact with
+ * an FMA, and then RN(q + r y) is RN(s / b) (Markstein's theorem; s >= 0
+ * is a square root, b >= 0.03 here: nothing underflows; s = inf makes r
+ * NaN, and then q, inf, is the quotient).  The same bits as the division;
+ * tests/test_train.c compares with the scalar code. */
+RT_TARGET_AVX2 static inline __m256 div_bc2_avx2(__m256 s, __m256 b,
+                                                 __m256 y)
+{
+    __m256 q = _mm256_mul_ps(s, y);
+    __m256 r = _mm256_fnmadd_ps(q, b, s);
+    return _mm256_blendv_ps(_mm256_fmadd_ps(r, y, q), q,
+                            _mm256_cmp_ps(r, r, _CMP_UNORD_Q));
+}
+
+RT_TARGET_AVX512 static inline __m512 div_bc2_avx512(__m512 s, __m512 b,
+                                                     __m512 y)
+{
+    __m512 q = _mm512_mul_ps(s, y);
+    __m512 r = _mm512_fnmadd_ps(q, b, s);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q),
+                                _mm512_fmadd_ps(r, y, q), q);
+}
+
 /* The same operations, eight lanes at a time (gcc will not vectorize
  * sqrtf, which may set errno); each rounds as the scalar code does. */
 RT_TARGET_AVX2 static void adam_avx2(void *arg, int64_t c0, int64_t c1)
@@ -1560,6 +1704,7 @@ RT_TARGET_AVX2 static void adam_avx2(void *arg, int64_t c0, int64_t c1)
     const __m256 ob1 = _mm256_set1_ps(j->one_b1);
     const __m256 ob2 = _mm256_set1_ps(j->one_b2);
     const __m256 bc2 = _mm256_set1_ps(j->bc2_sqrt);
+    const __m256 ibc2 = _mm256_set1_ps(j->inv_bc2_sqrt);
     const __m256 eps = _mm256_set1_ps(j->eps);
     const __m256 nss = _mm256_set1_ps(j->neg_step_size);
     const __m256 wd = _mm256_set1_ps(j->wd);
@@ -1574,8 +1719,8 @@ RT_TARGET_AVX2 static void adam_avx2(void *arg, int64_t c0, int64_t c1)
                                  _mm256_mul_ps(_mm256_mul_ps(ob2, g), g));
         _mm256_storeu_ps(j->m + i, m);
         _mm256_storeu_ps(j->v + i, v);
-        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v), bc2),
-                                     eps);
+        __m256 denom = _mm256_add_ps(div_bc2_avx2(_mm256_sqrt_ps(v), bc2,
+                                                  ibc2), eps);
         __m256 w = _mm256_loadu_ps(j->w + i);
         _mm256_storeu_ps(j->w + i, _mm256_add_ps(
             w, _mm256_mul_ps(nss, _mm256_div_ps(m, denom))));
@@ -1592,6 +1737,7 @@ RT_TARGET_AVX512 static void adam_avx512(void *arg, int64_t c0, int64_t c1)
     const __m512 ob1 = _mm512_set1_ps(j->one_b1);
     const __m512 ob2 = _mm512_set1_ps(j->one_b2);
     const __m512 bc2 = _mm512_set1_ps(j->bc2_sqrt);
+    const __m512 ibc2 = _mm512_set1_ps(j->inv_bc2_sqrt);
     const __m512 eps = _mm512_set1_ps(j->eps);
     const __m512 nss = _mm512_set1_ps(j->neg_step_size);
     const __m512 wd = _mm512_set1_ps(j->wd);
@@ -1606,8 +1752,8 @@ RT_TARGET_AVX512 static void adam_avx512(void *arg, int64_t c0, int64_t c1)
                                  _mm512_mul_ps(_mm512_mul_ps(ob2, g), g));
         _mm512_storeu_ps(j->m + i, m);
         _mm512_storeu_ps(j->v + i, v);
-        __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), bc2),
-                                     eps);
+        __m512 denom = _mm512_add_ps(div_bc2_avx512(_mm512_sqrt_ps(v), bc2,
+                                                    ibc2), eps);
         __m512 w = _mm512_loadu_ps(j->w + i);
         _mm512_storeu_ps(j->w + i, _mm512_add_ps(
             w, _mm512_mul_ps(nss, _mm512_div_ps(m, denom))));
@@ -1636,6 +1782,7 @@ void rt_adam(rt_ctx *ctx, float *w, float *state, int64_t first,
         .eps = (float)h->eps, .bc2_sqrt = (float)sqrt(bc2),
         .neg_step_size = (float)(-h->lr / bc1), .wd = (float)h->weight_decay,
     };
+    j.inv_bc2_sqrt = 1.0f / j.bc2_sqrt;
     int64_t chunks = (count + RT_TRAIN_CHUNK - 1) / RT_TRAIN_CHUNK;
     rt_task_fn fn = adam_base;
 #if RT_X86_DISPATCH

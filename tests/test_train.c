@@ -545,6 +545,81 @@ Test(kernels, dropout_mask_frequency_scaling_and_backward)
     free(x), free(y), free(y2), free(g);
 }
 
+/* dropout(relu(z))'s backward in one pass from y = dropout(relu(z)): the
+ * same bits as dropout's backward then relu's, but zeros are all +0. */
+Test(kernels, dropout_relu_grad_is_dropout_then_relu_backward)
+{
+    const int64_t n = 100003;  /* a tail past every vector width */
+    float *h = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+    float *dy = malloc((size_t)n * 4), *a = malloc((size_t)n * 4);
+    float *want = malloc((size_t)n * 4), *got = malloc((size_t)n * 4);
+    cr_assert(h && y && dy && a && want && got);
+    for (int64_t i = 0; i < n; i++) {
+        float z = (float)((i * 7919) % 2001 - 1000) / 337.0f;
+        h[i] = z > 0 ? z : 0.0f;  /* relu(z): a third or so are 0 */
+        dy[i] = (float)((i * 104729) % 1999 - 999) / 113.0f;
+    }
+    setenv("DSC_ISA", "generic", 1);
+    rt_ctx *generic = rt_ctx_new(1);
+    unsetenv("DSC_ISA");
+    rt_ctx *ctxs[] = { rt_ctx_new(1), rt_ctx_new(2), generic };
+    for (int c = 0; c < 3; c++) {
+        cr_assert(ctxs[c]);
+        const float p = c == 1 ? 0.5f : 0.1f;
+        rt_dropout(ctxs[c], y, h, n, p, 99);
+        rt_dropout(ctxs[c], a, dy, n, p, 99);
+        rt_relu_grad(ctxs[c], want, a, h, NULL, n);
+        rt_dropout_relu_grad(ctxs[c], got, dy, y, n, p);
+        int64_t kept = 0;
+        for (int64_t i = 0; i < n; i++) {
+            kept += got[i] != 0;
+            cr_assert(got[i] == want[i] && (got[i] != 0 || !signbit(got[i])),
+                      "ctx %d, element %lld: %g, want %g", c, (long long)i,
+                      (double)got[i], (double)want[i]);
+        }
+        /* kept: about (1 - p) of the positive half */
+        cr_assert_gt(kept, n / 5, "ctx %d: %lld kept", c, (long long)kept);
+        /* in place over dy, as the planner may place it */
+        memcpy(a, dy, (size_t)n * 4);
+        rt_dropout_relu_grad(ctxs[c], a, a, y, n, p);
+        cr_assert_eq(memcmp(a, got, (size_t)n * 4), 0, "ctx %d", c);
+        rt_ctx_free(ctxs[c]);
+    }
+    free(h), free(y), free(dy), free(a), free(want), free(got);
+}
+
+/* ... and with the bias's gradient summed in the same pass: the bits of
+ * rt_dropout_relu_grad then rt_bias_grad, at every thread count. */
+Test(kernels, dropout_relu_grad_bias_is_both_passes)
+{
+    const int64_t rows = 37, cols = 2701, n = rows * cols;
+    float *y = malloc((size_t)n * 4), *dy = malloc((size_t)n * 4);
+    float *want = malloc((size_t)n * 4), *got = malloc((size_t)n * 4);
+    float *db_want = malloc((size_t)cols * 4), *db = malloc((size_t)cols * 4);
+    cr_assert(y && dy && want && got && db_want && db);
+    for (int64_t i = 0; i < n; i++) {
+        float z = (float)((i * 7919) % 2001 - 1000) / 337.0f;
+        y[i] = z > 0 && i % 10 ? z / 0.9f : 0.0f;
+        dy[i] = (float)((i * 104729) % 1999 - 999) / 113.0f;
+    }
+    setenv("DSC_ISA", "generic", 1);
+    rt_ctx *generic = rt_ctx_new(1);
+    unsetenv("DSC_ISA");
+    rt_ctx *ctxs[] = { rt_ctx_new(1), rt_ctx_new(2), generic };
+    for (int c = 0; c < 3; c++) {
+        cr_assert(ctxs[c]);
+        rt_dropout_relu_grad(ctxs[c], want, dy, y, n, 0.1f);
+        rt_bias_grad(ctxs[c], db_want, want, cols, rows, cols, 0);
+        memcpy(got, dy, (size_t)n * 4);  /* in place, as the planner may */
+        rt_dropout_relu_grad_bias(ctxs[c], got, got, y, rows, cols, 0.1f,
+                                  db);
+        cr_assert_eq(memcmp(got, want, (size_t)n * 4), 0, "ctx %d", c);
+        cr_assert_eq(memcmp(db, db_want, (size_t)cols * 4), 0, "ctx %d", c);
+        rt_ctx_free(ctxs[c]);
+    }
+    free(y), free(dy), free(want), free(got), free(db_want), free(db);
+}
+
 Test(kernels, adam_matches_its_formula_step_by_step)
 {
     const int64_t n = 1000;
@@ -574,6 +649,49 @@ Test(kernels, adam_matches_its_formula_step_by_step)
     }
     rt_ctx_free(ctx);
     free(state), free(w), free(wd), free(m), free(v);
+}
+
+/* The vector loops divide by sqrt(bc2) with a multiply and two FMAs
+ * (runtime/train.c, div_bc2_*): the same bits as the scalar code's
+ * division, for gradients over many magnitudes, zeros, one whose square
+ * overflows, every step's bc2. */
+Test(kernels, adam_same_bits_under_every_isa)
+{
+    const int64_t n = 40009;
+    int64_t floats = rt_train_state_floats(n);
+    float *sv = malloc((size_t)floats * 4), *sg = malloc((size_t)floats * 4);
+    float *wv = malloc((size_t)n * 4), *wg = malloc((size_t)n * 4);
+    cr_assert(sv && sg && wv && wg);
+    rt_train_init(sv, n, 0.003, 0);
+    rt_train_init(sg, n, 0.003, 0);
+    for (int64_t i = 0; i < n; i++)
+        wv[i] = wg[i] = (float)urand();
+    setenv("DSC_ISA", "generic", 1);
+    rt_ctx *generic = rt_ctx_new(1);
+    unsetenv("DSC_ISA");
+    rt_ctx *ctx = rt_ctx_new(2);
+    cr_assert(ctx && generic);
+    for (int step = 1; step <= 30; step++) {
+        float *g = rt_train_grad(sv);
+        for (int64_t i = 0; i < n; i++) {
+            int e = (int)((i * 7 + step) % 41) - 30;  /* 2^-30 .. 2^10 */
+            g[i] = i % 17 == 0 ? 0.0f : ldexpf((float)urand(), e);
+        }
+        g[n / 2] = step == 3 ? 1e30f : g[n / 2];  /* g² = inf */
+        memcpy(rt_train_grad(sg), g, (size_t)n * 4);
+        rt_train_begin(sv);
+        rt_train_begin(sg);
+        rt_adam(ctx, wv, sv, 0, n);
+        rt_adam(generic, wg, sg, 0, n);
+        for (int64_t i = 0; i < n; i++)
+            cr_assert(memcmp(&wv[i], &wg[i], 4) == 0,
+                      "step %d w[%lld]: %a, scalar %a", step, (long long)i,
+                      (double)wv[i], (double)wg[i]);
+    }
+    cr_assert_eq(memcmp(sv, sg, (size_t)floats * 4), 0);  /* m and v too */
+    rt_ctx_free(ctx);
+    rt_ctx_free(generic);
+    free(sv), free(sg), free(wv), free(wg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -607,8 +725,13 @@ Test(autodiff, seed_training_graph)
     cr_expect_eq(count_op(g, GRAPH_OP_BIAS_GRAD), 2 * 4 + 1 + 2 * 2);
     cr_expect_eq(count_op(g, GRAPH_OP_LAYERNORM_GRAD_GAMMA), 2 * 2);
     cr_expect_eq(count_op(g, GRAPH_OP_ATTENTION_GRAD), 2);
-    cr_expect_eq(count_op(g, GRAPH_OP_DROPOUT_GRAD), 2 * 3);
-    cr_expect_eq(count_op(g, GRAPH_OP_RELU_GRAD), 2);
+    /* linear1's ReLU and the dropout after it: one backward node from the
+     * forward dropout's result, kept for it and linear2's dW (the relu's
+     * output is not kept; no mask made again, nothing recomputed). */
+    cr_expect_eq(count_op(g, GRAPH_OP_DROPOUT), 2 * 3);
+    cr_expect_eq(count_op(g, GRAPH_OP_DROPOUT_GRAD), 2 * 2);
+    cr_expect_eq(count_op(g, GRAPH_OP_DROPOUT_RELU_GRAD), 2);
+    cr_expect_eq(count_op(g, GRAPH_OP_RELU_GRAD), 0);
     cr_expect_eq(count_op(g, GRAPH_OP_EMBEDDING_GRAD), 1);
     cr_expect_eq(count_op(g, GRAPH_OP_CROSS_ENTROPY_GRAD), 1);
     /* The input x of a layer feeds QKV and the residual: one sum each. */

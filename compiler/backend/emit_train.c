@@ -68,6 +68,27 @@ static void attention_shape(strbuf *sb, const graph *g, const graph_node *n,
 }
 
 
+/* The bias gradient the dropout_relu_grad node drg sums as it makes its
+ * result (rt_dropout_relu_grad_bias: one pass, not two): the first bias
+ * gradient node reading that contiguous result, if it does not add to an
+ * earlier one.  Its result is in the gradient blob, not the arena, so
+ * writing it at drg overwrites nothing; its Adam comes later (the node
+ * reads the bias).  NULL if none. */
+static const graph_node *fused_bias_grad(const graph *g,
+                                         const graph_node *drg)
+{
+    if (graph_row_stride(g, drg->output) != last_dim(g, drg->output))
+        return NULL;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *b = &g->nodes[i];
+        if (b->op == GRAPH_OP_BIAS_GRAD && b->inputs[0] == drg->output)
+            return !b->attrs.accumulate &&
+                   g->tensors[b->output].kind == GRAPH_GRAD ? b : NULL;
+    }
+    return NULL;
+}
+
+
 /* One training node's call; 0, or -1 for an op this emitter lacks. */
 static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
                            char *const *nm, int packing)
@@ -103,6 +124,21 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
                   n->n_inputs > 2 && in[2] >= 0 ? nm[in[2]] : "NULL",
                   (long long)count_of(g, n->output));
         return 0;
+    case GRAPH_OP_DROPOUT_RELU_GRAD: {
+        const graph_node *b = fused_bias_grad(g, n);
+        if (b) {
+            cols = last_dim(g, n->output);
+            sb_printf(sb, "    rt_dropout_relu_grad_bias(ctx, %s, %s, %s, "
+                      "%lld, %lld, %s, %s);\n", y, nm[in[0]], nm[in[1]],
+                      (long long)(count_of(g, n->output) / cols), cols,
+                      flt(n->attrs.p, f, sizeof f), nm[b->output]);
+            return 0;
+        }
+        sb_printf(sb, "    rt_dropout_relu_grad(ctx, %s, %s, %s, %lld, %s);\n",
+                  y, nm[in[0]], nm[in[1]], (long long)count_of(g, n->output),
+                  flt(n->attrs.p, f, sizeof f));
+        return 0;
+    }
     case GRAPH_OP_GELU_GRAD:
         sb_printf(sb, "    rt_gelu_grad(ctx, %s, %s, %s, %lld, %s);\n", y,
                   nm[in[0]], nm[in[1]], (long long)count_of(g, n->output),
@@ -135,13 +171,21 @@ static int emit_train_node(strbuf *sb, const graph *g, const graph_node *n,
                   n->attrs.accumulate);
         return 0;
     }
-    case GRAPH_OP_BIAS_GRAD:
+    case GRAPH_OP_BIAS_GRAD: {
+        int p = g->tensors[in[0]].producer;
+        if (p >= 0 && g->nodes[p].op == GRAPH_OP_DROPOUT_RELU_GRAD &&
+            fused_bias_grad(g, &g->nodes[p]) == n) {
+            sb_append(sb, "    /* (summed by rt_dropout_relu_grad_bias "
+                      "above) */\n");
+            return 0;
+        }
         cols = count_of(g, in[1]);
         sb_printf(sb, "    rt_bias_grad(ctx, %s, %s, %lld, %lld, %lld, %d);\n",
                   y, nm[in[0]], (long long)graph_row_stride(g, in[0]),
                   (long long)(count_of(g, in[0]) / cols), cols,
                   n->attrs.accumulate);
         return 0;
+    }
     case GRAPH_OP_LAYERNORM_GRAD_X:
         cols = last_dim(g, in[1]);
         sb_printf(sb, "    rt_layernorm_grad_x(ctx, %s, %s, %s, %s, %lld, "
@@ -203,6 +247,7 @@ static int train_op(graph_op op)
     case GRAPH_OP_DROPOUT: case GRAPH_OP_CROSS_ENTROPY:
     case GRAPH_OP_CROSS_ENTROPY_GRAD: case GRAPH_OP_DROPOUT_GRAD:
     case GRAPH_OP_RELU_GRAD: case GRAPH_OP_SOFTMAX_GRAD:
+    case GRAPH_OP_DROPOUT_RELU_GRAD:
     case GRAPH_OP_GELU_GRAD: case GRAPH_OP_LINEAR_GRAD_X: case GRAPH_OP_LINEAR_GRAD_W:
     case GRAPH_OP_BIAS_GRAD: case GRAPH_OP_LAYERNORM_GRAD_X:
     case GRAPH_OP_LAYERNORM_GRAD_GAMMA: case GRAPH_OP_ATTENTION_GRAD:
@@ -321,6 +366,7 @@ int emit_train_check(const model *m, dsc_err *err)
                   n->op == GRAPH_OP_LAYERNORM_GRAD_GAMMA;
         int scale = n->op == GRAPH_OP_ATTENTION_GRAD;
         int p = n->op == GRAPH_OP_DROPOUT || n->op == GRAPH_OP_DROPOUT_GRAD ||
+                n->op == GRAPH_OP_DROPOUT_RELU_GRAD ||
                 n->op == GRAPH_OP_ATTENTION || scale;
         if ((eps && emit_check_constant(m, n, "eps", n->attrs.eps, err)) ||
             (scale && emit_check_constant(m, n, "scale", n->attrs.scale,

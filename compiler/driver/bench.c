@@ -176,6 +176,7 @@ double bench_graph_flop(const graph *g)
         case GRAPH_OP_DROPOUT: case GRAPH_OP_CROSS_ENTROPY:  /* training: */
         case GRAPH_OP_CROSS_ENTROPY_GRAD: case GRAPH_OP_DROPOUT_GRAD:
         case GRAPH_OP_RELU_GRAD: case GRAPH_OP_SOFTMAX_GRAD:  /* see */
+        case GRAPH_OP_DROPOUT_RELU_GRAD:
         case GRAPH_OP_GELU_GRAD:
         case GRAPH_OP_LINEAR_GRAD_X: case GRAPH_OP_LINEAR_GRAD_W:  /* train_flop */
         case GRAPH_OP_BIAS_GRAD: case GRAPH_OP_LAYERNORM_GRAD_X:

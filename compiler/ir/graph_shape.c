@@ -282,6 +282,7 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
     case GRAPH_OP_DROPOUT_GRAD:
         return 0;
     case GRAPH_OP_RELU_GRAD:
+    case GRAPH_OP_DROPOUT_RELU_GRAD:
     case GRAPH_OP_SOFTMAX_GRAD:
     case GRAPH_OP_GELU_GRAD:
         if (!graph_shape_equal(x, &g->tensors[in[1]].shape))

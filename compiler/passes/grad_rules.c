@@ -15,6 +15,49 @@ int grad_embedding(ad_ctx *c, const graph_node *n)
 }
 
 
+/* Is h = relu(z) (a relu, or a linear's relu epilogue without residual)
+ * read by one node only, a dropout?  Then its backward needs neither h nor
+ * the mask: the dropout's result y is > 0 exactly where both let the
+ * gradient through.  So y is kept from the forward (in place of h: the
+ * same size) and nothing is recomputed. */
+static int dropout_of_relu(const graph *g, int h)
+{
+    int p = g->tensors[h].producer, readers[2];
+    if (p < 0 || g->tensors[h].kind != GRAPH_INTERMEDIATE ||
+        g->tensors[h].view_of >= 0)
+        return -1;
+    const graph_node *n = &g->nodes[p];
+    int relu = n->op == GRAPH_OP_RELU ||
+               (n->op == GRAPH_OP_LINEAR && n->attrs.act == RT_ACT_RELU &&
+                (n->n_inputs < 4 || n->inputs[3] < 0));
+    if (!relu || graph_consumers(g, h, readers, 2) != 1 ||
+        g->nodes[readers[0]].op != GRAPH_OP_DROPOUT)
+        return -1;
+    return g->nodes[readers[0]].output;
+}
+
+
+/* relu's backward for y = relu(z) (the node's output) with output
+ * gradient dy: from the dropout's result where dropout_of_relu says so
+ * (dy is then that dropout's backward, dy' * mask / (1 - p): one pass
+ * gives dy' / (1 - p) where the result is > 0; the unread dropout
+ * backward goes in dce). */
+static int relu_grad_node(ad_ctx *c, const graph_node *n, int dy, int y)
+{
+    graph *g = ad_graph(c);
+    int dp = g->tensors[dy].producer, kept = dropout_of_relu(g, y);
+    if (kept >= 0 && dp >= 0 && g->nodes[dp].op == GRAPH_OP_DROPOUT_GRAD &&
+        g->nodes[dp].attrs.stream ==
+            g->nodes[g->tensors[kept].producer].attrs.stream) {
+        int in[2] = { g->nodes[dp].inputs[0], kept };
+        return ad_node(c, n, GRAPH_OP_DROPOUT_RELU_GRAD, in, 2,
+                       &g->nodes[dp].attrs);
+    }
+    int in[2] = { dy, y };
+    return ad_node(c, n, GRAPH_OP_RELU_GRAD, in, 2, NULL);
+}
+
+
 /* y = act(x Wᵀ + b) + r: r gets dy; dz = dy * act'(..); W gets dzᵀ x; b
  * gets the column sums of dz; x gets dz W. */
 int grad_linear(ad_ctx *c, const graph_node *n)
@@ -32,8 +75,8 @@ int grad_linear(ad_ctx *c, const graph_node *n)
     if (n->attrs.act == RT_ACT_RELU) {
         /* y = relu(z) + r: relu(z) > 0 exactly where y > r. */
         int in[3] = { dy, n->output, r };
-        if ((dz = ad_node(c, n, GRAPH_OP_RELU_GRAD, in, r >= 0 ? 3 : 2,
-                          NULL)) < 0)
+        if ((dz = r >= 0 ? ad_node(c, n, GRAPH_OP_RELU_GRAD, in, 3, NULL)
+                         : relu_grad_node(c, n, dy, n->output)) < 0)
             return -1;
     } else if (n->attrs.act != RT_ACT_NONE) {
         /* y = gelu(z) + r: gelu' needs z, which the epilogue did not keep:
@@ -51,9 +94,12 @@ int grad_linear(ad_ctx *c, const graph_node *n)
         return ad_fail(c, n, "linear: only a weight can be trained");
     /* A dropout's result is recomputed here (the same mask: same stream,
      * same step) rather than kept from the forward: its input is kept
-     * anyway, and the forward's copy can go as soon as it is read. */
+     * anyway, and the forward's copy can go as soon as it is read.  Not
+     * after a relu only it reads (dropout_of_relu): there the result is
+     * what is kept. */
     int xw = x, xp = g->tensors[x].producer;
-    if (xp >= 0 && g->nodes[xp].op == GRAPH_OP_DROPOUT) {
+    if (xp >= 0 && g->nodes[xp].op == GRAPH_OP_DROPOUT &&
+        dropout_of_relu(g, g->nodes[xp].inputs[0]) != x) {
         graph_node d = g->nodes[xp];
         int in[1] = { d.inputs[0] };
         if ((xw = ad_node(c, &d, GRAPH_OP_DROPOUT, in, 1, &d.attrs)) < 0)
@@ -89,8 +135,7 @@ int grad_add(ad_ctx *c, const graph_node *n)
 
 int grad_relu(ad_ctx *c, const graph_node *n)
 {
-    int in[2] = { ad_grad(c, n->output), n->output };
-    int dx = ad_node(c, n, GRAPH_OP_RELU_GRAD, in, 2, NULL);
+    int dx = relu_grad_node(c, n, ad_grad(c, n->output), n->output);
     return dx < 0 || ad_accumulate(c, n, n->inputs[0], dx);
 }
 

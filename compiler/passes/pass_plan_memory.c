@@ -117,6 +117,7 @@ static int elementwise(graph_op op)
             * writes it (runtime/train.c) */
            op == GRAPH_OP_DROPOUT || op == GRAPH_OP_DROPOUT_GRAD ||
            op == GRAPH_OP_RELU_GRAD || op == GRAPH_OP_SOFTMAX_GRAD ||
+           op == GRAPH_OP_DROPOUT_RELU_GRAD ||
            op == GRAPH_OP_GELU_GRAD ||
            op == GRAPH_OP_LAYERNORM_GRAD_X ||
            op == GRAPH_OP_CROSS_ENTROPY_GRAD ||

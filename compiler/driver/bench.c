@@ -425,11 +425,27 @@ static void *copy_thread(void *arg)
 }
 
 
+/* Run fn on jobs[0 .. threads) (job_size bytes apart), job 0 on this
+ * thread; how many ran (fewer when a thread could not be started). */
+static int run_on_threads(void *(*fn)(void *), void *jobs, size_t job_size,
+                          int threads)
+{
+    pthread_t tids[64];
+    int started = 0;
+    for (int t = 1; t < threads && t < 64; t++, started++)
+        if (pthread_create(&tids[t], NULL, fn, (char *)jobs + t * job_size))
+            break;
+    fn(jobs);
+    for (int t = 1; t <= started; t++)
+        pthread_join(tids[t], NULL);
+    return started + 1;
+}
+
+
 double bench_copy_gbps(int threads)
 {
     char *src = malloc(COPY_BYTES), *dst = malloc(COPY_BYTES);
     copy_job jobs[64];
-    pthread_t tids[64];
     if (threads < 1 || threads > 64)
         threads = 1;
     if (!src || !dst) {
@@ -440,20 +456,14 @@ double bench_copy_gbps(int threads)
     memset(src, 1, COPY_BYTES);
     memset(dst, 2, COPY_BYTES);  /* fault every page in before timing */
     size_t slice = COPY_BYTES / (size_t)threads;
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (copy_job){ dst + t * slice, src + t * slice, slice };
     double best = 0;
     for (int trial = 0; trial < 4; trial++) {
         double t0 = timing_now_ms();
-        int started = 0;
-        for (int t = 0; t < threads; t++)
-            jobs[t] = (copy_job){ dst + t * slice, src + t * slice, slice };
-        for (int t = 1; t < threads; t++, started++)
-            if (pthread_create(&tids[t], NULL, copy_thread, &jobs[t]))
-                break;
-        copy_thread(&jobs[0]);
-        for (int t = 1; t <= started; t++)
-            pthread_join(tids[t], NULL);
+        int ran = run_on_threads(copy_thread, jobs, sizeof jobs[0], threads);
         double ms = timing_now_ms() - t0;
-        double gbps = 2.0 * (double)slice * (started + 1) / (ms * 1e6);
+        double gbps = 2.0 * (double)slice * ran / (ms * 1e6);
         best = gbps > best ? gbps : best;
     }
     free(src);
@@ -501,30 +511,23 @@ double bench_read_gbps(int threads)
 {
     char *src = rt_alloc(READ_BYTES);
     read_job jobs[64];
-    pthread_t tids[64];
     if (threads < 1 || threads > 64)
         threads = 1;
     if (!src)
         return 0;
     memset(src, 1, READ_BYTES);  /* fault every page in before timing */
     size_t slice = READ_BYTES / (size_t)threads / 64 * 64;
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (read_job){ src + t * slice, slice, 0 };
     double best = 0;
     uint64_t sink = 0;
     for (int trial = 0; trial < 4; trial++) {
         double t0 = timing_now_ms();
-        int started = 0;
-        for (int t = 0; t < threads; t++)
-            jobs[t] = (read_job){ src + t * slice, slice, 0 };
-        for (int t = 1; t < threads; t++, started++)
-            if (pthread_create(&tids[t], NULL, read_thread, &jobs[t]))
-                break;
-        read_thread(&jobs[0]);
-        for (int t = 1; t <= started; t++)
-            pthread_join(tids[t], NULL);
+        int ran = run_on_threads(read_thread, jobs, sizeof jobs[0], threads);
         double ms = timing_now_ms() - t0;
-        for (int t = 0; t <= started; t++)
+        for (int t = 0; t < ran; t++)
             sink += jobs[t].sum;
-        double gbps = (double)slice * (started + 1) / (ms * 1e6);
+        double gbps = (double)slice * ran / (ms * 1e6);
         best = gbps > best ? gbps : best;
     }
     free(src);

@@ -59,8 +59,8 @@
 #if !defined(RT_GEMM_KB)
 #define RT_GEMM_KB 64
 #endif
-/* k rows of a reduced-format panel converted at a time: 32 KB of floats
- * at 64 columns; a multiple of RT_Q8_BLOCK and of both panels' k block. */
+/* k rows of a reduced-format panel converted at a time where libxsmm is
+ * not used: 32 KB of floats at 64 columns; a multiple of RT_Q8_BLOCK. */
 #if !defined(RT_GEMM_KC)
 #define RT_GEMM_KC 128
 #endif
@@ -495,7 +495,6 @@ typedef struct linear_job {
     int64_t P;          /* panel width */
     int layout;         /* DSC_LAYOUT(P, format) */
     int64_t panel_bytes;
-    int64_t kc;         /* k of libxsmm's kernels: n_in */
     int whole;          /* a reduced format multiplied by libxsmm */
     int64_t n_mb;       /* row blocks; tile t is panel t / n_mb, block t % n_mb */
     rt_act act;
@@ -506,8 +505,7 @@ typedef struct linear_job {
                  int64_t P, int64_t mb, int64_t n_in);
 #ifdef DSC_HAVE_LIBXSMM
     int xsmm;           /* use kern (else jb->tile) */
-    /* [a short row block?][a short k block?] */
-    xsmm_kernels kern[2][2];
+    xsmm_kernels kern[2];  /* for a full row block, and the short one */
 #endif
 } linear_job;
 
@@ -525,14 +523,14 @@ RT_INLINE void finish_tile(const linear_job *jb, const float *c, int64_t p,
 }
 
 
-/* c = mb rows of x times kc rows of a float32 panel (row stride P). */
-RT_INLINE void block_product(const linear_job *jb, float *c, const float *x,
-                             const float *a, int64_t mb, int64_t kc)
+/* c = mb rows of x times a whole float32 panel (row stride P). */
+RT_INLINE void panel_product(const linear_job *jb, float *c, const float *x,
+                             const float *a, int64_t mb)
 {
-    const int64_t P = jb->P;
+    const int64_t P = jb->P, kc = jb->n_in;
 #ifdef DSC_HAVE_LIBXSMM
     if (jb->xsmm) {
-        const xsmm_kernels *k = &jb->kern[mb != RT_GEMM_MB][kc != jb->kc];
+        const xsmm_kernels *k = &jb->kern[mb != RT_GEMM_MB];
         const int64_t kb = gemm_kb(P);
         const unsigned long long nkb = (unsigned long long)(kc / kb);
         const int64_t k_tail = kc / kb * kb;
@@ -576,12 +574,12 @@ RT_INLINE void linear_tiles(const linear_job *jb, int64_t begin, int64_t end)
         if (jb->lowp) {
             jb->lowp(c, xb, jb->ldx, panel, jb->layout, mb, jb->n_in);
         } else if (f32) {
-            block_product(jb, c, xb, (const float *)panel, mb, jb->n_in);
+            panel_product(jb, c, xb, (const float *)panel, mb);
         } else if (whole) {
             if (p != whole_p)
                 rt_panel_to_f32(whole, panel, jb->layout, 0, jb->n_in);
             whole_p = p;
-            block_product(jb, c, xb, whole, mb, jb->n_in);
+            panel_product(jb, c, xb, whole, mb);
         } else {
             for (int64_t k0 = 0; k0 < jb->n_in; k0 += RT_GEMM_KC) {
                 int64_t kc = jb->n_in - k0 < RT_GEMM_KC ? jb->n_in - k0
@@ -704,7 +702,6 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
         .bias = bias, .res = residual, .ldy = ldy, .ldx = ldx, .rows = rows,
         .n_out = n_out, .n_in = n_in, .P = P, .layout = layout,
         .panel_bytes = rt_panel_bytes(layout, n_in),
-        .kc = n_in,
         .n_mb = (rows + RT_GEMM_MB - 1) / RT_GEMM_MB,
         .act = act, .tile = tile_generic,
     };
@@ -725,18 +722,16 @@ void rt_linear(rt_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
 #ifdef DSC_HAVE_LIBXSMM
     /* libxsmm for all but skinny calls, except under the generic ISA (the
      * portable kernels throughout): kernels for the full and the short row
-     * block, times the full and the short k block.  Any kernel libxsmm
-     * cannot generate sends the whole call down the runtime's own. */
-    const int64_t mb_short = rows % RT_GEMM_MB, kc_short = n_in % jb.kc;
+     * block.  Any kernel libxsmm cannot generate sends the whole call down
+     * the runtime's own. */
+    const int64_t mb_short = rows % RT_GEMM_MB;
     jb.xsmm = !skinny && !jb.lowp && isa != DSC_ISA_GENERIC && n_in > 0 &&
               ldx <= INT_MAX && n_in <= INT_MAX / P;
     for (int s = 0; s < 2 && jb.xsmm; s++) {
         int64_t mb = s ? mb_short : RT_GEMM_MB;
         if (!mb || (!s && rows < RT_GEMM_MB))
             continue;
-        jb.xsmm = xsmm_kernels_for(ctx, &jb.kern[s][0], P, mb, jb.kc, ldx) &&
-                  (!kc_short || xsmm_kernels_for(ctx, &jb.kern[s][1], P, mb,
-                                                 kc_short, ldx));
+        jb.xsmm = xsmm_kernels_for(ctx, &jb.kern[s], P, mb, n_in, ldx);
     }
     jb.whole = !f32 && jb.xsmm;
 #endif

@@ -3,12 +3,15 @@
  * column slices of one fused QKV buffer).
  *
  * The work is cut into tasks of one (batch, head, block of RT_ATTN_QB
- * queries), spread over the context's threads.  A task walks the keys a
- * chunk of RT_ATTN_KC at a time: it copies the chunk's keys transposed and
- * its values into small L1-resident buffers, computes the score block
- * S = Q Kᵀ and then O += P V with 4 x 16 register tiles, and keeps a
- * running max and denominator per query (an online softmax) so any length
- * of sequence fits in a fixed buffer.  With one chunk (n_keys <=
+ * queries), spread over the context's threads.  A task copies its queries
+ * once, transposed, so that the RT_ATTN_QB queries lie across the lanes of
+ * a vector: a score row st[t][.] is then key t against every query of the
+ * block, computed from key t's row where it lies (a broadcast per element,
+ * no copy of the keys), and the softmax's max, exp and sum run across
+ * queries as plain vector operations.  O += P V reads each value row where
+ * it lies too.  The keys are walked a chunk of RT_ATTN_KC at a time with a
+ * running max and denominator per query (an online softmax), so any length
+ * of sequence fits in a fixed buffer; with one chunk (n_keys <=
  * RT_ATTN_KC) this is exactly the two-pass softmax.  Every sum runs in a
  * fixed order, so results do not depend on threads.
  *
@@ -19,60 +22,130 @@
 #include <math.h>
 #include <string.h>
 
-#define RT_ATTN_QB   16   /* queries per task */
+#define RT_ATTN_QB   16   /* queries per task: the lanes of a score row */
 #define RT_ATTN_KC   64   /* keys per chunk */
+/* Keys per register tile of Q Kᵀ and queries per tile of P V: 8 rows of
+ * accumulators fill AVX-512's 32 registers well; with AVX2, where a row
+ * is two of 16 registers, 4. */
+#define RT_ATTN_TILE_WIDE   8
+#define RT_ATTN_TILE_NARROW 4
 #define RT_ATTN_MAXD 128  /* head_dim limit of the blocked path */
-#define RT_ATTN_W    16   /* columns of a register tile */
+#define RT_ATTN_W    16   /* columns of a P V register tile */
 #define RT_LANES     8
 /* Multiply-adds per thread below which attention stays on fewer threads. */
 #define RT_ATTN_GRAIN (1 << 15)
 
-_Static_assert(RT_ATTN_QB % 4 == 0, "query blocks are whole 4-row tiles");
-_Static_assert(RT_ATTN_KC % RT_ATTN_W == 0, "key chunks are whole tiles");
-_Static_assert(RT_ATTN_MAXD % RT_ATTN_W == 0, "head dims pad to tiles");
+_Static_assert(RT_ATTN_QB % RT_ATTN_TILE_WIDE == 0 &&
+               RT_ATTN_KC % RT_ATTN_TILE_WIDE == 0 &&
+               RT_ATTN_TILE_WIDE % RT_ATTN_TILE_NARROW == 0,
+               "query blocks and key chunks are whole tiles");
 
 
-static int64_t round_up(int64_t n, int64_t m)
+/* The two products are written on GCC/Clang vectors so each accumulator
+ * row stays in registers whatever the ISA (left to itself, gcc vectorizes
+ * them across the wrong loop): a row of 16 floats (RT_ATTN_QB, RT_ATTN_W)
+ * is one rt_v16, a zmm register, in the wide tiles for AVX-512, and two
+ * rt_v8, ymm registers, in the narrow ones for AVX2 (gcc keeps an array of
+ * rt_v16 in memory when it must split them).  Loads and stores go through
+ * memcpy: rows need not be aligned. */
+typedef float rt_v16 __attribute__((vector_size(64)));
+typedef float rt_v8 __attribute__((vector_size(32)));
+
+_Static_assert(RT_ATTN_QB == 16 && RT_ATTN_W == 16, "rows are one rt_v16");
+
+
+/* st[u][0..QB) = sum_d key[u][d] * qt[d][0..QB) for the
+ * RT_ATTN_TILE_WIDE keys of one tile, d in order. */
+RT_INLINE void score_tile_wide(float st[][RT_ATTN_QB],
+                               const float *const key[],
+                               const float qt[][RT_ATTN_QB], int64_t dqk)
 {
-    return (n + m - 1) / m * m;
+    rt_v16 c[RT_ATTN_TILE_WIDE] = {{0}};
+    for (int64_t d = 0; d < dqk; d++) {
+        rt_v16 q;
+        memcpy(&q, qt[d], sizeof q);
+        for (int u = 0; u < RT_ATTN_TILE_WIDE; u++)
+            c[u] += key[u][d] * q;
+    }
+    memcpy(st, c, sizeof c);
 }
 
 
-/* c[r][0..16) (+)= sum_k a[r][k] * b[k][0..16) for r < 4: the register
- * tile both products use (one named accumulator row each, as gemm.c's
- * micro-kernel, so the compiler keeps them in registers).  k runs in
- * order, so the sums are deterministic. */
-RT_INLINE void tile4x16(float *c, int64_t ldc, const float *a, int64_t lda,
-                        const float *b, int64_t ldb, int64_t K, int accumulate)
+/* The same for RT_ATTN_TILE_NARROW keys, in halves of 8 queries. */
+RT_INLINE void score_tile_narrow(float st[][RT_ATTN_QB],
+                                 const float *const key[],
+                                 const float qt[][RT_ATTN_QB], int64_t dqk)
 {
-    float c0[RT_ATTN_W], c1[RT_ATTN_W], c2[RT_ATTN_W], c3[RT_ATTN_W];
-    if (accumulate) {
-        memcpy(c0, c, sizeof c0);
-        memcpy(c1, c + ldc, sizeof c1);
-        memcpy(c2, c + 2 * ldc, sizeof c2);
-        memcpy(c3, c + 3 * ldc, sizeof c3);
-    } else {
-        memset(c0, 0, sizeof c0);
-        memset(c1, 0, sizeof c1);
-        memset(c2, 0, sizeof c2);
-        memset(c3, 0, sizeof c3);
-    }
-    const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda;
-    for (int64_t k = 0; k < K; k++) {
-        const float *bk = b + k * ldb;
-        float x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
-        for (int j = 0; j < RT_ATTN_W; j++) {
-            float bj = bk[j];
-            c0[j] += x0 * bj;
-            c1[j] += x1 * bj;
-            c2[j] += x2 * bj;
-            c3[j] += x3 * bj;
+    rt_v8 c[RT_ATTN_TILE_NARROW][2] = {{{0}}};
+    for (int64_t d = 0; d < dqk; d++) {
+        rt_v8 q0, q1;
+        memcpy(&q0, qt[d], sizeof q0);
+        memcpy(&q1, qt[d] + 8, sizeof q1);
+        for (int u = 0; u < RT_ATTN_TILE_NARROW; u++) {
+            c[u][0] += key[u][d] * q0;
+            c[u][1] += key[u][d] * q1;
         }
     }
-    memcpy(c, c0, sizeof c0);
-    memcpy(c + ldc, c1, sizeof c1);
-    memcpy(c + 2 * ldc, c2, sizeof c2);
-    memcpy(c + 3 * ldc, c3, sizeof c3);
+    memcpy(st, c, sizeof c);
+}
+
+
+/* o[i][0..W) += sum_t p[t][i] * val[t][col..col + W) for the
+ * RT_ATTN_TILE_WIDE queries i of one tile (o rows RT_ATTN_MAXD apart, p
+ * rows RT_ATTN_QB apart), keys t < nk in order. */
+RT_INLINE void value_tile_wide(float *o, const float *p,
+                               const float *const val[], int64_t col,
+                               int64_t nk)
+{
+    rt_v16 c[RT_ATTN_TILE_WIDE];
+    for (int i = 0; i < RT_ATTN_TILE_WIDE; i++)
+        memcpy(&c[i], o + i * RT_ATTN_MAXD, sizeof c[i]);
+    for (int64_t t = 0; t < nk; t++) {
+        rt_v16 v;
+        memcpy(&v, val[t] + col, sizeof v);
+        const float *pt = p + t * RT_ATTN_QB;
+        for (int i = 0; i < RT_ATTN_TILE_WIDE; i++)
+            c[i] += pt[i] * v;
+    }
+    for (int i = 0; i < RT_ATTN_TILE_WIDE; i++)
+        memcpy(o + i * RT_ATTN_MAXD, &c[i], sizeof c[i]);
+}
+
+
+/* The same for RT_ATTN_TILE_NARROW queries, in halves of 8 columns. */
+RT_INLINE void value_tile_narrow(float *o, const float *p,
+                                 const float *const val[], int64_t col,
+                                 int64_t nk)
+{
+    rt_v8 c[RT_ATTN_TILE_NARROW][2];
+    for (int i = 0; i < RT_ATTN_TILE_NARROW; i++)
+        memcpy(c[i], o + i * RT_ATTN_MAXD, sizeof c[i]);
+    for (int64_t t = 0; t < nk; t++) {
+        rt_v8 v0, v1;
+        memcpy(&v0, val[t] + col, sizeof v0);
+        memcpy(&v1, val[t] + col + 8, sizeof v1);
+        const float *pt = p + t * RT_ATTN_QB;
+        for (int i = 0; i < RT_ATTN_TILE_NARROW; i++) {
+            c[i][0] += pt[i] * v0;
+            c[i][1] += pt[i] * v1;
+        }
+    }
+    for (int i = 0; i < RT_ATTN_TILE_NARROW; i++)
+        memcpy(o + i * RT_ATTN_MAXD, c[i], sizeof c[i]);
+}
+
+
+/* The same for the last cols < W columns of a head. */
+RT_INLINE void value_tail(float *o, const float *p, const float *const val[],
+                          int64_t col, int64_t nk, int64_t cols, int qu)
+{
+    for (int i = 0; i < qu; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            float c = o[i * RT_ATTN_MAXD + j];
+            for (int64_t t = 0; t < nk; t++)
+                c += p[t * RT_ATTN_QB + i] * val[t][col + j];
+            o[i * RT_ATTN_MAXD + j] = c;
+        }
 }
 
 
@@ -81,6 +154,7 @@ typedef struct attn_job {
     const float *q, *k, *v;
     const rt_attention_shape *sh;
     int64_t n_qb;       /* query blocks per (batch, head) */
+    int wide;           /* RT_ATTN_TILE_WIDE tiles (AVX-512), else narrow */
 } attn_job;
 
 
@@ -90,97 +164,93 @@ RT_INLINE void attend_block(const attn_job *jb, int64_t b, int64_t h,
 {
     const rt_attention_shape *sh = jb->sh;
     const int64_t dqk = sh->head_dim_qk, dv = sh->head_dim_v;
-    const int64_t dvp = round_up(dv, RT_ATTN_W);
-    const int64_t nq4 = round_up(nq, 4);
     /* Consecutive positions of one batch entry are seq_step rows apart. */
     const int64_t base = b * sh->batch_step;
-    _Alignas(64) float qp[RT_ATTN_QB][RT_ATTN_MAXD];   /* queries, padded */
-    _Alignas(64) float kt[RT_ATTN_MAXD][RT_ATTN_KC];   /* keys, transposed */
-    _Alignas(64) float vp[RT_ATTN_KC][RT_ATTN_MAXD];   /* values, padded */
-    _Alignas(64) float s[RT_ATTN_QB][RT_ATTN_KC];      /* scores, then p */
-    _Alignas(64) float o[RT_ATTN_QB][RT_ATTN_MAXD];    /* unnormalized out */
-    float m[RT_ATTN_QB], l[RT_ATTN_QB];
+    const int tile = jb->wide ? RT_ATTN_TILE_WIDE : RT_ATTN_TILE_NARROW;
+    const int64_t nqu = (nq + tile - 1) / tile * tile;
+    _Alignas(64) float qt[RT_ATTN_MAXD][RT_ATTN_QB];  /* queries, transposed */
+    _Alignas(64) float st[RT_ATTN_KC][RT_ATTN_QB];    /* scores, then p */
+    _Alignas(64) float o[RT_ATTN_QB][RT_ATTN_MAXD];   /* unnormalized out */
+    _Alignas(64) float m[RT_ATTN_QB], l[RT_ATTN_QB], f[RT_ATTN_QB];
+    const float *key[RT_ATTN_KC], *val[RT_ATTN_KC];
 
-    for (int64_t i = 0; i < nq4; i++) {
-        if (i < nq) {
-            const float *qr = jb->q + ((s0 + i) * sh->seq_step + base) * sh->ldq
-                              + h * dqk;
-            memcpy(qp[i], qr, (size_t)dqk * sizeof(float));
-        } else {
-            memset(qp[i], 0, (size_t)dqk * sizeof(float));
-        }
-        memset(o[i], 0, (size_t)dvp * sizeof(float));
-        m[i] = -INFINITY;
-        l[i] = 0.0f;
+    /* Lanes past nq are zero queries: finite scores, outputs dropped. */
+    for (int64_t d = 0; d < dqk; d++)
+        for (int j = 0; j < RT_ATTN_QB; j++)
+            qt[d][j] = 0.0f;
+    for (int64_t j = 0; j < nq; j++) {
+        const float *qr = jb->q + ((s0 + j) * sh->seq_step + base) * sh->ldq
+                          + h * dqk;
+        for (int64_t d = 0; d < dqk; d++)
+            qt[d][j] = qr[d];
+    }
+    memset(o, 0, sizeof o);
+    for (int j = 0; j < RT_ATTN_QB; j++) {
+        m[j] = -INFINITY;
+        l[j] = 0.0f;
     }
 
     /* Causal: no query of the block sees past its last position. */
     const int64_t n_keys = sh->causal ? s0 + nq : sh->seq;
     for (int64_t t0 = 0; t0 < n_keys; t0 += RT_ATTN_KC) {
         const int64_t nc = n_keys - t0 < RT_ATTN_KC ? n_keys - t0 : RT_ATTN_KC;
-        const int64_t ncp = round_up(nc, RT_ATTN_W);
-        for (int64_t t = 0; t < ncp; t++) {
-            if (t < nc) {
-                int64_t row = (t0 + t) * sh->seq_step + base;
-                const float *kr = jb->k + row * sh->ldk + h * dqk;
-                const float *vr = jb->v + row * sh->ldv + h * dv;
-                for (int64_t d = 0; d < dqk; d++)
-                    kt[d][t] = kr[d];
-                memcpy(vp[t], vr, (size_t)dv * sizeof(float));
-                memset(vp[t] + dv, 0, (size_t)(dvp - dv) * sizeof(float));
-            } else {
-                /* Padding keys: zero scores, zero values, and p = 0. */
-                for (int64_t d = 0; d < dqk; d++)
-                    kt[d][t] = 0.0f;
-                memset(vp[t], 0, (size_t)dvp * sizeof(float));
-            }
+        for (int64_t t = 0; t < RT_ATTN_KC; t++) {
+            /* Past nc: the last key again, its scores unused. */
+            int64_t row = (t0 + (t < nc ? t : nc - 1)) * sh->seq_step + base;
+            key[t] = jb->k + row * sh->ldk + h * dqk;
+            val[t] = jb->v + row * sh->ldv + h * dv;
+        }
+        for (int64_t t = 0; t < nc; t += tile) {
+            if (jb->wide)
+                score_tile_wide(st + t, key + t, qt, dqk);
+            else
+                score_tile_narrow(st + t, key + t, qt, dqk);
         }
 
-        for (int64_t i = 0; i < nq4; i += 4)
-            for (int64_t j = 0; j < ncp; j += RT_ATTN_W)
-                tile4x16(&s[i][j], RT_ATTN_KC, qp[i], RT_ATTN_MAXD, &kt[0][j],
-                         RT_ATTN_KC, dqk, 0);
-
-        for (int64_t i = 0; i < nq4; i++) {
-            float *si = s[i];
-            /* Keys this query sees in the chunk: all, or up to itself. */
-            int64_t valid = nc;
-            if (i >= nq)
-                valid = 0;
-            else if (sh->causal && s0 + i - t0 + 1 < valid)
-                valid = s0 + i - t0 + 1;
-            if (valid <= 0) {
-                memset(si, 0, (size_t)ncp * sizeof(float));
-                continue;
-            }
-            for (int64_t t = 0; t < valid; t++)
-                si[t] *= sh->scale;
-            float cm = -INFINITY;
-            for (int64_t t = 0; t < valid; t++)
-                cm = si[t] > cm ? si[t] : cm;
-            if (cm > m[i]) {
-                /* First chunk: m = -inf, so f = 0 and o, l are still zero. */
-                float f = rt_exp(m[i] - cm);
-                for (int64_t j = 0; j < dvp; j++)
-                    o[i][j] *= f;
-                l[i] *= f;
-                m[i] = cm;
-            }
-            /* exp in its own loop so it vectorizes; the sum stays in key
-             * order. */
-            const float mi = m[i];
-            for (int64_t t = 0; t < valid; t++)
-                si[t] = rt_exp(si[t] - mi);
-            for (int64_t t = 0; t < valid; t++)
-                l[i] += si[t];
-            for (int64_t t = valid; t < ncp; t++)
-                si[t] = 0.0f;
+        /* The softmax across the block's queries, a key row at a time. */
+        for (int64_t t = 0; t < nc; t++)
+            for (int j = 0; j < RT_ATTN_QB; j++)
+                st[t][j] *= sh->scale;
+        if (sh->causal)  /* key t0 + t is past query s0 + j */
+            for (int64_t t = 0; t < nc; t++)
+                for (int j = 0; j < RT_ATTN_QB; j++)
+                    if (t0 + t > s0 + j)
+                        st[t][j] = -INFINITY;
+        float cm[RT_ATTN_QB];
+        for (int j = 0; j < RT_ATTN_QB; j++)
+            cm[j] = m[j];
+        for (int64_t t = 0; t < nc; t++)
+            for (int j = 0; j < RT_ATTN_QB; j++)
+                cm[j] = st[t][j] > cm[j] ? st[t][j] : cm[j];
+        /* exp(old max - new max): 0 on the first chunk, where o and l are
+         * still zero; exactly 1 where the max did not move.  Key 0 is in
+         * the first chunk for every query, so no max stays -inf. */
+        for (int j = 0; j < RT_ATTN_QB; j++) {
+            f[j] = rt_exp(m[j] - cm[j]);
+            m[j] = cm[j];
+            l[j] *= f[j];
         }
+        for (int64_t i = 0; i < nqu; i++)
+            for (int64_t j = 0; j < dv; j++)
+                o[i][j] *= f[i];
+        for (int64_t t = 0; t < nc; t++)
+            for (int j = 0; j < RT_ATTN_QB; j++)
+                st[t][j] = rt_exp(st[t][j] - m[j]);
+        for (int64_t t = 0; t < nc; t++)  /* in key order */
+            for (int j = 0; j < RT_ATTN_QB; j++)
+                l[j] += st[t][j];
 
-        for (int64_t i = 0; i < nq4; i += 4)
-            for (int64_t j = 0; j < dvp; j += RT_ATTN_W)
-                tile4x16(&o[i][j], RT_ATTN_MAXD, s[i], RT_ATTN_KC, &vp[0][j],
-                         RT_ATTN_MAXD, ncp, 1);
+        for (int64_t i = 0; i < nqu; i += tile) {
+            int64_t j = 0;
+            for (; j + RT_ATTN_W <= dv; j += RT_ATTN_W) {
+                if (jb->wide)
+                    value_tile_wide(&o[i][j], &st[0][i], val, j, nc);
+                else
+                    value_tile_narrow(&o[i][j], &st[0][i], val, j, nc);
+            }
+            if (j < dv)
+                value_tail(&o[i][j], &st[0][i], val, j, nc, dv - j, tile);
+        }
     }
 
     for (int64_t i = 0; i < nq; i++) {
@@ -306,7 +376,8 @@ void rt_attention(rt_ctx *ctx, float *out, const float *q, const float *k, const
 {
     if (sh->seq <= 0 || sh->batch <= 0 || sh->heads <= 0)
         return;
-    attn_job jb = {out, q, k, v, sh, (sh->seq + RT_ATTN_QB - 1) / RT_ATTN_QB};
+    attn_job jb = {out, q, k, v, sh, (sh->seq + RT_ATTN_QB - 1) / RT_ATTN_QB,
+                   rt_ctx_isa(ctx) == DSC_ISA_AVX512};
     rt_task_fn fn = attn_range_for(rt_ctx_isa(ctx));
     int64_t n_tasks = sh->batch * sh->heads * jb.n_qb;
     int64_t work = sh->batch * sh->heads * sh->seq * sh->seq *

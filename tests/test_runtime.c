@@ -778,6 +778,7 @@ Test(threads, attention)
             {16, 5, 3, 64, 64, 0, 0},     /* the seed's layout: 15 tasks */
             {37, 3, 2, 24, 40, 1, 1},     /* 3 query blocks, the last partial */
             {150, 1, 3, 8, 8, 0, 1},      /* several key chunks, causal */
+            {133, 2, 2, 32, 48, 0, 0},    /* several chunks, all keys seen */
             {11, 7, 1, 136, 136, 1, 0},   /* heads too wide for the blocks */
         };
         for (int t = 0; t < COUNT(thread_counts); t++) {

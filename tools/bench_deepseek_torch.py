@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from peer_threads import pin_threads
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -31,6 +33,7 @@ def main():
                     help="the model's parameters and activations (default "
                          "float32)")
     a = ap.parse_args()
+    pin_threads(a.threads)
     import torch
     import transformers
     from transformers import AutoConfig, DeepseekV3ForCausalLM

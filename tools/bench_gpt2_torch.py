@@ -29,6 +29,8 @@ import statistics
 import sys
 import time
 
+from peer_threads import pin_threads
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="bench_gpt2_torch.py", description=__doc__.split("\n")[0])
@@ -52,6 +54,7 @@ def main(argv=None):
     if a.d_model % a.heads:
         ap.error("d-model must be divisible by heads")
 
+    pin_threads(a.threads)
     import torch
     torch.set_num_threads(a.threads)
     torch.set_grad_enabled(False)

@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+from peer_threads import thread_env
+
 
 def corpus(model_dir, n, seed=1234):
     vocab = json.load(open(os.path.join(model_dir, "tokenizer.json"),
@@ -147,8 +149,7 @@ def med(rs, key):
 def run_peer(kind, model_dir, path, threads, runs, onnx_path):
     """A peer in a process of its own, its BLAS and OpenMP told the thread
     count before they load."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads),
-               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = dict(os.environ, **thread_env(threads))
     r = subprocess.run([sys.executable, __file__, "--peer", kind, model_dir,
                         path, "--threads", str(threads), "--runs", str(runs),
                         "--onnx", onnx_path], env=env, capture_output=True,

@@ -35,6 +35,8 @@ import tempfile
 import time
 import warnings
 
+from peer_threads import pin_threads
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REEXEC = "DSC_BENCH_TORCH_REEXEC"
 
@@ -182,10 +184,7 @@ def main(argv=None):
         if e not in ("torch", "onnxruntime"):
             die("unknown engine '%s'" % e)
 
-    # Before torch loads: BLAS and OpenMP pools size themselves from these.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "BLIS_NUM_THREADS"):
-        os.environ[var] = str(threads)
+    pin_threads(threads)
 
     if not has_torch():
         other = None if os.environ.get(REEXEC) else find_torch_python()

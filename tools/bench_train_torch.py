@@ -16,6 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export_torch as et  # noqa: E402
+from peer_threads import pin_threads  # noqa: E402
 
 
 def main():
@@ -24,6 +25,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=10)
     args = ap.parse_args()
+    pin_threads(args.threads)
     import torch
     import torch.nn as nn
     import torch.optim as optim

@@ -15,10 +15,6 @@ WARN    := -std=c11 -Wall -Wextra -Wshadow
 # The runtime is where the time goes: optimize it harder, keep it PIC so the
 # same objects serve a shared build.
 RT_CFLAGS ?= -O3 -g -fPIC -pthread
-# ISO C mode turns off contracting a * b + c into one FMA.  attention.c's
-# products are written on vectors as c += a * b and the FMA is their
-# speed; per ISA the result is as deterministic as before.
-RT_FP_CONTRACT := -ffp-contract=fast
 
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
@@ -50,9 +46,16 @@ all: $(BUILD)/dsc $(BUILD)/libdscrt.a $(SHARED_LIBS)
 deps:
 	@tools/install-deps.sh
 
+# ISO C mode turns off contracting a * b + c into one FMA.  attention.c's
+# products are written on vectors as c += a * b and the FMA is their
+# speed (per ISA the result is as deterministic as before); elsewhere, as
+# in Adam's exact division, each operation's own rounding is the point.
+$(BUILD)/runtime/attention.o $(BUILD)/rt-portable/runtime/attention.o: \
+    RT_FP_CONTRACT := -ffp-contract=fast
+
 $(BUILD)/runtime/%.o: runtime/%.c
 	@mkdir -p $(@D)
-	$(CC) $(WARN) $(RT_CFLAGS) $(if $(filter %/attention.o,$@),$(RT_FP_CONTRACT)) $(XSMM_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(WARN) $(RT_CFLAGS) $(RT_FP_CONTRACT) $(XSMM_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/compiler/%.o: compiler/%.c
 	@mkdir -p $(@D)
@@ -245,7 +248,7 @@ RT_PORTABLE_OBJ := $(RT_SRC:%.c=$(BUILD)/rt-portable/%.o)
 
 $(BUILD)/rt-portable/runtime/%.o: runtime/%.c
 	@mkdir -p $(@D)
-	$(CC) $(WARN) $(RT_CFLAGS) $(if $(filter %/attention.o,$@),$(RT_FP_CONTRACT)) -MMD -MP -c $< -o $@
+	$(CC) $(WARN) $(RT_CFLAGS) $(RT_FP_CONTRACT) -MMD -MP -c $< -o $@
 
 $(BUILD)/rt-portable/libdscrt.a: $(RT_PORTABLE_OBJ)
 	@rm -f $@

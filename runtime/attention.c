@@ -16,6 +16,9 @@
  * fixed order, so results do not depend on threads.
  *
  * Heads wider than RT_ATTN_MAXD take a simpler row-at-a-time path.
+ *
+ * Build it with -ffp-contract=fast (the Makefile does): the products'
+ * c += a * b become FMAs only then, under -std=c11.
  */
 #include "rt_internal.h"
 

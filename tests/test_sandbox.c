@@ -419,15 +419,16 @@ Test(max_memory, declared_model_refused_before_allocating)
           "local w = dsc.weight(\"w\", {100000, 100000})\n"
           "dsc.output(\"y\", dsc.linear(x, w))\n", f);
     fclose(f);
-    /* 64-column panels whatever the host or DSC_ISA would pick: the
-     * figure below pads the weight's 100000 columns to 100032. */
+    /* 64-column panels whatever the host or DSC_ISA would pick, as the
+     * figure below assumes. */
     build_options opts = {.layout = DSC_LAYOUT_PANEL64};
     built_model b;
     dsc_err err;
     cr_assert_neq(build_model(path, &opts, &b, &err), 0, "40 GB built");
     char prefix[200];
-    /* 2 x 100000 floats + 100032 x 100000 of the packed weight, and the
-     * weight blob's and the packed weight's 64-byte headers */
+    /* The packed weight, its 100000 columns padded to whole 64-column
+     * panels: 100032 x 100000 floats, and the weight blob's and the
+     * packed weight's 64-byte headers (x is an input: no arena) */
     snprintf(prefix, sizeof prefix, "%s:2: error: the model needs "
              "40012800128 bytes", path);
     cr_assert(strncmp(err.msg, prefix, strlen(prefix)) == 0, "%s", err.msg);

@@ -44,6 +44,12 @@ _Static_assert(RT_ATTN_QB % RT_ATTN_TILE_WIDE == 0 &&
                "query blocks and key chunks are whole tiles");
 
 
+static int64_t round_up(int64_t n, int64_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+
 /* The two products are written on GCC/Clang vectors so each accumulator
  * row stays in registers whatever the ISA (left to itself, gcc vectorizes
  * them across the wrong loop): a row of 16 floats (RT_ATTN_QB, RT_ATTN_W)
@@ -170,7 +176,7 @@ RT_INLINE void attend_block(const attn_job *jb, int64_t b, int64_t h,
     /* Consecutive positions of one batch entry are seq_step rows apart. */
     const int64_t base = b * sh->batch_step;
     const int tile = jb->wide ? RT_ATTN_TILE_WIDE : RT_ATTN_TILE_NARROW;
-    const int64_t nqu = (nq + tile - 1) / tile * tile;
+    const int64_t nqu = round_up(nq, tile);
     _Alignas(64) float qt[RT_ATTN_MAXD][RT_ATTN_QB];  /* queries, transposed */
     _Alignas(64) float st[RT_ATTN_KC][RT_ATTN_QB];    /* scores, then p */
     _Alignas(64) float o[RT_ATTN_QB][RT_ATTN_MAXD];   /* unnormalized out */
@@ -197,8 +203,8 @@ RT_INLINE void attend_block(const attn_job *jb, int64_t b, int64_t h,
     const int64_t n_keys = sh->causal ? s0 + nq : sh->seq;
     for (int64_t t0 = 0; t0 < n_keys; t0 += RT_ATTN_KC) {
         const int64_t nc = n_keys - t0 < RT_ATTN_KC ? n_keys - t0 : RT_ATTN_KC;
-        for (int64_t t = 0; t < RT_ATTN_KC; t++) {
-            /* Past nc: the last key again, its scores unused. */
+        /* Keys of whole tiles; past nc the last key again, scores unused. */
+        for (int64_t t = 0; t < round_up(nc, tile); t++) {
             int64_t row = (t0 + (t < nc ? t : nc - 1)) * sh->seq_step + base;
             key[t] = jb->k + row * sh->ldk + h * dqk;
             val[t] = jb->v + row * sh->ldv + h * dv;

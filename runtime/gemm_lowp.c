@@ -17,22 +17,35 @@
 #if RT_X86_DISPATCH
 #include <immintrin.h>
 
-/* Bytes of panel prefetched ahead of the row being read (0: none). */
+/* Bytes ahead of the row being read that the panel is prefetched: into
+ * L2 from far ahead, into L1 from near (0: none).  Two distances stream
+ * faster from memory than either alone: one-row q8 and bf16 products read
+ * 6-11% more GB/s than with a single L1 prefetch 2 KB ahead (gemm_bench,
+ * 1 x 3072 x 768, both ISAs, Xeon KVM).  The hardware prefetcher alone
+ * reaches about 60% of it. */
 #if !defined(GEMM_LOWP_PF)
-#define GEMM_LOWP_PF 2048
+#define GEMM_LOWP_PF 1024
+#endif
+#if !defined(GEMM_LOWP_PF_L2)
+#define GEMM_LOWP_PF_L2 4096
 #endif
 
 #define LOWP_AVX512 __attribute__((always_inline, target(RT_ISA_AVX512_FLAGS)))
 #define LOWP_AVX2 __attribute__((always_inline, target("avx2,fma")))
 
 
-/* Prefetch the lines of [p + GEMM_LOWP_PF, + bytes). */
+/* Prefetch the lines of [p + GEMM_LOWP_PF_L2, + bytes) into L2 and of
+ * [p + GEMM_LOWP_PF, + bytes) into L1. */
 #define LOWP_PREFETCH(p, bytes)                                              \
     do {                                                                     \
-        if (GEMM_LOWP_PF)                                                    \
-            for (int64_t o_ = 0; o_ < (bytes); o_ += 64)                     \
+        for (int64_t o_ = 0; o_ < (bytes); o_ += 64) {                       \
+            if (GEMM_LOWP_PF_L2)                                             \
+                _mm_prefetch((const char *)(p) + GEMM_LOWP_PF_L2 + o_,       \
+                             _MM_HINT_T1);                                   \
+            if (GEMM_LOWP_PF)                                                \
                 _mm_prefetch((const char *)(p) + GEMM_LOWP_PF + o_,          \
                              _MM_HINT_T0);                                   \
+        }                                                                    \
     } while (0)
 
 

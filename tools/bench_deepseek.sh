@@ -7,7 +7,9 @@
 # and in bfloat16, and against the bandwidth bound of the weight bytes one
 # token actually reads (the routed experts counted top_k of each layer's;
 # dsc bench measures the read bandwidth on the spot); dsc with float32
-# linears and with -fweights=bf16.  One markdown table on stdout.
+# linears, with -fweights=bf16 and with -fweights=q8.  One markdown table
+# on stdout, then a note per format and dsc q8 against transformers'
+# fastest row.
 #
 #   DSC=build/dsc          the dsc to time
 #   DS_PYTHON=P            python with torch and transformers >= 5 for the
@@ -41,8 +43,9 @@ echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
 declare -A dsc_tok
 # dsc: float32 linears (the routed experts bfloat16, as -D moe_bf16 has it
 # by default) JIT and AOT, then every linear in bfloat16 (-fweights=bf16,
-# the precision DeepSeek publishes its weights in).
-for run in "jit f32" "aot f32" "jit bf16"; do
+# the precision DeepSeek publishes its weights in), then in Q8_0
+# (-fweights=q8; the routed experts stay bfloat16).
+for run in "jit f32" "aot f32" "jit bf16" "jit q8"; do
     set -- $run
     mode=$1 fmt=$2
     flag=""; [ $mode = aot ] && flag=--aot
@@ -61,6 +64,7 @@ for run in "jit f32" "aot f32" "jit bf16"; do
 done
 # transformers in float32 (its default) and in bfloat16, each against the
 # dsc row whose linear weights are stored alike.
+best_peer="" best_engine=""
 for dtype in float32 bfloat16; do
     fmt=f32; [ $dtype = bfloat16 ] && fmt=bf16
     peer=$("$PY" tools/bench_deepseek_torch.py --config "$CFG" --threads 1 \
@@ -72,6 +76,13 @@ for dtype in float32 bfloat16; do
         sp = dsc != "" ? sprintf("%.2fx", dsc / d) : "-"
         printf "| %s | %s | %s | 1 | %s | %s | - | - | - | - | %s |\n", r, e, f, p, d, sp
     }'
+    d=$(echo "$peer" | field decode_tok_s)
+    if [ -z "$best_peer" ] || awk -v a="$d" -v b="$best_peer" 'BEGIN { exit !(a > b) }'; then
+        best_peer=$d best_engine="transformers $dtype"
+    fi
 done
 [ -s "$OUT/notes" ] && cat "$OUT/notes"
+[ -n "$best_peer" ] && [ -n "${dsc_tok[q8]:-}" ] &&
+    awk -v q="${dsc_tok[q8]}" -v p="$best_peer" -v e="$best_engine" 'BEGIN {
+        printf "dsc jit q8 vs the fastest transformers row (%s): %.2fx\n", e, q / p }'
 exit $failed

@@ -482,186 +482,10 @@ int rt_moe_route(rt_ctx *ctx, float *route, const float *logits,
 
 /* ---- one routed expert ------------------------------------------------- */
 
-void rt_to_bf16(uint16_t *dst, const float *x, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], sizeof u);
-        if ((u & 0x7fffffffu) > 0x7f800000u)
-            dst[i] = (uint16_t)((u >> 16) | 0x40);  /* a quiet NaN */
-        else
-            dst[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    }
-}
-
-
-/* The packed bfloat16 layout: output features in groups of four, the
- * input in chunks of eight; chunk c of group g holds its four rows' eight
- * values one row after another (64 bytes, a cache line), chunks in order,
- * groups in order — so a matrix-vector product reads one sequential
- * stream.  Rows and columns past the matrix are zeros. */
-#define BF16_ROWS 4
-#define BF16_CHUNK 8
-
-static int64_t round_up(int64_t n, int64_t to)
-{
-    return (n + to - 1) / to * to;
-}
-
-
-int64_t rt_bf16_packed_floats(int64_t n_out, int64_t n_in)
-{
-    return round_up(n_out, BF16_ROWS) * round_up(n_in, BF16_CHUNK) / 2;
-}
-
-
-void rt_bf16_pack(uint16_t *dst, const float *w, int64_t n_out, int64_t n_in)
-{
-    int64_t chunks = round_up(n_in, BF16_CHUNK) / BF16_CHUNK;
-    uint16_t *at = dst;
-    for (int64_t g = 0; g < round_up(n_out, BF16_ROWS); g += BF16_ROWS)
-        for (int64_t c = 0; c < chunks; c++)
-            for (int64_t q = 0; q < BF16_ROWS; q++)
-                for (int64_t l = 0; l < BF16_CHUNK; l++, at++) {
-                    int64_t o = g + q, k = c * BF16_CHUNK + l;
-                    float v = o < n_out && k < n_in ? w[o * n_in + k] : 0.0f;
-                    rt_to_bf16(at, &v, 1);
-                }
-}
-
-
-typedef struct bf16_job {
-    float *y;
-    const float *x;
-    const uint16_t *w;
-    int64_t rows, n_out, n_in;
-} bf16_job;
-
-
-RT_INLINE float bf16_float(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;  /* bfloat16 is a float's top half */
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-
-/* Sum lane sums a[8] the one way both versions do. */
-RT_INLINE float lanes(const float *a)
-{
-    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-}
-
-
-/* Tasks [begin, end) are groups of four output features.  x rows are
- * read in chunks of eight (the tail of a row multiplies the zero padding,
- * read through a zero-padded copy).  4 x 8 partial sums keep the adds
- * independent; the order is fixed, so results do not depend on the thread
- * count.  Streaming half the bytes of float weights is the point: a token
- * reads each routed expert's weights once. */
-RT_INLINE void bf16_body(void *arg, int64_t begin, int64_t end)
-{
-    const bf16_job *j = arg;
-    int64_t chunks = round_up(j->n_in, BF16_CHUNK) / BF16_CHUNK;
-    int64_t full = j->n_in / BF16_CHUNK;
-    for (int64_t g = begin; g < end; g++) {
-        const uint16_t *w = j->w + g * chunks * BF16_ROWS * BF16_CHUNK;
-        for (int64_t r = 0; r < j->rows; r++) {
-            const float *x = j->x + r * j->n_in;
-            float acc[BF16_ROWS][BF16_CHUNK] = {{0}}, xt[BF16_CHUNK] = {0};
-            for (int64_t c = 0; c < chunks; c++) {
-                const float *xc = x + c * BF16_CHUNK;
-                if (c == full) {  /* the row's last, partial chunk */
-                    memcpy(xt, xc, (size_t)(j->n_in - c * BF16_CHUNK) *
-                           sizeof(float));
-                    xc = xt;
-                }
-                const uint16_t *wc = w + c * BF16_ROWS * BF16_CHUNK;
-                for (int q = 0; q < BF16_ROWS; q++)
-                    for (int l = 0; l < BF16_CHUNK; l++)
-                        acc[q][l] += xc[l] * bf16_float(wc[q * BF16_CHUNK + l]);
-            }
-            for (int64_t q = 0; q < BF16_ROWS && g * BF16_ROWS + q < j->n_out;
-                 q++)
-                j->y[r * j->n_out + g * BF16_ROWS + q] = lanes(acc[q]);
-        }
-    }
-}
-
-
-static void bf16_rows(void *arg, int64_t begin, int64_t end)
-{
-    bf16_body(arg, begin, end);
-}
-
-
-#if RT_X86_DISPATCH
-/* bf16_body with AVX2 spelled out: the same lanes, the same order of
- * multiplies and adds, so the same bits. */
-RT_TARGET_AVX2 static void bf16_rows_avx2(void *arg, int64_t begin,
-                                          int64_t end)
-{
-    const bf16_job *j = arg;
-    int64_t chunks = round_up(j->n_in, BF16_CHUNK) / BF16_CHUNK;
-    int64_t full = j->n_in / BF16_CHUNK;
-    for (int64_t g = begin; g < end; g++) {
-        const uint16_t *w = j->w + g * chunks * BF16_ROWS * BF16_CHUNK;
-        for (int64_t r = 0; r < j->rows; r++) {
-            const float *x = j->x + r * j->n_in;
-            float xt[BF16_CHUNK] = {0};
-            __m256 acc[BF16_ROWS] = { _mm256_setzero_ps(), _mm256_setzero_ps(),
-                                      _mm256_setzero_ps(), _mm256_setzero_ps() };
-            for (int64_t c = 0; c < chunks; c++) {
-                const float *xc = x + c * BF16_CHUNK;
-                if (c == full) {
-                    memcpy(xt, xc, (size_t)(j->n_in - c * BF16_CHUNK) *
-                           sizeof(float));
-                    xc = xt;
-                }
-                const uint16_t *wc = w + c * BF16_ROWS * BF16_CHUNK;
-                /* 32 cache lines ahead: the weights stream by once (a hint;
-                 * it never faults, even past the end). */
-                _mm_prefetch((const char *)(wc + 32 * BF16_ROWS * BF16_CHUNK),
-                             _MM_HINT_T0);
-                __m256 xv = _mm256_loadu_ps(xc);
-                for (int q = 0; q < BF16_ROWS; q++) {
-                    __m256i wi = _mm256_cvtepu16_epi32(_mm_loadu_si128(
-                        (const __m128i *)(wc + q * BF16_CHUNK)));
-                    __m256 wf = _mm256_castsi256_ps(_mm256_slli_epi32(wi, 16));
-                    acc[q] = _mm256_add_ps(acc[q], _mm256_mul_ps(xv, wf));
-                }
-            }
-            for (int64_t q = 0; q < BF16_ROWS && g * BF16_ROWS + q < j->n_out;
-                 q++) {
-                float a[8];
-                _mm256_storeu_ps(a, acc[q]);
-                j->y[r * j->n_out + g * BF16_ROWS + q] = lanes(a);
-            }
-        }
-    }
-}
-#endif
-
-
-void rt_linear_bf16(rt_ctx *ctx, float *y, const float *x, const uint16_t *w,
-                    int64_t rows, int64_t n_out, int64_t n_in)
-{
-    bf16_job j = { y, x, w, rows, n_out, n_in };
-    rt_task_fn fn = bf16_rows;
-#if RT_X86_DISPATCH
-    if (rt_cpu_has_avx2())
-        fn = bf16_rows_avx2;
-#endif
-    rt_parallel(ctx, rt_threads_for(ctx, rows * n_out * n_in, 1 << 18),
-                round_up(n_out, BF16_ROWS) / BF16_ROWS, fn, &j);
-}
-
-
 int rt_moe_expert(rt_ctx *ctx, float *y, const float *acc, const float *x,
                   const float *route, const float *gate_up, const float *down,
                   int64_t rows, int64_t dim, int64_t inter, int64_t top_k,
-                  int64_t expert, int bf16)
+                  int64_t expert)
 {
     if (y != acc)
         memmove(y, acc, (size_t)(rows * dim) * sizeof(float));
@@ -687,18 +511,11 @@ int rt_moe_expert(rt_ctx *ctx, float *y, const float *acc, const float *x,
                 wt[c] = route[i * 2 * top_k + top_k + k];
                 tok[c++] = i;
             }
-    if (bf16)
-        rt_linear_bf16(ctx, h, xs, (const uint16_t *)gate_up, count,
-                       2 * inter, dim);
-    else
-        rt_linear(ctx, h, 2 * inter, xs, dim, gate_up, NULL, count, 2 * inter,
-                  dim, RT_ACT_NONE, NULL);
+    rt_linear(ctx, h, 2 * inter, xs, dim, gate_up, NULL, count, 2 * inter,
+              dim, RT_ACT_NONE, NULL);
     rt_silu_mul(ctx, a, h, 2 * inter, h + inter, 2 * inter, count, inter);
-    if (bf16)
-        rt_linear_bf16(ctx, o, a, (const uint16_t *)down, count, dim, inter);
-    else
-        rt_linear(ctx, o, dim, a, inter, down, NULL, count, dim, inter,
-                  RT_ACT_NONE, NULL);
+    rt_linear(ctx, o, dim, a, inter, down, NULL, count, dim, inter,
+              RT_ACT_NONE, NULL);
     for (int64_t t = 0; t < count; t++)
         for (int64_t d = 0; d < dim; d++)
             y[tok[t] * dim + d] += o[t * dim + d] * wt[t];

@@ -133,6 +133,10 @@ void rt_linear_pack(float *dst, const float *w, int64_t n_out, int64_t n_in,
 int rt_linear_unpack(float *w, const float *packed, int64_t n_out,
                      int64_t n_in);
 
+/* dst[i] = x[i] rounded to bfloat16 (to nearest, ties to even; NaN kept
+ * NaN): exact for values that came from bfloat16. */
+void rt_to_bf16(uint16_t *dst, const float *x, int64_t n);
+
 /* y[m, n] = act(sum_k x[m, k] * W[n, k] + bias[n]) + residual[m, n]
  * for m < rows, n < n_out, k < n_in.  packed_w comes from rt_linear_pack;
  * bias and residual may be NULL; residual may alias y. x has row stride
@@ -377,27 +381,13 @@ size_t rt_topk_scratch_bytes(int64_t n);
 
 /* y = acc + Σ over the rows i that chose `expert` of weight · down(silu(
  * gate(x_i)) * up(x_i)); gate_up (rows gate then up, [2 inter, dim]) and
- * down ([dim, inter]) packed by rt_linear_pack, or with bf16 by
- * rt_bf16_pack, read only when some row chose the expert.  y may
- * alias acc.  DSC_OK or DSC_ENOMEM. */
+ * down ([dim, inter]) packed by rt_linear_pack in any layout, read only
+ * when some row chose the expert.  y may alias acc.  DSC_OK or
+ * DSC_ENOMEM. */
 int rt_moe_expert(rt_ctx *ctx, float *y, const float *acc, const float *x,
                   const float *route, const float *gate_up, const float *down,
                   int64_t rows, int64_t dim, int64_t inter, int64_t top_k,
-                  int64_t expert, int bf16);
-
-/* dst[i] = x[i] rounded to bfloat16 (to nearest, ties to even; NaN kept
- * NaN): exact for values that came from bfloat16. */
-void rt_to_bf16(uint16_t *dst, const float *x, int64_t n);
-
-/* Floats rt_bf16_pack writes for an [n_out, n_in] weight (bfloat16
- * values, two a float, in groups of 4 rows x 8 columns, zero-padded). */
-int64_t rt_bf16_packed_floats(int64_t n_out, int64_t n_in);
-void rt_bf16_pack(uint16_t *dst, const float *w, int64_t n_out, int64_t n_in);
-
-/* y[r, o] = Σ_k x[r, k] · w[o, k], w packed by rt_bf16_pack; x and y
- * contiguous. */
-void rt_linear_bf16(rt_ctx *ctx, float *y, const float *x, const uint16_t *w,
-                    int64_t rows, int64_t n_out, int64_t n_in);
+                  int64_t expert);
 
 #define DSC_DEEPSEEK_SYMBOLS(X) \
     X(rt_rmsnorm)               \

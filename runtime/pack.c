@@ -87,6 +87,19 @@ int rt_packed_layout(const float *packed, int64_t n_out, int64_t n_in)
 }
 
 
+void rt_to_bf16(uint16_t *dst, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        if ((u & 0x7fffffffu) > 0x7f800000u)
+            dst[i] = (uint16_t)((u >> 16) | 0x40);  /* a quiet NaN */
+        else
+            dst[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}
+
+
 /* W[n][k], or 0 past the matrix. */
 static float w_at(const float *w, int64_t n_out, int64_t n_in, int64_t n,
                   int64_t k)

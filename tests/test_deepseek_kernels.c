@@ -527,12 +527,12 @@ Test(deepseek_kernels, expert_reads_only_when_chosen)
         }
     }
     cr_assert_eq(rt_moe_expert(NULL, y, acc, x, route, gu_p, dn_p, rows, dim,
-                               inter, top_k, 5, 0), DSC_OK);
+                               inter, top_k, 5), DSC_OK);
     expect_close(y, ref, rows * dim, 2e-6, "moe_expert");
     /* Expert 4: nobody chose it; in place over acc. */
     memcpy(y, acc, (size_t)(rows * dim) * sizeof *y);
     cr_assert_eq(rt_moe_expert(NULL, y, y, x, route, NULL, NULL, rows, dim,
-                               inter, top_k, 4, 0), DSC_OK);
+                               inter, top_k, 4), DSC_OK);
     cr_expect_arr_eq(y, acc, (size_t)(rows * dim) * sizeof *y);
     /* Weights stored as bfloat16: with weights that are bfloat16 values
      * already, the same result. */
@@ -558,16 +558,18 @@ Test(deepseek_kernels, expert_reads_only_when_chosen)
             ref[i * dim + d] = acc[i * dim + d] + wt * o;
         }
     }
-    /* Odd sizes: padded rows (9 = 2 x 4 + 1) and columns (13, 9). */
-    uint16_t *gu16 = malloc((size_t)rt_bf16_packed_floats(2 * inter, dim) *
-                            sizeof(float));
-    uint16_t *dn16 = malloc((size_t)rt_bf16_packed_floats(dim, inter) *
-                            sizeof(float));
-    rt_bf16_pack(gu16, gu, 2 * inter, dim);
-    rt_bf16_pack(dn16, dn, dim, inter);
-    cr_assert_eq(rt_moe_expert(NULL, y, acc, x, route, (const float *)gu16,
-                               (const float *)dn16, rows, dim, inter, top_k, 5,
-                               1), DSC_OK);
+    /* Odd sizes: the panels padded past 2 inter (18) and dim (9) alike. */
+    const int bf16_layout = DSC_LAYOUT(DSC_LAYOUT_PANEL32, DSC_WEIGHTS_BF16);
+    float *gu16 = malloc((size_t)rt_linear_packed_floats(2 * inter, dim,
+                                                         bf16_layout) *
+                         sizeof(float));
+    float *dn16 = malloc((size_t)rt_linear_packed_floats(dim, inter,
+                                                         bf16_layout) *
+                         sizeof(float));
+    rt_linear_pack(gu16, gu, 2 * inter, dim, bf16_layout);
+    rt_linear_pack(dn16, dn, dim, inter, bf16_layout);
+    cr_assert_eq(rt_moe_expert(NULL, y, acc, x, route, gu16, dn16, rows, dim,
+                               inter, top_k, 5), DSC_OK);
     expect_close(y, ref, rows * dim, 2e-6, "moe_expert bf16");
     free(gu16);
     free(dn16);

@@ -733,9 +733,8 @@ char *emit_c_source(const model *m, const memory_plan *plan,
             if (p->transposed)
                 sb_append(&sb, " (stored transposed)");
         }
-        int format = DSC_LAYOUT_FORMAT_OF(w->packing);
-        sb_printf(&sb, "%s%s%s */\n", we->packed_linear ? ", packed"
-                  : we->bf16 ? ", bfloat16" : "",
+        int format = DSC_LAYOUT_FORMAT_OF(we->packing);
+        sb_printf(&sb, "%s%s%s */\n", we->packed_linear ? ", packed" : "",
                   we->packed_linear && format != DSC_WEIGHTS_F32 ? " " : "",
                   we->packed_linear && format != DSC_WEIGHTS_F32
                   ? rt_format_name(format) : "");

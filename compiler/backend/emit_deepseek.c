@@ -94,10 +94,10 @@ void emit_c_deepseek(strbuf *sb, const graph *g, const graph_node *n,
         break;
     case GRAPH_OP_MOE_EXPERT:
         sb_printf(sb, "    if (rt_moe_expert(ctx, %s, %s, %s, %s, %s, %s, %s, "
-                  "%lld, %lld, %d, %d, %d))\n        return DSC_ENOMEM;\n",
+                  "%lld, %lld, %d, %d))\n        return DSC_ENOMEM;\n",
                   y, name[in[0]], name[in[1]], name[in[2]], name[in[3]],
                   name[in[4]], rows, width(g, in[0]), width(g, in[4]),
-                  a->experts_per_tok, a->expert, a->expert_bf16);
+                  a->experts_per_tok, a->expert);
         break;
     default:
         break;

@@ -60,7 +60,8 @@ static int same_layout(const graph *ga, const weight_layout *a,
     for (int e = 0; e < a->n_entries; e++) {
         if (a->entries[e].offset != b->entries[e].offset ||
             a->entries[e].floats != b->entries[e].floats ||
-            a->entries[e].packed_linear != b->entries[e].packed_linear)
+            a->entries[e].packed_linear != b->entries[e].packed_linear ||
+            a->entries[e].packing != b->entries[e].packing)
             return 0;
         const graph_weight *wa = &ga->tensors[a->entries[e].tensor].weight;
         const graph_weight *wb = &gb->tensors[b->entries[e].tensor].weight;

@@ -12,8 +12,8 @@
 
 
 /* Does any node read tensor t as a linear's weight?  As anything else?
- * (A routed expert's weights count as a linear's, or as bfloat16 when the
- * expert says so.) */
+ * (A routed expert's weights count as a linear's, or as bfloat16 ones
+ * when the expert says so.) */
 static void uses(const graph *g, int t, int *as_linear, int *as_other,
                  int *as_bf16)
 {
@@ -57,6 +57,15 @@ int weights_plan(const graph *g, weight_layout *layout, dsc_err *err)
 }
 
 
+/* The layout of a routed expert's weights that asked for bfloat16: the
+ * blob's when it is reduced already, else its bfloat16 variant. */
+static int bf16_packing(int packing)
+{
+    return DSC_LAYOUT_FORMAT_OF(packing) != DSC_WEIGHTS_F32
+        ? packing : DSC_LAYOUT(DSC_LAYOUT_PANEL_OF(packing), DSC_WEIGHTS_BF16);
+}
+
+
 int weights_plan_for(const graph *g, int packing, weight_layout *layout,
                      dsc_err *err)
 {
@@ -87,13 +96,16 @@ int weights_plan_for(const graph *g, int packing, weight_layout *layout,
                            "twice with dsc.weight", w->loc.file, w->loc.line,
                            w->name);
         }
+        int packed = as_linear || as_bf16;
+        int own_packing = as_bf16 ? bf16_packing(packing) : packing;
         int share = -1;
         for (int e = 0; e < layout->n_entries && share < 0; e++) {
-            const graph_tensor *o = &g->tensors[layout->entries[e].tensor];
-            if (same_parts(&o->weight, &w->weight) &&
-                graph_shape_equal(&o->shape, &w->shape) &&
-                layout->entries[e].packed_linear == as_linear &&
-                layout->entries[e].bf16 == as_bf16)
+            const weight_entry *o = &layout->entries[e];
+            const graph_tensor *ot = &g->tensors[o->tensor];
+            if (same_parts(&ot->weight, &w->weight) &&
+                graph_shape_equal(&ot->shape, &w->shape) &&
+                o->packed_linear == packed &&
+                (!packed || o->packing == own_packing))
                 share = e;
         }
         if (share >= 0) {
@@ -103,12 +115,11 @@ int weights_plan_for(const graph *g, int packing, weight_layout *layout,
         weight_entry *e = &layout->entries[layout->n_entries];
         e->tensor = t;
         e->offset = at;
-        e->packed_linear = as_linear;
-        e->bf16 = as_bf16;
-        e->floats = as_linear
+        e->packed_linear = packed;
+        e->packing = packed ? own_packing : 0;
+        e->floats = packed
             ? rt_linear_packed_floats(w->shape.dim[0], w->shape.dim[1],
-                                      packing)
-            : as_bf16 ? rt_bf16_packed_floats(w->shape.dim[0], w->shape.dim[1])
+                                      own_packing)
             : graph_shape_count(&w->shape);
         at += (e->floats + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
         layout->entry_of[t] = layout->n_entries++;
@@ -127,15 +138,12 @@ void weights_layout_free(weight_layout *layout)
 
 
 /* Store rows (already in PyTorch layout) into the entry's place. */
-static int store(const graph_tensor *w, const weight_entry *e, int packing,
+static int store(const graph_tensor *w, const weight_entry *e,
                  const float *rows, float *blob)
 {
     if (e->packed_linear)
         rt_linear_pack(blob + e->offset, rows, w->shape.dim[0],
-                       w->shape.dim[1], packing);
-    else if (e->bf16)
-        rt_bf16_pack((uint16_t *)(blob + e->offset), rows, w->shape.dim[0],
-                     w->shape.dim[1]);
+                       w->shape.dim[1], e->packing);
     else
         memcpy(blob + e->offset, rows,
                (size_t)graph_shape_count(&w->shape) * sizeof(float));
@@ -260,7 +268,7 @@ int weights_fill_from_files(const graph *g, const weight_layout *layout,
             }
             at += p->rows * row_floats(w);
         }
-        store(w, e, layout->packing, rows, blob);
+        store(w, e, rows, blob);
         free(rows);
     }
     for (int j = 0; j < n_files; j++) {
@@ -357,7 +365,7 @@ void weights_fill_random(const graph *g, const weight_layout *layout,
                 (void)fill_random_part(at, p, row, seed);
             at += p->rows * row;
         }
-        store(w, e, layout->packing, rows, blob);
+        store(w, e, rows, blob);
         free(rows);
     }
 }

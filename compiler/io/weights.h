@@ -20,8 +20,9 @@ typedef struct weight_entry {
     int64_t offset;      /* in floats from the blob's start */
     int64_t floats;      /* as stored (packed size for linear weights) */
     int packed_linear;   /* stored by rt_linear_pack */
-    int bf16;            /* stored as bfloat16 (a routed expert's weights;
-                            floats counts the floats they occupy) */
+    int packing;         /* packed_linear: the DSC_LAYOUT_* it is stored in
+                            (the blob's, or for a routed expert that asks
+                            for bfloat16 under float32, its bf16 variant) */
 } weight_entry;
 
 typedef struct weight_layout {

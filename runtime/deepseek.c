@@ -13,6 +13,7 @@
 
 #include "dsc_runtime.h"
 #include "rt_internal.h"
+#include "rt_pack.h"
 
 #if RT_X86_DISPATCH
 #include <immintrin.h>
@@ -135,23 +136,165 @@ static void rope_apply(float *x, const float *inv, int64_t p,
 #define MLA_PF_L2 4096
 #endif
 
+/* kv_b_proj as rt_linear_pack stored it, in any layout: element (n, k)
+ * of W is column n % P of row k of panel n / P. */
+typedef struct mla_weight {
+    const char *body;
+    int64_t P, panel_bytes;
+    int format;
+} mla_weight;
+
 typedef struct mla_job {
     float *out;
-    const float *q, *kv_b, *cache, *inv;
+    const float *q, *cache, *inv;
+    mla_weight kv_b;
     int64_t pos;
     const rt_mla_shape *s;
 } mla_job;
 
 
 /* kv_b_proj streams from memory once per token: ask for its lines ahead
- * of the row being read, into L2 from far and into L1 from near, as the
+ * of the bytes being read, into L2 from far and into L1 from near, as the
  * linear kernels do (a hint: it never faults, even past the end). */
-RT_INLINE void mla_prefetch(const float *row, int64_t n)
+RT_INLINE void mla_prefetch(const void *at, int64_t bytes)
 {
-    for (int64_t o = 0; o < n * (int64_t)sizeof(float); o += 64) {
-        __builtin_prefetch((const char *)row + MLA_PF_L2 + o, 0, 2);
-        __builtin_prefetch((const char *)row + MLA_PF + o, 0, 3);
+    for (int64_t o = 0; o < bytes; o += 64) {
+        __builtin_prefetch((const char *)at + MLA_PF_L2 + o, 0, 2);
+        __builtin_prefetch((const char *)at + MLA_PF + o, 0, 3);
     }
+}
+
+
+RT_INLINE float mla_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;  /* bfloat16 is a float's top half */
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+
+/* Sum 8 partial sums the one way every format does. */
+RT_INLINE float mla_lanes(const float *a)
+{
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
+
+/* Σ_l x[l] · w[l] over a bfloat16 or int8 run, with rt_dot8's order. */
+RT_INLINE float mla_dot_bf16(const float *x, const uint16_t *w, int64_t n)
+{
+    float acc[8] = {0}, sum = 0;
+    int64_t l = 0;
+    for (; l + 8 <= n; l += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += x[l + j] * mla_bf16(w[l + j]);
+    for (; l < n; l++)
+        sum += x[l] * mla_bf16(w[l]);
+    return sum + mla_lanes(acc);
+}
+
+RT_INLINE float mla_dot_i8(const float *x, const int8_t *w, int64_t n)
+{
+    float acc[8] = {0}, sum = 0;
+    int64_t l = 0;
+    for (; l + 8 <= n; l += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += x[l + j] * (float)w[l + j];
+    for (; l < n; l++)
+        sum += x[l] * (float)w[l];
+    return sum + mla_lanes(acc);
+}
+
+
+/* q_lat[c] = Σ_{d < len} x[d] · W(n + d, c) for c < r, where columns n ..
+ * n + len lie in one panel: a dot over a contiguous run per latent c. */
+RT_INLINE void mla_fold(float *q_lat, const float *x, const mla_weight *w,
+                        int64_t n, int64_t len, int64_t r)
+{
+    const char *panel = w->body + n / w->P * w->panel_bytes;
+    const int64_t j = n % w->P, P = w->P;
+    if (w->format == DSC_WEIGHTS_Q8) {
+        /* Per block of RT_Q8_BLOCK latents, the columns' scales fold
+         * into x once: x[d] · s[d] · q(c, d). */
+        float xs[RT_PANEL_MAX];
+        for (int64_t b = 0; b * RT_Q8_BLOCK < r; b++) {
+            const float *scale = (const float *)(const void *)
+                (panel + b * P * (4 + RT_Q8_BLOCK));
+            const int8_t *vals = (const int8_t *)(scale + P);
+            for (int64_t d = 0; d < len; d++)
+                xs[d] = x[d] * scale[j + d];
+            for (int64_t c = b * RT_Q8_BLOCK;
+                 c < r && c < (b + 1) * RT_Q8_BLOCK; c++) {
+                const int8_t *row = vals + (c - b * RT_Q8_BLOCK) * P + j;
+                mla_prefetch(row, len);
+                q_lat[c] += mla_dot_i8(xs, row, len);
+            }
+        }
+    } else if (w->format == DSC_WEIGHTS_BF16) {
+        for (int64_t c = 0; c < r; c++) {
+            const uint16_t *row = (const uint16_t *)(const void *)panel +
+                                  c * P + j;
+            mla_prefetch(row, len * 2);
+            q_lat[c] += mla_dot_bf16(x, row, len);
+        }
+    } else {
+        for (int64_t c = 0; c < r; c++) {
+            const float *row = (const float *)(const void *)panel + c * P + j;
+            mla_prefetch(row, len * 4);
+            q_lat[c] += rt_dot8(x, row, len);
+        }
+    }
+}
+
+
+/* y[d] += Σ_c W(n + d, c) · lat[c] for d < len, columns n .. n + len in one
+ * panel: an axpy of a contiguous run per latent c. */
+RT_INLINE void mla_unfold(float *y, const float *lat, const mla_weight *w,
+                          int64_t n, int64_t len, int64_t r)
+{
+    const char *panel = w->body + n / w->P * w->panel_bytes;
+    const int64_t j = n % w->P, P = w->P;
+    if (w->format == DSC_WEIGHTS_Q8) {
+        for (int64_t b = 0; b * RT_Q8_BLOCK < r; b++) {
+            const float *scale = (const float *)(const void *)
+                (panel + b * P * (4 + RT_Q8_BLOCK));
+            const int8_t *vals = (const int8_t *)(scale + P);
+            float t[RT_PANEL_MAX] = {0};
+            for (int64_t c = b * RT_Q8_BLOCK;
+                 c < r && c < (b + 1) * RT_Q8_BLOCK; c++) {
+                const int8_t *row = vals + (c - b * RT_Q8_BLOCK) * P + j;
+                mla_prefetch(row, len);
+                for (int64_t d = 0; d < len; d++)
+                    t[d] += lat[c] * (float)row[d];
+            }
+            for (int64_t d = 0; d < len; d++)
+                y[d] += t[d] * scale[j + d];
+        }
+    } else if (w->format == DSC_WEIGHTS_BF16) {
+        for (int64_t c = 0; c < r; c++) {
+            const uint16_t *row = (const uint16_t *)(const void *)panel +
+                                  c * P + j;
+            mla_prefetch(row, len * 2);
+            for (int64_t d = 0; d < len; d++)
+                y[d] += lat[c] * mla_bf16(row[d]);
+        }
+    } else {
+        for (int64_t c = 0; c < r; c++) {
+            const float *row = (const float *)(const void *)panel + c * P + j;
+            mla_prefetch(row, len * 4);
+            for (int64_t d = 0; d < len; d++)
+                y[d] += lat[c] * row[d];
+        }
+    }
+}
+
+
+/* Columns from n on, up to end, that lie in n's panel. */
+RT_INLINE int64_t mla_run(const mla_weight *w, int64_t n, int64_t end)
+{
+    int64_t in_panel = w->P - n % w->P;
+    return in_panel < end - n ? in_panel : end - n;
 }
 
 
@@ -162,7 +305,7 @@ RT_INLINE void mla_body(void *arg, int64_t begin, int64_t end)
 {
     const mla_job *j = arg;
     const rt_mla_shape *s = j->s;
-    int64_t r = s->rank, w = s->rank + s->d_rope;
+    int64_t r = s->rank, width = s->rank + s->d_rope;
     int64_t dqk = s->d_nope + s->d_rope;
     float q_lat[RT_MLA_MAX_RANK], o_lat[RT_MLA_MAX_RANK];
     float q_rope[RT_MLA_MAX_ROPE], scores[MLA_KEY_BLOCK];
@@ -170,15 +313,12 @@ RT_INLINE void mla_body(void *arg, int64_t begin, int64_t end)
         int64_t i = task / s->heads, h = task % s->heads;
         int64_t last = j->pos + i;
         const float *q = j->q + i * s->ldq + h * dqk;
-        const float *wk = j->kv_b + h * (s->d_nope + s->d_v) * r;
-        const float *wv = wk + s->d_nope * r;
+        const mla_weight *kv_b = &j->kv_b;
+        const int64_t nk = h * (s->d_nope + s->d_v), nv = nk + s->d_nope;
         memset(q_lat, 0, (size_t)r * sizeof(float));
-        for (int64_t d = 0; d < s->d_nope; d++) {
-            float qd = q[d];
-            const float *row = wk + d * r;
-            mla_prefetch(row, r);
-            for (int64_t c = 0; c < r; c++)
-                q_lat[c] += qd * row[c];
+        for (int64_t n = nk, len; n < nv; n += len) {
+            len = mla_run(kv_b, n, nv);
+            mla_fold(q_lat, q + (n - nk), kv_b, n, len, r);
         }
         memcpy(q_rope, q + s->d_nope, (size_t)s->d_rope * sizeof(float));
         rope_apply(q_rope, j->inv, last, s);
@@ -189,7 +329,7 @@ RT_INLINE void mla_body(void *arg, int64_t begin, int64_t end)
                                                       : MLA_KEY_BLOCK;
             float block_max = -INFINITY;
             for (int64_t t = 0; t < n; t++) {
-                const float *row = j->cache + (t0 + t) * w;
+                const float *row = j->cache + (t0 + t) * width;
                 scores[t] = (rt_dot8(q_lat, row, r) + rt_dot8(q_rope, row + r,
                                                       s->d_rope)) * s->scale;
                 block_max = scores[t] > block_max ? scores[t] : block_max;
@@ -201,7 +341,7 @@ RT_INLINE void mla_body(void *arg, int64_t begin, int64_t end)
                 o_lat[c] *= rescale;
             for (int64_t t = 0; t < n; t++) {
                 float p = expf(scores[t] - new_max);
-                const float *row = j->cache + (t0 + t) * w;
+                const float *row = j->cache + (t0 + t) * width;
                 sum += p;
                 for (int64_t c = 0; c < r; c++)
                     o_lat[c] += p * row[c];
@@ -210,10 +350,13 @@ RT_INLINE void mla_body(void *arg, int64_t begin, int64_t end)
         }
         float inv_sum = 1.0f / sum;
         float *o = j->out + i * s->ldo + h * s->d_v;
-        for (int64_t d = 0; d < s->d_v; d++) {
-            mla_prefetch(wv + d * r, r);
-            o[d] = rt_dot8(wv + d * r, o_lat, r) * inv_sum;
+        memset(o, 0, (size_t)s->d_v * sizeof(float));
+        for (int64_t n = nv, len; n < nv + s->d_v; n += len) {
+            len = mla_run(kv_b, n, nv + s->d_v);
+            mla_unfold(o + (n - nv), o_lat, kv_b, n, len, r);
         }
+        for (int64_t d = 0; d < s->d_v; d++)
+            o[d] *= inv_sum;
     }
 }
 
@@ -249,7 +392,22 @@ void rt_mla_attention(rt_ctx *ctx, float *out, const float *q, const float *kv,
         memcpy(row + s->rank, src + s->rank, (size_t)s->d_rope * sizeof(float));
         rope_apply(row + s->rank, inv, pos + i, s);
     }
-    mla_job j = { out, q, kv_b, cache, inv, pos, s };
+    const int64_t n_out = s->heads * (s->d_nope + s->d_v);
+    const int layout = rt_packed_layout(kv_b, n_out, s->rank);
+    if (!layout) {
+        /* Not kv_b packed for this shape: say so in the output rather
+         * than read misread memory (as rt_linear does). */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t c = 0; c < s->heads * s->d_v; c++)
+                out[i * s->ldo + c] = NAN;
+        return;
+    }
+    mla_job j = { out, q, cache, inv,
+                  { (const char *)(kv_b + RT_PACK_HEADER),
+                    DSC_LAYOUT_PANEL_OF(layout),
+                    rt_panel_bytes(layout, s->rank),
+                    DSC_LAYOUT_FORMAT_OF(layout) },
+                  pos, s };
     int64_t tasks = n * s->heads;
     int64_t work = tasks * ((pos + n) * 2 * w +
                             (s->d_nope + s->d_v) * s->rank);

@@ -352,8 +352,10 @@ void rt_rope_inv_freq(float *inv, const rt_mla_shape *s);
  * d_rope]: the RMS-normalized latent, the rotated rope key), then for each
  * new token and head attend causally over cache rows 0..pos+i in the
  * absorbed form: the query folded through kv_b's key rows, the output
- * through its value rows (kv_b: [heads * (d_nope + d_v), rank]), so the
- * cache is never expanded.  out: [n, heads * d_v] with row stride ldo. */
+ * through its value rows (kv_b: [heads * (d_nope + d_v), rank] packed by
+ * rt_linear_pack, any layout), so the cache is never expanded.  out:
+ * [n, heads * d_v] with row stride ldo (NaN if kv_b is not packed for
+ * this shape). */
 void rt_mla_attention(rt_ctx *ctx, float *out, const float *q, const float *kv,
                       const float *kv_norm, const float *kv_b, float *cache,
                       int64_t n, int64_t pos, const rt_mla_shape *s);

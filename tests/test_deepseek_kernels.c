@@ -229,8 +229,10 @@ static void ref_mla(double *out, const float *q, const float *kv,
 
 
 /* A prefill of 5 tokens, then 2 one-token decode steps, against the
- * expanded form; strided q and kv rows. */
-static void check_mla(int interleave, int yarn)
+ * expanded form; strided q and kv rows; kv_b packed in every layout (36
+ * rows: head 2's value rows cross a 32-column panel's end), the reference
+ * reading the values the layout stores. */
+static void check_mla_layout(int interleave, int yarn, int layout)
 {
     uint64_t seed = 3 + (uint64_t)interleave + 2 * (uint64_t)yarn;
     rt_mla_shape s = { .heads = 3, .d_nope = 5, .d_rope = 6, .d_v = 7,
@@ -251,17 +253,22 @@ static void check_mla(int interleave, int yarn)
     float *q = random_floats(total * s.ldq, &seed, 1);
     float *kv = random_floats(total * s.ldkv, &seed, 1);
     float *norm = random_floats(s.rank, &seed, 1);
-    float *kv_b = random_floats(s.heads * (s.d_nope + s.d_v) * s.rank, &seed,
-                                0.5f);
+    int64_t n_out = s.heads * (s.d_nope + s.d_v);
+    float *kv_b = random_floats(n_out * s.rank, &seed, 0.5f);
+    float *packed = malloc((size_t)rt_linear_packed_floats(n_out, s.rank,
+                                                           layout) *
+                           sizeof *packed);
+    rt_linear_pack(packed, kv_b, n_out, s.rank, layout);
+    cr_assert_eq(rt_linear_unpack(kv_b, packed, n_out, s.rank), 0);
     float *cache = calloc((size_t)(total * w), sizeof *cache);
     float *out = malloc((size_t)(total * s.ldo) * sizeof *out);
     double *ref = malloc((size_t)(total * s.ldo) * sizeof *ref);
     ref_mla(ref, q, kv, norm, kv_b, total, &s);
-    rt_mla_attention(NULL, out, q, kv, norm, kv_b, cache, 5, 0, &s);
+    rt_mla_attention(NULL, out, q, kv, norm, packed, cache, 5, 0, &s);
     for (int64_t t = 5; t < total; t++)
         rt_mla_attention(NULL, out + t * s.ldo, q + t * s.ldq, kv + t * s.ldkv,
-                         norm, kv_b, cache, 1, t, &s);
-    expect_close(out, ref, total * s.ldo, 2e-6, "mla_attention");
+                         norm, packed, cache, 1, t, &s);
+    expect_close(out, ref, total * s.ldo, 2e-6, rt_layout_name(layout));
     /* The cache row of a token: its normalized latent, then its rotated
      * rope key (nothing else). */
     double ss = 0;
@@ -274,9 +281,17 @@ static void check_mla(int interleave, int yarn)
     free(kv);
     free(norm);
     free(kv_b);
+    free(packed);
     free(cache);
     free(out);
     free(ref);
+}
+
+static void check_mla(int interleave, int yarn)
+{
+    for (int panel = 32; panel <= 64; panel *= 2)
+        for (int format = DSC_WEIGHTS_F32; format <= DSC_WEIGHTS_Q8; format++)
+            check_mla_layout(interleave, yarn, DSC_LAYOUT(panel, format));
 }
 
 

@@ -13,7 +13,8 @@
 
 /* Does any node read tensor t as a linear's weight?  As anything else?
  * (A routed expert's weights count as a linear's, or as bfloat16 ones
- * when the expert says so.) */
+ * when the expert says so; so does MLA's kv_b_proj, which the attention
+ * reads in the packed layout.) */
 static void uses(const graph *g, int t, int *as_linear, int *as_other,
                  int *as_bf16)
 {
@@ -27,6 +28,7 @@ static void uses(const graph *g, int t, int *as_linear, int *as_other,
                 *as_bf16 = 1;
             else if ((n->op == GRAPH_OP_LINEAR && j == 1) ||
                      (n->op == GRAPH_OP_MOE_EXPERT && j >= 3) ||
+                     (n->op == GRAPH_OP_MLA_ATTENTION && j == 3) ||
                      (n->op == GRAPH_OP_LINEAR_GRAD_X && j == 1) ||  /* training */
                      (n->op == GRAPH_OP_LINEAR_GRAD_W && j == 2))
                 *as_linear = 1;

@@ -229,14 +229,15 @@ static void ref_mla(double *out, const float *q, const float *kv,
 
 
 /* A prefill of 5 tokens, then 2 one-token decode steps, against the
- * expanded form; strided q and kv rows; kv_b packed in every layout (36
- * rows: head 2's value rows cross a 32-column panel's end), the reference
- * reading the values the layout stores. */
+ * expanded form; strided q and kv rows; kv_b packed in every layout, the
+ * reference reading the values the layout stores.  kv_b has 5 x (9 + 8)
+ * = 85 rows, so key and value runs cross 32- and 64-column panel ends,
+ * and a rank of 45 makes two q8 blocks, the second partial. */
 static void check_mla_layout(int interleave, int yarn, int layout)
 {
     uint64_t seed = 3 + (uint64_t)interleave + 2 * (uint64_t)yarn;
-    rt_mla_shape s = { .heads = 3, .d_nope = 5, .d_rope = 6, .d_v = 7,
-                       .rank = 11, .scale = 0.3f, .eps = 1e-6f,
+    rt_mla_shape s = { .heads = 5, .d_nope = 9, .d_rope = 6, .d_v = 8,
+                       .rank = 45, .scale = 0.3f, .eps = 1e-6f,
                        .rope_theta = 50, .rope_attn = 1,
                        .rope_interleave = interleave };
     if (yarn) {
@@ -573,7 +574,7 @@ Test(deepseek_kernels, expert_reads_only_when_chosen)
             ref[i * dim + d] = acc[i * dim + d] + wt * o;
         }
     }
-    /* Odd sizes: the panels padded past 2 inter (18) and dim (9) alike. */
+    /* Odd sizes: the panels padded past 2 inter (18) and dim (13) alike. */
     const int bf16_layout = DSC_LAYOUT(DSC_LAYOUT_PANEL32, DSC_WEIGHTS_BF16);
     float *gu16 = malloc((size_t)rt_linear_packed_floats(2 * inter, dim,
                                                          bf16_layout) *

@@ -325,7 +325,9 @@ const char *rt_ctx_error(const rt_ctx *ctx)
 
 
 #define BLOB_MAGIC 0x57435344u  /* "DSCW" */
-#define BLOB_VERSION 1u
+/* 2: DeepSeek's routed experts and kv_b_proj are packed as linear
+ * weights (offsets and sizes moved). */
+#define BLOB_VERSION 2u
 
 void rt_blob_header(float *blob, int layout, int64_t total_floats)
 {
@@ -387,6 +389,17 @@ void *rt_alloc(size_t bytes)
 int rt_weights_check(rt_ctx *ctx, const float *blob, int layout)
 {
     int got = blob ? rt_blob_layout(blob) : -1;
+    uint32_t h[2] = {0, 0};
+    if (blob)
+        memcpy(h, blob, sizeof h);
+    if (got < 0 && h[0] == BLOB_MAGIC) {
+        if (ctx)
+            snprintf(ctx->error, sizeof ctx->error,
+                     "weights written by another dsc (blob format %u; this "
+                     "runtime reads %u): write them again with dsc compile "
+                     "--weights", (unsigned)h[1], (unsigned)BLOB_VERSION);
+        return DSC_EBADLAYOUT;
+    }
     if (got != layout) {
         if (ctx)
             snprintf(ctx->error, sizeof ctx->error,

@@ -980,3 +980,26 @@ Test(kv_attention, positions_and_copy)
         free(table);
     }
 }
+
+
+/* A blob of an older format is named as such, not as "not a blob". */
+Test(blob, older_format_refused_by_name)
+{
+    float blob[DSC_BLOB_HEADER_FLOATS];
+    rt_blob_header(blob, DSC_LAYOUT_PANEL32, DSC_BLOB_HEADER_FLOATS);
+    rt_ctx *ctx = rt_ctx_new(1);
+    cr_assert_eq(rt_weights_check(ctx, blob, DSC_LAYOUT_PANEL32), DSC_OK);
+    uint32_t old = 1;
+    memcpy(&blob[1], &old, sizeof old);
+    cr_expect_eq(rt_blob_layout(blob), -1);
+    cr_expect_eq(rt_weights_check(ctx, blob, DSC_LAYOUT_PANEL32),
+                 DSC_EBADLAYOUT);
+    cr_expect(strstr(rt_ctx_error(ctx), "blob format 1;"), "%s",
+              rt_ctx_error(ctx));
+    float junk[DSC_BLOB_HEADER_FLOATS] = {0};
+    cr_expect_eq(rt_weights_check(ctx, junk, DSC_LAYOUT_PANEL32),
+                 DSC_EBADLAYOUT);
+    cr_expect(strstr(rt_ctx_error(ctx), "not a dsc weight blob"), "%s",
+              rt_ctx_error(ctx));
+    rt_ctx_free(ctx);
+}

@@ -672,6 +672,17 @@ Test(errors, linear_arity_and_arguments)
                  3, "linear: argument 3 must be a tensor, got table");
     expect_error("local y = dsc.relu(\"x\")\n", 1,
                  "relu: argument 1 must be a tensor, got string");
+    /* A computed weight would reach the kernels unpacked. */
+    expect_error("local x = dsc.input(\"x\", {3, 4})\n"
+                 "local w = dsc.input(\"w\", {5, 4})\n"
+                 "local y = dsc.linear(x, w)\n",
+                 3, "linear: the weight must be a dsc.weight", "[5, 4]");
+    expect_error("local q = dsc.input(\"q\", {3, 12}, \"float32\", {dynamic = true})\n"
+                 "local kv = dsc.linear(q, dsc.weight(\"wkv\", {10, 12}))\n"
+                 "local kv_b = dsc.input(\"kv_b\", {14, 8})\n"
+                 "local a = dsc.mla_attention(q, kv, dsc.weight(\"n\", {8}),\n"
+                 "                            kv_b, {heads = 2})\n",
+                 4, "mla_attention: kv_b must be a dsc.weight", "[14, 8]");
 }
 
 

@@ -89,6 +89,12 @@ int graph_infer_shape(const graph *g, graph_op op, const int *in,
         const graph_shape *w = &g->tensors[in[1]].shape;
         if (x->rank < 1)
             return why_set(why, why_len, "linear: input is a scalar");
+        /* Linear weights are packed when the blob is written: a computed
+         * tensor never is. */
+        if (g->tensors[in[1]].kind != GRAPH_WEIGHT)
+            return why_set(why, why_len, "linear: the weight must be a "
+                           "dsc.weight, got another tensor %s",
+                           graph_shape_str(w, s0, sizeof s0));
         if (w->rank != 2)
             return why_set(why, why_len, "linear: weight %s is %s, expected "
                            "[out_features, in_features]",

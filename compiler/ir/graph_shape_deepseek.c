@@ -59,6 +59,10 @@ static int mla_shape(const graph *g, const int *in, const graph_attrs *a,
                        graph_shape_str(kv, s1, sizeof s1),
                        graph_shape_str(nw, s2, sizeof s2),
                        graph_shape_str(kvb, s3, sizeof s3), (long long)h);
+    if (g->tensors[in[3]].kind != GRAPH_WEIGHT)  /* packed, as a linear's */
+        return why_set(why, why_len, "mla_attention: kv_b must be a "
+                       "dsc.weight, got another tensor %s",
+                       graph_shape_str(kvb, s0, sizeof s0));
     int64_t rank = nw->dim[0], rope = kv->dim[1] - rank;
     int64_t nope = q->dim[1] / h - rope, v = kvb->dim[0] / h - nope;
     if (rank > RT_MLA_MAX_RANK || rope < 2 || rope % 2 ||

@@ -116,91 +116,91 @@ int deepseek_v3_step(rt_ctx *ctx, const float *w, const int32_t *in_tokens, int6
         return DSC_EBADLAYOUT;
     if (n < 1 || pos < 0 || n > 512 || pos > 512 - n)  /* DEEPSEEK_V3_CONTEXT */
         return DSC_EBADPOS;
-    float *embedding_2_ = (float *)(a + 0);  /* [512, 256] models/deepseek_v3.lua:67 (nn.lua:23) */
-    float *rmsnorm_4_ = (float *)(a + 524288);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:124) */
-    float *linear_258_ = (float *)(a + 1048576);  /* [512, 176] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *rmsnorm_8_ = (float *)(a + 1409024);  /* [512, 96] models/deepseek_v3.lua:69 (nn.lua:124) */
-    float *linear_10_ = (float *)(a + 524288);  /* [512, 192] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *mla_attention_16_ = (float *)(a + 1409024);  /* [512, 128] models/deepseek_v3.lua:69 (nn.lua:232) */
-    float *linear_19_ = (float *)(a + 3145728);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *rmsnorm_21_ = (float *)(a + 2097152);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:124) */
-    float *linear_260_ = (float *)(a + 0);  /* [512, 1024] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *silu_mul_26_ = (float *)(a + 2097152);  /* [512, 512] models/deepseek_v3.lua:69 (nn.lua:133) */
-    float *linear_29_ = (float *)(a + 0);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *rmsnorm_31_ = (float *)(a + 524288);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:124) */
-    float *linear_262_ = (float *)(a + 1048576);  /* [512, 176] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *rmsnorm_35_ = (float *)(a + 1409024);  /* [512, 96] models/deepseek_v3.lua:69 (nn.lua:124) */
-    float *linear_37_ = (float *)(a + 524288);  /* [512, 192] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *mla_attention_43_ = (float *)(a + 1409024);  /* [512, 128] models/deepseek_v3.lua:69 (nn.lua:232) */
-    float *linear_46_ = (float *)(a + 524288);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *rmsnorm_48_ = (float *)(a + 0);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:124) */
-    float *linear_264_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *silu_mul_53_ = (float *)(a + 1572864);  /* [512, 128] models/deepseek_v3.lua:69 (nn.lua:133) */
-    float *linear_56_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *linear_58_ = (float *)(a + 524288);  /* [512, 16] models/deepseek_v3.lua:69 (nn.lua:246) */
-    float *moe_route_60_ = (float *)(a + 557056);  /* [512, 8] models/deepseek_v3.lua:69 (nn.lua:249) */
-    float *moe_expert_65_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_70_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_75_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_80_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_85_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_90_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_95_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_100_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_105_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_110_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_115_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_120_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_125_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_130_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_135_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_140_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *rmsnorm_142_ = (float *)(a + 0);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:124) */
-    float *linear_266_ = (float *)(a + 524288);  /* [512, 176] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *rmsnorm_146_ = (float *)(a + 1572864);  /* [512, 96] models/deepseek_v3.lua:69 (nn.lua:124) */
-    float *linear_148_ = (float *)(a + 0);  /* [512, 192] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *mla_attention_154_ = (float *)(a + 1572864);  /* [512, 128] models/deepseek_v3.lua:69 (nn.lua:232) */
-    float *linear_157_ = (float *)(a + 0);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *rmsnorm_159_ = (float *)(a + 524288);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:124) */
-    float *linear_268_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *silu_mul_164_ = (float *)(a + 1572864);  /* [512, 128] models/deepseek_v3.lua:69 (nn.lua:133) */
-    float *linear_167_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:18) */
-    float *linear_169_ = (float *)(a + 0);  /* [512, 16] models/deepseek_v3.lua:69 (nn.lua:246) */
-    float *moe_route_171_ = (float *)(a + 32768);  /* [512, 8] models/deepseek_v3.lua:69 (nn.lua:249) */
-    float *moe_expert_176_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_181_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_186_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_191_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_196_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_201_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_206_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_211_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_216_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_221_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_226_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_231_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_236_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_241_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_246_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *moe_expert_251_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:69 (nn.lua:255) */
-    float *last_252_ = (float *)(a + 0);  /* [1, 256] models/deepseek_v3.lua:73 */
-    float *rmsnorm_254_ = (float *)(a + 0);  /* [1, 256] models/deepseek_v3.lua:73 (nn.lua:124) */
+    float *embedding_2_ = (float *)(a + 0);  /* [512, 256] models/deepseek_v3.lua:68 (nn.lua:23) */
+    float *rmsnorm_4_ = (float *)(a + 524288);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:124) */
+    float *linear_258_ = (float *)(a + 1048576);  /* [512, 176] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *rmsnorm_8_ = (float *)(a + 1409024);  /* [512, 96] models/deepseek_v3.lua:70 (nn.lua:124) */
+    float *linear_10_ = (float *)(a + 524288);  /* [512, 192] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *mla_attention_16_ = (float *)(a + 1409024);  /* [512, 128] models/deepseek_v3.lua:70 (nn.lua:232) */
+    float *linear_19_ = (float *)(a + 3145728);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *rmsnorm_21_ = (float *)(a + 2097152);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:124) */
+    float *linear_260_ = (float *)(a + 0);  /* [512, 1024] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *silu_mul_26_ = (float *)(a + 2097152);  /* [512, 512] models/deepseek_v3.lua:70 (nn.lua:133) */
+    float *linear_29_ = (float *)(a + 0);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *rmsnorm_31_ = (float *)(a + 524288);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:124) */
+    float *linear_262_ = (float *)(a + 1048576);  /* [512, 176] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *rmsnorm_35_ = (float *)(a + 1409024);  /* [512, 96] models/deepseek_v3.lua:70 (nn.lua:124) */
+    float *linear_37_ = (float *)(a + 524288);  /* [512, 192] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *mla_attention_43_ = (float *)(a + 1409024);  /* [512, 128] models/deepseek_v3.lua:70 (nn.lua:232) */
+    float *linear_46_ = (float *)(a + 524288);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *rmsnorm_48_ = (float *)(a + 0);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:124) */
+    float *linear_264_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *silu_mul_53_ = (float *)(a + 1572864);  /* [512, 128] models/deepseek_v3.lua:70 (nn.lua:133) */
+    float *linear_56_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *linear_58_ = (float *)(a + 524288);  /* [512, 16] models/deepseek_v3.lua:70 (nn.lua:246) */
+    float *moe_route_60_ = (float *)(a + 557056);  /* [512, 8] models/deepseek_v3.lua:70 (nn.lua:249) */
+    float *moe_expert_65_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_70_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_75_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_80_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_85_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_90_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_95_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_100_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_105_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_110_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_115_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_120_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_125_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_130_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_135_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_140_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *rmsnorm_142_ = (float *)(a + 0);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:124) */
+    float *linear_266_ = (float *)(a + 524288);  /* [512, 176] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *rmsnorm_146_ = (float *)(a + 1572864);  /* [512, 96] models/deepseek_v3.lua:70 (nn.lua:124) */
+    float *linear_148_ = (float *)(a + 0);  /* [512, 192] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *mla_attention_154_ = (float *)(a + 1572864);  /* [512, 128] models/deepseek_v3.lua:70 (nn.lua:232) */
+    float *linear_157_ = (float *)(a + 0);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *rmsnorm_159_ = (float *)(a + 524288);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:124) */
+    float *linear_268_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *silu_mul_164_ = (float *)(a + 1572864);  /* [512, 128] models/deepseek_v3.lua:70 (nn.lua:133) */
+    float *linear_167_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:18) */
+    float *linear_169_ = (float *)(a + 0);  /* [512, 16] models/deepseek_v3.lua:70 (nn.lua:246) */
+    float *moe_route_171_ = (float *)(a + 32768);  /* [512, 8] models/deepseek_v3.lua:70 (nn.lua:249) */
+    float *moe_expert_176_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_181_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_186_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_191_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_196_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_201_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_206_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_211_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_216_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_221_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_226_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_231_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_236_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_241_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_246_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *moe_expert_251_ = (float *)(a + 1048576);  /* [512, 256] models/deepseek_v3.lua:70 (nn.lua:255) */
+    float *last_252_ = (float *)(a + 0);  /* [1, 256] models/deepseek_v3.lua:74 */
+    float *rmsnorm_254_ = (float *)(a + 0);  /* [1, 256] models/deepseek_v3.lua:74 (nn.lua:124) */
     (void)a;
 
-    /* models/deepseek_v3.lua:67 (nn.lua:23) */
+    /* models/deepseek_v3.lua:68 (nn.lua:23) */
     if (rt_embedding(ctx, embedding_2_, in_tokens, n, (w + W_MODEL_EMBED_TOKENS_WEIGHT), 1024, 256))
         return DSC_EBADTOKEN;
-    /* models/deepseek_v3.lua:69 (nn.lua:124) */
+    /* models/deepseek_v3.lua:70 (nn.lua:124) */
     rt_rmsnorm(ctx, rmsnorm_4_, embedding_2_, 256, (w + W_MODEL_LAYERS_0_INPUT_LAYERNORM_WEIGHT), n, 256, 1e-06f);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_258_, 176, rmsnorm_4_, 256, (w + W_MODEL_LAYERS_0_SELF_ATTN_Q_A_PROJ_WEIGHT_CAT2), NULL,
               n, 176, 256, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:124) */
+    /* models/deepseek_v3.lua:70 (nn.lua:124) */
     rt_rmsnorm(ctx, rmsnorm_8_, (linear_258_ + 0), 176, (w + W_MODEL_LAYERS_0_SELF_ATTN_Q_A_LAYERNORM_WEIGHT), n, 96, 1e-06f);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_10_, 192, rmsnorm_8_, 96, (w + W_MODEL_LAYERS_0_SELF_ATTN_Q_B_PROJ_WEIGHT), NULL,
               n, 192, 96, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:232) */
+    /* models/deepseek_v3.lua:70 (nn.lua:232) */
     {
         static const rt_mla_shape s = {
             .heads = 4, .d_nope = 32, .d_rope = 16, .d_v = 32, .rank = 64,
@@ -209,30 +209,30 @@ int deepseek_v3_step(rt_ctx *ctx, const float *w, const int32_t *in_tokens, int6
             .rope_attn = 1.0f, .rope_yarn = 0, .rope_interleave = 1 };
         rt_mla_attention(ctx, mla_attention_16_, linear_10_, (linear_258_ + 96), (w + W_MODEL_LAYERS_0_SELF_ATTN_KV_A_LAYERNORM_WEIGHT), (w + W_MODEL_LAYERS_0_SELF_ATTN_KV_B_PROJ_WEIGHT), (cache + 0), n, pos, &s);
     }
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_19_, 256, mla_attention_16_, 128, (w + W_MODEL_LAYERS_0_SELF_ATTN_O_PROJ_WEIGHT), NULL,
               n, 256, 128, RT_ACT_NONE, embedding_2_);
-    /* models/deepseek_v3.lua:69 (nn.lua:124) */
+    /* models/deepseek_v3.lua:70 (nn.lua:124) */
     rt_rmsnorm(ctx, rmsnorm_21_, linear_19_, 256, (w + W_MODEL_LAYERS_0_POST_ATTENTION_LAYERNORM_WEIGHT), n, 256, 1e-06f);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_260_, 1024, rmsnorm_21_, 256, (w + W_MODEL_LAYERS_0_MLP_GATE_PROJ_WEIGHT_CAT2), NULL,
               n, 1024, 256, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:133) */
+    /* models/deepseek_v3.lua:70 (nn.lua:133) */
     rt_silu_mul(ctx, silu_mul_26_, (linear_260_ + 0), 1024, (linear_260_ + 512), 1024, n, 512);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_29_, 256, silu_mul_26_, 512, (w + W_MODEL_LAYERS_0_MLP_DOWN_PROJ_WEIGHT), NULL,
               n, 256, 512, RT_ACT_NONE, linear_19_);
-    /* models/deepseek_v3.lua:69 (nn.lua:124) */
+    /* models/deepseek_v3.lua:70 (nn.lua:124) */
     rt_rmsnorm(ctx, rmsnorm_31_, linear_29_, 256, (w + W_MODEL_LAYERS_1_INPUT_LAYERNORM_WEIGHT), n, 256, 1e-06f);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_262_, 176, rmsnorm_31_, 256, (w + W_MODEL_LAYERS_1_SELF_ATTN_Q_A_PROJ_WEIGHT_CAT2), NULL,
               n, 176, 256, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:124) */
+    /* models/deepseek_v3.lua:70 (nn.lua:124) */
     rt_rmsnorm(ctx, rmsnorm_35_, (linear_262_ + 0), 176, (w + W_MODEL_LAYERS_1_SELF_ATTN_Q_A_LAYERNORM_WEIGHT), n, 96, 1e-06f);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_37_, 192, rmsnorm_35_, 96, (w + W_MODEL_LAYERS_1_SELF_ATTN_Q_B_PROJ_WEIGHT), NULL,
               n, 192, 96, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:232) */
+    /* models/deepseek_v3.lua:70 (nn.lua:232) */
     {
         static const rt_mla_shape s = {
             .heads = 4, .d_nope = 32, .d_rope = 16, .d_v = 32, .rank = 64,
@@ -241,88 +241,88 @@ int deepseek_v3_step(rt_ctx *ctx, const float *w, const int32_t *in_tokens, int6
             .rope_attn = 1.0f, .rope_yarn = 0, .rope_interleave = 1 };
         rt_mla_attention(ctx, mla_attention_43_, linear_37_, (linear_262_ + 96), (w + W_MODEL_LAYERS_1_SELF_ATTN_KV_A_LAYERNORM_WEIGHT), (w + W_MODEL_LAYERS_1_SELF_ATTN_KV_B_PROJ_WEIGHT), (cache + 40960), n, pos, &s);
     }
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_46_, 256, mla_attention_43_, 128, (w + W_MODEL_LAYERS_1_SELF_ATTN_O_PROJ_WEIGHT), NULL,
               n, 256, 128, RT_ACT_NONE, linear_29_);
-    /* models/deepseek_v3.lua:69 (nn.lua:124) */
+    /* models/deepseek_v3.lua:70 (nn.lua:124) */
     rt_rmsnorm(ctx, rmsnorm_48_, linear_46_, 256, (w + W_MODEL_LAYERS_1_POST_ATTENTION_LAYERNORM_WEIGHT), n, 256, 1e-06f);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_264_, 256, rmsnorm_48_, 256, (w + W_MODEL_LAYERS_1_MLP_SHARED_EXPERTS_GATE_PROJ_WEIG_CAT2), NULL,
               n, 256, 256, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:133) */
+    /* models/deepseek_v3.lua:70 (nn.lua:133) */
     rt_silu_mul(ctx, silu_mul_53_, (linear_264_ + 0), 256, (linear_264_ + 128), 256, n, 128);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_56_, 256, silu_mul_53_, 128, (w + W_MODEL_LAYERS_1_MLP_SHARED_EXPERTS_DOWN_PROJ_WEIG), NULL,
               n, 256, 128, RT_ACT_NONE, linear_46_);
-    /* models/deepseek_v3.lua:69 (nn.lua:246) */
+    /* models/deepseek_v3.lua:70 (nn.lua:246) */
     rt_linear(ctx, linear_58_, 16, rmsnorm_48_, 256, (w + W_MODEL_LAYERS_1_MLP_GATE_WEIGHT), NULL,
               n, 16, 256, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:249) */
+    /* models/deepseek_v3.lua:70 (nn.lua:249) */
     {
         static const rt_moe_shape s = {
             .experts = 16, .n_group = 4, .topk_group = 2, .top_k = 4, .norm = 1, .scale = 2.5f };
         if (rt_moe_route(ctx, moe_route_60_, linear_58_, (w + W_MODEL_LAYERS_1_MLP_GATE_E_SCORE_CORRECTION_BIAS), n, &s))
             return DSC_ENOMEM;
     }
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_65_, linear_56_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_0_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_0_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 0))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_70_, moe_expert_65_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_1_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_1_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 1))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_75_, moe_expert_70_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_2_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_2_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 2))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_80_, moe_expert_75_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_3_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_3_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 3))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_85_, moe_expert_80_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_4_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_4_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 4))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_90_, moe_expert_85_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_5_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_5_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 5))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_95_, moe_expert_90_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_6_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_6_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 6))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_100_, moe_expert_95_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_7_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_7_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 7))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_105_, moe_expert_100_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_8_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_8_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 8))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_110_, moe_expert_105_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_9_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_9_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 9))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_115_, moe_expert_110_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_10_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_10_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 10))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_120_, moe_expert_115_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_11_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_11_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 11))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_125_, moe_expert_120_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_12_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_12_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 12))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_130_, moe_expert_125_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_13_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_13_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 13))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_135_, moe_expert_130_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_14_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_14_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 14))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_140_, moe_expert_135_, rmsnorm_48_, moe_route_60_, (w + W_MODEL_LAYERS_1_MLP_EXPERTS_15_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_1_MLP_EXPERTS_15_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 15))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:124) */
+    /* models/deepseek_v3.lua:70 (nn.lua:124) */
     rt_rmsnorm(ctx, rmsnorm_142_, moe_expert_140_, 256, (w + W_MODEL_LAYERS_2_INPUT_LAYERNORM_WEIGHT), n, 256, 1e-06f);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_266_, 176, rmsnorm_142_, 256, (w + W_MODEL_LAYERS_2_SELF_ATTN_Q_A_PROJ_WEIGHT_CAT2), NULL,
               n, 176, 256, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:124) */
+    /* models/deepseek_v3.lua:70 (nn.lua:124) */
     rt_rmsnorm(ctx, rmsnorm_146_, (linear_266_ + 0), 176, (w + W_MODEL_LAYERS_2_SELF_ATTN_Q_A_LAYERNORM_WEIGHT), n, 96, 1e-06f);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_148_, 192, rmsnorm_146_, 96, (w + W_MODEL_LAYERS_2_SELF_ATTN_Q_B_PROJ_WEIGHT), NULL,
               n, 192, 96, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:232) */
+    /* models/deepseek_v3.lua:70 (nn.lua:232) */
     {
         static const rt_mla_shape s = {
             .heads = 4, .d_nope = 32, .d_rope = 16, .d_v = 32, .rank = 64,
@@ -331,82 +331,82 @@ int deepseek_v3_step(rt_ctx *ctx, const float *w, const int32_t *in_tokens, int6
             .rope_attn = 1.0f, .rope_yarn = 0, .rope_interleave = 1 };
         rt_mla_attention(ctx, mla_attention_154_, linear_148_, (linear_266_ + 96), (w + W_MODEL_LAYERS_2_SELF_ATTN_KV_A_LAYERNORM_WEIGHT), (w + W_MODEL_LAYERS_2_SELF_ATTN_KV_B_PROJ_WEIGHT), (cache + 81920), n, pos, &s);
     }
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_157_, 256, mla_attention_154_, 128, (w + W_MODEL_LAYERS_2_SELF_ATTN_O_PROJ_WEIGHT), NULL,
               n, 256, 128, RT_ACT_NONE, moe_expert_140_);
-    /* models/deepseek_v3.lua:69 (nn.lua:124) */
+    /* models/deepseek_v3.lua:70 (nn.lua:124) */
     rt_rmsnorm(ctx, rmsnorm_159_, linear_157_, 256, (w + W_MODEL_LAYERS_2_POST_ATTENTION_LAYERNORM_WEIGHT), n, 256, 1e-06f);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_268_, 256, rmsnorm_159_, 256, (w + W_MODEL_LAYERS_2_MLP_SHARED_EXPERTS_GATE_PROJ_WEIG_CAT2), NULL,
               n, 256, 256, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:133) */
+    /* models/deepseek_v3.lua:70 (nn.lua:133) */
     rt_silu_mul(ctx, silu_mul_164_, (linear_268_ + 0), 256, (linear_268_ + 128), 256, n, 128);
-    /* models/deepseek_v3.lua:69 (nn.lua:18) */
+    /* models/deepseek_v3.lua:70 (nn.lua:18) */
     rt_linear(ctx, linear_167_, 256, silu_mul_164_, 128, (w + W_MODEL_LAYERS_2_MLP_SHARED_EXPERTS_DOWN_PROJ_WEIG), NULL,
               n, 256, 128, RT_ACT_NONE, linear_157_);
-    /* models/deepseek_v3.lua:69 (nn.lua:246) */
+    /* models/deepseek_v3.lua:70 (nn.lua:246) */
     rt_linear(ctx, linear_169_, 16, rmsnorm_159_, 256, (w + W_MODEL_LAYERS_2_MLP_GATE_WEIGHT), NULL,
               n, 16, 256, RT_ACT_NONE, NULL);
-    /* models/deepseek_v3.lua:69 (nn.lua:249) */
+    /* models/deepseek_v3.lua:70 (nn.lua:249) */
     {
         static const rt_moe_shape s = {
             .experts = 16, .n_group = 4, .topk_group = 2, .top_k = 4, .norm = 1, .scale = 2.5f };
         if (rt_moe_route(ctx, moe_route_171_, linear_169_, (w + W_MODEL_LAYERS_2_MLP_GATE_E_SCORE_CORRECTION_BIAS), n, &s))
             return DSC_ENOMEM;
     }
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_176_, linear_167_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_0_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_0_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 0))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_181_, moe_expert_176_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_1_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_1_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 1))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_186_, moe_expert_181_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_2_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_2_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 2))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_191_, moe_expert_186_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_3_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_3_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 3))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_196_, moe_expert_191_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_4_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_4_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 4))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_201_, moe_expert_196_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_5_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_5_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 5))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_206_, moe_expert_201_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_6_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_6_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 6))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_211_, moe_expert_206_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_7_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_7_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 7))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_216_, moe_expert_211_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_8_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_8_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 8))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_221_, moe_expert_216_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_9_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_9_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 9))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_226_, moe_expert_221_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_10_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_10_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 10))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_231_, moe_expert_226_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_11_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_11_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 11))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_236_, moe_expert_231_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_12_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_12_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 12))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_241_, moe_expert_236_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_13_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_13_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 13))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_246_, moe_expert_241_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_14_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_14_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 14))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:69 (nn.lua:255) */
+    /* models/deepseek_v3.lua:70 (nn.lua:255) */
     if (rt_moe_expert(ctx, moe_expert_251_, moe_expert_246_, rmsnorm_159_, moe_route_171_, (w + W_MODEL_LAYERS_2_MLP_EXPERTS_15_GATE_PROJ_WEIGHT_CAT2), (w + W_MODEL_LAYERS_2_MLP_EXPERTS_15_DOWN_PROJ_WEIGHT), n, 256, 128, 4, 15))
         return DSC_ENOMEM;
-    /* models/deepseek_v3.lua:73 */
+    /* models/deepseek_v3.lua:74 */
     rt_copy(ctx, last_252_, moe_expert_251_ + (n - 1) * 256, 256);
-    /* models/deepseek_v3.lua:73 (nn.lua:124) */
+    /* models/deepseek_v3.lua:74 (nn.lua:124) */
     rt_rmsnorm(ctx, rmsnorm_254_, last_252_, 256, (w + W_MODEL_NORM_WEIGHT), 1, 256, 1e-06f);
-    /* models/deepseek_v3.lua:75 */
+    /* models/deepseek_v3.lua:76 */
     rt_linear(ctx, out_logits, 1024, rmsnorm_254_, 256, (w + W_LM_HEAD_WEIGHT), NULL,
               1, 1024, 256, RT_ACT_NONE, NULL);
     return DSC_OK;

@@ -16,7 +16,7 @@
  * returns DSC_EBADLAYOUT for a blob packed in another. */
 #define DEEPSEEK_V3_WEIGHT_LAYOUT 32
 /* Format the linear weights are stored in (f32; embeddings, norms and
- * biases are float32). */
+ * biases are float32; some weights ask for bf16). */
 #define DEEPSEEK_V3_WEIGHT_FORMAT 0  /* DSC_WEIGHTS_F32 */
 /* Tokens a step may reach: pos + n <= this. */
 #define DEEPSEEK_V3_CONTEXT 512

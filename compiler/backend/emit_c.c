@@ -852,14 +852,22 @@ char *emit_c_header(const model *m, const memory_plan *plan,
         [DSC_WEIGHTS_BF16] = "DSC_WEIGHTS_BF16",
         [DSC_WEIGHTS_Q8] = "DSC_WEIGHTS_Q8",
     };
+    /* A weight may ask for a format of its own (DeepSeek's routed
+     * experts: bf16 in a float32 blob); the header says so. */
+    const int format = DSC_LAYOUT_FORMAT_OF(w->packing);
+    int own = format;
+    for (int e = 0; e < w->n_entries && own == format; e++)
+        if (w->entries[e].packed_linear)
+            own = DSC_LAYOUT_FORMAT_OF(w->entries[e].packing);
     /* A number, as every macro here (the emitter's checks allow no
      * other), with its DSC_WEIGHTS_ name beside it. */
     sb_printf(&sb, "/* Format the linear weights are stored in (%s; "
-              "embeddings, norms and\n * biases are float32). */\n"
+              "embeddings, norms and\n * biases are float32%s%s). */\n"
               "#define %s_WEIGHT_FORMAT %d  /* %s */\n",
-              rt_format_name(DSC_LAYOUT_FORMAT_OF(w->packing)), nm.upper,
-              DSC_LAYOUT_FORMAT_OF(w->packing),
-              format_macro[DSC_LAYOUT_FORMAT_OF(w->packing)]);
+              rt_format_name(format),
+              own != format ? "; some weights ask for " : "",
+              own != format ? rt_format_name(own) : "", nm.upper, format,
+              format_macro[format]);
     if (nm.dynamic)
         sb_printf(&sb, "/* Tokens a step may reach: pos + n <= this. */\n"
                   "#define %s_CONTEXT %lld\n", nm.upper,

@@ -58,6 +58,7 @@ local cfg = dsc.config {
   context = 0,  -- tokens the cache holds; 0: max_position_embeddings
   -- Routed experts' weights kept in bfloat16, as published: exact for a
   -- BF16 checkpoint, half the bytes a token reads (false: float32).
+  -- Under -fweights=bf16 or q8 they take that format like every linear.
   moe_bf16 = true,
 }
 local d = cfg.hidden_size

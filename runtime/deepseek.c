@@ -174,10 +174,11 @@ RT_INLINE float mla_bf16(uint16_t h)
 }
 
 
-/* Sum 8 partial sums the one way every format does. */
-RT_INLINE float mla_lanes(const float *a)
+/* rt_dot8's last step: the tail's sum, then the 8 partial sums. */
+RT_INLINE float mla_lanes(float tail, const float *a)
 {
-    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    return tail + ((a[0] + a[4]) + (a[1] + a[5])) +
+                  ((a[2] + a[6]) + (a[3] + a[7]));
 }
 
 
@@ -191,7 +192,7 @@ RT_INLINE float mla_dot_bf16(const float *x, const uint16_t *w, int64_t n)
             acc[j] += x[l + j] * mla_bf16(w[l + j]);
     for (; l < n; l++)
         sum += x[l] * mla_bf16(w[l]);
-    return sum + mla_lanes(acc);
+    return mla_lanes(sum, acc);
 }
 
 RT_INLINE float mla_dot_i8(const float *x, const int8_t *w, int64_t n)
@@ -203,12 +204,12 @@ RT_INLINE float mla_dot_i8(const float *x, const int8_t *w, int64_t n)
             acc[j] += x[l + j] * (float)w[l + j];
     for (; l < n; l++)
         sum += x[l] * (float)w[l];
-    return sum + mla_lanes(acc);
+    return mla_lanes(sum, acc);
 }
 
 
-/* q_lat[c] = Σ_{d < len} x[d] · W(n + d, c) for c < r, where columns n ..
- * n + len lie in one panel: a dot over a contiguous run per latent c. */
+/* q_lat[c] += Σ_{d < len} x[d] · W(n + d, c) for c < r, where columns
+ * n .. n + len lie in one panel: a dot over a contiguous run per latent. */
 RT_INLINE void mla_fold(float *q_lat, const float *x, const mla_weight *w,
                         int64_t n, int64_t len, int64_t r)
 {

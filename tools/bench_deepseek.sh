@@ -44,7 +44,7 @@ declare -A dsc_tok
 # dsc: float32 linears (the routed experts bfloat16, as -D moe_bf16 has it
 # by default) JIT and AOT, then every linear in bfloat16 (-fweights=bf16,
 # the precision DeepSeek publishes its weights in), then in Q8_0
-# (-fweights=q8; the routed experts stay bfloat16).
+# (-fweights=q8, the routed experts too).
 for run in "jit f32" "aot f32" "jit bf16" "jit q8"; do
     set -- $run
     mode=$1 fmt=$2

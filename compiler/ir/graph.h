@@ -107,7 +107,8 @@ typedef struct graph_attrs {
     float rope_theta, rope_factor, rope_low, rope_high, rope_attn;
     int rope_yarn, rope_interleave;
     int experts_per_tok, n_group, topk_group, norm_topk, expert;
-    int expert_bf16;  /* moe_expert: its weights stored as bfloat16 */
+    int expert_bf16;  /* moe_expert: its weights ask for bfloat16 (in a
+                         float32 blob; a reduced blob's format serves) */
     float routed_scale;
 } graph_attrs;
 

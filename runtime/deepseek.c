@@ -174,78 +174,45 @@ RT_INLINE float mla_bf16(uint16_t h)
 }
 
 
-/* rt_dot8's last step: the tail's sum, then the 8 partial sums. */
-RT_INLINE float mla_lanes(float tail, const float *a)
-{
-    return tail + ((a[0] + a[4]) + (a[1] + a[5])) +
-                  ((a[2] + a[6]) + (a[3] + a[7]));
-}
-
-
-/* Σ_l x[l] · w[l] over a bfloat16 or int8 run, with rt_dot8's order. */
-RT_INLINE float mla_dot_bf16(const float *x, const uint16_t *w, int64_t n)
-{
-    float acc[8] = {0}, sum = 0;
-    int64_t l = 0;
-    for (; l + 8 <= n; l += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += x[l + j] * mla_bf16(w[l + j]);
-    for (; l < n; l++)
-        sum += x[l] * mla_bf16(w[l]);
-    return mla_lanes(sum, acc);
-}
-
-RT_INLINE float mla_dot_i8(const float *x, const int8_t *w, int64_t n)
-{
-    float acc[8] = {0}, sum = 0;
-    int64_t l = 0;
-    for (; l + 8 <= n; l += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += x[l + j] * (float)w[l + j];
-    for (; l < n; l++)
-        sum += x[l] * (float)w[l];
-    return mla_lanes(sum, acc);
-}
-
-
-/* q_lat[c] += Σ_{d < len} x[d] · W(n + d, c) for c < r, where columns
- * n .. n + len lie in one panel: a dot over a contiguous run per latent. */
-RT_INLINE void mla_fold(float *q_lat, const float *x, const mla_weight *w,
-                        int64_t n, int64_t len, int64_t r)
+/* Row c of W's columns n .. n + len, which lie in one panel, as floats:
+ * in place for float32, else converted into buf (q8: each value times its
+ * column's scale, the value rt_linear_unpack gives). */
+RT_INLINE const float *mla_row(const mla_weight *w, int64_t n, int64_t len,
+                               int64_t c, float *buf)
 {
     const char *panel = w->body + n / w->P * w->panel_bytes;
     const int64_t j = n % w->P, P = w->P;
     if (w->format == DSC_WEIGHTS_Q8) {
-        /* Per block of RT_Q8_BLOCK latents, the columns' scales fold
-         * into x once: x[d] · s[d] · q(c, d). */
-        float xs[RT_PANEL_MAX];
-        for (int64_t b = 0; b * RT_Q8_BLOCK < r; b++) {
-            const float *scale = (const float *)(const void *)
-                (panel + b * P * (4 + RT_Q8_BLOCK));
-            const int8_t *vals = (const int8_t *)(scale + P);
-            for (int64_t d = 0; d < len; d++)
-                xs[d] = x[d] * scale[j + d];
-            for (int64_t c = b * RT_Q8_BLOCK;
-                 c < r && c < (b + 1) * RT_Q8_BLOCK; c++) {
-                const int8_t *row = vals + (c - b * RT_Q8_BLOCK) * P + j;
-                mla_prefetch(row, len);
-                q_lat[c] += mla_dot_i8(xs, row, len);
-            }
-        }
-    } else if (w->format == DSC_WEIGHTS_BF16) {
-        for (int64_t c = 0; c < r; c++) {
-            const uint16_t *row = (const uint16_t *)(const void *)panel +
-                                  c * P + j;
-            mla_prefetch(row, len * 2);
-            q_lat[c] += mla_dot_bf16(x, row, len);
-        }
-    } else {
-        for (int64_t c = 0; c < r; c++) {
-            const float *row = (const float *)(const void *)panel + c * P + j;
-            mla_prefetch(row, len * 4);
-            q_lat[c] += rt_dot8(x, row, len);
-        }
+        const char *block = panel + c / RT_Q8_BLOCK * P * (4 + RT_Q8_BLOCK);
+        const float *scale = (const float *)(const void *)block + j;
+        const int8_t *q = (const int8_t *)(block + P * 4) +
+                          c % RT_Q8_BLOCK * P + j;
+        mla_prefetch(q, len);
+        for (int64_t d = 0; d < len; d++)
+            buf[d] = (float)q[d] * scale[d];
+        return buf;
     }
+    if (w->format == DSC_WEIGHTS_BF16) {
+        const uint16_t *h = (const uint16_t *)(const void *)panel + c * P + j;
+        mla_prefetch(h, len * 2);
+        for (int64_t d = 0; d < len; d++)
+            buf[d] = mla_bf16(h[d]);
+        return buf;
+    }
+    const float *row = (const float *)(const void *)panel + c * P + j;
+    mla_prefetch(row, len * 4);
+    return row;
+}
+
+
+/* q_lat[c] += Σ_{d < len} x[d] · W(n + d, c) for c < r, columns n ..
+ * n + len in one panel: a dot over a contiguous run per latent. */
+RT_INLINE void mla_fold(float *q_lat, const float *x, const mla_weight *w,
+                        int64_t n, int64_t len, int64_t r)
+{
+    float buf[RT_PANEL_MAX];
+    for (int64_t c = 0; c < r; c++)
+        q_lat[c] += rt_dot8(x, mla_row(w, n, len, c, buf), len);
 }
 
 
@@ -254,39 +221,11 @@ RT_INLINE void mla_fold(float *q_lat, const float *x, const mla_weight *w,
 RT_INLINE void mla_unfold(float *y, const float *lat, const mla_weight *w,
                           int64_t n, int64_t len, int64_t r)
 {
-    const char *panel = w->body + n / w->P * w->panel_bytes;
-    const int64_t j = n % w->P, P = w->P;
-    if (w->format == DSC_WEIGHTS_Q8) {
-        for (int64_t b = 0; b * RT_Q8_BLOCK < r; b++) {
-            const float *scale = (const float *)(const void *)
-                (panel + b * P * (4 + RT_Q8_BLOCK));
-            const int8_t *vals = (const int8_t *)(scale + P);
-            float t[RT_PANEL_MAX] = {0};
-            for (int64_t c = b * RT_Q8_BLOCK;
-                 c < r && c < (b + 1) * RT_Q8_BLOCK; c++) {
-                const int8_t *row = vals + (c - b * RT_Q8_BLOCK) * P + j;
-                mla_prefetch(row, len);
-                for (int64_t d = 0; d < len; d++)
-                    t[d] += lat[c] * (float)row[d];
-            }
-            for (int64_t d = 0; d < len; d++)
-                y[d] += t[d] * scale[j + d];
-        }
-    } else if (w->format == DSC_WEIGHTS_BF16) {
-        for (int64_t c = 0; c < r; c++) {
-            const uint16_t *row = (const uint16_t *)(const void *)panel +
-                                  c * P + j;
-            mla_prefetch(row, len * 2);
-            for (int64_t d = 0; d < len; d++)
-                y[d] += lat[c] * mla_bf16(row[d]);
-        }
-    } else {
-        for (int64_t c = 0; c < r; c++) {
-            const float *row = (const float *)(const void *)panel + c * P + j;
-            mla_prefetch(row, len * 4);
-            for (int64_t d = 0; d < len; d++)
-                y[d] += lat[c] * row[d];
-        }
+    float buf[RT_PANEL_MAX];
+    for (int64_t c = 0; c < r; c++) {
+        const float *row = mla_row(w, n, len, c, buf);
+        for (int64_t d = 0; d < len; d++)
+            y[d] += lat[c] * row[d];
     }
 }
 
@@ -400,9 +339,9 @@ void rt_mla_attention(rt_ctx *ctx, float *out, const float *q, const float *kv,
     int64_t tasks = n * s->heads;
     int64_t work = tasks * ((pos + n) * 2 * w +
                             (s->d_nope + s->d_v) * s->rank);
-    /* The body's sums are 8 lanes wide: its AVX-512 build took 45% longer
-     * than the AVX2 one (perf, DeepSeek mid-size bf16 decode), so AVX-512
-     * runs the AVX2 build. */
+    /* The body's dots are 8 lanes wide: its AVX-512 build took 30-45%
+     * longer than the AVX2 one (perf, DeepSeek mid-size bf16 and q8
+     * decode), so AVX-512 runs the AVX2 build. */
     int isa = rt_ctx_isa(ctx);
     rt_parallel(ctx, rt_threads_for(ctx, work, 1 << 16), tasks,
                 mla_tasks_for(isa == DSC_ISA_AVX512 ? DSC_ISA_AVX2 : isa), &j);

@@ -207,21 +207,33 @@ RT_INLINE float rt_exp(float x)
     return rt_select(x == x, e, x);
 }
 
-/* erf(x) by Abramowitz & Stegun 7.1.26, |error| < 1.5e-7: the formula of
- * PyTorch's own vectorized CPU erf (its GELU), through rt_exp so it
- * vectorizes — libm's erff is a call per element, and in BERT's
- * feed-forward GELU it cost as much as the GEMM it follows. */
+/* erf(x) as x P(x^2) / Q(x^2) for x clamped to [-4, 4], where erf
+ * rounds to +-1 in float: no exp and one division, vectorizable (libm's
+ * erff is a call per element, and in BERT's feed-forward GELU it cost as
+ * much as the GEMM it follows).  Largest |error| 4e-7 in float (the
+ * Abramowitz-Stegun 7.1.26 formula of PyTorch's vectorized erf, which
+ * this replaces, through an exp: 6e-7); all-MiniLM-L6-v2's forward is
+ * 3.5% faster for it.  tools/fit_erf.py fits the coefficients and
+ * measures the error.  NaN stays NaN. */
 RT_INLINE float rt_erf(float x)
 {
-    float ax = fabsf(x);
-    float t = 1.0f / (1.0f + 0.3275911f * ax);
-    float r = 1.061405429f;
-    r = r * t - 1.453152027f;
-    r = r * t + 1.421413741f;
-    r = r * t - 0.284496736f;
-    r = r * t + 0.254829592f;
-    float e = 1.0f - r * t * rt_exp(-ax * ax);
-    return rt_select(x < 0.0f, -e, e);
+    float xc = rt_select(x > 4.0f, 4.0f, x);
+    xc = rt_select(xc < -4.0f, -4.0f, xc);
+    float t = xc * xc;
+    float p = -1.366651014e-08f;
+    p = p * t + 4.780484170e-06f;
+    p = p * t + 3.826902359e-04f;
+    p = p * t + 3.839527817e-03f;
+    p = p * t + 5.433256507e-02f;
+    p = p * t + 1.847104766e-01f;
+    p = p * t + 1.128379182e+00f;
+    float q = 6.400874179e-05f;
+    q = q * t + 1.309576052e-03f;
+    q = q * t + 1.545350662e-02f;
+    q = q * t + 1.138263184e-01f;
+    q = q * t + 4.970289433e-01f;
+    q = q * t + 1.0f;
+    return xc * p / q;
 }
 
 #endif

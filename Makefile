@@ -48,9 +48,13 @@ deps:
 
 # ISO C mode turns off contracting a * b + c into one FMA.  attention.c's
 # products are written on vectors as c += a * b and the FMA is their
-# speed (per ISA the result is as deterministic as before); elsewhere, as
-# in Adam's exact division, each operation's own rounding is the point.
-$(BUILD)/runtime/attention.o $(BUILD)/rt-portable/runtime/attention.o: \
+# speed, as it halves the polynomials of erf and exp in the epilogues and
+# activations of gemm.c and kernels.c (per ISA the result is as
+# deterministic as before); elsewhere, as in Adam's exact division, each
+# operation's own rounding is the point.
+$(BUILD)/runtime/attention.o $(BUILD)/rt-portable/runtime/attention.o \
+    $(BUILD)/runtime/gemm.o $(BUILD)/rt-portable/runtime/gemm.o \
+    $(BUILD)/runtime/kernels.o $(BUILD)/rt-portable/runtime/kernels.o: \
     RT_FP_CONTRACT := -ffp-contract=fast
 
 $(BUILD)/runtime/%.o: runtime/%.c

@@ -201,11 +201,13 @@ def main():
     rows = []
     onnx_path = os.path.join(tmp, "minilm.onnx")
     for t in threads:
-        engines = []
-        for aot in (False, True):
-            rs = [run_dsc(args.dsc, args.model_dir, path, t, aot)
-                  for _ in range(args.runs)]
-            engines.append(("dsc %s" % ("aot" if aot else "jit"), rs))
+        # JIT and AOT in turns, so that a slow minute of the machine's
+        # falls on both rather than on one.
+        jit, aot = [], []
+        for _ in range(args.runs):
+            jit.append(run_dsc(args.dsc, args.model_dir, path, t, False))
+            aot.append(run_dsc(args.dsc, args.model_dir, path, t, True))
+        engines = [("dsc jit", jit), ("dsc aot", aot)]
         for kind in ([] if args.no_peers else ["st", "ort"]):
             peer = run_peer(kind, args.model_dir, path, t, args.runs,
                             onnx_path)

@@ -5,7 +5,7 @@ same BertModel exported with torch.onnx, tokenized by HF's fast tokenizer,
 pooled in numpy), at 1 thread and one per core; one Markdown table.
 
   PYTHON tools/bench_minilm.py build/dsc build/minilm/model [--sentences N]
-      [--runs R] [--threads 1,2] [--no-peers]
+      [--runs R] [--threads 1,2] [--no-peers] [--avx2]
 
 The corpus: N sentences (default 1000) made from a fixed seed, of vocabulary
 words with lengths drawn from 3 to 120 words (most short, a few long), so
@@ -19,6 +19,11 @@ Columns: sentences/s over tokenize + forward (the steady state, weights
 loaded and code compiled, as a server would run); the tokenizer's share of
 that time; for dsc also the end-to-end wall time of the command (reading
 the weights and compiling each shape included).  The median of --runs runs.
+
+--avx2: AVX2 on both sides of an AVX-512 machine, as on an AVX2-only CPU:
+dsc under DSC_ISA=avx2 LIBXSMM_TARGET=hsw, sentence-transformers' OpenBLAS
+under OPENBLAS_CORETYPE=Haswell.  ONNX Runtime picks its kernels from the
+CPUID and cannot be held to AVX2, so it is left out.
 """
 import argparse
 import json
@@ -48,14 +53,20 @@ def corpus(model_dir, n, seed=1234):
     return out
 
 
-def run_dsc(dsc, model_dir, path, threads, aot):
+# The environment that holds each engine to AVX2 (--avx2).
+AVX2_DSC = {"DSC_ISA": "avx2", "LIBXSMM_TARGET": "hsw"}
+AVX2_OPENBLAS = {"OPENBLAS_CORETYPE": "Haswell"}
+
+
+def run_dsc(dsc, model_dir, path, threads, aot, env=None):
     cmd = [dsc, "embed", "models/minilm.lua", "--weights",
            os.path.join(model_dir, "model.safetensors"), "--tokenizer",
            os.path.join(model_dir, "tokenizer.json"), "--text", path,
            "--output", path + ".npy", "--threads", str(threads)] + (
                ["--aot"] if aot else [])
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True,
+                       env=dict(os.environ, **(env or {})))
     wall = time.perf_counter() - t0
     if r.returncode:
         sys.exit("bench_minilm: %s\n%s" % (" ".join(cmd), r.stderr))
@@ -146,10 +157,10 @@ def med(rs, key):
     return statistics.median(r[key] for r in rs)
 
 
-def run_peer(kind, model_dir, path, threads, runs, onnx_path):
+def run_peer(kind, model_dir, path, threads, runs, onnx_path, env=None):
     """A peer in a process of its own, its BLAS and OpenMP told the thread
-    count before they load."""
-    env = dict(os.environ, **thread_env(threads))
+    count (and anything in env) before they load."""
+    env = dict(os.environ, **thread_env(threads), **(env or {}))
     r = subprocess.run([sys.executable, __file__, "--peer", kind, model_dir,
                         path, "--threads", str(threads), "--runs", str(runs),
                         "--onnx", onnx_path], env=env, capture_output=True,
@@ -190,7 +201,11 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", default="1,%d" % os.cpu_count())
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--avx2", action="store_true",
+                    help="hold dsc and OpenBLAS to AVX2; no ONNX Runtime")
     args = ap.parse_args()
+    dsc_env = AVX2_DSC if args.avx2 else None
+    peers = [] if args.no_peers else ["st"] if args.avx2 else ["st", "ort"]
     sents = corpus(args.model_dir, args.sentences)
     tmp = tempfile.mkdtemp()
     path = os.path.join(tmp, "corpus.txt")
@@ -205,12 +220,14 @@ def main():
         # falls on both rather than on one.
         jit, aot = [], []
         for _ in range(args.runs):
-            jit.append(run_dsc(args.dsc, args.model_dir, path, t, False))
-            aot.append(run_dsc(args.dsc, args.model_dir, path, t, True))
+            jit.append(run_dsc(args.dsc, args.model_dir, path, t, False,
+                               dsc_env))
+            aot.append(run_dsc(args.dsc, args.model_dir, path, t, True,
+                               dsc_env))
         engines = [("dsc jit", jit), ("dsc aot", aot)]
-        for kind in ([] if args.no_peers else ["st", "ort"]):
+        for kind in peers:
             peer = run_peer(kind, args.model_dir, path, t, args.runs,
-                            onnx_path)
+                            onnx_path, AVX2_OPENBLAS if args.avx2 else None)
             if peer:
                 engines.append(peer)
         dsc_rate = n / (med(engines[0][1], "tok") + med(engines[0][1], "fwd"))
@@ -223,9 +240,13 @@ def main():
                 "-" if name == "dsc jit" else "%.2fx" % (dsc_rate / rate)))
     print("all-MiniLM-L6-v2, %d sentences (%d-%d words), max length 256; "
           "dsc packs ~1024 tokens per forward, the peers pad batches of 32 "
-          "sorted by length; median of %d runs" % (
+          "sorted by length; median of %d runs%s" % (
               n, min(len(s.split()) for s in sents),
-              max(len(s.split()) for s in sents), args.runs))
+              max(len(s.split()) for s in sents), args.runs,
+              "; AVX2 forced: dsc under %s, OpenBLAS under %s" % (
+                  " ".join("%s=%s" % kv for kv in AVX2_DSC.items()),
+                  " ".join("%s=%s" % kv for kv in AVX2_OPENBLAS.items()))
+              if args.avx2 else ""))
     print()
     print("| engine | threads | sentences/s | tokenizer share | "
           "end to end sentences/s | dsc jit speedup |")

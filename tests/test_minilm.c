@@ -274,17 +274,32 @@ static void check_real(const char *extra)
         cr_skip_test("the real model is not in %s (tools/get-minilm.sh "
                      "fetches it)", minilm_dir());
     const char *dsc = getenv("DSC") ? getenv("DSC") : "build/dsc";
-    char out[] = "/tmp/dsc_minilm_XXXXXX";
-    int fd = mkstemp(out);
-    cr_assert_geq(fd, 0);
+    char out[] = "/tmp/dsc_minilm_XXXXXX", log[] = "/tmp/dsc_minilm_XXXXXX";
+    int fd = mkstemp(out), fd_log = mkstemp(log);
+    cr_assert(fd >= 0 && fd_log >= 0);
     close(fd);
+    close(fd_log);
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s embed models/minilm.lua --weights "
              "%s/model.safetensors --tokenizer %s/tokenizer.json --text "
              "tests/fixtures/minilm/sentences.txt --output %s %s "
-             "2>/dev/null", dsc, minilm_dir(), minilm_dir(), out, extra);
+             "2>%s", dsc, minilm_dir(), minilm_dir(), out, extra, log);
     int rc = system(cmd);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "%s", cmd);
+    /* The parts of the time it reports are apart: together no more than
+     * the total (compile once counted the 90 MB of weights again). */
+    size_t len;
+    char *text = file_read_all(log, &len, NULL);
+    unlink(log);
+    cr_assert_not_null(text);
+    const char *line = strstr(text, "; tokenize ");
+    double tok, compile, weights, fwd, total;
+    cr_assert(line && sscanf(line, "; tokenize %lf ms, compile %lf ms, "
+                             "weights %lf ms, forward %lf ms, total %lf ms",
+                             &tok, &compile, &weights, &fwd, &total) == 5,
+              "no times in: %s", text);
+    cr_assert_leq(tok + compile + weights + fwd, total, "%s", line);
+    free(text);
     npy_array got, want;
     dsc_err err;
     cr_assert_eq(npy_read(out, &got, &err), 0, "%s", err.msg);

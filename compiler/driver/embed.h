@@ -40,7 +40,8 @@ typedef struct embed_options {
 typedef struct embed_stats {
     int shapes;                /* row counts compiled */
     int forwards;
-    double compile_ms, weights_ms, forward_ms;
+    double compile_ms;         /* building and loading code, not weights */
+    double weights_ms, forward_ms;
     int64_t rows, real_tokens; /* rows computed, tokens of sentences */
 } embed_stats;
 

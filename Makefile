@@ -46,12 +46,12 @@ all: $(BUILD)/dsc $(BUILD)/libdscrt.a $(SHARED_LIBS)
 deps:
 	@tools/install-deps.sh
 
-# ISO C mode turns off contracting a * b + c into one FMA.  attention.c's
-# products are written on vectors as c += a * b and the FMA is their
-# speed, as it halves the polynomials of erf and exp in the epilogues and
-# activations of gemm.c and kernels.c (per ISA the result is as
-# deterministic as before); elsewhere, as in Adam's exact division, each
-# operation's own rounding is the point.
+# ISO C mode turns off contracting a * b + c into one FMA.  Three files
+# turn it back on, for speed: attention.c (its products, written on
+# vectors as c += a * b), gemm.c and kernels.c (the Horner steps of erf
+# and exp in the epilogues and activations: half the instructions).
+# Results stay deterministic per ISA.  Elsewhere, as in Adam's exact
+# division, each operation's own rounding is the point.
 $(BUILD)/runtime/attention.o $(BUILD)/rt-portable/runtime/attention.o \
     $(BUILD)/runtime/gemm.o $(BUILD)/rt-portable/runtime/gemm.o \
     $(BUILD)/runtime/kernels.o $(BUILD)/rt-portable/runtime/kernels.o: \

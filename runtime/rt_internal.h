@@ -44,9 +44,11 @@ int rt_ctx_isa(const rt_ctx *ctx);
 
 /* CPU dispatch.  The runtime is built for baseline x86-64 so it runs
  * anywhere; the hot loops are compiled again for AVX2 and for AVX-512
- * (target attributes) and chosen at run time by the context's ISA.  The body is an always-inline
- * function, so each wrapper gets its own vectorized copy.  -std=c11 keeps
- * -ffp-contract=off, so both copies round identically. */
+ * (target attributes) and chosen at run time by the context's ISA.  The
+ * body is an always-inline function, so each wrapper gets its own
+ * vectorized copy.  Results are deterministic per ISA; across ISAs they
+ * may differ in the last bits, as attention.c, gemm.c and kernels.c let
+ * a * b + c become an FMA where the ISA has one (see the Makefile). */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RT_X86_DISPATCH 1
 #define RT_TARGET_AVX2 __attribute__((target("avx2,fma")))
@@ -207,14 +209,16 @@ RT_INLINE float rt_exp(float x)
     return rt_select(x == x, e, x);
 }
 
-/* erf(x) as x P(x^2) / Q(x^2) for x clamped to [-4, 4], where erf
- * rounds to +-1 in float: no exp and one division, vectorizable (libm's
- * erff is a call per element, and in BERT's feed-forward GELU it cost as
- * much as the GEMM it follows).  Largest |error| 4e-7 in float (the
- * Abramowitz-Stegun 7.1.26 formula of PyTorch's vectorized erf, which
- * this replaces, through an exp: 6e-7); all-MiniLM-L6-v2's forward is
- * 3.5% faster for it.  tools/fit_erf.py fits the coefficients and
- * measures the error.  NaN stays NaN. */
+/* erf(x) as x P(x^2) / Q(x^2) with x clamped to [-4, 4]: no exp and one
+ * division, vectorizable (libm's erff is a call per element, and in BERT's
+ * feed-forward GELU it cost as much as the GEMM it follows).  From |x| =
+ * 3.92 on erf rounds to +-1 in float, and so does this (GELU(x) is then x
+ * exactly, as in PyTorch); it never goes past +-1, which the fit does by
+ * up to 2.4e-7 on [3.66, 3.92].  Largest |error| 4e-7 in float; the
+ * Abramowitz-Stegun 7.1.26 formula of PyTorch's vectorized erf, which this
+ * replaces, has 6e-7 and an exp, and all-MiniLM-L6-v2's forward is 3.5%
+ * faster without it.  tools/fit_erf.py fits the coefficients and measures
+ * the error.  NaN stays NaN. */
 RT_INLINE float rt_erf(float x)
 {
     float xc = rt_select(x > 4.0f, 4.0f, x);
@@ -233,7 +237,9 @@ RT_INLINE float rt_erf(float x)
     q = q * t + 1.138263184e-01f;
     q = q * t + 4.970289433e-01f;
     q = q * t + 1.0f;
-    return xc * p / q;
+    float r = xc * p / q;
+    return rt_select((fabsf(xc) >= 3.92f) | (fabsf(r) > 1.0f),
+                     copysignf(1.0f, xc), r);
 }
 
 #endif

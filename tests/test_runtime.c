@@ -171,6 +171,11 @@ Test(elementwise, activations_against_double)
         rt_activation(NULL, y, x + 3, 1, RT_ACT_GELU);
         rt_activation(NULL, z, x + 3, 1, RT_ACT_GELU_TANH);
         cr_assert(y[0] != z[0] || fabsf(x[3]) < 1e-3f);
+        /* Past |x| = 3.92 erf is +-1 in float: GELU(x) is x or 0 exactly,
+         * as PyTorch's. */
+        rt_activation(NULL, y, x + 1, 2, RT_ACT_GELU);
+        cr_assert(y[0] == 0.0f && y[1] == 10.0f, "gelu(-10) = %.9g, "
+                  "gelu(10) = %.9g", (double)y[0], (double)y[1]);
         free(z);
         free(y);
         free(x);

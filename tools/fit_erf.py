@@ -4,11 +4,12 @@
     erf(x) ~= x P(x^2) / Q(x^2),  x clamped to [-4, 4],  Q(0) = 1,
 
 P of degree 6 and Q of degree 5 in x^2, by Loeb's linearized least squares
-with Lawson's reweighting toward the smallest largest error, then measured
-as the runtime computes it: coefficients and Horner steps in float32.
-Prints the coefficients for C and the largest absolute error against
-math.erf over [-6, 6], beside that of Abramowitz & Stegun 7.1.26 (the
-runtime's erf before) evaluated the same way.
+with Lawson's reweighting toward the smallest largest error.  Prints the
+coefficients for C and the largest absolute error against math.erf: of
+the fit in double on its grid (0, 4], and as the runtime computes it over
+[-6, 6] (coefficients and Horner steps in float32, +-1 from |x| = 3.92 on
+and never past +-1), beside Abramowitz & Stegun 7.1.26 (the runtime's erf
+before) evaluated the same way.
 
   /work/venv/bin/python tools/fit_erf.py
 (needs numpy)."""
@@ -16,7 +17,8 @@ import math
 
 import numpy as np
 
-CLAMP = 4.0   # |x| past this: erf(x) rounds to +-1 in float
+CLAMP = 4.0      # the fit's interval is [-CLAMP, CLAMP]
+SATURATE = 3.92  # from here on erf(x) rounds to +-1 in float
 NP, NQ = 7, 6  # coefficients of P and of Q, in t = x^2
 
 
@@ -49,7 +51,9 @@ def horner32(c, t):
 def rational32(p, q, x):
     xc = np.clip(x, np.float32(-CLAMP), np.float32(CLAMP))
     t = xc * xc
-    return xc * horner32(p, t) / horner32(q, t)
+    r = xc * horner32(p, t) / horner32(q, t)
+    return np.where((np.abs(xc) >= np.float32(SATURATE)) | (np.abs(r) > 1),
+                    np.copysign(np.float32(1), xc), r)
 
 
 def abramowitz_stegun32(x):

@@ -243,9 +243,11 @@ def main():
           "sorted by length; median of %d runs%s" % (
               n, min(len(s.split()) for s in sents),
               max(len(s.split()) for s in sents), args.runs,
-              "; AVX2 forced: dsc under %s, OpenBLAS under %s" % (
+              "; AVX2 forced: dsc under %s%s" % (
                   " ".join("%s=%s" % kv for kv in AVX2_DSC.items()),
-                  " ".join("%s=%s" % kv for kv in AVX2_OPENBLAS.items()))
+                  ", OpenBLAS under %s" % " ".join(
+                      "%s=%s" % kv for kv in AVX2_OPENBLAS.items())
+                  if peers else "")
               if args.avx2 else ""))
     print()
     print("| engine | threads | sentences/s | tokenizer share | "

@@ -298,7 +298,8 @@ static void check_real(const char *extra)
                              "weights %lf ms, forward %lf ms, total %lf ms",
                              &tok, &compile, &weights, &fwd, &total) == 5,
               "no times in: %s", text);
-    cr_assert_leq(tok + compile + weights + fwd, total, "%s", line);
+    /* 0.3 ms: the five figures are printed to 0.1 ms. */
+    cr_assert_leq(tok + compile + weights + fwd, total + 0.3, "%s", line);
     free(text);
     npy_array got, want;
     dsc_err err;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fit the rational erf of runtime/rt_internal.h (rt_erf):
 
-    erf(x) ~= x P(x^2) / Q(x^2),  x clamped to [-4, 4],  Q(0) = 1,
+    erf(x) ~= x P(x^2) / Q(x^2) on [-4, 4],  Q(0) = 1,
 
 P of degree 6 and Q of degree 5 in x^2, by Loeb's linearized least squares
 with Lawson's reweighting toward the smallest largest error.  Prints the
@@ -49,11 +49,10 @@ def horner32(c, t):
 
 
 def rational32(p, q, x):
-    xc = np.clip(x, np.float32(-CLAMP), np.float32(CLAMP))
-    t = xc * xc
-    r = xc * horner32(p, t) / horner32(q, t)
-    return np.where((np.abs(xc) >= np.float32(SATURATE)) | (np.abs(r) > 1),
-                    np.copysign(np.float32(1), xc), r)
+    t = x * x
+    r = x * horner32(p, t) / horner32(q, t)
+    return np.where((np.abs(x) >= np.float32(SATURATE)) | (np.abs(r) > 1),
+                    np.copysign(np.float32(1), x), r)
 
 
 def abramowitz_stegun32(x):

@@ -370,6 +370,23 @@ Test(e2e, command_line_errors)
     text = slurp(tmp_file("stdout"));
     cr_expect(strstr(text, "compile") && strstr(text, "--aot"), "%s", text);
     free(text);
+    /* One command's help: its section and those it refers to, no other. */
+    cr_expect_eq(run("%s help embed", dsc()), 0);
+    text = slurp(tmp_file("stdout"));
+    cr_expect(strstr(text, "embed options:") &&
+              strstr(text, "tokenize options:") &&
+              strstr(text, "run options:") && !strstr(text, "train options:"),
+              "%s", text);
+    free(text);
+    cr_expect_eq(run("%s tokenize --help", dsc()), 0);
+    text = slurp(tmp_file("stdout"));
+    cr_expect(strstr(text, "tokenize options:") &&
+              !strstr(text, "options for all:"), "%s", text);
+    free(text);
+    cr_expect_eq(run("%s help frobnicate", dsc()), 1);
+    text = stderr_text();
+    cr_expect(strstr(text, "no help for 'frobnicate'"), "%s", text);
+    free(text);
     /* An unwritable output leaves nothing behind. */
     cr_expect_eq(run("%s compile models/seed_encoder.lua -o /dev/null/x.c",
                      dsc()), 1);

@@ -4,6 +4,7 @@
 #define DSC_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "driver/build.h"
 #include "frontend/frontend.h"
@@ -59,8 +60,9 @@ typedef struct cli {
     long long max_memory;  /* --max-memory bytes, 0: the default */
 } cli;
 
-/* The help text, printed by --help. */
-extern const char cli_usage_text[];
+/* Print the help of command (NULL: all of it) to out; -1 if dsc has no
+ * such command. */
+int cli_help(FILE *out, const char *command);
 
 /* Parse argv[2..] for the command argv[1]; 1 after printing why not. */
 int cli_parse_args(int argc, char **argv, cli *c);

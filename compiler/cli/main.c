@@ -19,20 +19,44 @@ static const struct {
     { "embed", cmd_embed },
 };
 
+static int known_command(const char *name)
+{
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+        if (strcmp(name, commands[k].name) == 0)
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
-        fputs(cli_usage_text, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 1 : 0;
+    if (argc < 2) {
+        cli_help(stderr, NULL);
+        return 1;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        (strcmp(argv[1], "help") == 0 && argc == 2)) {
+        cli_help(stdout, NULL);
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0) {
+        if (argc > 3)
+            return cli_usage_error("help takes one command, got '%s' too",
+                                   argv[3]);
+        if (!known_command(argv[2]))
+            return cli_usage_error("no help for '%s': not a command",
+                                   argv[2]);
+        cli_help(stdout, argv[2]);
+        return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
         printf("dsc %s\n", DSC_VERSION);
         return 0;
     }
+    if (!known_command(argv[1]))
+        return cli_usage_error("unknown command '%s'", argv[1]);
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(cli_usage_text, stdout);
+            cli_help(stdout, argv[1]);
             return 0;
         }
     for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++) {
@@ -45,5 +69,5 @@ int main(int argc, char **argv)
         cli_free(&c);
         return rc;
     }
-    return cli_usage_error("unknown command '%s'", argv[1]);
+    return 1;  /* not reached: known_command said it is one */
 }

@@ -1,6 +1,12 @@
 #!/bin/sh
 # Regenerate the committed PyTorch reference fixtures under tests/fixtures/.
-# Needs a python3 with torch + numpy (tries $PYTHON, python3, /usr/bin/python3).
+# Needs a python3 with torch + numpy (tries $PYTHON, python3, /usr/bin/python3);
+# the GPT-2 and BERT fixtures prefer one with transformers 4.40 ($GPT2_PYTHON,
+# $BERT_PYTHON), the DeepSeek ones need transformers >= 5 ($DS_PYTHON).  A
+# fixture whose python is missing is kept as committed, with a note.
+# Each is written to a scratch directory first and replaces the committed one
+# only when its exporter succeeded, so a failure never loses a fixture.  Another
+# torch or BLAS may round the last bits of the references differently.
 # Every fixture is exported with --check: reloaded through export_torch.py's own
 # safetensors parser, rerun bit-exactly in torch, and compared against the
 # independent numpy float64 reference (tolerance 1e-4); the full-size one, whose
@@ -25,12 +31,21 @@ if [ -z "$py" ]; then
          "(tried \$PYTHON, python3, /usr/bin/python3)" >&2
     exit 1
 fi
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+# replace NAME: the fresh $stage/NAME takes the committed fixture's place.
+replace() {
+    rm -rf "${fx:?}/$1"
+    mv "$stage/$1" "$fx/$1"
+}
+
 echo "make-fixtures.sh: using $py ($("$py" -c 'import torch; print("torch", torch.__version__)'))"
 
 gen() {  # gen NAME ARGS...
     name=$1; shift
-    rm -rf "$fx/$name"
-    "$py" "$exporter" "$@" --check --out "$fx/$name"
+    "$py" "$exporter" "$@" --check --out "$stage/$name"
+    replace "$name"
 }
 
 mkdir -p "$fx"
@@ -59,11 +74,10 @@ if [ "$total" -gt 300000 ]; then
 fi
 
 # --- GPT-2 text-generation fixtures (tools/export_gpt2.py) -----------------
-# Prefers a python with Hugging Face transformers ($GPT2_PYTHON, then
-# /opt/gpt2venv/bin/python); otherwise export_gpt2.py's plain-PyTorch GPT-2
+# Prefers a python with Hugging Face transformers ($GPT2_PYTHON); otherwise export_gpt2.py's plain-PyTorch GPT-2
 # (bit-exact with transformers 4.40.2) with $py.  Each fixture must stay < 150 KB.
 gpt2py=$py
-for cand in ${GPT2_PYTHON:-} /opt/gpt2venv/bin/python; do
+for cand in ${GPT2_PYTHON:-}; do
     if command -v "$cand" >/dev/null 2>&1 &&
        "$cand" -c 'import torch, numpy, transformers' >/dev/null 2>&1; then
         gpt2py=$cand
@@ -72,14 +86,14 @@ for cand in ${GPT2_PYTHON:-} /opt/gpt2venv/bin/python; do
 done
 gen_gpt2() {  # gen_gpt2 NAME ARGS...
     name=$1; shift
-    rm -rf "$fx/$name"
-    "$gpt2py" "$here/export_gpt2.py" "$@" --check --out "$fx/$name"
-    sz=$(cat "$fx/$name"/* | wc -c | tr -d ' ')
+    "$gpt2py" "$here/export_gpt2.py" "$@" --check --out "$stage/$name"
+    sz=$(cat "$stage/$name"/* | wc -c | tr -d ' ')
     echo "make-fixtures.sh: $name $sz bytes"
     if [ "$sz" -ge 153600 ]; then
         echo "make-fixtures.sh: error: $name exceeds 150 KB" >&2
         exit 1
     fi
+    replace "$name"
 }
 gen_gpt2 gpt2_small --seed 8 --prompt-len 5 --new-tokens 34 \
     -D vocab=83 -D ctx=40 -D d_model=32 -D heads=4 -D layers=2 -D eps=1e-5
@@ -90,14 +104,14 @@ gen_gpt2 gpt2_wide --seed 18 --prompt-len 7 --new-tokens 32 \
 # initial weights, tokens, every epoch's loss and the trained weights.
 gen_train() {  # gen_train NAME ARGS...
     name=$1; shift
-    rm -rf "$fx/$name"
-    "$py" "$here/export_train.py" "$@" --out "$fx/$name" >/dev/null
-    sz=$(cat "$fx/$name"/* | wc -c | tr -d ' ')
+    "$py" "$here/export_train.py" "$@" --out "$stage/$name" >/dev/null
+    sz=$(cat "$stage/$name"/* | wc -c | tr -d ' ')
     echo "make-fixtures.sh: $name $sz bytes"
     if [ "$sz" -ge 153600 ]; then
         echo "make-fixtures.sh: error: $name exceeds 150 KB" >&2
         exit 1
     fi
+    replace "$name"
 }
 gen_train train_small --seed 1 -D vocab=40 -D d_model=16 -D heads=4 \
     -D d_ff=32 -D seq=6 -D batch=5
@@ -107,10 +121,9 @@ gen_train train_decay --seed 3 --epochs 5 --lr 0.01 --weight-decay 0.1 \
     -D vocab=20 -D d_model=8 -D heads=2 -D layers=1 -D d_ff=16 -D seq=4 -D batch=3
 
 # --- DeepSeek-V3 fixtures (tools/export_deepseek_v3.py) ----------------------
-# Need torch and transformers >= 5 ($DS_PYTHON, then /work/venv-ds/bin/python);
-# skipped (kept as committed) without them.  Each must stay < 300 KB.
+# Need torch and transformers >= 5 ($DS_PYTHON); skipped (kept as committed) without them.  Each must stay < 300 KB.
 dspy=""
-for cand in ${DS_PYTHON:-} /work/venv-ds/bin/python; do
+for cand in ${DS_PYTHON:-}; do
     if command -v "$cand" >/dev/null 2>&1 &&
        "$cand" -c 'import torch, transformers; from transformers import DeepseekV3ForCausalLM' \
            >/dev/null 2>&1; then
@@ -123,23 +136,29 @@ if [ -z "$dspy" ]; then
 else
     gen_ds() {  # gen_ds NAME ARGS...
         name=$1; shift
-        rm -rf "$fx/$name"
-        "$dspy" "$here/export_deepseek_v3.py" --preset "$name" --out "$fx/$name" "$@"
-        sz=$(cat "$fx/$name"/* | wc -c | tr -d ' ')
+        "$dspy" "$here/export_deepseek_v3.py" --preset "$name" --out "$stage/$name" "$@"
+        sz=$(cat "$stage/$name"/* | wc -c | tr -d ' ')
         echo "make-fixtures.sh: $name $sz bytes"
         if [ "$sz" -ge 307200 ]; then
             echo "make-fixtures.sh: error: $name exceeds 300 KB" >&2
             exit 1
         fi
+        replace "$name"
     }
     gen_ds deepseek_yarn --seed 0
     gen_ds deepseek_plain --seed 1 --shards 2
-    "$dspy" "$here/export_deepseek_v3.py" --router-ties "$fx/deepseek_router/ties"
+    mkdir -p "$stage/deepseek_router"
+    "$dspy" "$here/export_deepseek_v3.py" --router-ties "$stage/deepseek_router/ties"
+    mv "$stage/deepseek_router/ties" "$fx/deepseek_router/ties"
 fi
 
 # A random small BERT and its sentence embeddings (models/minilm.lua); needs
-# transformers: BERT_PYTHON (default: $gpt2py).
+# transformers: $BERT_PYTHON, else the GPT-2 python if it has them.
 bertpy=${BERT_PYTHON:-$gpt2py}
-rm -rf "$fx/bert_small"
-"$bertpy" "$here/export_bert.py" --out "$fx/bert_small" --seed 3
-chmod 644 "$fx/bert_small"/*
+if ! "$bertpy" -c 'import transformers' >/dev/null 2>&1; then
+    echo "make-fixtures.sh: note: no python with transformers; bert_small kept" >&2
+else
+    "$bertpy" "$here/export_bert.py" --out "$stage/bert_small" --seed 3
+    chmod 644 "$stage/bert_small"/*
+    replace bert_small
+fi

@@ -406,7 +406,7 @@ Test(npy, data_length_must_match)
 }
 
 
-Test(npy, write_failures_leave_nothing)
+Test(npy, write_failures_leave_nothing, .timeout = 20)
 {
     char *dir = tmpdir();
     char path[300];
@@ -422,16 +422,28 @@ Test(npy, write_failures_leave_nothing)
     fclose(plain);
     snprintf(path, sizeof path, "%s/plain/dir/out.npy", dir);
     cr_assert_eq(npy_write(path, NPY_F32, 2, shape, v, &err), -1);
-    check_msg(err.msg, "missing dir", path, "cannot write", NULL);
+    check_msg(err.msg, "missing dir", path, "cannot create", NULL);
 
-    /* The target is a directory: the rename fails after the data is
-     * written, and the temporary file must go. */
+    /* The target is a directory, or a FIFO the rename would replace by a
+     * regular file: refused before anything is written. */
     snprintf(path, sizeof path, "%s/sub", dir);
     cr_assert_eq(mkdir(path, 0700), 0);
     cr_assert_eq(npy_write(path, NPY_F32, 2, shape, v, &err), -1);
-    check_msg(err.msg, "directory", path, "cannot write", NULL);
-    cr_assert_eq(dir_entries(dir), 2, "only plain and sub/ remain");
+    check_msg(err.msg, "directory", path, "not a regular file", NULL);
     cr_assert_eq(dir_entries(path), 0);
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert_eq(npy_write(fifo, NPY_F32, 2, shape, v, &err), -1);
+    check_msg(err.msg, "fifo", fifo, "not a regular file", NULL);
+    struct stat st;
+    cr_assert_eq(stat(fifo, &st), 0);
+    cr_assert(S_ISFIFO(st.st_mode), "the FIFO is still a FIFO");
+    /* Reading one with no writer is refused, not waited on. */
+    size_t len;
+    cr_assert_null(file_read_all(fifo, &len, &err));
+    check_msg(err.msg, "fifo read", fifo, "not a regular file", NULL);
+    cr_assert_eq(dir_entries(dir), 3, "only plain, sub/ and fifo remain");
 
     /* Bad arguments write nothing. */
     snprintf(path, sizeof path, "%s/bad.npy", dir);
@@ -449,7 +461,7 @@ Test(npy, write_failures_leave_nothing)
     check_msg(err.msg, "no data", path, "no data", NULL);
     cr_assert_eq(npy_write(path, (npy_dtype)7, 2, shape, v, &err), -1);
     check_msg(err.msg, "dtype", path, "unknown dtype", NULL);
-    cr_assert_eq(dir_entries(dir), 2, "nothing written");
+    cr_assert_eq(dir_entries(dir), 3, "nothing written");
 
     /* Overwriting replaces the old file whole. */
     FILE *fp = fopen(path, "wb");
@@ -463,7 +475,7 @@ Test(npy, write_failures_leave_nothing)
     cr_assert_eq(a.count, 1);
     cr_assert_eq(((float *)a.data)[0], 1.f);
     npy_free(&a);
-    cr_assert_eq(dir_entries(dir), 3);
+    cr_assert_eq(dir_entries(dir), 4);
 
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -2,6 +2,7 @@
 #include "io/fileio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +19,23 @@ struct file_out {
 
 char *file_read_all(const char *path, size_t *len, dsc_err *err)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
+    /* O_NONBLOCK: opening a FIFO with no writer must not block before the
+     * regular-file check refuses it (regular files ignore the flag). */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         err_set(err, "%s: error: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         err_set(err, "%s: error: not a regular file", path);
-        fclose(fp);
+        close(fd);
+        return NULL;
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        err_set(err, "%s: error: cannot open: %s", path, strerror(errno));
+        close(fd);
         return NULL;
     }
     size_t size = (size_t)st.st_size;
@@ -75,6 +84,15 @@ file_out *file_out_open(const char *path, dsc_err *err)
         return NULL;
     }
     memcpy(f->path, path, n + 1);
+    /* The commit renames over path: a device or FIFO there would be
+     * replaced by a regular file, not written to. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        err_set(err, "%s: error: not a regular file (dsc writes its output "
+                "to a new file and renames it there)", path);
+        file_out_abort(f);
+        return NULL;
+    }
     snprintf(f->tmp_path, n + 32, "%s.tmp%ld", path, (long)getpid());
     f->fp = fopen(f->tmp_path, "wb");
     if (!f->fp && errno == ENOENT && strlen(path) < 4096) {
@@ -82,7 +100,8 @@ file_out *file_out_open(const char *path, dsc_err *err)
         f->fp = fopen(f->tmp_path, "wb");
     }
     if (!f->fp) {
-        err_set(err, "%s: error: cannot write: %s", path, strerror(errno));
+        err_set(err, "%s: error: cannot create %s beside it: %s", path,
+                f->tmp_path, strerror(errno));
         file_out_abort(f);
         return NULL;
     }

@@ -326,6 +326,39 @@ Test(deepseek, config_json_reader)
 }
 
 
+/* Each setting's line is found in one pass over the file: a line count
+ * from the start per key took minutes on a few MB of keys (the timeout
+ * catches that), and the lines must still be right. */
+Test(deepseek, config_json_many_keys, .timeout = 30)
+{
+    enum { KEYS = 300000 };
+    size_t cap = (size_t)KEYS * 24 + 16, len = 0;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    len += (size_t)snprintf(text + len, cap - len, "{\n");
+    for (int i = 0; i < KEYS; i++)
+        len += (size_t)snprintf(text + len, cap - len, "\"k%d\": %d%s\n", i, i,
+                                i + 1 < KEYS ? "," : "");
+    len += (size_t)snprintf(text + len, cap - len, "}\n");
+    frontend_define *d;
+    int n;
+    dsc_err err;
+    cr_assert_eq(config_json_read_memory(text, len, "c.json", &d, &n, &err), 0,
+                 "%s", err.msg);
+    cr_assert_eq(n, KEYS);
+    cr_expect_eq(d[0].line, 2);
+    cr_expect_eq(d[KEYS / 2].line, KEYS / 2 + 2);
+    cr_expect_eq(d[KEYS - 1].line, KEYS + 1);
+    config_json_free(d, n);
+    /* An error after the memo has moved on still names its own line. */
+    memcpy(text + len - 3, "\n}x", 3);
+    cr_assert_eq(config_json_read_memory(text, len, "c.json", &d, &n, &err),
+                 -1);
+    cr_expect(strstr(err.msg, "c.json:300002: error: text after"), "%s", err.msg);
+    free(text);
+}
+
+
 /* A sharded checkpoint's index: distinct shards beside the index, in
  * order; a shard outside its directory refused. */
 Test(deepseek, st_index_reader)

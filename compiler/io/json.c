@@ -5,18 +5,23 @@
  * jp_open/jp_next and reads the values it wants; jp_skip checks the rest. */
 #include "io/json.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 
-int json_line(const jparser *jp)
+int json_line(jparser *jp)
 {
-    int line = 1;
-    for (size_t i = 0; i < jp->pos && i < jp->len; i++)
-        line += jp->s[i] == '\n';
-    return line;
+    size_t end = jp->pos < jp->len ? jp->pos : jp->len;
+    if (end < jp->nl_pos) {  /* behind the memo: count again from the start */
+        jp->nl_pos = 0;
+        jp->nl_count = 0;
+    }
+    for (; jp->nl_pos < end; jp->nl_pos++)
+        jp->nl_count += jp->s[jp->nl_pos] == '\n';
+    return jp->nl_count < INT_MAX ? (int)jp->nl_count + 1 : INT_MAX;
 }
 
 

@@ -20,6 +20,9 @@ typedef struct jparser {
      * error: header JSON: ... at byte N of the header" (safetensors). */
     int lines;
     int max_depth;       /* 0: JSON_MAX_DEPTH */
+    /* json_line's memo: newlines before byte nl_pos, so asking for the
+     * line at each key of a file costs one pass, not one pass per key. */
+    size_t nl_pos, nl_count;
 } jparser;
 
 typedef struct jnum {
@@ -41,7 +44,7 @@ typedef struct keyset {
 const char *json_show(const char *s, char out[80]);
 
 /* The line of the cursor, from 1. */
-int json_line(const jparser *jp);
+int json_line(jparser *jp);
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0: overlongs,
  * surrogates and code points above U+10FFFF are invalid. */

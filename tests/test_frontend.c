@@ -779,6 +779,28 @@ Test(errors, unknown_define_key_lists_known_keys)
 }
 
 
+/* --config settings: a key the model does not declare is ignored, but an
+ * object where it declares a value is an error naming the file's line. */
+Test(errors, config_object_for_a_value)
+{
+    static const char text[] =
+        "local c = dsc.config { width = 8 }\n"
+        "local x = dsc.input(\"x\", {c.width})\n"
+        "dsc.output(\"y\", dsc.relu(x))\n";
+    static const frontend_define unknown[] = {
+        { .key = "rope.factor", .value = "2", .source = "c.json", .line = 3,
+          .kind = 'i' } };
+    model_free(load_ok(text, unknown, 1));
+    static const frontend_define object[] = {
+        { .key = "width.a.b", .value = "1", .source = "c.json", .line = 4,
+          .kind = 'i' } };
+    dsc_err err;
+    cr_assert_null(load_text(MODEL, text, object, 1, NULL, &err));
+    check_msg(err.msg, "c.json", 4, "config key 'width' must be a value",
+              "got an object", (const char *)NULL);
+}
+
+
 Test(errors, define_value_of_wrong_type)
 {
     static const char text[] =

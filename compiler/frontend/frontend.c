@@ -901,6 +901,29 @@ static void push_json_define(lua_State *L, const frontend_define *d)
 }
 
 
+/* A --config key "outer.inner" the model does not declare is ignored, but
+ * not when the model declares "outer" (or any such prefix): the file has
+ * an object where the model wants a value, and its default would be used
+ * silently.  The config table is at 1. */
+static void object_for_scalar(lua_State *L, const frontend_define *d)
+{
+    for (const char *dot = strchr(d->key, '.'); dot;
+         dot = strchr(dot + 1, '.')) {
+        lua_pushlstring(L, d->key, (size_t)(dot - d->key));
+        lua_pushvalue(L, -1);
+        int declared = lua_rawget(L, 1) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (declared) {
+            lua_pushfstring(L, "%s:%d: error: config key '%s' must be a "
+                            "value (as the model's default), got an object",
+                            d->source, d->line, lua_tostring(L, -1));
+            lua_error(L);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+
 static char *dup_str(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -977,8 +1000,10 @@ static int l_config(lua_State *L)
         lua_pushstring(L, key);
         if (lua_rawget(L, 1) == LUA_TNIL) {
             lua_pop(L, 1);
-            if (f->defines[i].source)  /* --config: not this model's key */
+            if (f->defines[i].source) {  /* --config: not this model's key */
+                object_for_scalar(L, &f->defines[i]);
                 continue;
+            }
             push_config_keys(L, n);
             return fail(L, "-D %s: unknown config key '%s' (this model's "
                         "keys: %s)", key, key, lua_tostring(L, -1));

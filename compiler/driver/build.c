@@ -29,6 +29,12 @@ int64_t build_default_max_memory(void)
 }
 
 
+static int loc_in(const graph_loc *at, const char *path)
+{
+    return at->file && strcmp(at->file, path) == 0;
+}
+
+
 /* A model file declares how much memory running it takes: refuse one that
  * needs more than the limit before the arena or the weights are allocated
  * (a hostile or mistyped shape would otherwise take the machine's memory).
@@ -43,20 +49,38 @@ static int check_memory(const built_model *b, int64_t limit, dsc_err *err)
         limit = build_default_max_memory();
     if (need <= (double)limit)
         return 0;
-    int big = 0;
-    for (int i = 1; i < g->n_tensors; i++)
-        if (graph_tensor_bytes(&g->tensors[i]) >
-            graph_tensor_bytes(&g->tensors[big]))
+    /* The largest tensor still in use: a pass's leftovers (the linear a
+     * fused ReLU used to read) have no producer and take no memory. */
+    int big = -1;
+    for (int i = 0; i < g->n_tensors; i++) {
+        const graph_tensor *x = &g->tensors[i];
+        if (x->producer < 0 && x->kind != GRAPH_INPUT &&
+            x->kind != GRAPH_WEIGHT && x->kind != GRAPH_STATE)
+            continue;
+        if (big < 0 || graph_tensor_bytes(x) >
+                           graph_tensor_bytes(&g->tensors[big]))
             big = i;
+    }
+    const char *model_path = b->model->path;
+    if (big < 0)  /* need > 0: some tensor in use holds it */
+        return err_set(err, "%s: error: the model needs %.0f bytes, more "
+                       "than the memory limit of %lld bytes (--max-memory)",
+                       model_path, need, (long long)limit);
     const graph_tensor *t = &g->tensors[big];
-    /* The model file's line for it (passes may leave a library line). */
-    graph_loc at = t->loc;
-    if (t->producer >= 0 && t->producer < g->n_nodes)
-        at = g->nodes[t->producer].user_loc;
-    if (!at.file || strcmp(at.file, b->model->path) != 0)
+    /* The model file's line for it: its producer's; a weight's or input's
+     * own, or where the block library declared it, its first reader's. */
+    graph_loc at = { model_path, 0 };
+    int node = t->producer;
+    if (node < 0 && !loc_in(&t->loc, model_path))
+        for (int n = 0; node < 0 && n < g->n_nodes; n++)
+            for (int k = 0; k < g->nodes[n].n_inputs; k++)
+                if (g->nodes[n].inputs[k] == big)
+                    node = n;
+    if (node >= 0 && node < g->n_nodes &&
+        loc_in(&g->nodes[node].user_loc, model_path))
+        at = g->nodes[node].user_loc;
+    else if (loc_in(&t->loc, model_path))
         at = t->loc;
-    if (!at.file || strcmp(at.file, b->model->path) != 0)
-        at = (graph_loc){ b->model->path, 0 };
     char shape[96];
     char place[1100];
     snprintf(place, sizeof place, at.line > 0 ? "%s:%d" : "%s", at.file,

@@ -178,7 +178,11 @@ class RouteWatch:
 
 
 def export(name, out, seed, min_gap, min_route_gap, write, shards=1):
-    from transformers import AutoConfig, DeepseekV3ForCausalLM
+    try:
+        from transformers import AutoConfig, DeepseekV3ForCausalLM
+    except ImportError as e:
+        sys.exit("export_deepseek_v3.py: error: needs transformers >= 5 "
+                 "(DeepseekV3ForCausalLM): %s" % e)
     from safetensors.torch import save_file
     p = PRESETS[name]
     cfg_json = published_config(p)

@@ -152,6 +152,55 @@ Test(tokenizer, normalizer_settings)
 }
 
 
+/* A text of n copies of the UTF-8 unit, then tail (malloc'd). */
+static char *repeat(const char *unit, size_t n, const char *tail, size_t *len)
+{
+    size_t u = strlen(unit), k = strlen(tail);
+    char *s = malloc(u * n + k + 1);
+    cr_assert_not_null(s);
+    for (size_t i = 0; i < n; i++)
+        memcpy(s + i * u, unit, u);
+    memcpy(s + u * n, tail, k + 1);
+    *len = u * n + k;
+    return s;
+}
+
+
+/* The ids of text[0..len) as "2,5,3" (cut at 200 characters). */
+static const char *ids_n(const tok_tokenizer *t, const char *text, size_t len)
+{
+    static char buf[256];
+    tok_batch b = {0};
+    size_t bad, at = 0;
+    cr_assert_eq(tok_encode(t, text, len, 0, &b, &bad), 0);
+    buf[0] = '\0';
+    for (int64_t i = 0; i < b.n_ids && at < 200; i++)
+        at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%d",
+                               i ? "," : "", (int)b.ids[i]);
+    tok_batch_free(&b);
+    return buf;
+}
+
+
+/* İ lowercases to two characters; each one used to shift the rest of the
+ * text along, so a million took a minute. */
+Test(tokenizer, dotted_capital_i_linear, .timeout = 10)
+{
+    tok_tokenizer *t = load("{\"type\": \"BertNormalizer\", \"clean_text\": "
+                            "true, \"handle_chinese_chars\": false, "
+                            "\"strip_accents\": false, \"lowercase\": true}",
+                            100);
+    size_t len;
+    char *s = repeat("\xc4\xb0", 1000000, " AB", &len);
+    cr_assert_str_eq(ids_n(t, s, len), "2,1,24,3");
+    free(s);
+    s = repeat("\xc4\xb0 ", 3, "A\xc4\xb0", &len);
+    cr_assert_str_eq(ids_n(t, s, len), "2,1,1,1,1,3");
+    free(s);
+    tok_free(t);
+}
+
+
 Test(tokenizer, invalid_utf8_names_line_and_byte)
 {
     tok_tokenizer *t = load(BERT_NORM, 100);

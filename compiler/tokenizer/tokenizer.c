@@ -912,23 +912,20 @@ static int normalize(const tok_tokenizer *t, const int32_t *cp, size_t n,
         }
     }
     if (t->lowercase) {
-        size_t n0 = out->n;
-        for (size_t i = 0; i < n0; i++) {
+        /* Into tmp, then swap: İ becomes two characters, and shifting the
+         * rest of the buffer along for each one was quadratic. */
+        tmp->n = 0;
+        for (size_t i = 0; i < out->n; i++) {
+            int32_t c = out->v[i];
             /* The one unconditional full lowercase mapping that is not
              * one character (SpecialCasing.txt): İ -> i + U+0307. */
-            if (out->v[i] == 0x130) {
-                out->v[i] = 'i';
-                if (cps_push(out, 0x307))
-                    return -1;
-                memmove(out->v + i + 2, out->v + i + 1,
-                        (out->n - i - 2) * sizeof *out->v);
-                out->v[i + 1] = 0x307;
-                n0++;
-                i++;
-            } else {
-                out->v[i] = utf8proc_tolower(out->v[i]);
-            }
+            if (c == 0x130 ? cps_push(tmp, 'i') || cps_push(tmp, 0x307)
+                           : cps_push(tmp, utf8proc_tolower(c)))
+                return -1;
         }
+        cps swap = *out;
+        *out = *tmp;
+        *tmp = swap;
     }
     return 0;
 }

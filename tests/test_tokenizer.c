@@ -201,6 +201,140 @@ Test(tokenizer, dotted_capital_i_linear, .timeout = 10)
 }
 
 
+/* A tokenizer.json of a WordPiece model alone (BertNormalizer's defaults,
+ * no [CLS] or [SEP]) with the vocabulary members given; [UNK] is 0. */
+static tok_tokenizer *load_vocab(const char *members, long max_chars)
+{
+    size_t n = strlen(members) + 256;
+    char *json = malloc(n);
+    cr_assert_not_null(json);
+    snprintf(json, n, "{\"model\": {\"type\": \"WordPiece\", \"unk_token\": "
+             "\"[UNK]\", \"max_input_chars_per_word\": %ld, \"vocab\": "
+             "{\"[UNK]\": 0, %s}}}", max_chars, members);
+    dsc_err err;
+    tok_tokenizer *t = tok_load_memory(json, strlen(json), "t.json", &err);
+    cr_assert_not_null(t, "%s", err.msg);
+    free(json);
+    return t;
+}
+
+
+/* A 20,000-byte entry: WordPiece tried every length down from it at each
+ * start, hashing each anew, which took minutes for a word of 20,000 a's. */
+Test(tokenizer, long_entry_linear, .timeout = 10)
+{
+    size_t len;
+    char *x = repeat("x", 20000, "", &len);
+    char *members = malloc(len + 128);
+    cr_assert_not_null(members);
+    sprintf(members, "\"a\": 1, \"##a\": 2, \"aaa\": 3, \"##aa\": 4, "
+            "\"\xd0\xb6\": 6, \"##\xd0\xb6\": 7, \"%s\": 5", x);
+    tok_tokenizer *t = load_vocab(members, 1 << 20);
+    cr_assert_str_eq(ids_n(t, "aaaaaa", 6), "3,4,2");
+    cr_assert_str_eq(ids_n(t, "a\xd0\xb6\xd0\xb6" "aaa", 8), "1,7,7,4,2");
+    cr_assert_str_eq(ids_n(t, x, len), "5");
+    cr_assert_str_eq(ids_n(t, x, len - 1), "0");  /* no cover */
+    free(x);
+    char *a = repeat("a", 20000, "", &len);
+    tok_batch b = {0};
+    size_t bad;
+    cr_assert_eq(tok_encode(t, a, len, 0, &b, &bad), 0);
+    /* aaa, then 9,998 ##aa, then ##a */
+    cr_assert_eq(b.n_ids, 10000);
+    cr_assert_eq(b.ids[0], 3);
+    for (int64_t i = 1; i < 9999; i++)
+        cr_assert_eq(b.ids[i], 4);
+    cr_assert_eq(b.ids[9999], 2);
+    tok_batch_free(&b);
+    free(a);
+    free(members);
+    tok_free(t);
+}
+
+
+/* FNV-1a, the vocabulary's old unkeyed hash. */
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+
+/* The next key lead + 6 letters from *counter + one last alphanumeric
+ * whose FNV-1a ends in the 16 bits want (the slot in a table of 65,536),
+ * into out. */
+static void colliding_key(char lead, uint32_t *counter, uint16_t want,
+                          char out[9])
+{
+    /* The last byte b must give ((h ^ b) * prime) mod 2^16 = want, so
+     * (h ^ b) mod 2^16 = want / prime: solve for b, check it is one. */
+    uint64_t inv = 1099511628211ULL;
+    for (int i = 0; i < 5; i++)
+        inv *= 2 - 1099511628211ULL * inv;
+    uint16_t u = (uint16_t)(want * inv);
+    for (;; ++*counter) {
+        uint32_t c = *counter;
+        out[0] = lead;
+        for (int i = 1; i <= 6; i++, c /= 26)
+            out[i] = (char)('a' + c % 26);
+        uint16_t h = (uint16_t)fnv1a(out, 7);
+        unsigned b = (h ^ u) & 0xFFFF;
+        if (b < 256 && ((b >= '0' && b <= '9') || (b >= 'a' && b <= 'z'))) {
+            out[7] = (char)b;
+            out[8] = '\0';
+            ++*counter;
+            return;
+        }
+    }
+}
+
+
+/* 30,000 entries chosen to share one FNV-1a slot, and words that land
+ * there too: each lookup walked the whole run (minutes); with a keyed
+ * hash the entries scatter.  The ids must not depend on the key. */
+Test(tokenizer, vocab_hash_flooding, .timeout = 10)
+{
+    enum { ENTRIES = 30000, WORDS = 1000, REPEAT = 300 };
+    char (*keys)[9] = malloc(ENTRIES * sizeof *keys);
+    char *members = malloc(ENTRIES * 20), *text = malloc(WORDS * 9 * REPEAT);
+    cr_assert(keys && members && text);
+    uint32_t counter = 0;
+    size_t at = 0;
+    for (int i = 0; i < ENTRIES; i++) {
+        colliding_key('q', &counter, 0x1234, keys[i]);
+        at += (size_t)sprintf(members + at, "%s\"%s\": %d", i ? ", " : "",
+                              keys[i], i + 1);
+    }
+    tok_tokenizer *t = load_vocab(members, 100);
+    for (int i = 0; i < WORDS; i++)  /* not entries, 'z' never leads one */
+        colliding_key('z', &counter, 0x1234, text + 9 * i);
+    for (int i = 0; i < WORDS; i++)
+        text[9 * i + 8] = ' ';
+    for (int r = 1; r < REPEAT; r++)
+        memcpy(text + r * WORDS * 9, text, WORDS * 9);
+    tok_batch b = {0};
+    size_t bad;
+    cr_assert_eq(tok_encode(t, text, WORDS * 9 * REPEAT, 0, &b, &bad), 0);
+    cr_assert_eq(b.n_ids, WORDS * REPEAT);
+    for (int64_t i = 0; i < b.n_ids; i++)
+        cr_assert_eq(b.ids[i], 0);  /* [UNK] */
+    tok_batch_free(&b);
+    for (int i = 0; i < ENTRIES; i += 997) {
+        char word[16];
+        sprintf(word, "%s", keys[i]);
+        char want[16];
+        sprintf(want, "%d", i + 1);
+        cr_assert_str_eq(ids_n(t, word, strlen(word)), want);
+    }
+    tok_free(t);
+    free(keys);
+    free(members);
+    free(text);
+}
+
+
 Test(tokenizer, invalid_utf8_names_line_and_byte)
 {
     tok_tokenizer *t = load(BERT_NORM, 100);

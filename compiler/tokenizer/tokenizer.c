@@ -18,8 +18,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "tokenizer/tokenizer.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <utf8proc.h>
 
@@ -32,6 +35,7 @@
 
 typedef struct tok_slot {
     const char *key;     /* into the tokenizer's strings; NULL: empty */
+    uint64_t hash;       /* key_hash of key */
     uint32_t len;
     int32_t id;
 } tok_slot;
@@ -45,10 +49,15 @@ typedef struct tok_added {
 struct tok_tokenizer {
     tok_slot *slots;          /* open addressing, power-of-two size */
     size_t cap, count;
+    int cap_bits;             /* cap = 1 << cap_bits */
+    uint64_t hash_x, hash_mul;  /* the secret hash keys (key_hash) */
+    /* The lengths vocabulary entries have, ascending, and hash_x to the
+     * power of each, less prefix_len for continuations (wordpiece). */
+    size_t *lens, n_lens;
+    uint64_t *pow_first, *pow_cont;
     char **owned;             /* vocabulary strings */
     size_t n_owned, cap_owned;
     int64_t vocab_size;       /* largest id + 1 */
-    size_t longest;           /* bytes of the longest vocabulary entry */
     int clean_text, chinese, strip_accents, lowercase;
     char prefix[16];          /* continuing_subword_prefix */
     size_t prefix_len;
@@ -64,32 +73,129 @@ struct tok_tokenizer {
 
 /* ---- the vocabulary ---------------------------------------------------- */
 
-static uint64_t hash_bytes(const char *s, size_t n)
+/* Hashes have secret random keys, so that a tokenizer.json cannot choose
+ * entries that pile up in one run of slots (30,000 chosen for the old
+ * unkeyed FNV-1a made encoding 20 times slower).  A key's hash is the
+ * polynomial with its bytes (+ 1) as coefficients at a random point
+ * hash_x, modulo the prime P = 2^61 - 1 (Carter-Wegman): two different
+ * keys of up to n bytes agree at no more than n of the P points.  It
+ * extends byte by byte, and the hash of any stretch of a word follows
+ * from two prefix hashes in one multiplication, which wordpiece needs.
+ * The slot comes from multiply-shift with a random odd hash_mul, a
+ * universal family over 64-bit values.  Which slot an entry lands in
+ * changes from run to run; what is found does not. */
+#define HASH_P ((UINT64_C(1) << 61) - 1)
+
+static uint64_t mul_mod_p(uint64_t a, uint64_t b)  /* a, b < HASH_P */
 {
-    uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
+    /* The 122-bit product from 32-bit halves; 2^64 = 8 (mod P). */
+    uint64_t al = (uint32_t)a, ah = a >> 32, bl = (uint32_t)b, bh = b >> 32;
+    uint64_t ll = al * bl, mid = al * bh + ah * bl;
+    uint64_t lo = ll + (mid << 32);
+    uint64_t hi = ah * bh + (mid >> 32) + (lo < ll);
+    uint64_t r = (lo & HASH_P) + (lo >> 61) + (hi << 3);
+    r = (r & HASH_P) + (r >> 61);
+    return r >= HASH_P ? r - HASH_P : r;
+}
+
+
+static uint64_t add_mod_p(uint64_t a, uint64_t b)  /* a, b < HASH_P */
+{
+    uint64_t r = a + b;
+    return r >= HASH_P ? r - HASH_P : r;
+}
+
+
+/* The hash of (the bytes hashed to h) followed by s[0..n). */
+static uint64_t hash_more(const tok_tokenizer *t, uint64_t h, const char *s,
+                          size_t n)
+{
     for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+        h = add_mod_p(mul_mod_p(h, t->hash_x), (unsigned char)s[i] + 1u);
     return h;
 }
 
 
-static int32_t vocab_find(const tok_tokenizer *t, const char *s, size_t n)
+static uint64_t sub_mod_p(uint64_t a, uint64_t b)  /* a, b < HASH_P */
+{
+    return a >= b ? a - b : a + HASH_P - b;
+}
+
+
+static uint64_t pow_mod_p(uint64_t x, size_t e)
+{
+    uint64_t r = 1;
+    for (; e; e >>= 1, x = mul_mod_p(x, x))
+        if (e & 1)
+            r = mul_mod_p(r, x);
+    return r;
+}
+
+
+static uint64_t mix64(uint64_t z)  /* splitmix64's finalizer */
+{
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+
+static void hash_keys(tok_tokenizer *t)
+{
+    uint64_t k[2];
+    int fd = open("/dev/urandom", O_RDONLY);
+    ssize_t got = fd >= 0 ? read(fd, k, sizeof k) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (got != (ssize_t)sizeof k) {
+        /* No /dev/urandom (a chroot?): the clock and addresses, which
+         * whoever wrote the file cannot know either. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        k[0] = mix64((uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 32 ^
+                     (uint64_t)(uintptr_t)t);
+        k[1] = mix64(k[0] ^ (uint64_t)(uintptr_t)&k ^ (uint64_t)getpid());
+    }
+    t->hash_x = 2 + k[0] % (HASH_P - 2);  /* not 0 or 1 */
+    t->hash_mul = k[1] | 1;
+}
+
+
+static size_t slot_of(const tok_tokenizer *t, uint64_t hash, int bits)
+{
+    return (size_t)((hash * t->hash_mul) >> (64 - bits));
+}
+
+
+/* The id of the entry pre[0..pn) + s[0..n), whose hash is hash; -1 if
+ * none. */
+static int32_t vocab_find_hashed(const tok_tokenizer *t, uint64_t hash,
+                                 const char *pre, size_t pn, const char *s,
+                                 size_t n)
 {
     if (!t->cap)
         return -1;
-    for (size_t i = hash_bytes(s, n) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+    for (size_t i = slot_of(t, hash, t->cap_bits);; i = (i + 1) & (t->cap - 1)) {
         const tok_slot *e = &t->slots[i];
         if (!e->key)
             return -1;
-        if (e->len == n && memcmp(e->key, s, n) == 0)
+        if (e->hash == hash && e->len == pn + n &&
+            memcmp(e->key, pre, pn) == 0 && memcmp(e->key + pn, s, n) == 0)
             return e->id;
     }
 }
 
 
+static int32_t vocab_find(const tok_tokenizer *t, const char *s, size_t n)
+{
+    return vocab_find_hashed(t, hash_more(t, 0, s, n), "", 0, s, n);
+}
+
+
 static int vocab_grow(tok_tokenizer *t)
 {
-    size_t cap = t->cap ? t->cap * 2 : 1024;
+    int bits = t->cap ? t->cap_bits + 1 : 10;
+    size_t cap = (size_t)1 << bits;
     tok_slot *s = calloc(cap, sizeof *s);
     if (!s)
         return -1;
@@ -97,7 +203,7 @@ static int vocab_grow(tok_tokenizer *t)
         const tok_slot *e = &t->slots[k];
         if (!e->key)
             continue;
-        size_t i = hash_bytes(e->key, e->len) & (cap - 1);
+        size_t i = slot_of(t, e->hash, bits);
         while (s[i].key)
             i = (i + 1) & (cap - 1);
         s[i] = *e;
@@ -105,6 +211,7 @@ static int vocab_grow(tok_tokenizer *t)
     free(t->slots);
     t->slots = s;
     t->cap = cap;
+    t->cap_bits = bits;
     return 0;
 }
 
@@ -114,7 +221,8 @@ static int vocab_grow(tok_tokenizer *t)
 static int vocab_add(tok_tokenizer *t, char *key, int32_t id)
 {
     size_t n = strlen(key);
-    if (vocab_find(t, key, n) >= 0) {
+    uint64_t hash = hash_more(t, 0, key, n);
+    if (vocab_find_hashed(t, hash, "", 0, key, n) >= 0) {
         free(key);
         return 1;
     }
@@ -131,16 +239,65 @@ static int vocab_add(tok_tokenizer *t, char *key, int32_t id)
     t->owned[t->n_owned++] = key;
     if ((t->count + 1) * 2 > t->cap && vocab_grow(t))
         return -1;
-    size_t i = hash_bytes(key, n) & (t->cap - 1);
+    size_t i = slot_of(t, hash, t->cap_bits);
     while (t->slots[i].key)
         i = (i + 1) & (t->cap - 1);
-    t->slots[i] = (tok_slot){ key, (uint32_t)n, id };
-    if (n > t->longest)
-        t->longest = n;
+    t->slots[i] = (tok_slot){ key, hash, (uint32_t)n, id };
     t->count++;
     if (id >= t->vocab_size)
         t->vocab_size = (int64_t)id + 1;
     return 0;
+}
+
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+
+/* The lengths entries have, for wordpiece (once prefix_len is known).
+ * -1 out of memory. */
+static int index_lengths(tok_tokenizer *t)
+{
+    size_t n = 0, k = 0;
+    t->lens = malloc((t->count ? t->count : 1) * sizeof *t->lens);
+    if (!t->lens)
+        return -1;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].key)
+            t->lens[n++] = t->slots[i].len;
+    qsort(t->lens, n, sizeof *t->lens, cmp_size);
+    for (size_t i = 0; i < n; i++)
+        if (!k || t->lens[i] != t->lens[k - 1])
+            t->lens[k++] = t->lens[i];
+    t->n_lens = k;
+    t->pow_first = malloc((k ? k : 1) * sizeof *t->pow_first);
+    t->pow_cont = malloc((k ? k : 1) * sizeof *t->pow_cont);
+    if (!t->pow_first || !t->pow_cont)
+        return -1;
+    for (size_t i = 0; i < k; i++) {
+        t->pow_first[i] = pow_mod_p(t->hash_x, t->lens[i]);
+        t->pow_cont[i] = t->lens[i] > t->prefix_len
+                         ? pow_mod_p(t->hash_x, t->lens[i] - t->prefix_len) : 0;
+    }
+    return 0;
+}
+
+
+/* How many entry lengths are at most n. */
+static size_t lens_upto(const tok_tokenizer *t, size_t n)
+{
+    size_t lo = 0, hi = t->n_lens;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (t->lens[mid] <= n)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 
@@ -154,6 +311,9 @@ void tok_free(tok_tokenizer *t)
         free(t->added[i].content);
     free(t->owned);
     free(t->slots);
+    free(t->lens);
+    free(t->pow_first);
+    free(t->pow_cont);
     free(t->added);
     free(t);
 }
@@ -559,6 +719,7 @@ static tok_tokenizer *tok_new(void)
     t->prefix_len = 2;
     t->max_chars = 100;
     t->no_compat = getenv("DSC_TOK_NO_COMPAT") != NULL;
+    hash_keys(t);
     return t;
 }
 
@@ -614,6 +775,10 @@ static tok_tokenizer *load_json(const char *text, size_t len,
     }
     if (t->strip_accents < 0)
         t->strip_accents = t->lowercase;
+    if (index_lengths(t)) {
+        err_file(err, path, "out of memory");
+        goto fail;
+    }
     goto done;
 fail:
     tok_free(t);
@@ -699,6 +864,11 @@ static tok_tokenizer *load_vocab_txt(const char *text, size_t len,
         }
         t->added = p;
         t->added[t->n_added++] = (tok_added){ c, strlen(c), id };
+    }
+    if (index_lengths(t)) {
+        err_file(err, path, "out of memory");
+        tok_free(t);
+        return NULL;
     }
     return t;
 }
@@ -937,33 +1107,58 @@ static size_t put_utf8(char *o, int32_t cp)
 }
 
 
-/* WordPiece of one word (its UTF-8 in w, chars characters). */
+/* A growable array of hashes. */
+typedef struct hashes {
+    uint64_t *v;
+    size_t cap;
+} hashes;
+
+
+/* WordPiece of one word (its UTF-8 in w, chars characters): from each
+ * start the longest entry that matches there.  Only lengths some entry
+ * has are tried, each hash in one multiplication from the word's prefix
+ * hashes ph (ph[i]: of w[0..i)), and bytes compared only when hashes
+ * agree: re-hashing every length down from the longest entry cost
+ * n * L^2 for an entry of L bytes. */
 static int wordpiece(const tok_tokenizer *t, const char *w, size_t n,
-                     size_t chars, tok_batch *out, char *key)
+                     size_t chars, tok_batch *out, hashes *ph)
 {
     if ((int64_t)chars > t->max_chars)
         return batch_push(out, t->unk);
+    if (n + 1 > ph->cap) {
+        uint64_t *v = realloc(ph->v, (n + 1) * sizeof *v);
+        if (!v)
+            return -1;
+        ph->v = v;
+        ph->cap = n + 1;
+    }
+    uint64_t *h = ph->v;
+    h[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        h[i + 1] = hash_more(t, h[i], w + i, 1);
+    uint64_t prefix_hash = hash_more(t, 0, t->prefix, t->prefix_len);
     int64_t mark = out->n_ids;
     size_t start = 0;
     while (start < n) {
-        size_t pre = start ? t->prefix_len : 0, end = n;
+        size_t pre = start ? t->prefix_len : 0, end = start;
+        uint64_t hp = start ? prefix_hash : 0;
+        const uint64_t *pw = start ? t->pow_cont : t->pow_first;
         int32_t id = -1;
-        /* Nothing longer than the longest entry can match: start there
-         * (keeps a long word under a huge max_input_chars_per_word from
-         * costing the cube of its length). */
-        if (end - start + pre > t->longest) {
-            end = start + (t->longest > pre ? t->longest - pre : 0);
-            while (end > start && ((unsigned char)w[end] & 0xC0) == 0x80)
-                end--;
-        }
-        memcpy(key, t->prefix, pre);
-        while (end > start) {
-            memcpy(key + pre, w + start, end - start);
-            if ((id = vocab_find(t, key, pre + end - start)) >= 0)
+        for (size_t k = lens_upto(t, n - start + pre); k-- > 0;) {
+            if (t->lens[k] <= pre)
                 break;
-            do  /* back to the previous character boundary */
-                end--;
-            while (end > start && ((unsigned char)w[end] & 0xC0) == 0x80);
+            size_t e = start + t->lens[k] - pre;
+            if (e < n && ((unsigned char)w[e] & 0xC0) == 0x80)
+                continue;  /* not at a character boundary */
+            /* prefix + w[start..e) = hp x^m + h[e] - h[start] x^m */
+            uint64_t hash = add_mod_p(h[e], mul_mod_p(sub_mod_p(hp, h[start]),
+                                                      pw[k]));
+            id = vocab_find_hashed(t, hash, t->prefix, pre, w + start,
+                                   e - start);
+            if (id >= 0) {
+                end = e;
+                break;
+            }
         }
         if (id < 0) {
             out->n_ids = mark;
@@ -984,15 +1179,16 @@ static int encode_plain(const tok_tokenizer *t, const int32_t *cp, size_t n,
 {
     if (normalize(t, cp, n, norm, tmp))
         return -1;
-    /* Room for the longest word in UTF-8, plus the prefix. */
-    char *word = malloc(norm->n * 4 + 1), *key = malloc(norm->n * 4 + 32);
-    int rc = word && key ? 0 : -1;
+    /* Room for the longest word in UTF-8. */
+    char *word = malloc(norm->n * 4 + 1);
+    hashes ph = {0};
+    int rc = word ? 0 : -1;
     size_t len = 0, chars = 0;
     for (size_t i = 0; i <= norm->n && !rc; i++) {
         int32_t c = i < norm->n ? norm->v[i] : ' ';
         int space = is_white_space(c), punct = !space && is_punctuation(t, c);
         if ((space || punct) && chars) {
-            rc = wordpiece(t, word, len, chars, out, key);
+            rc = wordpiece(t, word, len, chars, out, &ph);
             len = chars = 0;
         }
         if (space || rc)
@@ -1000,12 +1196,12 @@ static int encode_plain(const tok_tokenizer *t, const int32_t *cp, size_t n,
         len += put_utf8(word + len, c);
         chars++;
         if (punct) {
-            rc = wordpiece(t, word, len, chars, out, key);
+            rc = wordpiece(t, word, len, chars, out, &ph);
             len = chars = 0;
         }
     }
     free(word);
-    free(key);
+    free(ph.v);
     return rc;
 }
 

@@ -335,6 +335,71 @@ Test(tokenizer, vocab_hash_flooding, .timeout = 10)
 }
 
 
+/* load_vocab with added tokens too: "content": id members. */
+static tok_tokenizer *load_added(const char *added, const char *vocab)
+{
+    size_t n = strlen(added) * 2 + strlen(vocab) + 256;
+    char *json = malloc(n);
+    cr_assert_not_null(json);
+    size_t at = (size_t)sprintf(json, "{\"added_tokens\": [");
+    /* "c": 7, "d": 8 -> {"content": "c", "id": 7}, ... */
+    for (const char *p = added; *p;) {
+        const char *q = strchr(p + 1, '"'), *comma = strchr(q, ',');
+        at += (size_t)sprintf(json + at, "%s{\"content\": %.*s, \"id\": %ld}",
+                              p == added ? "" : ", ", (int)(q + 1 - p), p,
+                              strtol(strchr(q, ':') + 1, NULL, 10));
+        p = comma ? comma + 2 : q + strlen(q);
+    }
+    sprintf(json + at, "], \"model\": {\"type\": \"WordPiece\", \"vocab\": "
+            "{\"[UNK]\": 0, %s}}}", vocab);
+    dsc_err err;
+    tok_tokenizer *t = tok_load_memory(json, strlen(json), "t.json", &err);
+    cr_assert_not_null(t, "%s", err.msg);
+    free(json);
+    return t;
+}
+
+
+/* Added tokens split the text leftmost first, the longest at one place,
+ * the first of two the same. */
+Test(tokenizer, added_tokens_leftmost_longest)
+{
+    tok_tokenizer *t = load_added(
+        "\"ab\": 10, \"bcd\": 11, \"xy\": 12, \"xyz\": 13, \"dup\": 14, "
+        "\"dup\": 15, \"\xc3\xa9!\": 16, \"aa\": 17",
+        "\"a\": 1, \"##a\": 2, \"cd\": 3, \"x\": 4");
+    cr_assert_str_eq(ids_n(t, "abcd", 4), "10,3");
+    cr_assert_str_eq(ids_n(t, "xyzxyx", 6), "13,12,4");
+    cr_assert_str_eq(ids_n(t, "dup", 3), "14");
+    cr_assert_str_eq(ids_n(t, "zabz", 4), "0,10,0");
+    cr_assert_str_eq(ids_n(t, "a\xc3\xa9!aaa", 7), "1,16,17,1");
+    cr_assert_str_eq(ids_n(t, "AB", 2), "0");  /* raw text: no lowercase */
+    tok_free(t);
+}
+
+
+/* 1,024 added tokens of 1,004 bytes sharing 1,000: trying each at every
+ * byte of a million took 20 s. */
+Test(tokenizer, added_tokens_linear, .timeout = 10)
+{
+    size_t len;
+    char *a = repeat("a", 1000, "", &len);
+    char *added = malloc(1024 * 1020);
+    cr_assert_not_null(added);
+    size_t at = 0;
+    for (int i = 0; i < 1024; i++)
+        at += (size_t)sprintf(added + at, "%s\"%s%04d\": %d", i ? ", " : "",
+                              a, i, 100 + i);
+    tok_tokenizer *t = load_added(added, "\"a\": 1");
+    char *text = repeat(a, 1000, "0512aaaa0512", &len);
+    cr_assert_str_eq(ids_n(t, text, len), "0,612,0");  /* word over 100 */
+    free(text);
+    tok_free(t);
+    free(added);
+    free(a);
+}
+
+
 Test(tokenizer, invalid_utf8_names_line_and_byte)
 {
     tok_tokenizer *t = load(BERT_NORM, 100);

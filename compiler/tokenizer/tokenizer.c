@@ -46,6 +46,18 @@ typedef struct tok_added {
     int32_t id;
 } tok_added;
 
+/* A node of the Aho-Corasick automaton over the added tokens' contents
+ * read backwards (added_matches).  Node 0 is the root. */
+typedef struct ac_node {
+    uint32_t child, sibling;  /* while building: children by byte, 0 ends */
+    uint32_t edges;           /* then: its children are ac_edge[edges ..] */
+    uint32_t n_edges;
+    uint32_t fail;            /* the longest proper suffix that is a node */
+    int16_t token;            /* the added token it spells, -1 none */
+    int16_t longest;          /* the longest added token it ends with */
+    unsigned char byte;       /* on the edge from its parent */
+} ac_node;
+
 struct tok_tokenizer {
     tok_slot *slots;          /* open addressing, power-of-two size */
     size_t cap, count;
@@ -67,6 +79,8 @@ struct tok_tokenizer {
     int n_pre, n_post;
     tok_added *added;         /* matched in the raw text */
     int n_added;
+    ac_node *ac;              /* their automaton (added_matches) */
+    uint32_t *ac_edge;
     int no_compat;            /* measuring tok_compat.h: leave it out */
 };
 
@@ -315,6 +329,8 @@ void tok_free(tok_tokenizer *t)
     free(t->pow_first);
     free(t->pow_cont);
     free(t->added);
+    free(t->ac);
+    free(t->ac_edge);
     free(t);
 }
 
@@ -322,6 +338,89 @@ void tok_free(tok_tokenizer *t)
 int64_t tok_vocab_size(const tok_tokenizer *t) { return t->vocab_size; }
 int32_t tok_pad_id(const tok_tokenizer *t) { return t->pad; }
 int tok_special_count(const tok_tokenizer *t) { return t->n_pre + t->n_post; }
+
+
+/* ---- added tokens ----------------------------------------------------- */
+
+/* The child of node u by byte c, 0 if none. */
+static uint32_t ac_child(const tok_tokenizer *t, uint32_t u, unsigned char c)
+{
+    const uint32_t *e = t->ac_edge + t->ac[u].edges;
+    size_t lo = 0, hi = t->ac[u].n_edges;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        unsigned char b = t->ac[e[mid]].byte;
+        if (b == c)
+            return e[mid];
+        if (b < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+
+/* The automaton of the added tokens read backwards, for added_matches.
+ * -1 out of memory. */
+static int build_added_automaton(tok_tokenizer *t)
+{
+    size_t total = 1;
+    for (int i = 0; i < t->n_added; i++)
+        total += t->added[i].len;
+    if (total > UINT32_MAX)
+        return -1;
+    ac_node *a = t->ac = calloc(total, sizeof *a);
+    uint32_t *order = malloc(total * sizeof *order);
+    t->ac_edge = malloc(total * sizeof *t->ac_edge);
+    if (!a || !order || !t->ac_edge) {
+        free(order);
+        return -1;
+    }
+    /* The trie of the reversed contents, children sorted by byte. */
+    uint32_t n = 1;
+    a[0].token = -1;
+    for (int i = 0; i < t->n_added; i++) {
+        uint32_t u = 0;
+        for (size_t j = t->added[i].len; j-- > 0;) {
+            unsigned char c = (unsigned char)t->added[i].content[j];
+            uint32_t *link = &a[u].child;
+            while (*link && a[*link].byte < c)
+                link = &a[*link].sibling;
+            if (!*link || a[*link].byte != c) {
+                a[n] = (ac_node){ .sibling = *link, .token = -1, .byte = c };
+                *link = n++;
+            }
+            u = *link;
+        }
+        if (a[u].token < 0)  /* the same content twice: the first counts */
+            a[u].token = (int16_t)i;
+    }
+    /* Breadth first: each node's children into ac_edge, its failure link
+     * from its parent's, and the longest token it ends with (its own, or
+     * the one its failure link ends with, which is shorter). */
+    uint32_t head = 0, tail = 1, n_edge = 0;
+    order[0] = 0;
+    a[0].longest = -1;
+    while (head < tail) {
+        uint32_t u = order[head++];
+        a[u].edges = n_edge;
+        for (uint32_t v = a[u].child; v; v = a[v].sibling) {
+            t->ac_edge[n_edge++] = v;
+            order[tail++] = v;
+        }
+        a[u].n_edges = n_edge - a[u].edges;
+        for (uint32_t k = a[u].edges; k < n_edge; k++) {
+            uint32_t v = t->ac_edge[k], f = a[u].fail, w = 0;
+            while (u && !(w = ac_child(t, f, a[v].byte)) && f)
+                f = a[f].fail;
+            a[v].fail = w;
+            a[v].longest = a[v].token >= 0 ? a[v].token : a[w].longest;
+        }
+    }
+    free(order);
+    return 0;
+}
 
 
 /* ---- reading tokenizer.json ------------------------------------------- */
@@ -775,7 +874,7 @@ static tok_tokenizer *load_json(const char *text, size_t len,
     }
     if (t->strip_accents < 0)
         t->strip_accents = t->lowercase;
-    if (index_lengths(t)) {
+    if (index_lengths(t) || build_added_automaton(t)) {
         err_file(err, path, "out of memory");
         goto fail;
     }
@@ -865,7 +964,7 @@ static tok_tokenizer *load_vocab_txt(const char *text, size_t len,
         t->added = p;
         t->added[t->n_added++] = (tok_added){ c, strlen(c), id };
     }
-    if (index_lengths(t)) {
+    if (index_lengths(t) || build_added_automaton(t)) {
         err_file(err, path, "out of memory");
         tok_free(t);
         return NULL;
@@ -1206,18 +1305,22 @@ static int encode_plain(const tok_tokenizer *t, const int32_t *cp, size_t n,
 }
 
 
-/* The added token matching at text[at..], longest first; -1 if none. */
-static int added_at(const tok_tokenizer *t, const char *text, size_t len,
-                    size_t at)
+/* match[i] (i < len): the added token starting at text[i], the longest if
+ * several do, else -1.  One pass backwards through the automaton of the
+ * reversed tokens, linear in the text: trying every token at every byte
+ * cost bytes * tokens * their length. */
+static void added_matches(const tok_tokenizer *t, const char *text,
+                          size_t len, int16_t *match)
 {
-    int best = -1;
-    for (int i = 0; i < t->n_added; i++) {
-        const tok_added *a = &t->added[i];
-        if (a->len <= len - at && !memcmp(text + at, a->content, a->len) &&
-            (best < 0 || a->len > t->added[best].len))
-            best = i;
+    uint32_t u = 0;
+    for (size_t i = len; i-- > 0;) {
+        unsigned char c = (unsigned char)text[i];
+        uint32_t v;
+        while (!(v = ac_child(t, u, c)) && u)
+            u = t->ac[u].fail;
+        u = v;
+        match[i] = t->ac[u].longest;
     }
-    return best;
 }
 
 
@@ -1227,6 +1330,12 @@ int tok_encode(const tok_tokenizer *t, const char *text, size_t len,
     cps cp = {0}, norm = {0}, tmp = {0};
     int64_t first = out->n_ids;
     int rc = 0;
+    /* Special tokens are taken leftmost first, the longest at one place. */
+    int16_t *match = t->n_added && len ? malloc(len * sizeof *match) : NULL;
+    if (match)
+        added_matches(t, text, len, match);
+    else if (t->n_added && len)
+        rc = -2;
     for (int i = 0; i < t->n_pre && !rc; i++)
         rc = batch_push(out, t->pre[i]) ? -2 : 0;
     int64_t body = out->n_ids;
@@ -1236,7 +1345,7 @@ int tok_encode(const tok_tokenizer *t, const char *text, size_t len,
         int special = -1;
         cp.n = 0;
         while (at < len) {
-            if (t->n_added && (special = added_at(t, text, len, at)) >= 0)
+            if (match && (special = match[at]) >= 0)
                 break;
             const unsigned char *p = (const unsigned char *)text + at;
             size_t k = json_utf8_seq(p, len - at);
@@ -1268,6 +1377,7 @@ int tok_encode(const tok_tokenizer *t, const char *text, size_t len,
         rc = batch_push(out, t->post[i]) ? -2 : 0;
     if (rc)
         out->n_ids = first;
+    free(match);
     free(cp.v);
     free(norm.v);
     free(tmp.v);

@@ -424,6 +424,9 @@ Test(tokenizer, invalid_utf8_names_line_and_byte)
     tok_batch_free(&b);
     cr_assert_neq(tok_encode_lines(t, good, strlen(good), "s.txt", 1, &b,
                                    &err), 0);
+    cr_assert_not_null(strstr(err.msg, "t.json: error: a max length of 1 "
+                              "leaves no room for the 2 special tokens"),
+                       "%s", err.msg);
     tok_free(t);
 }
 
@@ -465,6 +468,24 @@ Test(tokenizer, bad_files)
     load_fails("[PAD]\n[UNK]\n", "vocab.txt", "needs [CLS], [SEP]");
     load_fails("[PAD]\n\xff\n", "vocab.txt", "vocab.txt:2: error: invalid "
                "UTF-8");
+    /* a second model is a duplicate, not its tokens appearing twice */
+    load_fails("{\"model\": {\"vocab\": {\"[UNK]\": 0}},\n\"model\": "
+               "{\"vocab\": {\"[UNK]\": 0}}}", "t.json",
+               "t.json:2: error: tokenizer.json: duplicate key 'model'");
+    load_fails("{\"model\": {\"vocab\": {\"[UNK]\": 0}, \"vocab\": "
+               "{\"[UNK]\": 0}}}", "t.json", "model: duplicate key 'vocab'");
+    /* a number of any length is shown by its start */
+    char json[256];
+    int at = sprintf(json, "{\"model\": {\"vocab\": {\"a\": 1");
+    for (int i = 0; i < 100; i++)
+        json[at++] = '0';
+    strcpy(json + at, "}}}");
+    load_fails(json, "t.json", "a vocabulary id = 10000000000000000000... "
+               "is not an integer in [0, 2147483646]");
+    dsc_err err;
+    cr_assert_null(tok_load_memory("[PAD]\nx\0y\n", 9, "vocab.txt", &err));
+    cr_assert_not_null(strstr(err.msg, "vocab.txt:2: error: a NUL character "
+                              "at byte 1 of the line"), "%s", err.msg);
 }
 
 

@@ -82,6 +82,7 @@ struct tok_tokenizer {
     ac_node *ac;              /* their automaton (added_matches) */
     uint32_t *ac_edge;
     int no_compat;            /* measuring tok_compat.h: leave it out */
+    char *path;               /* the file, for messages */
 };
 
 
@@ -331,6 +332,7 @@ void tok_free(tok_tokenizer *t)
     free(t->added);
     free(t->ac);
     free(t->ac_edge);
+    free(t->path);
     free(t);
 }
 
@@ -469,10 +471,12 @@ static int read_int(jparser *jp, const char *what, int64_t lo, int64_t hi,
         return -1;
     int64_t v = n.negative ? -(int64_t)n.mag : (int64_t)n.mag;
     if (!n.integral || n.big || v < lo || v > hi) {
+        /* A number of any length: show its start. */
+        int shown = n.len > 20 ? 20 : (int)n.len;
         jp->pos = at;
-        return jp_syntax(jp, "%s = %.*s is not an integer in [%lld, %lld]",
-                         what, (int)n.len, jp->s + n.at, (long long)lo,
-                         (long long)hi);
+        return jp_syntax(jp, "%s = %.*s%s is not an integer in [%lld, %lld]",
+                         what, shown, jp->s + n.at, n.len > 20 ? "..." : "",
+                         (long long)lo, (long long)hi);
     }
     *out = v;
     return 0;
@@ -534,6 +538,9 @@ typedef struct load_state {
     tok_tokenizer *t;
     char *unk_token;
     int have_model, have_normalizer;
+    /* "model" and its "vocab" met: a second one is a duplicate key, said
+     * before its tokens are read twice (read_object says so only after). */
+    int seen_model, seen_vocab;
     /* The post-processor's template, by token name, resolved at the end. */
     char *pre_names[TOK_MAX_SPECIAL], *post_names[TOK_MAX_SPECIAL];
     int n_pre, n_post, seen_sequence;
@@ -589,6 +596,8 @@ static int model_member(jparser *jp, const char *key, void *arg)
         return read_int(jp, "max_input_chars_per_word", 1, 1 << 20,
                         &t->max_chars);
     if (!strcmp(key, "vocab")) {
+        if (st->seen_vocab++)
+            return jp_syntax(jp, "model: duplicate key 'vocab'");
         st->have_model = 1;
         return read_object(jp, 3, "model.vocab", vocab_member, st);
     }
@@ -772,8 +781,11 @@ static int top_member(jparser *jp, const char *key, void *arg)
     load_state *st = arg;
     jp_ws(jp);
     int is_null = jp_peek(jp) == 'n';
-    if (!strcmp(key, "model"))
+    if (!strcmp(key, "model")) {
+        if (st->seen_model++)
+            return jp_syntax(jp, "tokenizer.json: duplicate key 'model'");
         return read_object(jp, 2, "model", model_member, st);
+    }
     if (!strcmp(key, "normalizer")) {
         if (is_null) {  /* no normalization at all */
             st->t->clean_text = st->t->chinese = st->t->lowercase = 0;
@@ -913,8 +925,8 @@ static tok_tokenizer *load_vocab_txt(const char *text, size_t len,
             size_t k = json_utf8_seq((const unsigned char *)text + at + i,
                                      n - i);
             if (!k || text[at + i] == '\0') {
-                err_set(err, "%s:%d: error: invalid UTF-8 at byte %zu of the "
-                        "line", path, (int)line + 1, i);
+                err_set(err, "%s:%d: error: %s at byte %zu of the line", path,
+                        (int)line + 1, k ? "a NUL character" : "invalid UTF-8", i);
                 tok_free(t);
                 return NULL;
             }
@@ -977,9 +989,15 @@ tok_tokenizer *tok_load_memory(const char *bytes, size_t len,
                                const char *path, dsc_err *err)
 {
     size_t n = strlen(path);
-    if (n >= 4 && !strcmp(path + n - 4, ".txt"))
-        return load_vocab_txt(bytes, len, path, err);
-    return load_json(bytes, len, path, err);
+    tok_tokenizer *t = n >= 4 && !strcmp(path + n - 4, ".txt")
+                       ? load_vocab_txt(bytes, len, path, err)
+                       : load_json(bytes, len, path, err);
+    if (t && !(t->path = strdup(path))) {
+        err_file(err, path, "out of memory");
+        tok_free(t);
+        return NULL;
+    }
+    return t;
 }
 
 
@@ -1390,9 +1408,9 @@ int tok_encode_lines(const tok_tokenizer *t, const char *text, size_t len,
                      dsc_err *err)
 {
     if (max_len > 0 && max_len < tok_special_count(t))
-        return err_set(err, "error: a max length of %lld leaves no room for "
-                       "the %d special tokens", (long long)max_len,
-                       tok_special_count(t));
+        return err_file(err, t->path, "a max length of %lld leaves no room "
+                        "for the %d special tokens it adds",
+                        (long long)max_len, tok_special_count(t));
     int64_t lines = 0;
     for (size_t i = 0; i < len; i++)
         lines += text[i] == '\n';

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_test.h"
 #include "driver/embed.h"
 #include "dsc_runtime.h"
 #include "io/fileio.h"
@@ -444,4 +445,75 @@ Test(minilm_cli, config_json_as_defines)
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+
+/* ---- dsc embed's errors --------------------------------------------- */
+
+TestSuite(embed_errors, .init = make_tmp, .fini = remove_tmp);
+
+
+/* A vocab.txt in the scratch directory: head's tokens (one per line), then
+ * fillers up to id `upto`, then tail's tokens from there. */
+static const char *write_vocab(const char *head, int upto, const char *tail)
+{
+    const char *path = tmp_file("vocab.txt");
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(head, f);
+    int id = 0;
+    for (const char *p = head; *p; p++)
+        id += *p == '\n';
+    for (; id < upto; id++)
+        fprintf(f, "filler%d\n", id);
+    fputs(tail, f);
+    fclose(f);
+    return path;
+}
+
+
+static const char *write_text(const char *name, const char *text)
+{
+    const char *path = tmp_file(name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+
+/* dsc embed on the bert_small fixture (vocabulary 61, 40 positions) with
+ * the scratch vocab.txt and text.txt; its exit status, stderr in tmp. */
+static int embed_small(const char *extra)
+{
+    char *flags = fixture_config("bert_small");
+    int rc = run("%s embed models/minilm.lua %s --weights "
+                 "%s/weights.safetensors --tokenizer %s --text %s %s", dsc(),
+                 flags, FX,
+                 tmp_file("vocab.txt"), tmp_file("text.txt"), extra);
+    free(flags);
+    return rc;
+}
+
+
+static void expect_error(int rc, const char *want)
+{
+    char *text = stderr_text();
+    cr_expect_eq(rc, 1, "%s", text);
+    cr_expect(strstr(text, want), "want '%s' in: %s", want, text);
+    cr_expect(!strstr(text, "sentences,"), "a success line: %s", text);
+    free(text);
+}
+
+
+/* A failed --output is the last word: no success line after it. */
+Test(embed_errors, no_success_line_after_a_failed_output)
+{
+    write_vocab("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n", 6, "");
+    const char *text = write_text("text.txt", "hello\n");
+    char extra[600];
+    /* the text file is no directory */
+    snprintf(extra, sizeof extra, "--output %s/out.npy", text);
+    expect_error(embed_small(extra), "out.npy: error:");
 }

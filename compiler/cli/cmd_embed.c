@@ -72,7 +72,7 @@ int cmd_embed(const cli *c)
             printf("%s\n", dim > 6 ? " ..." : "");
         }
     }
-    if (e)
+    if (!rc)  /* after an error, no line that reads as success */
         fprintf(stderr, "dsc: embed: %lld sentences, %lld tokens (%lld rows) "
                 "in %d forwards of %d shapes; tokenize %.1f ms, compile %.1f "
                 "ms, weights %.1f ms, forward %.1f ms, total %.1f ms\n",

@@ -507,6 +507,24 @@ static void expect_error(int rc, const char *want)
 }
 
 
+/* sentences and tokens are embed's own: from --config the file and line
+ * are named, from -D the option. */
+Test(embed_errors, own_keys_name_where_they_came_from)
+{
+    write_vocab("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n", 6, "");
+    write_text("text.txt", "hello\n");
+    const char *cfg = write_text("config.json", "{\"hidden_size\": 32,\n"
+                                 " \"tokens\": 64}\n");
+    char want[600];
+    snprintf(want, sizeof want, "%s:2: error: config key 'tokens'", cfg);
+    char extra[600];
+    snprintf(extra, sizeof extra, "--config %s", cfg);
+    expect_error(embed_small(extra), want);
+    expect_error(embed_small("-D sentences=4"),
+                 "dsc: error: embed: -D sentences:");
+}
+
+
 /* A failed --output is the last word: no success line after it. */
 Test(embed_errors, no_success_line_after_a_failed_output)
 {

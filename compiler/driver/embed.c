@@ -95,6 +95,25 @@ static int same_layout(const weight_layout *a, const weight_layout *b)
 }
 
 
+/* sentences and tokens are embed's to set: -D or --config giving them is
+ * an error naming the option, or the config file and its line. */
+static int check_own_keys(const build_options *b, dsc_err *err)
+{
+    for (int i = 0; i < b->n_defines; i++) {
+        const frontend_define *d = &b->defines[i];
+        if (strcmp(d->key, "sentences") && strcmp(d->key, "tokens"))
+            continue;
+        const char *why = "dsc embed sets sentences (from --batch) and "
+                          "tokens (from the sentences' lengths) itself";
+        if (d->source)
+            return err_set(err, "%s:%d: error: config key '%s': %s; remove "
+                           "it", d->source, d->line, d->key, why);
+        return err_set(err, "dsc: error: embed: -D %s: %s", d->key, why);
+    }
+    return 0;
+}
+
+
 /* The compiled model for seq, building it on first use. */
 static embed_shape *shape_for(embedder *e, int64_t tokens, dsc_err *err)
 {
@@ -115,17 +134,8 @@ static embed_shape *shape_for(embedder *e, int64_t tokens, dsc_err *err)
         err_set(err, "error: out of memory");
         return NULL;
     }
-    for (int i = 0; i < n; i++) {
-        if (!strcmp(o->build.defines[i].key, "sentences") ||
-            !strcmp(o->build.defines[i].key, "tokens")) {
-            free(defs);
-            err_set(err, "error: embed: -D %s: embed sets sentences "
-                    "(--batch) and tokens (from the sentences) itself",
-                    o->build.defines[i].key);
-            return NULL;
-        }
+    for (int i = 0; i < n; i++)
         defs[i] = o->build.defines[i];
-    }
     snprintf(batchs, sizeof batchs, "%lld", (long long)batch);
     snprintf(seqs, sizeof seqs, "%lld", (long long)tokens);
     defs[n] = (frontend_define){ .key = "sentences", .value = batchs };
@@ -259,6 +269,8 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
     int64_t max_rows = round_rows(budget);
     for (int i = 0; i < EMBED_INPUTS; i++)
         in[i] = malloc((size_t)(i == 3 ? B : max_rows) * sizeof(int32_t));
+    if (check_own_keys(&o->build, err))
+        goto done;
     if (B < 1) {
         err_set(err, "error: embed: a batch of %lld sentences", (long long)B);
         goto done;

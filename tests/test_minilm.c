@@ -507,6 +507,61 @@ static void expect_error(int rc, const char *want)
 }
 
 
+/* dsc embed of text with write_vocab(head, upto, tail) fails, saying
+ * the scratch path of `file` followed by want. */
+static void expect_vocab_error(const char *head, int upto, const char *tail,
+                               const char *text, const char *file,
+                               const char *want)
+{
+    write_vocab(head, upto, tail);
+    write_text("text.txt", text);
+    char full[600];
+    snprintf(full, sizeof full, "%s%s", tmp_file(file), want);
+    expect_error(embed_small(""), full);
+}
+
+
+/* Every sentence's ids are the model's; only the padding id is not. */
+Test(embed_errors, pad_id_outside_the_vocabulary)
+{
+    expect_vocab_error("[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n", 69,
+                       "[PAD]\n", "hello world\n", "vocab.txt",
+                       ": error: the padding id 69 is outside the model's "
+                       "vocabulary of 61 ids");
+}
+
+
+/* A token past the model's vocabulary is named with its id and the line
+ * of the text it is on. */
+Test(embed_errors, token_id_outside_the_vocabulary_names_the_line)
+{
+    expect_vocab_error("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n", 70,
+                       "zebra\n", "hello\n\nhello zebra hello\n", "text.txt",
+                       ":3: error: token id 70 is outside the model's "
+                       "vocabulary of 61 ids");
+}
+
+
+/* --max-length beyond the positions is refused however short the text;
+ * without it, the first sentence too long is named. */
+Test(embed_errors, longer_than_the_positions)
+{
+    write_vocab("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n", 6, "");
+    write_text("text.txt", "hello\n");
+    expect_error(embed_small("--max-length 41"), "dsc: error: embed: "
+                 "--max-length 41 is more than the model's 40 positions");
+    char line[300] = "hello\n";
+    for (int i = 0; i < 39; i++)
+        strcat(line, "hello ");
+    const char *text = write_text("text.txt", line);
+    char want[600];
+    snprintf(want, sizeof want, "%s:2: error: the sentence is 41 tokens, "
+             "more than the model's 40 positions", text);
+    expect_error(embed_small(""), want);
+    cr_expect_eq(embed_small("--max-length 40"), 0);  /* cut to fit: fine */
+}
+
+
 /* sentences and tokens are embed's own: from --config the file and line
  * are named, from -D the option. */
 Test(embed_errors, own_keys_name_where_they_came_from)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend/load.h"
+#include "driver/runner.h"
 #include "dsc_runtime.h"
 #include "io/weights.h"
 #include "util/timing.h"
@@ -17,6 +18,7 @@
 static const char *const input_names[EMBED_INPUTS] = {
     "input_ids", "token_type_ids", "position_ids", "lengths"
 };
+enum { IN_IDS, IN_TYPES, IN_POSITIONS, IN_LENGTHS };
 
 /* One compiled row count. */
 typedef struct embed_shape {
@@ -24,11 +26,14 @@ typedef struct embed_shape {
     built_model built;
     loaded_model *code;
     int slot[EMBED_INPUTS];   /* io index of each input by name */
+    int64_t limit[EMBED_INPUTS];  /* rows of the embedding reading each
+                                     input (ids must be below); 0: none */
     int64_t dim;
 } embed_shape;
 
 typedef struct embedder {
     const embed_options *o;
+    const tok_batch *tokens;
     embed_shape shapes[EMBED_MAX_SHAPES];
     int n_shapes;
     float *weights;
@@ -61,6 +66,7 @@ static int check_io(embed_shape *s, const char *path, int64_t batch,
                            "the int32 input_ids, token_type_ids, "
                            "position_ids, lengths", path, x->name);
         s->slot[which] = k++;
+        s->limit[which] = graph_token_vocab(g, t);
     }
     for (int i = 0; i < EMBED_INPUTS; i++)
         if (s->slot[i] < 0)
@@ -95,6 +101,12 @@ static int same_layout(const weight_layout *a, const weight_layout *b)
 }
 
 
+static int64_t len_of(const tok_batch *t, int64_t i)
+{
+    return t->start[i + 1] - t->start[i];
+}
+
+
 /* sentences and tokens are embed's to set: -D or --config giving them is
  * an error naming the option, or the config file and its line. */
 static int check_own_keys(const build_options *b, dsc_err *err)
@@ -114,6 +126,79 @@ static int check_own_keys(const build_options *b, dsc_err *err)
 }
 
 
+/* "TEXT:LINE: error: " for sentence i, or without a text file
+ * "dsc: error: embed: sentence N: ". */
+static void sentence_place(const embed_options *o, int64_t i, char *buf,
+                           size_t size)
+{
+    if (o->text_path)
+        snprintf(buf, size, "%s:%lld: error: ", o->text_path,
+                 (long long)i + 1);
+    else
+        snprintf(buf, size, "dsc: error: embed: sentence %lld: ",
+                 (long long)i + 1);
+}
+
+
+/* Sentence i's ids in the vocabulary, its length within the positions
+ * (limits from s, 0: none). */
+static int check_sentence(const embed_options *o, const embed_shape *s,
+                          const tok_batch *t, int64_t i, dsc_err *err)
+{
+    int64_t vocab = s->limit[IN_IDS], positions = s->limit[IN_POSITIONS];
+    int64_t len = len_of(t, i);
+    const int32_t *ids = t->ids + t->start[i];
+    char at[512];
+    if (positions && len > positions) {
+        sentence_place(o, i, at, sizeof at);
+        return err_set(err, "%sthe sentence is %lld tokens, more than the "
+                       "model's %lld positions (--max-length %lld would cut "
+                       "it there)", at, (long long)len, (long long)positions,
+                       (long long)positions);
+    }
+    for (int64_t k = 0; vocab && k < len; k++) {
+        if (ids[k] >= 0 && ids[k] < vocab)
+            continue;
+        char tok[600] = "";
+        if (o->tokenizer_path && o->tokenizer_vocab)
+            snprintf(tok, sizeof tok, " (%s's ids go up to %lld: is it "
+                     "this model's tokenizer?)", o->tokenizer_path,
+                     (long long)o->tokenizer_vocab - 1);
+        sentence_place(o, i, at, sizeof at);
+        return err_set(err, "%stoken id %d is outside the model's vocabulary "
+                       "of %lld ids%s", at, (int)ids[k], (long long)vocab,
+                       tok);
+    }
+    return 0;
+}
+
+
+/* What the generated code would reject at run time (DSC_EBADTOKEN), found
+ * before weights are read or code loaded, and named: --max-length beyond
+ * the positions, the padding id, then the first bad sentence. */
+static int check_tokens(const embed_options *o, const embed_shape *s,
+                        const tok_batch *t, dsc_err *err)
+{
+    int64_t vocab = s->limit[IN_IDS], positions = s->limit[IN_POSITIONS];
+    if (positions && o->max_length > positions)
+        return err_set(err, "dsc: error: embed: --max-length %lld is more "
+                       "than the model's %lld positions", (long long)
+                       o->max_length, (long long)positions);
+    if (vocab && (o->pad_id < 0 || o->pad_id >= vocab)) {
+        char at[512] = "dsc: error: embed: ";
+        if (o->tokenizer_path)
+            snprintf(at, sizeof at, "%s: error: ", o->tokenizer_path);
+        return err_set(err, "%sthe padding id %d is outside the model's "
+                       "vocabulary of %lld ids", at, (int)o->pad_id,
+                       (long long)vocab);
+    }
+    for (int64_t i = 0; i < t->n; i++)
+        if (check_sentence(o, s, t, i, err))
+            return -1;
+    return 0;
+}
+
+
 /* The compiled model for seq, building it on first use. */
 static embed_shape *shape_for(embedder *e, int64_t tokens, dsc_err *err)
 {
@@ -123,7 +208,8 @@ static embed_shape *shape_for(embedder *e, int64_t tokens, dsc_err *err)
         if (e->shapes[i].tokens == tokens)
             return &e->shapes[i];
     if (e->n_shapes == EMBED_MAX_SHAPES) {
-        err_set(err, "error: embed: more than %d shapes", EMBED_MAX_SHAPES);
+        err_set(err, "dsc: error: embed: more than %d shapes",
+                EMBED_MAX_SHAPES);
         return NULL;
     }
     double t0 = timing_now_ms();
@@ -131,7 +217,7 @@ static embed_shape *shape_for(embedder *e, int64_t tokens, dsc_err *err)
     frontend_define *defs = malloc((size_t)(n + 2) * sizeof *defs);
     char batchs[32], seqs[32];
     if (!defs) {
-        err_set(err, "error: out of memory");
+        err_set(err, "dsc: error: out of memory");
         return NULL;
     }
     for (int i = 0; i < n; i++)
@@ -153,7 +239,9 @@ static embed_shape *shape_for(embedder *e, int64_t tokens, dsc_err *err)
     if (check_io(s, o->model_path, batch, err))
         goto fail;
     double built_ms = timing_now_ms() - t0;  /* Lua, passes, C text */
-    if (!e->weights) {
+    if (!e->weights) {  /* the first shape: the model's limits are known */
+        if (check_tokens(o, s, e->tokens, err))
+            goto fail;
         double w0 = timing_now_ms();
         e->weights = weights_make_blob(s->built.model->graph,
                                        &s->built.weights, o->weights_path,
@@ -174,7 +262,7 @@ static embed_shape *shape_for(embedder *e, int64_t tokens, dsc_err *err)
         free(e->arena);
         e->arena_bytes = 0;
         if (!(e->arena = aligned_alloc(DSC_ALIGN, arena))) {
-            err_set(err, "error: out of memory for the arena (%zu bytes)",
+            err_set(err, "dsc: error: out of memory for the arena (%zu bytes)",
                     arena);
             goto fail;
         }
@@ -203,6 +291,33 @@ fail:
 }
 
 
+/* Why a forward of sentences order[0 .. count) failed.  check_tokens
+ * should have caught a bad id; if the model still rejects one, its
+ * sentence is named, else the input, row and id. */
+static void forward_error(const embedder *e, const embed_shape *s,
+                          int status, void *const *io, const int64_t *order,
+                          int64_t count, int64_t rows, dsc_err *err)
+{
+    if (status == DSC_EBADTOKEN) {
+        for (int64_t b = 0; b < count; b++)
+            if (check_sentence(e->o, s, e->tokens, order[b], err))
+                return;
+        runner_bad_token(s->built.model->graph, io, rows, NULL,
+                         e->o->text_path ? e->o->text_path : "dsc", err);
+        return;
+    }
+    const char *why = rt_ctx_error(e->ctx);
+    if (why && *why)
+        err_set(err, "dsc: error: embed: the model failed: %s", why);
+    else if (status == DSC_ENOMEM)
+        err_set(err, "dsc: error: embed: out of memory in the model's "
+                "kernels");
+    else
+        err_set(err, "dsc: error: embed: the model returned status %d",
+                status);
+}
+
+
 static void embedder_free(embedder *e)
 {
     for (int i = 0; i < e->n_shapes; i++) {
@@ -212,12 +327,6 @@ static void embedder_free(embedder *e)
     free(e->weights);
     free(e->arena);
     rt_ctx_free(e->ctx);
-}
-
-
-static int64_t len_of(const tok_batch *t, int64_t i)
-{
-    return t->start[i + 1] - t->start[i];
 }
 
 
@@ -256,7 +365,7 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
     if (!stats)
         stats = &local;
     memset(stats, 0, sizeof *stats);
-    embedder e = { .o = o, .stats = stats };
+    embedder e = { .o = o, .tokens = tokens, .stats = stats };
     int64_t n = tokens->n, B = o->batch;
     int64_t budget = o->tokens > 0 ? o->tokens : EMBED_TOKENS;
     float *result = NULL, *out = NULL;
@@ -272,12 +381,13 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
     if (check_own_keys(&o->build, err))
         goto done;
     if (B < 1) {
-        err_set(err, "error: embed: a batch of %lld sentences", (long long)B);
+        err_set(err, "dsc: error: embed: a batch of %lld sentences",
+                (long long)B);
         goto done;
     }
     if (!order || !tmp || !in[0] || !in[1] || !in[2] || !in[3] ||
         !(e.ctx = rt_ctx_new(o->threads))) {
-        err_set(err, "error: out of memory");
+        err_set(err, "dsc: error: out of memory");
         goto done;
     }
     for (int64_t i = 0; i < n; i++)
@@ -299,7 +409,7 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
             *dim = s->dim;
             if (!(result = malloc((size_t)(n * s->dim + 1) * sizeof *result))
                 || !(out = malloc((size_t)(B * s->dim) * sizeof *out))) {
-                err_set(err, "error: out of memory");
+                err_set(err, "dsc: error: out of memory");
                 goto done;
             }
         }
@@ -330,11 +440,8 @@ float *embed_sentences(const embed_options *o, const tok_batch *tokens,
         double t0 = timing_now_ms();
         int status = loaded_entry(s->code)(e.ctx, e.weights, io, e.arena);
         stats->forward_ms += timing_now_ms() - t0;
-        if (status == DSC_EBADTOKEN) {
-            err_set(err, "error: embed: a token id is outside the model's "
-                    "vocabulary, or a sentence of %lld tokens is longer "
-                    "than its positions", (long long)len_of(tokens,
-                                                            order[b0]));
+        if (status != DSC_OK) {
+            forward_error(&e, s, status, io, order + b0, count, rows, err);
             goto done;
         }
         for (int64_t b = 0; b < count; b++)

@@ -35,6 +35,11 @@ typedef struct embed_options {
     int64_t tokens;            /* rows per forward, about; 0: EMBED_TOKENS */
     int32_t pad_id;
     FILE *notes;               /* unused weight keys; may be NULL */
+    /* Where the sentences came from, for messages; NULL or 0: unknown. */
+    const char *text_path;     /* sentence i is its line i + 1 */
+    const char *tokenizer_path;
+    int64_t tokenizer_vocab;   /* the tokenizer's ids */
+    int64_t max_length;        /* --max-length, 0: not given */
 } embed_options;
 
 typedef struct embed_stats {
@@ -46,7 +51,10 @@ typedef struct embed_stats {
 } embed_stats;
 
 /* Embeddings of the sentences in tokens, in their order, into a malloc'd
- * [tokens->n, *dim] array.  NULL with an error on failure. */
+ * [tokens->n, *dim] array.  NULL with an error on failure.  Before any
+ * weights are read or code is run, every id (the padding id too) must be
+ * in the model's vocabulary and every sentence fit its positions: an error
+ * names the text's line, the tokenizer or --max-length otherwise. */
 float *embed_sentences(const embed_options *o, const tok_batch *tokens,
                        int64_t *dim, embed_stats *stats, dsc_err *err);
 

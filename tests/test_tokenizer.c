@@ -465,6 +465,11 @@ Test(tokenizer, bad_files)
     load_fails("{}", "t.json", "no WordPiece model.vocab");
     load_fails("{\"added_tokens\": [{\"id\": 1, \"content\": \"x\", "
                "\"lstrip\": true}]}", "t.json", "not supported");
+    /* An added token's content is bounded: its automaton grows with it. */
+    char long_added[1200];
+    snprintf(long_added, sizeof long_added, "{\"added_tokens\": [{\"id\": 1, "
+             "\"content\": \"%01025d\"}]}", 0);
+    load_fails(long_added, "t.json", "added token is longer than 1024 bytes");
     load_fails("[PAD]\n[UNK]\n", "vocab.txt", "needs [CLS], [SEP]");
     load_fails("[PAD]\n\xff\n", "vocab.txt", "vocab.txt:2: error: invalid "
                "UTF-8");

@@ -32,6 +32,12 @@
 
 #define TOK_MAX_SPECIAL 4
 #define TOK_MAX_ADDED 1024
+/* Bytes of one added token's content: real ones are a few ([MASK],
+ * <|endoftext|>); the automaton takes ~28 bytes per content byte, so this
+ * bounds it at ~30 MB whatever the file says. */
+#define TOK_MAX_ADDED_BYTES 1024
+#define TOK_STR_(x) #x
+#define TOK_STR(x) TOK_STR_(x)
 
 typedef struct tok_slot {
     const char *key;     /* into the tokenizer's strings; NULL: empty */
@@ -752,6 +758,9 @@ static int read_added(jparser *jp, load_state *st)
                         ? "has normalized, lstrip, rstrip or single_word set "
                           "(not supported)"
                         : t->n_added == TOK_MAX_ADDED ? "is one too many"
+                        : strlen(a.content) > TOK_MAX_ADDED_BYTES
+                        ? "is longer than " TOK_STR(TOK_MAX_ADDED_BYTES)
+                          " bytes"
                         : NULL;
         if (why) {
             free(a.content);

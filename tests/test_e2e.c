@@ -314,6 +314,40 @@ Test(e2e, int64_tokens_outside_int32_are_refused)
     free(config);
 }
 
+
+
+/* A float64 input beyond float32's range, and an input of more
+ * dimensions than a graph shape holds (.npy allows 8): clear errors.  The
+ * first was a (float) conversion of undefined behaviour, the second read
+ * past the shape it formatted. */
+Test(e2e, float64_and_high_rank_inputs_are_refused)
+{
+    char *config = fixture_config("seed_attention_small");
+    dsc_err err;
+    double x[3 * 5 * 24];
+    for (int i = 0; i < 3 * 5 * 24; i++)
+        x[i] = 0.01 * i;
+    x[4] = 1e300;
+    int64_t shape[3] = { 3, 5, 24 };
+    cr_assert_eq(npy_write(tmp_file("x64.npy"), NPY_F64, 3, shape, x, &err),
+                 0, "%s", err.msg);
+    cr_expect_eq(run("%s run models/seed_attention.lua %s --input x=%s",
+                     dsc(), config, tmp_file("x64.npy")), 1);
+    char *text = stderr_text();
+    cr_expect(strstr(text, "x64.npy: error: input 'x': element 4 is 1e+300, "
+                     "outside the float32 range"), "%s", text);
+    free(text);
+    const int64_t eight[8] = { 3, 5, 24, 1, 1, 1, 1, 1 };
+    cr_assert_eq(npy_write(tmp_file("x8.npy"), NPY_F64, 8, eight, x, &err),
+                 0, "%s", err.msg);
+    cr_expect_eq(run("%s run models/seed_attention.lua %s --input x=%s",
+                     dsc(), config, tmp_file("x8.npy")), 1);
+    text = stderr_text();
+    cr_expect(strstr(text, "x8.npy: error: input 'x' has 8 dimensions in the "
+                     "file, more than dsc's 6"), "%s", text);
+    free(text);
+    free(config);
+}
 Test(e2e, weight_file_problems_name_the_key)
 {
     const char *w = "tests/fixtures/seed_encoder_small/weights.safetensors";

@@ -1,6 +1,7 @@
 /* cmd_run.c — dsc run: build, load (JIT or AOT) and run a model once on given or
  * random inputs. */
 #define _POSIX_C_SOURCE 200809L
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,7 +37,15 @@ static int convert_input(void *buf, const npy_array *a, const char *path,
             break;
         }
         case NPY_F32: ((float *)buf)[i] = ((float *)a->data)[i]; break;
-        case NPY_F64: ((float *)buf)[i] = (float)((double *)a->data)[i]; break;
+        case NPY_F64: {
+            double v = ((double *)a->data)[i];
+            if (isfinite(v) && fabs(v) > FLT_MAX)  /* (float)v would be UB */
+                return err_set(err, "%s: error: input '%s': element %lld is "
+                               "%g, outside the float32 range", path, name,
+                               (long long)i, v);
+            ((float *)buf)[i] = (float)v;
+            break;
+        }
         }
     }
     return 0;
@@ -72,8 +81,11 @@ void *cli_make_input(const graph *g, int t, const cli *c, uint64_t *rng,
         free(buf);
         return NULL;
     }
-    graph_shape shape = { .rank = a.rank };
-    for (int i = 0; i < a.rank && i < GRAPH_MAX_RANK; i++)
+    /* The file's shape, as far as a graph shape holds it: a rank past
+     * GRAPH_MAX_RANK is refused below. */
+    graph_shape shape = { .rank = a.rank < GRAPH_MAX_RANK ? a.rank
+                                                           : GRAPH_MAX_RANK };
+    for (int i = 0; i < shape.rank; i++)
         shape.dim[i] = a.shape[i];
     /* A decoder's input may be shorter than the context along dim 0. */
     graph_shape full = shape;
@@ -88,8 +100,13 @@ void *cli_make_input(const graph *g, int t, const cli *c, uint64_t *rng,
         err_set(err, "%s: error: input '%s' must be %s, the file holds %s",
                 path, x->name, x->dtype == GRAPH_I32 ? "int32 or int64"
                 : "float32 or float64", npy_dtype_name(a.dtype));
-    else if (a.rank > GRAPH_MAX_RANK ||
-             !graph_shape_equal(&full, &x->shape)) {
+    else if (a.rank > GRAPH_MAX_RANK) {
+        err_set(err, "%s: error: input '%s' has %d dimensions in the file, "
+                "more than dsc's %d (the model expects %s)", path, x->name,
+                a.rank, GRAPH_MAX_RANK,
+                graph_shape_str(&x->shape, want, sizeof want));
+        ok = 0;
+    } else if (!graph_shape_equal(&full, &x->shape)) {
         err_set(err, "%s: error: input '%s' is %s in the file but the model "
                 "expects %s%s", path, x->name,
                 graph_shape_str(&shape, got, sizeof got),

@@ -119,12 +119,14 @@ int graph_shape_equal(const graph_shape *a, const graph_shape *b)
 
 const char *graph_shape_str(const graph_shape *s, char *buf, int len)
 {
+    /* A shape being refused may claim more dims than it can hold. */
     int at = snprintf(buf, (size_t)len, "[");
-    for (int i = 0; i < s->rank && at < len; i++)
+    for (int i = 0; i < s->rank && i < GRAPH_MAX_RANK && at < len; i++)
         at += snprintf(buf + at, (size_t)(len - at), "%s%lld", i ? ", " : "",
                        (long long)s->dim[i]);
     if (at < len)
-        snprintf(buf + at, (size_t)(len - at), "]");
+        snprintf(buf + at, (size_t)(len - at), "%s]",
+                 s->rank > GRAPH_MAX_RANK ? ", ..." : "");
     return buf;
 }
 

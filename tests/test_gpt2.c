@@ -313,5 +313,9 @@ Test(gpt2, dsc_generate_is_greedy_by_default_and_reproducible_sampling)
     snprintf(args, sizeof args, "%s -n %lld", prompt,
              (long long)f.run.context);
     cr_expect_eq(generate(args, out, sizeof out), 1);
+    /* A prompt id outside the vocabulary: an error, and nothing on stdout
+     * (not even an empty line of ids). */
+    cr_expect_eq(generate("--prompt 1,99999 -n 2", out, sizeof out), 1);
+    cr_expect_str_eq(out, "");
     close_fixture(&f);
 }

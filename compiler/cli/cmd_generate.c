@@ -143,9 +143,11 @@ int cmd_generate(const cli *c)
     double t0 = timing_now_ms();
     int status = runner_call(&r, io, 2, n_prompt, 0);
     double t1 = timing_now_ms(), t2 = t1;
+    int64_t printed = 0;
     for (int64_t i = 0; status == DSC_OK && i < c->new_tokens; i++) {
         int32_t next = (int32_t)sample_next(logits, vocab, &so, &rng, scratch);
         printf("%s%d", i ? "," : "", next);
+        printed++;
         fflush(stdout);
         if (i + 1 == c->new_tokens)
             break;
@@ -153,7 +155,8 @@ int cmd_generate(const cli *c)
         status = runner_call(&r, io, 2, 1, n_prompt + i);
         t2 = timing_now_ms();
     }
-    printf("\n");
+    if (printed || status == DSC_OK)  /* no empty line for a failed prompt */
+        printf("\n");
     if (status == DSC_EBADTOKEN) {
         io[0] = prompt;
         cli_report_bad_token(g, c, io, n_prompt, "--prompt");

@@ -387,3 +387,37 @@ Test(deepseek, st_index_reader)
                                         &n, &err), -1);
     cr_expect(strstr(err.msg, "weight_map"), "%s", err.msg);
 }
+
+
+/* An index naming 200,000 shards, each twice, far apart: the repeats go
+ * and the order of first appearance stays, in n log n (comparing each
+ * new name with every one before took a minute; the timeout catches
+ * that). */
+Test(deepseek, st_index_many_shards, .timeout = 20)
+{
+    enum { SHARDS = 200000 };
+    size_t cap = (size_t)SHARDS * 2 * 48 + 64, len = 0;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    len += (size_t)snprintf(text, cap, "{\"weight_map\": {");
+    for (int i = 0; i < 2 * SHARDS; i++)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "%s\"k%d\": \"s%d.safetensors\"", i ? ", " : "",
+                                i, (int)((int64_t)i * 7919 % SHARDS));
+    len += (size_t)snprintf(text + len, cap - len, "}}");
+    char **paths;
+    int n;
+    dsc_err err;
+    cr_assert_eq(st_index_shards_memory(text, len, "d/x.json", &paths, &n,
+                                        &err), 0, "%s", err.msg);
+    cr_assert_eq(n, SHARDS);
+    char want[40];
+    for (int i = 0; i < n; i++) {
+        snprintf(want, sizeof want, "d/s%d.safetensors",
+                 (int)((int64_t)i * 7919 % SHARDS));
+        cr_assert_str_eq(paths[i], want);
+        free(paths[i]);
+    }
+    free(paths);
+    free(text);
+}

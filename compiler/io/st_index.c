@@ -18,7 +18,9 @@ static void free_list(char **list, int n)
 }
 
 
-/* Add dir/name to the list unless it is there already; takes name. */
+/* Add dir/name to the list unless it is the last one added (a weight_map
+ * lists a shard's keys together); drop_repeats removes the rest.  Takes
+ * name. */
 static int add_shard(jparser *jp, const char *dir, size_t dir_len, char *name,
                      char ***list, int *n, int *cap)
 {
@@ -37,11 +39,10 @@ static int add_shard(jparser *jp, const char *dir, size_t dir_len, char *name,
     free(name);
     if (!path)
         return err_set(jp->err, "%s: error: out of memory", jp->path);
-    for (int i = 0; i < *n; i++)
-        if (!strcmp((*list)[i], path)) {
-            free(path);
-            return 0;
-        }
+    if (*n && !strcmp((*list)[*n - 1], path)) {
+        free(path);
+        return 0;
+    }
     if (*n == *cap) {
         int c = *cap ? 2 * *cap : 8;
         char **l = realloc(*list, (size_t)c * sizeof *l);
@@ -54,6 +55,50 @@ static int add_shard(jparser *jp, const char *dir, size_t dir_len, char *name,
     }
     (*list)[(*n)++] = path;
     return 0;
+}
+
+
+typedef struct placed_path {
+    const char *path;
+    int place;
+} placed_path;
+
+static int by_path_then_place(const void *a, const void *b)
+{
+    const placed_path *x = a, *y = b;
+    int c = strcmp(x->path, y->path);
+    return c ? c : (x->place > y->place) - (x->place < y->place);
+}
+
+
+/* Keep each path's first appearance only, in order: by sorting, so an
+ * index naming a million shards costs n log n, not n^2.  Returns the new
+ * count, or -1 out of memory. */
+static int drop_repeats(char **list, int n)
+{
+    placed_path *sorted = malloc((size_t)(n ? n : 1) * sizeof *sorted);
+    char *keep = malloc((size_t)(n ? n : 1));
+    if (!sorted || !keep) {
+        free(sorted);
+        free(keep);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        sorted[i] = (placed_path){ list[i], i };
+    qsort(sorted, (size_t)n, sizeof *sorted, by_path_then_place);
+    for (int k = 0; k < n; k++)
+        keep[sorted[k].place] =
+            k == 0 || strcmp(sorted[k - 1].path, sorted[k].path) != 0;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (keep[i])
+            list[m++] = list[i];
+        else
+            free(list[i]);
+    }
+    free(sorted);
+    free(keep);
+    return m;
 }
 
 
@@ -120,6 +165,13 @@ int st_index_shards_memory(const char *text, size_t len,
     else if (rc == 0 && count == 0)
         rc = err_set(err, "%s: error: the weight_map names no shard",
                      index_path);
+    if (rc == 0) {
+        int kept = drop_repeats(list, count);
+        if (kept < 0)  /* the list is untouched: free_list takes it */
+            rc = err_set(err, "%s: error: out of memory", index_path);
+        else
+            count = kept;
+    }
     if (rc == 0) {
         jp_ws(&jp);
         if (jp_peek(&jp) != -1)

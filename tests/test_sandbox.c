@@ -466,6 +466,11 @@ Test(max_memory, declared_model_refused_before_allocating)
              "2>/dev/null", dsc(), ENCODER, dir);
     status = system(cmd);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s", cmd);
+    /* Hexadecimal is not a size (strtod would read 0x10G as 16 GiB). */
+    snprintf(cmd, sizeof cmd, "%s graph %s --max-memory 0x10G -o %s/g.dot "
+             "2>/dev/null", dsc(), ENCODER, dir);
+    status = system(cmd);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s", cmd);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }

@@ -62,7 +62,9 @@ static int parse_bytes(const char *opt, const char *text, long long *out)
         v *= (double)(1LL << (10 * (u - units + 1)));
         end += 1 + ((end[1] & ~0x20) == 'B');
     }
-    if (!text || !*text || *end || errno || !(v >= 1) || v > 9e18) {
+    /* strtod also reads hexadecimal ("0x10" would be 16 bytes). */
+    if (!text || !*text || *end || errno || strpbrk(text, "xX") ||
+        !(v >= 1) || v > 9e18) {
         fprintf(stderr, "dsc: error: %s expects a size in bytes like 4G or "
                 "512M, got '%s'\n(see dsc --help)\n", opt, text ? text : "");
         return 1;

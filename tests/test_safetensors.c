@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_test.h"
 #include "io/safetensors.h"
 
 #define NAME "w.safetensors"
@@ -827,4 +828,64 @@ Test(safetensors, open_from_file)
     remove(path);
     rmdir(dir);
     free(b);
+}
+
+
+/* ---- dsc's weights reader (io/weights.c) on hostile files ---------------- */
+
+TestSuite(weights, .init = make_tmp, .fini = remove_tmp);
+
+
+/* Write text to the scratch file name; its path. */
+static char *write_text(const char *name, const char *text)
+{
+    char *path = tmp_file(name);
+    dsc_err err = {{0}};
+    cr_assert_eq(file_write_atomic(path, text, strlen(text), &err), 0, "%s",
+                 err.msg);
+    return path;
+}
+
+
+/* Write the safetensors file for json (' for ") and data to name. */
+static char *write_st(const char *name, const char *json, const void *data,
+                      size_t dlen)
+{
+    size_t len;
+    unsigned char *b = build(json, data, dlen, &len);
+    char *path = tmp_file(name);
+    dsc_err err = {{0}};
+    cr_assert_eq(file_write_atomic(path, b, len, &err), 0, "%s", err.msg);
+    free(b);
+    return path;
+}
+
+
+static const char lin_lua[] =
+    "local x = dsc.input('x', {2, 4})\n"
+    "dsc.output('y', dsc.linear(x, dsc.weight('w', {4, 4})))\n";
+
+
+/* A key of rank 7 or 8 (safetensors allows 8, dsc's shapes hold 6) is
+ * named with its real dims; reading it used to run past a 6-dim array. */
+Test(weights, key_of_rank_over_six_is_named_not_overrun)
+{
+    const char *json[] = {
+        "{'w': {'dtype': 'F32', 'shape': [1, 1, 1, 1, 1, 1, 1], "
+        "'data_offsets': [0, 4]}}",
+        "{'w': {'dtype': 'F32', 'shape': [1, 2, 1, 1, 1, 1, 1, 3], "
+        "'data_offsets': [0, 24]}}" };
+    const char *want[] = {
+        "w.safetensors: error: key 'w' is F32 [1, 1, 1, 1, 1, 1, 1], rank 7: "
+        "more than dsc supports (6); the model expects [4, 4]",
+        "w.safetensors: error: key 'w' is F32 [1, 2, 1, 1, 1, 1, 1, 3], rank "
+        "8: more than dsc supports (6); the model expects [4, 4]" };
+    char *model = write_text("lin.lua", lin_lua);
+    for (int i = 0; i < 2; i++) {
+        char *st = write_st("w.safetensors", json[i], zeros, 24 * (size_t)i + 4);
+        cr_assert_eq(run("%s run %s --weights %s", dsc(), model, st), 1);
+        char *err = stderr_text();
+        cr_expect(strstr(err, want[i]), "%s", err);
+        free(err);
+    }
 }

@@ -172,6 +172,19 @@ static void take_columns(float *dst, const float *full,
 }
 
 
+/* A safetensors entry's own dims, as "[2, 3]" (up to ST_MAX_RANK). */
+static const char *st_shape_str(const st_tensor *s, char *buf, size_t len)
+{
+    size_t at = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < s->rank && at < len; d++)
+        at += (size_t)snprintf(buf + at, len - at, "%s%lld", d ? ", " : "",
+                               (long long)s->shape[d]);
+    if (at < len)
+        snprintf(buf + at, len - at, "]");
+    return buf;
+}
+
+
 /* Read one part's rows from the first of the n files holding its key
  * into dst. */
 static int read_part(const st_file *const *files, int n, const char *source,
@@ -180,7 +193,7 @@ static int read_part(const st_file *const *files, int n, const char *source,
 {
     const st_file *f = files[0];
     const char *path = source;
-    char a[96], b[96];
+    char a[ST_MAX_RANK * 21 + 4], b[96];
     const st_tensor *s = NULL;
     for (int i = 0; i < n && !s; i++)
         if ((s = st_find(files[i], p->key)))
@@ -192,11 +205,19 @@ static int read_part(const st_file *const *files, int n, const char *source,
                        "%s, %s:%d)", path, p->key,
                        graph_shape_str(&p->key_shape, a, sizeof a),
                        w->loc.file, w->loc.line);
+    /* safetensors allows rank 8, a graph_shape holds GRAPH_MAX_RANK dims:
+     * name such a key's rank from its own entry, never copying it. */
+    if (s->rank > GRAPH_MAX_RANK)
+        return err_set(err, "%s: error: key '%s' is %s %s, rank %d: more "
+                       "than dsc supports (%d); the model expects %s "
+                       "(%s:%d)", path, p->key, st_dtype_name(s->dtype),
+                       st_shape_str(s, a, sizeof a), s->rank, GRAPH_MAX_RANK,
+                       graph_shape_str(&p->key_shape, b, sizeof b),
+                       w->loc.file, w->loc.line);
     graph_shape file_shape = { .rank = s->rank };
-    for (int d = 0; d < s->rank && d < GRAPH_MAX_RANK; d++)
+    for (int d = 0; d < s->rank; d++)
         file_shape.dim[d] = s->shape[d];
-    if (s->rank > GRAPH_MAX_RANK ||
-        !graph_shape_equal(&file_shape, &p->key_shape))
+    if (!graph_shape_equal(&file_shape, &p->key_shape))
         return err_set(err, "%s: error: key '%s' is %s %s but the model "
                        "expects %s (%s:%d)", path, p->key,
                        st_dtype_name(s->dtype),

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli_test.h"
@@ -888,4 +889,35 @@ Test(weights, key_of_rank_over_six_is_named_not_overrun)
         cr_expect(strstr(err, want[i]), "%s", err);
         free(err);
     }
+}
+
+
+/* The peak resident size, in MB, of the largest process this test has
+ * waited for (run()'s shell and what it ran). */
+static long children_peak_mb(void)
+{
+    struct rusage ru;
+    cr_assert_eq(getrusage(RUSAGE_CHILDREN, &ru), 0);
+    return ru.ru_maxrss / 1024;
+}
+
+
+/* Random weights for slices of a transposed key take memory and work for
+ * the slice: the old code drew the whole 1 GB key once per slice. */
+Test(weights, random_transposed_slices_cost_the_slice, .timeout = 60)
+{
+    char *model = write_text("tr.lua",
+        "local x = dsc.input('x', {1, 16384})\n"
+        "local y = nil\n"
+        "for i = 0, 3 do\n"
+        "  local w = dsc.weight('w', {16384, 16384},\n"
+        "                       {transpose = true, rows = {i * 4000, 1}})\n"
+        "  local z = dsc.linear(x, w)\n"
+        "  y = y and dsc.add(y, z) or z\n"
+        "end\n"
+        "dsc.output('y', y)\n");
+    cr_assert_eq(run("%s run %s --max-memory 100M --seed 4", dsc(), model), 0,
+                 "%s", stderr_text());
+    long peak = children_peak_mb();
+    cr_expect_lt(peak, 300, "peak RSS %ld MB for 4 rows of a 1 GB key", peak);
 }

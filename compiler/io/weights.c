@@ -160,18 +160,6 @@ static int64_t row_floats(const graph_tensor *w)
 }
 
 
-/* dst[r][c] = full[c][row_first + r]: rows of the transpose of the file's
- * [in, out] matrix. */
-static void take_columns(float *dst, const float *full,
-                         const graph_weight_part *p)
-{
-    int64_t in = p->key_shape.dim[0], out = p->key_shape.dim[1];
-    for (int64_t r = 0; r < p->rows; r++)
-        for (int64_t c = 0; c < in; c++)
-            dst[r * in + c] = full[c * out + p->row_first + r];
-}
-
-
 /* A safetensors entry's own dims, as "[2, 3]" (up to ST_MAX_RANK). */
 static const char *st_shape_str(const st_tensor *s, char *buf, size_t len)
 {
@@ -227,14 +215,22 @@ static int read_part(const st_file *const *files, int n, const char *source,
     int64_t row = row_floats(w);
     int64_t bad;
     if (p->transposed) {
-        /* The file holds [in, out]: read it whole, take our columns. */
-        float *full = malloc((size_t)s->count * sizeof(float));
-        if (!full)
+        /* The file holds [in, out]; our rows are its columns row_first ..
+         * row_first + rows.  Read just those, a file row at a time, so the
+         * work and memory follow the slice, not the key. */
+        int64_t in = p->key_shape.dim[0], out = p->key_shape.dim[1];
+        float *cols = malloc((size_t)(p->rows ? p->rows : 1) * sizeof(float));
+        if (!cols)
             return err_set(err, "%s: error: out of memory", path);
-        bad = st_read_f32(f, s, 0, s->count, full, err);
-        if (bad >= 0)
-            take_columns(dst, full, p);
-        free(full);
+        bad = 0;
+        for (int64_t c = 0; c < in && bad >= 0; c++) {
+            int64_t got = st_read_f32(f, s, c * out + p->row_first, p->rows,
+                                      cols, err);
+            bad = got < 0 ? -1 : bad + got;
+            for (int64_t r = 0; r < p->rows && got >= 0; r++)
+                dst[r * in + c] = cols[r];
+        }
+        free(cols);
     } else {
         bad = st_read_f32(f, s, p->row_first * row, p->rows * row, dst, err);
     }
@@ -343,28 +339,35 @@ static float random_value(const graph_weight_part *p, uint64_t *state)
 }
 
 
-/* Fill one part's rows (row floats each) from the key's own sequence, so
- * every slice of a key agrees with every other.  -1 when out of memory. */
-static int fill_random_part(float *dst, const graph_weight_part *p,
-                            int64_t row, uint64_t seed)
+/* The generator's state after n more draws from state.  splitmix64
+ * (util/rng.h) only adds its constant per draw, so draw k of a key's
+ * sequence is reachable directly: slices cost what they hold. */
+static uint64_t rng_skip(uint64_t state, uint64_t n)
 {
-    uint64_t state = hash_key(p->key, seed);
+    return state + n * 0x9e3779b97f4a7c15ULL;
+}
+
+
+/* Fill one part's rows (row floats each) from the key's own sequence, so
+ * every slice of a key agrees with every other: element k of the key in
+ * row-major order is draw k. */
+static void fill_random_part(float *dst, const graph_weight_part *p,
+                             int64_t row, uint64_t seed)
+{
+    uint64_t start = hash_key(p->key, seed);
     if (!p->transposed) {
-        for (int64_t skip = 0; skip < p->row_first * row; skip++)
-            rng_next(&state);
+        uint64_t state = rng_skip(start, (uint64_t)(p->row_first * row));
         for (int64_t j = 0; j < p->rows * row; j++)
             dst[j] = random_value(p, &state);
-        return 0;
+        return;
     }
-    int64_t count = graph_shape_count(&p->key_shape);
-    float *full = malloc((size_t)count * sizeof(float));
-    if (!full)
-        return -1;
-    for (int64_t j = 0; j < count; j++)
-        full[j] = random_value(p, &state);
-    take_columns(dst, full, p);
-    free(full);
-    return 0;
+    /* Our row r, column c is the key's [c][row_first + r]. */
+    int64_t in = p->key_shape.dim[0], out = p->key_shape.dim[1];
+    for (int64_t c = 0; c < in; c++) {
+        uint64_t state = rng_skip(start, (uint64_t)(c * out + p->row_first));
+        for (int64_t r = 0; r < p->rows; r++)
+            dst[r * in + c] = random_value(p, &state);
+    }
 }
 
 
@@ -384,8 +387,8 @@ void weights_fill_random(const graph *g, const weight_layout *layout,
         float *at = rows;
         for (int k = 0; k < w->weight.n_parts; k++) {
             const graph_weight_part *p = &w->weight.part[k];
-            if (p->key)  /* out of memory leaves zeros: test data only */
-                (void)fill_random_part(at, p, row, seed);
+            if (p->key)
+                fill_random_part(at, p, row, seed);
             at += p->rows * row;
         }
         store(w, e, rows, blob);

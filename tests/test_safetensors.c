@@ -921,3 +921,109 @@ Test(weights, random_transposed_slices_cost_the_slice, .timeout = 60)
     long peak = children_peak_mb();
     cr_expect_lt(peak, 300, "peak RSS %ld MB for 4 rows of a 1 GB key", peak);
 }
+
+
+/* A safetensors file at path: w, F32 [4, 4] (zeros), then n_extra empty
+ * tensors extra0, extra1, ... the model does not use, then big_bytes of
+ * an F32 tensor 'junk' (a sparse tail: no disk taken). */
+static void write_st_with(const char *path, const char *w, int n_extra,
+                          size_t big_bytes)
+{
+    FILE *fp = tmpfile();
+    cr_assert_not_null(fp);
+    fprintf(fp, "{\"%s\": {\"dtype\": \"F32\", \"shape\": [4, 4], "
+            "\"data_offsets\": [0, 64]}, \"junk\": {\"dtype\": \"F32\", "
+            "\"shape\": [%zu], \"data_offsets\": [64, %zu]}", w,
+            big_bytes / 4, 64 + big_bytes / 4 * 4);
+    for (int i = 0; i < n_extra; i++)
+        fprintf(fp, ", \"extra%d\": {\"dtype\": \"F32\", \"shape\": [0], "
+                "\"data_offsets\": [0, 0]}", i);
+    fputc('}', fp);
+    uint64_t hlen = (uint64_t)ftell(fp);
+    rewind(fp);
+    FILE *out = fopen(path, "wb");
+    cr_assert_not_null(out);
+    fwrite(&hlen, 8, 1, out);
+    int c;
+    while ((c = fgetc(fp)) != EOF)
+        fputc(c, out);
+    fclose(fp);
+    fwrite(zeros, 1, 64, out);
+    cr_assert_eq(fflush(out), 0);
+    cr_assert_eq(ftruncate(fileno(out), (off_t)(8 + hlen + 64 +
+                                                 big_bytes / 4 * 4)), 0);
+    fclose(out);
+}
+
+
+/* Keys the model does not use are found by a sorted search (the old scan
+ * of the model per key took minutes here: 400 000 keys, 4000 weights),
+ * and only the first 20 are listed. */
+Test(weights, unused_keys_are_searched_and_listed_briefly, .timeout = 20)
+{
+    char lua[200];
+    snprintf(lua, sizeof lua,
+             "local y = dsc.input('x', {1, 4})\n"
+             "for i = 1, 4000 do y = dsc.add(y, dsc.weight('w', {4, 4}, "
+             "{rows = {0, 1}})) end\n"
+             "dsc.output('y', dsc.linear(y, dsc.weight('w', {4, 4})))\n");
+    char *model = write_text("many.lua", lua);
+    char *st = tmp_file("w.safetensors");
+    write_st_with(st, "w", 400000, 0);
+    cr_assert_eq(run("%s run %s --weights %s", dsc(), model, st), 0, "%s",
+                 stderr_text());
+    char *err = stderr_text();
+    cr_expect(strstr(err, "w.safetensors: note: keys the model does not use "
+                     "(ignored):\n  junk\n  extra0\n"), "%s", err);
+    cr_expect(strstr(err, "\n  extra18\n  ... and 399981 more\n"), "%s", err);
+    cr_expect(!strstr(err, "extra19\n"), "%s", err);
+    free(err);
+}
+
+
+/* A sharded checkpoint is read a shard at a time, and a file listed under
+ * several names (symlinks) once: here 7 names of 2 files of 64 MB each
+ * took 450 MB at once. */
+Test(weights, shards_are_read_one_at_a_time_and_once, .timeout = 60)
+{
+    size_t mb64 = (size_t)64 << 20;
+    write_st_with(tmp_file("a.safetensors"), "w", 0, mb64);
+    write_st_with(tmp_file("big.safetensors"), "v", 3, mb64);
+    char map[400] = "{\"weight_map\": {\"w\": \"a.safetensors\"";
+    for (int i = 0; i < 6; i++) {
+        char name[32], key[16] = "v";
+        snprintf(name, sizeof name, "l%d.safetensors", i);
+        if (i)
+            snprintf(key, sizeof key, "k%d", i);
+        cr_assert_eq(symlink("big.safetensors", tmp_file(name)), 0);
+        snprintf(map + strlen(map), sizeof map - strlen(map),
+                 ", \"%s\": \"%s\"", key, name);
+    }
+    strcat(map, "}}");
+    char *index = write_text("model.safetensors.index.json", map);
+    char *model = write_text("two.lua",
+        "local x = dsc.input('x', {2, 4})\n"
+        "local h = dsc.linear(x, dsc.weight('w', {4, 4}))\n"
+        "dsc.output('y', dsc.linear(h, dsc.weight('v', {4, 4})))\n");
+    cr_assert_eq(run("%s run %s --weights %s", dsc(), model, index), 0, "%s",
+                 stderr_text());
+    long peak = children_peak_mb();
+    cr_expect_lt(peak, 200, "peak RSS %ld MB for shards of 64 MB", peak);
+    char *err = stderr_text();
+    /* big.safetensors's unused keys are noted once, under its first name. */
+    cr_expect(strstr(err, "l0.safetensors: note: keys the model does not use "
+                     "(ignored):\n  junk\n  extra0\n  extra1\n  extra2\n"),
+              "%s", err);
+    cr_expect(!strstr(err, "l1.safetensors"), "%s", err);
+    free(err);
+    /* A key no shard holds is missing, named under the index. */
+    model = write_text("three.lua",
+        "local x = dsc.input('x', {2, 4})\n"
+        "local h = dsc.linear(x, dsc.weight('w', {4, 4}))\n"
+        "dsc.output('y', dsc.linear(h, dsc.weight('k3', {4, 4})))\n");
+    cr_assert_eq(run("%s run %s --weights %s", dsc(), model, index), 1);
+    err = stderr_text();
+    cr_expect(strstr(err, "model.safetensors.index.json: error: missing key "
+                     "'k3' (the model expects [4, 4], "), "%s", err);
+    free(err);
+}

@@ -4,9 +4,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dsc_runtime.h"
 #include "util/rng.h"
+#include "util/strbuf.h"
 
 #define ALIGN_FLOATS (DSC_ALIGN / 4)
 
@@ -173,26 +175,13 @@ static const char *st_shape_str(const st_tensor *s, char *buf, size_t len)
 }
 
 
-/* Read one part's rows from the first of the n files holding its key
- * into dst. */
-static int read_part(const st_file *const *files, int n, const char *source,
+/* Read one part's rows from s, key p->key of file f, into dst. */
+static int read_part(const st_file *f, const st_tensor *s,
                      const graph_tensor *w, const graph_weight_part *p,
                      float *dst, FILE *notes, dsc_err *err)
 {
-    const st_file *f = files[0];
-    const char *path = source;
+    const char *path = st_path(f);
     char a[ST_MAX_RANK * 21 + 4], b[96];
-    const st_tensor *s = NULL;
-    for (int i = 0; i < n && !s; i++)
-        if ((s = st_find(files[i], p->key)))
-            f = files[i];
-    if (s)
-        path = st_path(f);
-    if (!s)
-        return err_set(err, "%s: error: missing key '%s' (the model expects "
-                       "%s, %s:%d)", path, p->key,
-                       graph_shape_str(&p->key_shape, a, sizeof a),
-                       w->loc.file, w->loc.line);
     /* safetensors allows rank 8, a graph_shape holds GRAPH_MAX_RANK dims:
      * name such a key's rank from its own entry, never copying it. */
     if (s->rank > GRAPH_MAX_RANK)
@@ -243,6 +232,214 @@ static int read_part(const st_file *const *files, int n, const char *source,
 }
 
 
+/* Filling a blob from one file or from several, a file at a time: an
+ * entry is stored (packed) once all its parts are read; keys a file holds
+ * that the model does not use are noted, and the notes printed once all
+ * is well. */
+typedef struct filler {
+    const graph *g;
+    const weight_layout *layout;
+    float *blob;
+    FILE *notes;
+    float **rows;        /* per entry: its rows while parts are unread */
+    int *unread;         /* per entry: parts with a key still to read */
+    int *first_part;     /* per entry: index of its first part in done */
+    unsigned char *done; /* per part of every entry: read */
+    const char **used;   /* every key the entries read, sorted, distinct */
+    int n_used;
+    strbuf unused;       /* the notes on unused keys */
+} filler;
+
+/* Unused keys listed per file; the rest are counted. */
+#define UNUSED_SHOWN 20
+
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+
+static const graph_weight *entry_weight(const filler *fl, int e)
+{
+    return &fl->g->tensors[fl->layout->entries[e].tensor].weight;
+}
+
+
+/* Store entry e from its rows and let them go. */
+static int store_entry(filler *fl, int e, dsc_err *err, const char *source)
+{
+    const weight_entry *we = &fl->layout->entries[e];
+    const graph_tensor *w = &fl->g->tensors[we->tensor];
+    if (!fl->rows[e] && !(fl->rows[e] = calloc(
+            (size_t)graph_shape_count(&w->shape), sizeof(float))))
+        return err_set(err, "%s: error: out of memory", source);
+    store(w, we, fl->rows[e], fl->blob);
+    free(fl->rows[e]);
+    fl->rows[e] = NULL;
+    return 0;
+}
+
+
+static void filler_free(filler *fl)
+{
+    for (int e = 0; fl->rows && e < fl->layout->n_entries; e++)
+        free(fl->rows[e]);
+    free(fl->rows);
+    free(fl->unread);
+    free(fl->first_part);
+    free(fl->done);
+    free(fl->used);
+    sb_free(&fl->unused);
+}
+
+
+static int filler_init(filler *fl, const graph *g, const weight_layout *layout,
+                       float *blob, FILE *notes, const char *source,
+                       dsc_err *err)
+{
+    *fl = (filler){ .g = g, .layout = layout, .blob = blob, .notes = notes };
+    int n = layout->n_entries, parts = 0;
+    for (int e = 0; e < n; e++)
+        parts += entry_weight(fl, e)->n_parts;
+    fl->rows = calloc((size_t)n + 1, sizeof *fl->rows);
+    fl->unread = calloc((size_t)n + 1, sizeof *fl->unread);
+    fl->first_part = calloc((size_t)n + 1, sizeof *fl->first_part);
+    fl->done = calloc((size_t)parts + 1, 1);
+    fl->used = calloc((size_t)parts + 1, sizeof *fl->used);
+    if (!fl->rows || !fl->unread || !fl->first_part || !fl->done ||
+        !fl->used) {
+        filler_free(fl);
+        return err_set(err, "%s: error: out of memory", source);
+    }
+    memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
+    rt_blob_header(blob, layout->packing, layout->total_floats);
+    parts = 0;
+    for (int e = 0; e < n; e++) {
+        const graph_weight *w = entry_weight(fl, e);
+        fl->first_part[e] = parts;
+        for (int k = 0; k < w->n_parts; k++, parts++)
+            if (w->part[k].key) {
+                fl->unread[e]++;
+                fl->used[fl->n_used++] = w->part[k].key;
+            }
+        if (!fl->unread[e] && store_entry(fl, e, err, source)) {
+            filler_free(fl);
+            return -1;
+        }
+    }
+    /* Sorted once, so noting a file's unused keys is a search per key,
+     * not a scan of the model per key. */
+    qsort(fl->used, (size_t)fl->n_used, sizeof *fl->used, cmp_key);
+    int distinct = 0;
+    for (int i = 0; i < fl->n_used; i++)
+        if (!distinct || strcmp(fl->used[distinct - 1], fl->used[i]))
+            fl->used[distinct++] = fl->used[i];
+    fl->n_used = distinct;
+    return 0;
+}
+
+
+/* An FP8 checkpoint is refused by its scales' names. */
+static int refuse_fp8(const st_file *f, dsc_err *err)
+{
+    for (int i = 0; i < st_count(f); i++) {
+        const char *key = st_at(f, i)->name;
+        size_t len = strlen(key);
+        if (len >= 16 && strcmp(key + len - 16, "weight_scale_inv") == 0)
+            return err_set(err, "%s: error: key '%s': an FP8 checkpoint "
+                           "(weights with weight_scale_inv) is not "
+                           "supported; convert it to BF16 first "
+                           "(DeepSeek-V3's inference/fp8_cast_bf16.py)",
+                           st_path(f), key);
+    }
+    return 0;
+}
+
+
+static int missing_key(const graph_tensor *w, const graph_weight_part *p,
+                       const char *source, dsc_err *err)
+{
+    char a[96];
+    return err_set(err, "%s: error: missing key '%s' (the model expects %s, "
+                   "%s:%d)", source, p->key,
+                   graph_shape_str(&p->key_shape, a, sizeof a), w->loc.file,
+                   w->loc.line);
+}
+
+
+/* Read every unread part whose key f holds; with last set, a key f lacks
+ * is missing (named under source), in the order the entries need it. */
+static int filler_take(filler *fl, const st_file *f, int last,
+                       const char *source, dsc_err *err)
+{
+    for (int e = 0; e < fl->layout->n_entries; e++) {
+        const graph_tensor *w = &fl->g->tensors[fl->layout->entries[e].tensor];
+        int64_t row = row_floats(w), at = 0;
+        for (int k = 0; k < w->weight.n_parts; k++) {
+            const graph_weight_part *p = &w->weight.part[k];
+            int64_t here = at;
+            at += p->rows * row;
+            unsigned char *done = &fl->done[fl->first_part[e] + k];
+            if (!p->key || *done)
+                continue;
+            const st_tensor *s = st_find(f, p->key);
+            if (!s && last)
+                return missing_key(w, p, source, err);
+            if (!s)
+                continue;
+            if (!fl->rows[e] && !(fl->rows[e] = calloc(
+                    (size_t)graph_shape_count(&w->shape), sizeof(float))))
+                return err_set(err, "%s: error: out of memory", st_path(f));
+            if (read_part(f, s, w, p, fl->rows[e] + here, fl->notes, err))
+                return -1;
+            *done = 1;
+            if (!--fl->unread[e] && store_entry(fl, e, err, source))
+                return -1;
+        }
+    }
+    if (!fl->notes)
+        return 0;
+    int extra = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        const char *key = st_at(f, i)->name;
+        if (bsearch(&key, fl->used, (size_t)fl->n_used, sizeof *fl->used,
+                    cmp_key))
+            continue;
+        if (!extra)
+            sb_printf(&fl->unused, "%s: note: keys the model does not use "
+                      "(ignored):\n", st_path(f));
+        if (extra++ < UNUSED_SHOWN)
+            sb_printf(&fl->unused, "  %s\n", key);
+    }
+    if (extra > UNUSED_SHOWN)
+        sb_printf(&fl->unused, "  ... and %d more\n", extra - UNUSED_SHOWN);
+    return 0;
+}
+
+
+/* The first part, in the order the entries need them, no file gave. */
+static int filler_missing(const filler *fl, const char *source, dsc_err *err)
+{
+    for (int e = 0; e < fl->layout->n_entries; e++) {
+        const graph_tensor *w = &fl->g->tensors[fl->layout->entries[e].tensor];
+        for (int k = 0; k < w->weight.n_parts && fl->unread[e]; k++) {
+            const graph_weight_part *p = &w->weight.part[k];
+            if (p->key && !fl->done[fl->first_part[e] + k])
+                return missing_key(w, p, source, err);
+        }
+    }
+    return 0;
+}
+
+
+static void filler_print_notes(filler *fl)
+{
+    if (fl->notes && fl->unused.data)
+        fputs(fl->unused.data, fl->notes);
+}
+
+
 int weights_fill_from_file(const graph *g, const weight_layout *layout,
                            const st_file *f, float *blob, FILE *notes,
                            dsc_err *err)
@@ -258,61 +455,20 @@ int weights_fill_from_files(const graph *g, const weight_layout *layout,
                             dsc_err *err)
 {
     for (int j = 0; j < n_files; j++)
-        for (int i = 0; i < st_count(files[j]); i++) {
-            const char *key = st_at(files[j], i)->name;
-            size_t len = strlen(key);
-            if (len >= 16 && strcmp(key + len - 16, "weight_scale_inv") == 0)
-                return err_set(err, "%s: error: key '%s': an FP8 checkpoint "
-                               "(weights with weight_scale_inv) is not "
-                               "supported; convert it to BF16 first "
-                               "(DeepSeek-V3's inference/fp8_cast_bf16.py)",
-                               st_path(files[j]), key);
-        }
-    memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
-    rt_blob_header(blob, layout->packing, layout->total_floats);
-    for (int i = 0; i < layout->n_entries; i++) {
-        const weight_entry *e = &layout->entries[i];
-        const graph_tensor *w = &g->tensors[e->tensor];
-        float *rows = calloc((size_t)graph_shape_count(&w->shape),
-                             sizeof(float));
-        if (!rows)
-            return err_set(err, "%s: error: out of memory", source);
-        float *at = rows;
-        for (int k = 0; k < w->weight.n_parts; k++) {
-            const graph_weight_part *p = &w->weight.part[k];
-            if (p->key && read_part(files, n_files, source, w, p, at, notes,
-                                    err)) {
-                free(rows);
-                return -1;
-            }
-            at += p->rows * row_floats(w);
-        }
-        store(w, e, rows, blob);
-        free(rows);
-    }
-    for (int j = 0; j < n_files; j++) {
-        const st_file *f = files[j];
-        int extra = 0;
-        for (int i = 0; i < st_count(f); i++) {
-            const char *key = st_at(f, i)->name;
-            int used = 0;
-            for (int t = 0; t < g->n_tensors && !used; t++) {
-                const graph_tensor *w = &g->tensors[t];
-                if (w->kind != GRAPH_WEIGHT || layout->entry_of[t] < 0)
-                    continue;
-                for (int k = 0; k < w->weight.n_parts && !used; k++)
-                    used = w->weight.part[k].key &&
-                           strcmp(w->weight.part[k].key, key) == 0;
-            }
-            if (!used && notes) {
-                if (!extra++)
-                    fprintf(notes, "%s: note: keys the model does not use "
-                            "(ignored):\n", st_path(f));
-                fprintf(notes, "  %s\n", key);
-            }
-        }
-    }
-    return 0;
+        if (refuse_fp8(files[j], err))
+            return -1;
+    filler fl;
+    if (filler_init(&fl, g, layout, blob, notes, source, err))
+        return -1;
+    int rc = 0;
+    for (int j = 0; j < n_files && !rc; j++)
+        rc = filler_take(&fl, files[j], j == n_files - 1, source, err);
+    if (!rc && !n_files)
+        rc = filler_missing(&fl, source, err);
+    if (!rc)
+        filler_print_notes(&fl);
+    filler_free(&fl);
+    return rc;
 }
 
 
@@ -398,34 +554,60 @@ void weights_fill_random(const graph *g, const weight_layout *layout,
 
 
 /* A sharded checkpoint: model.safetensors.index.json's weight_map names
- * the file (beside the index) of every key; each file is opened once. */
+ * the file (beside the index) of every key.  Shards are read one at a
+ * time, each giving the parts it holds before it is let go, so only one
+ * is in memory at once; a file listed under two names (a symlink, a hard
+ * link) is read once. */
 static int fill_from_index(const graph *g, const weight_layout *layout,
                            const char *index, float *blob, FILE *notes,
                            dsc_err *err)
 {
     char **shards = NULL;
-    int n = 0, rc = -1;
-    st_file **files = NULL;
+    int n = 0, rc = -1, n_seen = 0;
+    struct stat *seen = NULL;
+    filler fl;
     if (st_index_shards(index, &shards, &n, err))
         return -1;
-    files = calloc((size_t)n + 1, sizeof *files);
-    if (!files) {
+    if (filler_init(&fl, g, layout, blob, notes, index, err))
+        goto free_shards;
+    if (!(seen = calloc((size_t)n + 1, sizeof *seen))) {
         err_set(err, "%s: error: out of memory", index);
         goto done;
     }
-    for (int i = 0; i < n; i++)
-        if (!(files[i] = st_open(shards[i], err)))
-            goto done;
-    rc = weights_fill_from_files(g, layout, (const st_file *const *)files, n,
-                                 index, blob, notes, err);
-done:
     for (int i = 0; i < n; i++) {
-        if (files)
-            st_close(files[i]);
-        free(shards[i]);
+        struct stat st;
+        int dup = 0;
+        if (stat(shards[i], &st) == 0) {
+            for (int j = 0; j < n_seen && !dup; j++)
+                dup = seen[j].st_dev == st.st_dev &&
+                      seen[j].st_ino == st.st_ino;
+            if (!dup)
+                seen[n_seen++] = st;
+        }  /* else st_open names the problem */
+        /* The last name still checks for missing keys, read or not. */
+        if (dup && i < n - 1)
+            continue;
+        st_file *f = dup ? NULL : st_open(shards[i], err);
+        if (!dup && !f)
+            goto done;
+        int bad = (f && refuse_fp8(f, err)) ||
+                  (f ? filler_take(&fl, f, i == n - 1, index, err)
+                     : filler_missing(&fl, index, err));
+        st_close(f);
+        if (bad)
+            goto done;
     }
-    free(files);
+    if (!n && filler_missing(&fl, index, err))
+        goto done;
+    filler_print_notes(&fl);
+    rc = 0;
+done:
+    filler_free(&fl);
+free_shards:
+    for (int i = 0; i < n; i++)
+        free(shards[i]);
     free(shards);
+    free(seen);
     return rc;
 }
 

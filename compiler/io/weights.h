@@ -45,8 +45,8 @@ void weights_layout_free(weight_layout *layout);
 
 /* Fill blob (layout->total_floats floats) from f: every key the graph
  * needs must be present, F32/F16/BF16/F64, with the declared shape; keys
- * the graph does not use are listed on notes (if not NULL), as are NaN or
- * Inf values. */
+ * the graph does not use are listed on notes (if not NULL; the first 20
+ * per file, then how many more), as are NaN or Inf values. */
 int weights_fill_from_file(const graph *g, const weight_layout *layout,
                            const st_file *f, float *blob, FILE *notes,
                            dsc_err *err);
@@ -65,7 +65,8 @@ void weights_fill_random(const graph *g, const weight_layout *layout,
                          uint64_t seed, float *blob);
 
 /* A blob for layout: from the safetensors file at path (or, for a path
- * ending in .json, the shards a model.safetensors.index.json lists), or
+ * ending in .json, the shards a model.safetensors.index.json lists, read
+ * one at a time, a file listed under several names once), or
  * random from seed when path is NULL.  NULL with an error naming the file or key. */
 float *weights_make_blob(const graph *g, const weight_layout *layout,
                          const char *path, uint64_t seed, FILE *notes,

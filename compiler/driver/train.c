@@ -207,16 +207,44 @@ void built_train_free(built_train *b)
 
 typedef struct saved_key {
     const char *key;
+    int first;           /* the order the model first names it in */
     graph_shape shape;
     float *data;
 } saved_key;
 
 
+/* By key, then first mention: the first of equal keys is the earliest. */
+static int cmp_saved(const void *a, const void *b)
+{
+    const saved_key *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->first > y->first) - (x->first < y->first);
+}
+
+
+static int cmp_first(const void *a, const void *b)
+{
+    const saved_key *x = *(const saved_key *const *)a;
+    const saved_key *y = *(const saved_key *const *)b;
+    return (x->first > y->first) - (x->first < y->first);
+}
+
+
+/* keys is sorted by key: a search, not a scan per key (a checkpoint may
+ * hold many thousands). */
 static saved_key *find_key(saved_key *keys, int n, const char *key)
 {
-    for (int i = 0; i < n; i++)
-        if (strcmp(keys[i].key, key) == 0)
-            return &keys[i];
+    size_t lo = 0, hi = (size_t)n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(key, keys[mid].key);
+        if (!c)
+            return &keys[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
     return NULL;
 }
 
@@ -226,12 +254,36 @@ int train_save(const built_train *b, const float *blob, const st_file *orig,
 {
     const graph *g = b->train.model->graph;
     const weight_layout *w = &b->train.weights;
-    int cap = 16 * (w->n_entries + 1), n = 0, rc = -1;
-    saved_key *keys = calloc((size_t)cap, sizeof *keys);
+    int n = 0, rc = -1, parts = 0;
+    saved_key *keys = NULL;
+    const saved_key **order = NULL;
     float *rows = NULL;
     st_out_tensor *out = NULL;
-    if (!keys)
+    /* The keys the model names, each once (its first part's shape),
+     * sorted for find_key. */
+    for (int e = 0; e < w->n_entries; e++)
+        parts += g->tensors[w->entries[e].tensor].weight.n_parts;
+    if (!(keys = calloc((size_t)parts + 1, sizeof *keys)))
         goto oom;
+    for (int e = 0; e < w->n_entries; e++) {
+        const graph_weight *gw = &g->tensors[w->entries[e].tensor].weight;
+        for (int k = 0; k < gw->n_parts; k++)
+            if (gw->part[k].key) {
+                keys[n] = (saved_key){ .key = gw->part[k].key, .first = n,
+                                       .shape = gw->part[k].key_shape };
+                n++;
+            }
+    }
+    qsort(keys, (size_t)n, sizeof *keys, cmp_saved);
+    int distinct = 0;
+    for (int i = 0; i < n; i++)
+        if (!distinct || strcmp(keys[distinct - 1].key, keys[i].key))
+            keys[distinct++] = keys[i];
+    n = distinct;
+    for (int i = 0; i < n; i++)
+        if (!(keys[i].data = calloc((size_t)graph_shape_count(&keys[i].shape),
+                                    sizeof(float))))
+            goto oom;
     for (int e = 0; e < w->n_entries; e++) {
         const weight_entry *we = &w->entries[e];
         const graph_tensor *t = &g->tensors[we->tensor];
@@ -252,37 +304,32 @@ int train_save(const built_train *b, const float *blob, const st_file *orig,
         const float *at = rows;
         for (int k = 0; k < t->weight.n_parts; k++) {
             const graph_weight_part *p = &t->weight.part[k];
-            if (p->key) {
-                saved_key *s = find_key(keys, n, p->key);
-                if (!s) {
-                    if (n == cap)
-                        goto oom;
-                    s = &keys[n++];
-                    s->key = p->key;
-                    s->shape = p->key_shape;
-                    if (!(s->data = calloc((size_t)graph_shape_count(
-                              &p->key_shape), sizeof(float))))
-                        goto oom;
-                }
-                if (p->transposed) {  /* the file's [in, out] */
-                    int64_t in = p->key_shape.dim[0], o = p->key_shape.dim[1];
-                    for (int64_t r = 0; r < p->rows; r++)
-                        for (int64_t c = 0; c < in; c++)
-                            s->data[c * o + p->row_first + r] = at[r * in + c];
-                } else {
-                    memcpy(s->data + p->row_first * row, at,
-                           (size_t)(p->rows * row) * sizeof(float));
-                }
+            saved_key *s = p->key ? find_key(keys, n, p->key) : NULL;
+            if (s && p->transposed) {  /* the file's [in, out] */
+                int64_t in = p->key_shape.dim[0], o = p->key_shape.dim[1];
+                for (int64_t r = 0; r < p->rows; r++)
+                    for (int64_t c = 0; c < in; c++)
+                        s->data[c * o + p->row_first + r] = at[r * in + c];
+            } else if (s) {
+                memcpy(s->data + p->row_first * row, at,
+                       (size_t)(p->rows * row) * sizeof(float));
             }
             at += p->rows * row;
         }
     }
+    /* Without the original, the keys go out in the order the model
+     * names them. */
+    if (!(order = malloc(((size_t)n + 1) * sizeof *order)))
+        goto oom;
+    for (int i = 0; i < n; i++)
+        order[i] = &keys[i];
+    qsort(order, (size_t)n, sizeof *order, cmp_first);
     int n_out = orig ? st_count(orig) : n;
     if (!(out = calloc((size_t)n_out + 1, sizeof *out)))
         goto oom;
     for (int i = 0; i < n_out; i++) {
         const st_tensor *o = orig ? st_at(orig, i) : NULL;
-        saved_key *s = find_key(keys, n, o ? o->name : keys[i].key);
+        const saved_key *s = o ? find_key(keys, n, o->name) : order[i];
         if (s) {
             out[i] = (st_out_tensor){ .name = s->key, .dtype = ST_F32,
                                       .rank = s->shape.rank, .data = s->data,
@@ -305,6 +352,7 @@ done:
     for (int i = 0; i < n; i++)
         free(keys[i].data);
     free(keys);
+    free(order);
     free(rows);
     free(out);
     return rc;

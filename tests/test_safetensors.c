@@ -923,6 +923,23 @@ Test(weights, random_transposed_slices_cost_the_slice, .timeout = 60)
 }
 
 
+/* Open path for writing as a safetensors file whose header is the text
+ * written to header so far (a tmpfile, closed here): its length, then
+ * the text.  The caller writes the data after it and closes the file. */
+static FILE *start_st_file(FILE *header, const char *path, uint64_t *hlen)
+{
+    *hlen = (uint64_t)ftell(header);
+    rewind(header);
+    FILE *out = fopen(path, "wb");
+    cr_assert_not_null(out);
+    fwrite(hlen, 8, 1, out);
+    for (int c; (c = fgetc(header)) != EOF;)
+        fputc(c, out);
+    fclose(header);
+    return out;
+}
+
+
 /* A safetensors file at path: w, F32 [4, 4] (zeros), then n_extra empty
  * tensors extra0, extra1, ... the model does not use, then big_bytes of
  * an F32 tensor 'junk' (a sparse tail: no disk taken). */
@@ -939,15 +956,8 @@ static void write_st_with(const char *path, const char *w, int n_extra,
         fprintf(fp, ", \"extra%d\": {\"dtype\": \"F32\", \"shape\": [0], "
                 "\"data_offsets\": [0, 0]}", i);
     fputc('}', fp);
-    uint64_t hlen = (uint64_t)ftell(fp);
-    rewind(fp);
-    FILE *out = fopen(path, "wb");
-    cr_assert_not_null(out);
-    fwrite(&hlen, 8, 1, out);
-    int c;
-    while ((c = fgetc(fp)) != EOF)
-        fputc(c, out);
-    fclose(fp);
+    uint64_t hlen;
+    FILE *out = start_st_file(fp, path, &hlen);
     fwrite(zeros, 1, 64, out);
     cr_assert_eq(fflush(out), 0);
     cr_assert_eq(ftruncate(fileno(out), (off_t)(8 + hlen + 64 +
@@ -1052,14 +1062,8 @@ Test(weights, train_save_searches_the_original_keys, .timeout = 20)
         fprintf(fp, "%s\"x%d\": {\"dtype\": \"F32\", \"shape\": [0], "
                 "\"data_offsets\": [0, 0]}", i ? ", " : "", i);
     fputc('}', fp);
-    uint64_t hlen = (uint64_t)ftell(fp);
-    rewind(fp);
-    FILE *out = fopen(st, "wb");
-    cr_assert_not_null(out);
-    fwrite(&hlen, 8, 1, out);
-    for (int c; (c = fgetc(fp)) != EOF;)
-        fputc(c, out);
-    fclose(fp);
+    uint64_t hlen;
+    FILE *out = start_st_file(fp, st, &hlen);
     for (int i = 0; i < 3000; i++)
         fwrite(zeros, 1, 64, out);
     cr_assert_eq(fclose(out), 0);

@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L  /* dev_t, ino_t */
 #include "io/weights.h"
 #include "io/st_index.h"
 
@@ -235,7 +236,15 @@ static int read_part(const st_file *f, const st_tensor *s,
 /* Filling a blob from one file or from several, a file at a time: an
  * entry is stored (packed) once all its parts are read; keys a file holds
  * that the model does not use are noted, and the notes printed once all
- * is well. */
+ * is well.  Each part with a key is a part_ref, sorted by key, so a file
+ * costs a search per key it holds, whatever the model's size and however
+ * many files there are. */
+typedef struct part_ref {
+    const char *key;
+    int entry, part;     /* layout entry, and part of its weight */
+    int64_t at;          /* its first float in the entry's rows */
+} part_ref;
+
 typedef struct filler {
     const graph *g;
     const weight_layout *layout;
@@ -243,10 +252,9 @@ typedef struct filler {
     FILE *notes;
     float **rows;        /* per entry: its rows while parts are unread */
     int *unread;         /* per entry: parts with a key still to read */
-    int *first_part;     /* per entry: index of its first part in done */
-    unsigned char *done; /* per part of every entry: read */
-    const char **used;   /* every key the entries read, sorted, distinct */
-    int n_used;
+    part_ref *refs;      /* by key, then entry and part */
+    unsigned char *done; /* per ref: read */
+    int n_refs;
     strbuf unused;       /* the notes on unused keys */
 } filler;
 
@@ -254,15 +262,36 @@ typedef struct filler {
 #define UNUSED_SHOWN 20
 
 
-static int cmp_key(const void *a, const void *b)
+static int cmp_ref(const void *a, const void *b)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    const part_ref *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c)
+        return c;
+    return x->entry != y->entry ? (x->entry > y->entry) - (x->entry < y->entry)
+                                : (x->part > y->part) - (x->part < y->part);
 }
 
 
-static const graph_weight *entry_weight(const filler *fl, int e)
+/* The first ref of key, or n_refs if no part reads it. */
+static int first_ref(const filler *fl, const char *key)
 {
-    return &fl->g->tensors[fl->layout->entries[e].tensor].weight;
+    int lo = 0, hi = fl->n_refs;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (strcmp(fl->refs[mid].key, key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < fl->n_refs && !strcmp(fl->refs[lo].key, key) ? lo
+                                                             : fl->n_refs;
+}
+
+
+static const graph_tensor *entry_tensor(const filler *fl, int e)
+{
+    return &fl->g->tensors[fl->layout->entries[e].tensor];
 }
 
 
@@ -287,9 +316,8 @@ static void filler_free(filler *fl)
         free(fl->rows[e]);
     free(fl->rows);
     free(fl->unread);
-    free(fl->first_part);
+    free(fl->refs);
     free(fl->done);
-    free(fl->used);
     sb_free(&fl->unused);
 }
 
@@ -301,41 +329,34 @@ static int filler_init(filler *fl, const graph *g, const weight_layout *layout,
     *fl = (filler){ .g = g, .layout = layout, .blob = blob, .notes = notes };
     int n = layout->n_entries, parts = 0;
     for (int e = 0; e < n; e++)
-        parts += entry_weight(fl, e)->n_parts;
+        parts += entry_tensor(fl, e)->weight.n_parts;
     fl->rows = calloc((size_t)n + 1, sizeof *fl->rows);
     fl->unread = calloc((size_t)n + 1, sizeof *fl->unread);
-    fl->first_part = calloc((size_t)n + 1, sizeof *fl->first_part);
+    fl->refs = calloc((size_t)parts + 1, sizeof *fl->refs);
     fl->done = calloc((size_t)parts + 1, 1);
-    fl->used = calloc((size_t)parts + 1, sizeof *fl->used);
-    if (!fl->rows || !fl->unread || !fl->first_part || !fl->done ||
-        !fl->used) {
+    if (!fl->rows || !fl->unread || !fl->refs || !fl->done) {
         filler_free(fl);
         return err_set(err, "%s: error: out of memory", source);
     }
     memset(blob, 0, (size_t)layout->total_floats * sizeof(float));
     rt_blob_header(blob, layout->packing, layout->total_floats);
-    parts = 0;
     for (int e = 0; e < n; e++) {
-        const graph_weight *w = entry_weight(fl, e);
-        fl->first_part[e] = parts;
-        for (int k = 0; k < w->n_parts; k++, parts++)
-            if (w->part[k].key) {
+        const graph_tensor *w = entry_tensor(fl, e);
+        int64_t at = 0;
+        for (int k = 0; k < w->weight.n_parts; k++) {
+            const graph_weight_part *p = &w->weight.part[k];
+            if (p->key) {
                 fl->unread[e]++;
-                fl->used[fl->n_used++] = w->part[k].key;
+                fl->refs[fl->n_refs++] = (part_ref){ p->key, e, k, at };
             }
+            at += p->rows * row_floats(w);
+        }
         if (!fl->unread[e] && store_entry(fl, e, err, source)) {
             filler_free(fl);
             return -1;
         }
     }
-    /* Sorted once, so noting a file's unused keys is a search per key,
-     * not a scan of the model per key. */
-    qsort(fl->used, (size_t)fl->n_used, sizeof *fl->used, cmp_key);
-    int distinct = 0;
-    for (int i = 0; i < fl->n_used; i++)
-        if (!distinct || strcmp(fl->used[distinct - 1], fl->used[i]))
-            fl->used[distinct++] = fl->used[i];
-    fl->n_used = distinct;
+    qsort(fl->refs, (size_t)fl->n_refs, sizeof *fl->refs, cmp_ref);
     return 0;
 }
 
@@ -357,6 +378,45 @@ static int refuse_fp8(const st_file *f, dsc_err *err)
 }
 
 
+/* Read every unread part whose key f holds, in the file's order; note
+ * the keys of f no part reads. */
+static int filler_take(filler *fl, const st_file *f, const char *source,
+                       dsc_err *err)
+{
+    int extra = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *s = st_at(f, i);
+        int r = first_ref(fl, s->name);
+        if (r == fl->n_refs && fl->notes) {
+            if (!extra)
+                sb_printf(&fl->unused, "%s: note: keys the model does not "
+                          "use (ignored):\n", st_path(f));
+            if (extra++ < UNUSED_SHOWN)
+                sb_printf(&fl->unused, "  %s\n", s->name);
+        }
+        for (; r < fl->n_refs && !strcmp(fl->refs[r].key, s->name); r++) {
+            const part_ref *ref = &fl->refs[r];
+            int e = ref->entry;
+            const graph_tensor *w = entry_tensor(fl, e);
+            if (fl->done[r])
+                continue;
+            if (!fl->rows[e] && !(fl->rows[e] = calloc(
+                    (size_t)graph_shape_count(&w->shape), sizeof(float))))
+                return err_set(err, "%s: error: out of memory", st_path(f));
+            if (read_part(f, s, w, &w->weight.part[ref->part],
+                          fl->rows[e] + ref->at, fl->notes, err))
+                return -1;
+            fl->done[r] = 1;
+            if (!--fl->unread[e] && store_entry(fl, e, err, source))
+                return -1;
+        }
+    }
+    if (extra > UNUSED_SHOWN)
+        sb_printf(&fl->unused, "  ... and %d more\n", extra - UNUSED_SHOWN);
+    return 0;
+}
+
+
 static int missing_key(const graph_tensor *w, const graph_weight_part *p,
                        const char *source, dsc_err *err)
 {
@@ -368,68 +428,21 @@ static int missing_key(const graph_tensor *w, const graph_weight_part *p,
 }
 
 
-/* Read every unread part whose key f holds; with last set, a key f lacks
- * is missing (named under source), in the order the entries need it. */
-static int filler_take(filler *fl, const st_file *f, int last,
-                       const char *source, dsc_err *err)
-{
-    for (int e = 0; e < fl->layout->n_entries; e++) {
-        const graph_tensor *w = &fl->g->tensors[fl->layout->entries[e].tensor];
-        int64_t row = row_floats(w), at = 0;
-        for (int k = 0; k < w->weight.n_parts; k++) {
-            const graph_weight_part *p = &w->weight.part[k];
-            int64_t here = at;
-            at += p->rows * row;
-            unsigned char *done = &fl->done[fl->first_part[e] + k];
-            if (!p->key || *done)
-                continue;
-            const st_tensor *s = st_find(f, p->key);
-            if (!s && last)
-                return missing_key(w, p, source, err);
-            if (!s)
-                continue;
-            if (!fl->rows[e] && !(fl->rows[e] = calloc(
-                    (size_t)graph_shape_count(&w->shape), sizeof(float))))
-                return err_set(err, "%s: error: out of memory", st_path(f));
-            if (read_part(f, s, w, p, fl->rows[e] + here, fl->notes, err))
-                return -1;
-            *done = 1;
-            if (!--fl->unread[e] && store_entry(fl, e, err, source))
-                return -1;
-        }
-    }
-    if (!fl->notes)
-        return 0;
-    int extra = 0;
-    for (int i = 0; i < st_count(f); i++) {
-        const char *key = st_at(f, i)->name;
-        if (bsearch(&key, fl->used, (size_t)fl->n_used, sizeof *fl->used,
-                    cmp_key))
-            continue;
-        if (!extra)
-            sb_printf(&fl->unused, "%s: note: keys the model does not use "
-                      "(ignored):\n", st_path(f));
-        if (extra++ < UNUSED_SHOWN)
-            sb_printf(&fl->unused, "  %s\n", key);
-    }
-    if (extra > UNUSED_SHOWN)
-        sb_printf(&fl->unused, "  ... and %d more\n", extra - UNUSED_SHOWN);
-    return 0;
-}
-
-
 /* The first part, in the order the entries need them, no file gave. */
 static int filler_missing(const filler *fl, const char *source, dsc_err *err)
 {
-    for (int e = 0; e < fl->layout->n_entries; e++) {
-        const graph_tensor *w = &fl->g->tensors[fl->layout->entries[e].tensor];
-        for (int k = 0; k < w->weight.n_parts && fl->unread[e]; k++) {
-            const graph_weight_part *p = &w->weight.part[k];
-            if (p->key && !fl->done[fl->first_part[e] + k])
-                return missing_key(w, p, source, err);
-        }
+    const part_ref *first = NULL;
+    for (int r = 0; r < fl->n_refs; r++) {
+        const part_ref *ref = &fl->refs[r];
+        if (!fl->done[r] && (!first || ref->entry < first->entry ||
+                             (ref->entry == first->entry &&
+                              ref->part < first->part)))
+            first = ref;
     }
-    return 0;
+    if (!first)
+        return 0;
+    const graph_tensor *w = entry_tensor(fl, first->entry);
+    return missing_key(w, &w->weight.part[first->part], source, err);
 }
 
 
@@ -462,8 +475,8 @@ int weights_fill_from_files(const graph *g, const weight_layout *layout,
         return -1;
     int rc = 0;
     for (int j = 0; j < n_files && !rc; j++)
-        rc = filler_take(&fl, files[j], j == n_files - 1, source, err);
-    if (!rc && !n_files)
+        rc = filler_take(&fl, files[j], source, err);
+    if (!rc)
         rc = filler_missing(&fl, source, err);
     if (!rc)
         filler_print_notes(&fl);
@@ -558,46 +571,76 @@ void weights_fill_random(const graph *g, const weight_layout *layout,
  * time, each giving the parts it holds before it is let go, so only one
  * is in memory at once; a file listed under two names (a symlink, a hard
  * link) is read once. */
+typedef struct shard_id {
+    dev_t dev;
+    ino_t ino;
+    int place;           /* in the index's list */
+} shard_id;
+
+static int cmp_shard_id(const void *a, const void *b)
+{
+    const shard_id *x = a, *y = b;
+    if (x->dev != y->dev)
+        return (x->dev > y->dev) - (x->dev < y->dev);
+    if (x->ino != y->ino)
+        return (x->ino > y->ino) - (x->ino < y->ino);
+    return (x->place > y->place) - (x->place < y->place);
+}
+
+
+/* repeat[i] = 1 for a shard that is the same file (device and inode) as
+ * an earlier one: sorted, so many shards cost n log n.  A shard stat
+ * cannot see is not a repeat: st_open names its problem.  -1 out of
+ * memory. */
+static int mark_repeats(char **shards, int n, unsigned char *repeat)
+{
+    shard_id *ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
+    if (!ids)
+        return -1;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        repeat[i] = 0;
+        if (stat(shards[i], &st) == 0)
+            ids[m++] = (shard_id){ st.st_dev, st.st_ino, i };
+    }
+    qsort(ids, (size_t)m, sizeof *ids, cmp_shard_id);
+    for (int k = 1; k < m; k++)
+        repeat[ids[k].place] = ids[k].dev == ids[k - 1].dev &&
+                               ids[k].ino == ids[k - 1].ino;
+    free(ids);
+    return 0;
+}
+
+
 static int fill_from_index(const graph *g, const weight_layout *layout,
                            const char *index, float *blob, FILE *notes,
                            dsc_err *err)
 {
     char **shards = NULL;
-    int n = 0, rc = -1, n_seen = 0;
-    struct stat *seen = NULL;
+    int n = 0, rc = -1;
+    unsigned char *repeat = NULL;
     filler fl;
     if (st_index_shards(index, &shards, &n, err))
         return -1;
     if (filler_init(&fl, g, layout, blob, notes, index, err))
         goto free_shards;
-    if (!(seen = calloc((size_t)n + 1, sizeof *seen))) {
+    if (!(repeat = malloc((size_t)n + 1)) || mark_repeats(shards, n, repeat)) {
         err_set(err, "%s: error: out of memory", index);
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        struct stat st;
-        int dup = 0;
-        if (stat(shards[i], &st) == 0) {
-            for (int j = 0; j < n_seen && !dup; j++)
-                dup = seen[j].st_dev == st.st_dev &&
-                      seen[j].st_ino == st.st_ino;
-            if (!dup)
-                seen[n_seen++] = st;
-        }  /* else st_open names the problem */
-        /* The last name still checks for missing keys, read or not. */
-        if (dup && i < n - 1)
+        if (repeat[i])
             continue;
-        st_file *f = dup ? NULL : st_open(shards[i], err);
-        if (!dup && !f)
+        st_file *f = st_open(shards[i], err);
+        if (!f)
             goto done;
-        int bad = (f && refuse_fp8(f, err)) ||
-                  (f ? filler_take(&fl, f, i == n - 1, index, err)
-                     : filler_missing(&fl, index, err));
+        int bad = refuse_fp8(f, err) || filler_take(&fl, f, index, err);
         st_close(f);
         if (bad)
             goto done;
     }
-    if (!n && filler_missing(&fl, index, err))
+    if (filler_missing(&fl, index, err))
         goto done;
     filler_print_notes(&fl);
     rc = 0;
@@ -607,7 +650,7 @@ free_shards:
     for (int i = 0; i < n; i++)
         free(shards[i]);
     free(shards);
-    free(seen);
+    free(repeat);
     return rc;
 }
 

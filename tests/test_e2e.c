@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -427,6 +428,16 @@ Test(e2e, command_line_errors)
     text = stderr_text();
     cr_expect(strstr(text, "/dev/null/x.h: error:"), "%s", text);
     free(text);
+    /* A device or FIFO as an output is refused and left as it was, and
+     * the cleanup removes only what this run wrote. */
+    cr_assert_eq(mkfifo(tmp_file("fifo.json"), 0600), 0);
+    cr_expect_eq(run("%s compile models/seed_encoder.lua -o %s "
+                     "--stats-json %s", dsc(), tmp_file("f.c"),
+                     tmp_file("fifo.json")), 1);
+    struct stat st;
+    cr_expect(stat(tmp_file("fifo.json"), &st) == 0 && S_ISFIFO(st.st_mode),
+              "the FIFO is still there");
+    cr_expect(access(tmp_file("f.c"), F_OK) != 0, "nothing written");
     /* A missing directory is made, as the README's example expects. */
     cr_expect_eq(run("%s compile models/seed_encoder.lua -o %s/new/dir/m.c",
                      dsc(), tmp), 0);

@@ -82,22 +82,28 @@ int cmd_compile(const cli *c)
     strcat(stats, "\n");
     if (want_blob && !blob) {
         cli_print_err(&err);
-    } else if ((c->stats_path &&
-                file_write_atomic(c->stats_path, stats, strlen(stats), &err)) ||
-               file_write_atomic(h_path, b.header, strlen(b.header), &err) ||
-               file_write_atomic(c_path, b.source, strlen(b.source), &err) ||
-               (want_blob &&
-                file_write_atomic(bin_path, blob, (size_t)b.weights.total_floats
-                                  * sizeof(float), &err))) {
-        cli_print_err(&err);
-        if (c->stats_path)  /* all or nothing */
-            remove(c->stats_path);
-        remove(h_path);
-        remove(c_path);
     } else {
-        fprintf(stderr, "dsc: wrote %s and %s%s%s\n", c_path, h_path,
-                want_blob ? " and " : "", want_blob ? bin_path : "");
-        rc = 0;
+        const char *path[4] = { c->stats_path, h_path, c_path,
+                                want_blob ? bin_path : NULL };
+        const void *data[4] = { stats, b.header, b.source, blob };
+        size_t len[4] = { strlen(stats), strlen(b.header), strlen(b.source),
+                          (size_t)b.weights.total_floats * sizeof(float) };
+        int i = 0;
+        while (i < 4 && !(path[i] &&
+                          file_write_atomic(path[i], data[i], len[i], &err)))
+            i++;
+        if (i < 4) {
+            cli_print_err(&err);
+            /* All or nothing: remove what this run wrote, and only that
+             * (not the path it refused, nor files it never reached). */
+            while (i-- > 0)
+                if (path[i])
+                    remove(path[i]);
+        } else {
+            fprintf(stderr, "dsc: wrote %s and %s%s%s\n", c_path, h_path,
+                    want_blob ? " and " : "", want_blob ? bin_path : "");
+            rc = 0;
+        }
     }
     free(blob);
     free(c_path);

@@ -174,16 +174,14 @@ static int check_sentence(const embed_options *o, const embed_shape *s,
 
 
 /* What the generated code would reject at run time (DSC_EBADTOKEN), found
- * before weights are read or code loaded, and named: --max-length beyond
- * the positions, the padding id, then the first bad sentence. */
+ * before weights are read or code loaded, and named: the padding id, then
+ * the first bad sentence.  A --max-length past the positions is no error
+ * in itself (sentence-transformers takes it too): only a sentence that
+ * reaches past them is. */
 static int check_tokens(const embed_options *o, const embed_shape *s,
                         const tok_batch *t, dsc_err *err)
 {
-    int64_t vocab = s->limit[IN_IDS], positions = s->limit[IN_POSITIONS];
-    if (positions && o->max_length > positions)
-        return err_set(err, "dsc: error: embed: --max-length %lld is more "
-                       "than the model's %lld positions", (long long)
-                       o->max_length, (long long)positions);
+    int64_t vocab = s->limit[IN_IDS];
     if (vocab && (o->pad_id < 0 || o->pad_id >= vocab)) {
         char at[512] = "dsc: error: embed: ";
         if (o->tokenizer_path)

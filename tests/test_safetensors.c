@@ -991,6 +991,24 @@ Test(weights, unused_keys_are_searched_and_listed_briefly, .timeout = 20)
 }
 
 
+
+/* A missing key is named before the problems of keys that are there (the
+ * first the model needs), as before the fill went file by file. */
+Test(weights, missing_key_is_named_first)
+{
+    char *model = write_text("two.lua",
+        "local x = dsc.input('x', {1, 4})\n"
+        "local y = dsc.linear(x, dsc.weight('a', {4, 4}))\n"
+        "dsc.output('y', dsc.linear(y, dsc.weight('w', {2, 4})))\n");
+    char *st = tmp_file("w.safetensors");
+    write_st_with(st, "w", 0, 0);  /* w is [4, 4]: the wrong shape */
+    cr_assert_eq(run("%s run %s --weights %s", dsc(), model, st), 1);
+    char *err = stderr_text();
+    cr_expect(strstr(err, "w.safetensors: error: missing key 'a'"), "%s",
+              err);
+    free(err);
+}
+
 /* A sharded checkpoint is read a shard at a time, and a file listed under
  * several names (symlinks) once: here 7 names of 2 files of 64 MB each
  * took 450 MB at once. */

@@ -428,15 +428,21 @@ static int missing_key(const graph_tensor *w, const graph_weight_part *p,
 }
 
 
-/* The first part, in the order the entries need them, no file gave. */
-static int filler_missing(const filler *fl, const char *source, dsc_err *err)
+/* The first part, in the order the entries need them, that is neither
+ * read nor held by one of files (n of them, before any is read, so a
+ * missing key is named before a problem of another). */
+static int filler_missing(const filler *fl, const st_file *const *files,
+                          int n, const char *source, dsc_err *err)
 {
     const part_ref *first = NULL;
     for (int r = 0; r < fl->n_refs; r++) {
         const part_ref *ref = &fl->refs[r];
-        if (!fl->done[r] && (!first || ref->entry < first->entry ||
-                             (ref->entry == first->entry &&
-                              ref->part < first->part)))
+        int held = fl->done[r];
+        for (int j = 0; j < n && !held; j++)
+            held = st_find(files[j], ref->key) != NULL;
+        if (!held && (!first || ref->entry < first->entry ||
+                      (ref->entry == first->entry &&
+                       ref->part < first->part)))
             first = ref;
     }
     if (!first)
@@ -473,11 +479,9 @@ int weights_fill_from_files(const graph *g, const weight_layout *layout,
     filler fl;
     if (filler_init(&fl, g, layout, blob, notes, source, err))
         return -1;
-    int rc = 0;
+    int rc = filler_missing(&fl, files, n_files, source, err);
     for (int j = 0; j < n_files && !rc; j++)
         rc = filler_take(&fl, files[j], source, err);
-    if (!rc)
-        rc = filler_missing(&fl, source, err);
     if (!rc)
         filler_print_notes(&fl);
     filler_free(&fl);
@@ -640,7 +644,7 @@ static int fill_from_index(const graph *g, const weight_layout *layout,
         if (bad)
             goto done;
     }
-    if (filler_missing(&fl, index, err))
+    if (filler_missing(&fl, NULL, 0, index, err))
         goto done;
     filler_print_notes(&fl);
     rc = 0;

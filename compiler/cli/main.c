@@ -42,6 +42,10 @@ int main(int argc, char **argv)
         if (argc > 3)
             return cli_usage_error("help takes one command, got '%s' too",
                                    argv[3]);
+        if (strcmp(argv[2], "help") == 0) {
+            cli_help(stdout, NULL);
+            return 0;
+        }
         if (!known_command(argv[2]))
             return cli_usage_error("no help for '%s': not a command",
                                    argv[2]);

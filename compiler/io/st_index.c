@@ -18,9 +18,8 @@ static void free_list(char **list, int n)
 }
 
 
-/* Add dir/name to the list unless it is the last one added (a weight_map
- * lists a shard's keys together); drop_repeats removes the rest.  Takes
- * name. */
+/* Add dir/name to the list (drop_repeats removes repeats once all are
+ * in).  Takes name. */
 static int add_shard(jparser *jp, const char *dir, size_t dir_len, char *name,
                      char ***list, int *n, int *cap)
 {
@@ -39,10 +38,6 @@ static int add_shard(jparser *jp, const char *dir, size_t dir_len, char *name,
     free(name);
     if (!path)
         return err_set(jp->err, "%s: error: out of memory", jp->path);
-    if (*n && !strcmp((*list)[*n - 1], path)) {
-        free(path);
-        return 0;
-    }
     if (*n == *cap) {
         int c = *cap ? 2 * *cap : 8;
         char **l = realloc(*list, (size_t)c * sizeof *l);

@@ -319,6 +319,16 @@ Test(deepseek, config_json_reader)
                                          &err), -1);
     cr_expect(strstr(err.msg, "c.json: error: key 'a' appears twice"), "%s",
               err.msg);
+    /* An empty object is a setting of its own (kind 'o'): nothing to
+     * flatten, but the model must hear that the key is an object. */
+    const char *empty = "{\"a\": {\"b\": {}}, \"c\": {\"d\": 1}}";
+    cr_assert_eq(config_json_read_memory(empty, strlen(empty), "c.json", &d,
+                                         &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(d[0].key, "a.b");
+    cr_expect_eq(d[0].kind, 'o');
+    cr_expect_str_eq(d[1].key, "c.d");
+    config_json_free(d, n);
     const char *trail = "{}\n{}";
     cr_assert_eq(config_json_read_memory(trail, strlen(trail), "c.json", &d,
                                          &n, &err), -1);

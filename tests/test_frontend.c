@@ -798,6 +798,14 @@ Test(errors, config_object_for_a_value)
     cr_assert_null(load_text(MODEL, text, object, 1, NULL, &err));
     check_msg(err.msg, "c.json", 4, "config key 'width' must be a value",
               "got an object", (const char *)NULL);
+    /* An empty object has no member to flatten: config_json gives it as
+     * kind 'o'. */
+    static const frontend_define empty[] = {
+        { .key = "width", .value = "{}", .source = "c.json", .line = 5,
+          .kind = 'o' } };
+    cr_assert_null(load_text(MODEL, text, empty, 1, NULL, &err));
+    check_msg(err.msg, "c.json", 5, "config key 'width' must be an integer",
+              "got an object", (const char *)NULL);
 }
 
 

@@ -866,7 +866,8 @@ static void push_json_define(lua_State *L, const frontend_define *d)
                      : integer ? "an integer" : "a number";
     const char *got = d->kind == 'i' ? "an integer" : d->kind == 'f'
                       ? "a number" : d->kind == 'b' ? "a boolean"
-                      : d->kind == 's' ? "a string" : "an array";
+                      : d->kind == 's' ? "a string"
+                      : d->kind == 'o' ? "an object" : "an array";
     if (d->kind == 'z') {
         if (type == LUA_TBOOLEAN)
             lua_pushboolean(L, 0);

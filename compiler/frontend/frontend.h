@@ -23,7 +23,8 @@
 /* One `-D key=value` from the command line, or one setting of a
  * config.json (--config): source names that file, whose keys the model
  * does not declare are ignored and whose JSON types (kind: 'i' integer,
- * 'f' number, 'b' boolean, 's' string, 'z' null, 'x' array) are checked
+ * 'f' number, 'b' boolean, 's' string, 'z' null, 'x' array, 'o' empty
+ * object; a non-empty one gives its members as KEY.SUB) are checked
  * against the declared defaults. */
 typedef struct frontend_define {
     const char *key;

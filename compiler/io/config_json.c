@@ -76,8 +76,14 @@ static int read_object(reader *r, const char *prefix, int depth)
         jp_ws(jp);
         int c = jp_peek(jp);
         if (c == '{') {
+            int before = r->n;
             rc = read_object(r, key, depth + 1);
-            free(key);
+            /* An empty object still says the key is an object: a model
+             * that declares it as a value must hear of it. */
+            if (rc == 0 && r->n == before)
+                rc = add(r, key, dup_n("{}", 2), 'o');
+            else
+                free(key);
             continue;
         }
         char *value = NULL, kind;

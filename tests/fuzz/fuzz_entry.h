@@ -93,7 +93,8 @@ static inline int fuzz_hf_json(const uint8_t *data, size_t size,
                                     err);
     if (a == 0) {
         for (int i = 0; i < n; i++)
-            if (!defs[i].key || !defs[i].value || !strchr("ifbszx", defs[i].kind))
+            if (!defs[i].key || !defs[i].value ||
+                !strchr("ifbszxo", defs[i].kind))
                 abort();
         config_json_free(defs, n);
     }

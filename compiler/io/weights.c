@@ -512,18 +512,10 @@ static float random_value(const graph_weight_part *p, uint64_t *state)
 }
 
 
-/* The generator's state after n more draws from state.  splitmix64
- * (util/rng.h) only adds its constant per draw, so draw k of a key's
- * sequence is reachable directly: slices cost what they hold. */
-static uint64_t rng_skip(uint64_t state, uint64_t n)
-{
-    return state + n * 0x9e3779b97f4a7c15ULL;
-}
-
-
 /* Fill one part's rows (row floats each) from the key's own sequence, so
  * every slice of a key agrees with every other: element k of the key in
- * row-major order is draw k. */
+ * row-major order is draw k, reached with rng_skip, so a slice costs what
+ * it holds. */
 static void fill_random_part(float *dst, const graph_weight_part *p,
                              int64_t row, uint64_t seed)
 {

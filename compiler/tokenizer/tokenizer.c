@@ -1233,11 +1233,11 @@ static size_t put_utf8(char *o, int32_t cp)
 }
 
 
-/* A growable array of hashes. */
-typedef struct hashes {
+/* The hashes of a word's prefixes (wordpiece), grown as words need. */
+typedef struct prefix_hashes {
     uint64_t *v;
     size_t cap;
-} hashes;
+} prefix_hashes;
 
 
 /* WordPiece of one word (its UTF-8 in w, chars characters): from each
@@ -1247,7 +1247,7 @@ typedef struct hashes {
  * agree: re-hashing every length down from the longest entry cost
  * n * L^2 for an entry of L bytes. */
 static int wordpiece(const tok_tokenizer *t, const char *w, size_t n,
-                     size_t chars, tok_batch *out, hashes *ph)
+                     size_t chars, tok_batch *out, prefix_hashes *ph)
 {
     if ((int64_t)chars > t->max_chars)
         return batch_push(out, t->unk);
@@ -1307,7 +1307,7 @@ static int encode_plain(const tok_tokenizer *t, const int32_t *cp, size_t n,
         return -1;
     /* Room for the longest word in UTF-8. */
     char *word = malloc(norm->n * 4 + 1);
-    hashes ph = {0};
+    prefix_hashes ph = {0};
     int rc = word ? 0 : -1;
     size_t len = 0, chars = 0;
     for (size_t i = 0; i <= norm->n && !rc; i++) {

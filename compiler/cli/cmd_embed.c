@@ -48,7 +48,7 @@ int cmd_embed(const cli *c)
         .aot = c->aot, .batch = c->batch ? c->batch : 256,
         .pad_id = tok_pad_id(t), .notes = stderr,
         .text_path = c->text_path, .tokenizer_path = c->tokenizer_path,
-        .tokenizer_vocab = tok_vocab_size(t), .max_length = c->max_length,
+        .tokenizer_vocab = tok_vocab_size(t),
     };
     if (!c->weights_path)
         fprintf(stderr, "dsc: embed: no --weights: random weights (seed "

@@ -39,7 +39,6 @@ typedef struct embed_options {
     const char *text_path;     /* sentence i is its line i + 1 */
     const char *tokenizer_path;
     int64_t tokenizer_vocab;   /* the tokenizer's ids */
-    int64_t max_length;        /* --max-length, 0: not given */
 } embed_options;
 
 typedef struct embed_stats {
@@ -54,7 +53,7 @@ typedef struct embed_stats {
  * [tokens->n, *dim] array.  NULL with an error on failure.  Before any
  * weights are read or code is run, every id (the padding id too) must be
  * in the model's vocabulary and every sentence fit its positions: an error
- * names the text's line, the tokenizer or --max-length otherwise. */
+ * names the text's line or the tokenizer otherwise. */
 float *embed_sentences(const embed_options *o, const tok_batch *tokens,
                        int64_t *dim, embed_stats *stats, dsc_err *err);
 

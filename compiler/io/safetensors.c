@@ -91,7 +91,7 @@ static int jp_size(jparser *jp, const char *name, const char *what,
 }
 
 
-static void fmt_shape(char *out, size_t cap, const st_tensor *t)
+const char *st_shape_str(const st_tensor *t, char *out, size_t cap)
 {
     size_t n = (size_t)snprintf(out, cap, "[");
     for (int i = 0; i < t->rank && n < cap; i++)
@@ -99,6 +99,7 @@ static void fmt_shape(char *out, size_t cap, const st_tensor *t)
                               t->shape[i]);
     if (n < cap)
         snprintf(out + n, cap - n, "]");
+    return out;
 }
 
 
@@ -162,7 +163,7 @@ static int check_tensor(jparser *jp, st_tensor *t, const uint64_t off[2],
     uint64_t esize = (uint64_t)st_dtypes[t->dtype].size;
     uint64_t count = 1, limit = (uint64_t)INT64_MAX / esize;
     char shp[ST_MAX_RANK * 20 + 4];
-    fmt_shape(shp, sizeof shp, t);
+    st_shape_str(t, shp, sizeof shp);
     /* A zero dimension empties the tensor whatever the others are. */
     for (int i = 0; i < t->rank; i++)
         if (t->shape[i] == 0)

@@ -48,6 +48,8 @@ int st_count(const st_file *f);
 const st_tensor *st_at(const st_file *f, int i);  /* in file order */
 const st_tensor *st_find(const st_file *f, const char *name);
 const char *st_dtype_name(st_dtype dtype);        /* "F32", ... */
+/* t's own dims as "[2, 3]" (all of its up to ST_MAX_RANK) into out. */
+const char *st_shape_str(const st_tensor *t, char *out, size_t cap);
 
 /* Convert elements [first, first + count) of t to float32 into dst.
  * F32, F16, BF16 and F64 convert; other dtypes are an error naming the

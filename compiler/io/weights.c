@@ -163,19 +163,6 @@ static int64_t row_floats(const graph_tensor *w)
 }
 
 
-/* A safetensors entry's own dims, as "[2, 3]" (up to ST_MAX_RANK). */
-static const char *st_shape_str(const st_tensor *s, char *buf, size_t len)
-{
-    size_t at = (size_t)snprintf(buf, len, "[");
-    for (int d = 0; d < s->rank && at < len; d++)
-        at += (size_t)snprintf(buf + at, len - at, "%s%lld", d ? ", " : "",
-                               (long long)s->shape[d]);
-    if (at < len)
-        snprintf(buf + at, len - at, "]");
-    return buf;
-}
-
-
 /* Read one part's rows from s, key p->key of file f, into dst. */
 static int read_part(const st_file *f, const st_tensor *s,
                      const graph_tensor *w, const graph_weight_part *p,

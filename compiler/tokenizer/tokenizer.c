@@ -73,6 +73,7 @@ struct tok_tokenizer {
      * power of each, less prefix_len for continuations (wordpiece). */
     size_t *lens, n_lens;
     uint64_t *pow_first, *pow_cont;
+    uint64_t prefix_hash;     /* of the continuation prefix ("##") */
     char **owned;             /* vocabulary strings */
     size_t n_owned, cap_owned;
     int64_t vocab_size;       /* largest id + 1 */
@@ -278,8 +279,8 @@ static int cmp_size(const void *a, const void *b)
 }
 
 
-/* The lengths entries have, for wordpiece (once prefix_len is known).
- * -1 out of memory. */
+/* The lengths entries have and the prefix's hash, for wordpiece (once
+ * the prefix is known).  -1 out of memory. */
 static int index_lengths(tok_tokenizer *t)
 {
     size_t n = 0, k = 0;
@@ -294,6 +295,7 @@ static int index_lengths(tok_tokenizer *t)
         if (!k || t->lens[i] != t->lens[k - 1])
             t->lens[k++] = t->lens[i];
     t->n_lens = k;
+    t->prefix_hash = hash_more(t, 0, t->prefix, t->prefix_len);
     t->pow_first = malloc((k ? k : 1) * sizeof *t->pow_first);
     t->pow_cont = malloc((k ? k : 1) * sizeof *t->pow_cont);
     if (!t->pow_first || !t->pow_cont)
@@ -1262,12 +1264,11 @@ static int wordpiece(const tok_tokenizer *t, const char *w, size_t n,
     h[0] = 0;
     for (size_t i = 0; i < n; i++)
         h[i + 1] = hash_more(t, h[i], w + i, 1);
-    uint64_t prefix_hash = hash_more(t, 0, t->prefix, t->prefix_len);
     int64_t mark = out->n_ids;
     size_t start = 0;
     while (start < n) {
         size_t pre = start ? t->prefix_len : 0, end = start;
-        uint64_t hp = start ? prefix_hash : 0;
+        uint64_t hp = start ? t->prefix_hash : 0;
         const uint64_t *pw = start ? t->pow_cont : t->pow_first;
         int32_t id = -1;
         for (size_t k = lens_upto(t, n - start + pre); k-- > 0;) {
